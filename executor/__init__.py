@@ -1,0 +1,1 @@
+"""Notebench notebook execution service (jobs, schedules, endpoints). Built in a later issue."""

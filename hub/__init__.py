@@ -1,0 +1,1 @@
+"""Notebench: the JupyterHub side — configuration, spawners, profiles, services and the CLI."""

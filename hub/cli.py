@@ -1,0 +1,125 @@
+"""The ``notebench`` command line."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import secrets
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+HERE = Path(__file__).parent
+
+
+def default_data_dir() -> str:
+    xdg = os.environ.get("XDG_DATA_HOME") or os.path.join(os.path.expanduser("~"), ".local", "share")
+    return os.environ.get("NOTEBENCH_DATA_DIR") or os.path.join(xdg, "notebench")
+
+
+def fail(message: str) -> "NoReturn":  # noqa: F821
+    print(f"notebench: error: {message}", file=sys.stderr)
+    raise SystemExit(2)
+
+
+def port_taken(ip: str, port: int) -> bool:
+    with socket.socket() as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            s.bind((ip, port))
+        except OSError:
+            return True
+    return False
+
+
+def wait_healthy(url: str, proc: subprocess.Popen, deadline_s: float) -> bool:
+    end = time.monotonic() + deadline_s
+    while time.monotonic() < end and proc.poll() is None:
+        try:
+            with urllib.request.urlopen(url, timeout=2) as r:
+                if r.status == 200:
+                    return True
+        except OSError:
+            pass
+        time.sleep(0.2)
+    return False
+
+
+def admin_password_for_first_start(data_dir: Path) -> tuple[str | None, bool]:
+    """(password to hand the hub, whether it was generated now and must be shown once)."""
+    if os.environ.get("NOTEBENCH_ADMIN_PASSWORD"):
+        return os.environ["NOTEBENCH_ADMIN_PASSWORD"], False
+    marker = data_dir / "admin_password_set"
+    if marker.exists():
+        return None, False
+    marker.touch(mode=0o600)
+    return secrets.token_urlsafe(12), True
+
+
+def cmd_up(args) -> int:
+    data_dir = Path(args.data_dir).expanduser().resolve()
+    if args.config and not Path(args.config).is_file():
+        fail(f"--config {args.config}: no such file")
+    if not 0 < args.port < 65536:
+        fail(f"--port {args.port}: must be between 1 and 65535")
+    if port_taken(args.ip, args.port):
+        fail(f"port {args.port} on {args.ip} is already in use (is Notebench already running? try --port)")
+    data_dir.mkdir(parents=True, exist_ok=True)
+    os.chmod(data_dir, 0o700)  # it holds the hub's secrets
+    if os.geteuid() != 0:
+        print(
+            "\n*** WARNING: Notebench is not running as root: every user's server runs as "
+            f"{os.environ.get('USER', 'this account')}, with NO isolation between users. "
+            "Start it as root for per-user OS accounts. ***\n",
+            file=sys.stderr,
+        )
+    password, generated = admin_password_for_first_start(data_dir)
+    env = dict(os.environ, NOTEBENCH_DATA_DIR=str(data_dir), NOTEBENCH_PORT=str(args.port), NOTEBENCH_IP=args.ip)
+    if password:
+        env["NOTEBENCH_ADMIN_PASSWORD"] = password
+    if args.config:
+        env["NOTEBENCH_USER_CONFIG"] = str(Path(args.config).resolve())
+    cmd = [sys.executable, "-m", "jupyterhub", "-f", str(HERE / "jupyterhub_config.py")]
+    proc = subprocess.Popen(cmd, env=env, cwd=data_dir)
+
+    def forward(signum, _frame):
+        proc.send_signal(signum)
+
+    signal.signal(signal.SIGINT, forward)
+    signal.signal(signal.SIGTERM, forward)
+    host = "127.0.0.1" if args.ip in ("0.0.0.0", "") else args.ip
+    url = f"http://{host}:{args.port}"
+    if wait_healthy(f"{url}/hub/health", proc, deadline_s=120):
+        lines = [f"Notebench is running at {url}/", f"  data dir: {data_dir}"]
+        if generated:
+            lines.append(f"  log in as 'admin' with password: {password}  (shown once; set NOTEBENCH_ADMIN_PASSWORD to change it)")
+        elif password:
+            lines.append("  log in as 'admin' with the password in NOTEBENCH_ADMIN_PASSWORD")
+        else:
+            lines.append("  log in as 'admin' with the password shown at the first start")
+        lines.append(f"  others sign up at {url}/hub/signup and the admin approves them at {url}/hub/authorize")
+        if os.environ.get("NOTEBENCH_ADMIN_TOKEN"):
+            lines.append("  API: NOTEBENCH_ADMIN_TOKEN is an admin API token (Authorization: token ...)")
+        print("\n".join(lines), flush=True)
+    return proc.wait()
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(prog="notebench", description="Notebench: a data-science workbench on JupyterHub")
+    sub = parser.add_subparsers(dest="command", required=True)
+    up = sub.add_parser("up", help="start Notebench on this machine")
+    up.add_argument("--port", type=int, default=8000, help="the one public port (default 8000)")
+    up.add_argument("--ip", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
+    up.add_argument("--data-dir", default=default_data_dir(), help="where all state lives")
+    up.add_argument("--config", help="a traitlets config file (e.g. profiles, OAuth) applied on top of the defaults")
+    up.set_defaults(func=cmd_up)
+    args = parser.parse_args(argv)
+    return args.func(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,183 @@
+"""JupyterHub configuration for local mode, as code.
+
+``jupyterhub_config.py`` (shipped beside this file) calls ``apply_defaults(c)``, then loads the
+operator's config file (``notebench up --config FILE``: ordinary traitlets config, e.g.
+``c.Profiles.profiles = [...]`` or ``c.JupyterHub.authenticator_class = "generic-oauth"``),
+then ``apply_services(c)``, which wires the hub-managed services from the final settings.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import socket
+import sys
+from pathlib import Path
+
+from traitlets import Bool, Integer, Unicode
+from traitlets.config import Configurable
+
+from .gpus import GPUInventory
+
+
+class Notebench(Configurable):
+    """Settings of a local Notebench (``c.Notebench``)."""
+
+    data_dir = Unicode(help="Where all state lives (hub DB, secrets, MLflow store, homes, logs).").tag(config=True)
+    ip = Unicode("127.0.0.1", help="Address of the one public port.").tag(config=True)
+    port = Integer(8000, help="The one public port.").tag(config=True)
+
+    cull_idle_timeout = Integer(3600, help="Seconds of inactivity before a server is culled (0: never).").tag(
+        config=True
+    )
+    cull_every = Integer(300, help="Seconds between idle-culler passes.").tag(config=True)
+
+    mlflow_enabled = Bool(True, help="Run the MLflow tracking service at /services/mlflow/.").tag(config=True)
+    mlflow_default_permission = Unicode(
+        "READ",
+        help="What users may do with experiments/models they do not own: READ (shared reading) or NO_PERMISSIONS.",
+    ).tag(config=True)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def private_file(path: Path, make) -> str:
+    """Read a secret kept in ``path`` (mode 0600), creating it once with ``make()``."""
+    if not path.exists():
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as f:
+            f.write(make())
+    return path.read_text().strip()
+
+
+def internal_ports(data_dir: Path) -> dict:
+    """Loopback ports of the hub, the proxy API and the services; kept across restarts so running
+    servers (which know the hub's URL) keep working after the hub restarts."""
+    path = data_dir / "ports.json"
+    ports = json.loads(path.read_text()) if path.exists() else {}
+    for name in ("hub", "proxy_api", "mlflow"):
+        ports.setdefault(name, free_port())
+    path.write_text(json.dumps(ports, indent=1))
+    return ports
+
+
+def apply_defaults(c, data_dir: str) -> None:
+    """Everything that does not depend on the operator's overrides."""
+    data = Path(data_dir).resolve()
+    for sub in ("logs", "homes", "mlflow"):
+        (data / sub).mkdir(parents=True, exist_ok=True)
+    c.Notebench.data_dir = str(data)
+
+    c.JupyterHub.db_url = f"sqlite:///{data / 'jupyterhub.sqlite'}"
+    c.JupyterHub.cookie_secret_file = str(data / "jupyterhub_cookie_secret")
+    c.JupyterHub.pid_file = str(data / "jupyterhub.pid")
+    c.ConfigurableHTTPProxy.pid_file = str(data / "jupyterhub-proxy.pid")
+    c.ConfigurableHTTPProxy.auth_token = private_file(data / "proxy_token", lambda: secrets.token_hex(32))
+    venv_chp = Path(sys.prefix) / "bin" / "configurable-http-proxy"
+    if venv_chp.exists():
+        c.ConfigurableHTTPProxy.command = [str(venv_chp)]
+    # Users' servers outlive a hub restart; the hub finds them again from its database.
+    c.JupyterHub.cleanup_servers = False
+    c.JupyterHub.cleanup_proxy = True
+
+    c.JupyterHub.authenticator_class = "notebench.hub.auth.NotebenchNativeAuthenticator"
+    c.JupyterHub.spawner_class = "notebench.hub.spawner.NotebenchSpawner"
+    c.NotebenchSpawner.shared_homes_dir = str(data / "homes")
+    c.Spawner.start_timeout = 120
+    c.Spawner.http_timeout = 60
+    c.GPUInventory.db_url = f"sqlite:///{data / 'notebench.sqlite'}"
+
+    # Users may reach every service; each service checks ownership itself.
+    c.JupyterHub.load_roles = [{"name": "user", "scopes": ["self", "access:services"]}]
+    # The server's own token also talks to MLflow (MLFLOW_TRACKING_TOKEN) and the executor.
+    c.Spawner.server_token_scopes = ["users:activity!user", "access:servers!server", "access:services"]
+
+    c.Application.logging_config = {
+        "handlers": {
+            "notebench_file": {
+                "class": "logging.FileHandler",
+                "formatter": "notebench_file",
+                "filename": str(data / "logs" / "jupyterhub.log"),
+            }
+        },
+        "formatters": {"notebench_file": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
+        "loggers": {"JupyterHub": {"handlers": ["console", "notebench_file"], "level": "INFO"}},
+    }
+
+
+def _configured(section, key, default):
+    """A value the config has set, else ``default`` (unset keys read as LazyConfigValue)."""
+    return section[key] if key in section else default
+
+
+def apply_services(c) -> None:
+    """Wire ports, bootstrap tokens and the hub-managed services from the final settings."""
+    nb = Notebench(config=c)
+    data = Path(nb.data_dir)
+    ports = internal_ports(data)
+    c.JupyterHub.bind_url = f"http://{nb.ip}:{nb.port}"
+    c.JupyterHub.hub_ip = "127.0.0.1"
+    c.JupyterHub.hub_port = ports["hub"]
+    c.ConfigurableHTTPProxy.api_url = f"http://127.0.0.1:{ports['proxy_api']}"
+    public = f"http://127.0.0.1:{nb.port}"
+    c.NotebenchSpawner.mlflow_url = f"{public}/services/mlflow"
+
+    admin_token = os.environ.get("NOTEBENCH_ADMIN_TOKEN")
+    if admin_token:
+        c.JupyterHub.api_tokens = {admin_token: "admin"}
+    admin_password = os.environ.get("NOTEBENCH_ADMIN_PASSWORD")
+    if admin_password:
+        c.NotebenchNativeAuthenticator.admin_password = admin_password
+    admins = set(_configured(c.Authenticator, "admin_users", ())) | {"admin"}
+    c.Authenticator.admin_users = admins
+
+    services = list(_configured(c.JupyterHub, "services", []))
+    roles = list(_configured(c.JupyterHub, "load_roles", []))
+    if nb.cull_idle_timeout:
+        services.append(
+            {
+                "name": "idle-culler",
+                "command": [
+                    sys.executable,
+                    "-m",
+                    "jupyterhub_idle_culler",
+                    f"--timeout={nb.cull_idle_timeout}",
+                    f"--cull-every={nb.cull_every}",
+                ],
+            }
+        )
+        roles.append(
+            {
+                "name": "idle-culler",
+                "scopes": ["list:users", "read:users:activity", "read:servers", "delete:servers"],
+                "services": ["idle-culler"],
+            }
+        )
+    if nb.mlflow_enabled:
+        add_mlflow_service(services, roles, nb, ports["mlflow"])
+    c.JupyterHub.services = services
+    c.JupyterHub.load_roles = roles
+
+    # Leases of servers that died while the hub was down are freed now; live ones are kept.
+    GPUInventory(config=c).reap("server:")
+
+
+def add_mlflow_service(services: list, roles: list, nb: Notebench, port: int) -> None:
+    services.append(
+        {
+            "name": "mlflow",
+            "url": f"http://127.0.0.1:{port}",
+            "command": [sys.executable, "-m", "notebench.hub.mlflow_service"],
+            "environment": {
+                "NOTEBENCH_DATA_DIR": nb.data_dir,
+                "NOTEBENCH_MLFLOW_DEFAULT_PERMISSION": nb.mlflow_default_permission,
+            },
+            "oauth_no_confirm": True,
+        }
+    )
+    roles.append({"name": "mlflow", "scopes": ["read:users"], "services": ["mlflow"]})

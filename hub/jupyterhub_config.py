@@ -1,0 +1,17 @@
+# The JupyterHub config file `notebench up` runs the hub with. Settings live in
+# notebench.hub.config; the operator's own file (notebench up --config FILE) is loaded in between.
+import os
+
+from notebench.hub.config import apply_defaults, apply_services
+
+c = get_config()  # noqa: F821 (provided by traitlets when JupyterHub loads this file)
+
+apply_defaults(c, os.environ["NOTEBENCH_DATA_DIR"])
+if os.environ.get("NOTEBENCH_USER_CONFIG"):
+    load_subconfig(os.environ["NOTEBENCH_USER_CONFIG"])  # noqa: F821
+# Command-line flags win over the config file.
+if os.environ.get("NOTEBENCH_PORT"):
+    c.Notebench.port = int(os.environ["NOTEBENCH_PORT"])
+if os.environ.get("NOTEBENCH_IP"):
+    c.Notebench.ip = os.environ["NOTEBENCH_IP"]
+apply_services(c)

@@ -1,0 +1,532 @@
+"""The tornado front of the MLflow service: JupyterHub authentication and a streaming proxy.
+
+Routes, under the service prefix (``$JUPYTERHUB_SERVICE_PREFIX``, e.g. ``/services/mlflow/``):
+
+- ``health``          anonymous; JSON ``{"status": "ok", "mlflow": {"ready": ...}}``
+- ``oauth_callback``  JupyterHub OAuth callback (sets the service's login cookie)
+- everything else     authenticated with a JupyterHub API token (``Authorization: token X`` or
+                      ``Bearer X``) or the OAuth cookie, then streamed to MLflow with the caller's
+                      identity in headers that only this process can make MLflow trust.
+
+Anonymous browser page loads are redirected to the hub login; other anonymous requests get 401.
+"""
+
+import asyncio
+import json
+import logging
+import os
+import secrets
+import signal
+import time
+from http.cookies import SimpleCookie
+from urllib.parse import quote, urlparse
+
+from jupyterhub.services.auth import (
+    HubOAuth,
+    HubOAuthCallbackHandler,
+    HubOAuthenticated,
+    UserNotAllowed,
+)
+from jupyterhub.utils import url_path_join
+from tornado import httputil, web
+from tornado.httpclient import HTTPClientError, HTTPRequest
+from tornado.httpserver import HTTPServer
+from tornado.queues import Queue
+from tornado.simple_httpclient import SimpleAsyncHTTPClient
+
+from . import ADMIN_HEADER, IDENTITY_HEADER_PREFIX, SECRET_HEADER, USER_HEADER
+
+log = logging.getLogger("notebench.mlflow")
+
+# How long a request waits for MLflow to (re)start before giving up with 503.
+BACKEND_WAIT_S = float(os.environ.get("NOTEBENCH_MLFLOW_BACKEND_WAIT", "30"))
+# Largest request body (artifact upload) accepted, bytes.
+MAX_BODY_SIZE = int(os.environ.get("NOTEBENCH_MLFLOW_MAX_BODY_SIZE", str(64 * 1024**3)))
+# Upper bound for one proxied request (large artifact uploads/downloads), seconds.
+UPSTREAM_TIMEOUT_S = float(os.environ.get("NOTEBENCH_MLFLOW_UPSTREAM_TIMEOUT", "3600"))
+
+_HOP_BY_HOP = {
+    "connection",
+    "keep-alive",
+    "proxy-authenticate",
+    "proxy-authorization",
+    "proxy-connection",
+    "te",
+    "trailer",
+    "transfer-encoding",
+    "upgrade",
+}
+# Request headers never forwarded to MLflow (besides hop-by-hop ones).
+_DROP_REQUEST = _HOP_BY_HOP | {
+    "host",  # MLflow accepts loopback Host headers only; the client sets the backend's
+    "authorization",  # the JupyterHub token stays here
+    "origin",  # same-origin is enforced here; MLflow's CORS guard knows only localhost
+    "expect",
+    "content-length",  # set again below when there is a body
+    "x-mlflow-authorization",
+}
+_BODY_METHODS = {"POST", "PUT", "PATCH"}
+
+
+class Backend:
+    """The MLflow process as the front sees it: readiness, restarts, stop."""
+
+    def __init__(self, process):
+        self.process = process
+        self.ready = asyncio.Event()
+        self.restarts = 0
+        self.ready_after = None  # seconds from start to first healthy answer
+        self._stopping = False
+        self._task = None
+        self._client = SimpleAsyncHTTPClient(force_instance=True, max_clients=4)
+
+    def start_watching(self):
+        self._task = asyncio.ensure_future(self._watch())
+
+    async def _wait_healthy(self):
+        """Poll MLflow's health route until it answers or the process exits."""
+        proc = self.process
+        while proc.running and not self._stopping:
+            try:
+                resp = await self._client.fetch(
+                    proc.health_url, request_timeout=2, connect_timeout=1, raise_error=False
+                )
+                if resp.code == 200:
+                    return True
+            except Exception:
+                pass
+            await asyncio.sleep(0.05)
+        return False
+
+    async def _watch(self):
+        backoff = 1.0
+        while not self._stopping:
+            if not self.process.running:
+                self.process.start()
+            if await self._wait_healthy():
+                self.ready_after = time.monotonic() - self.process.started_at
+                log.info("MLflow backend ready after %.2f s", self.ready_after)
+                self.ready.set()
+                backoff = 1.0
+                while self.process.running and not self._stopping:
+                    await asyncio.sleep(0.5)
+            self.ready.clear()
+            if self._stopping:
+                return
+            code = self.process.poll()
+            log.error("MLflow backend exited (%s); restarting in %.0f s", code, backoff)
+            self.process.kill()
+            self.restarts += 1
+            await asyncio.sleep(backoff)
+            backoff = min(backoff * 2, 30.0)
+
+    async def wait_ready(self, timeout):
+        if self.ready.is_set():
+            return True
+        try:
+            await asyncio.wait_for(self.ready.wait(), timeout)
+            return True
+        except asyncio.TimeoutError:
+            return False
+
+    async def stop(self, timeout=5.0):
+        self._stopping = True
+        self.ready.clear()
+        if self._task is not None:
+            self._task.cancel()
+        self.process.begin_stop()
+        deadline = time.monotonic() + timeout
+        while self.process.running and time.monotonic() < deadline:
+            await asyncio.sleep(0.05)
+        self.process.kill()
+
+
+class HealthHandler(web.RequestHandler):
+    def _payload(self):
+        backend = self.settings["backend"]
+        return {
+            "status": "ok",
+            "mlflow": {
+                "ready": backend.ready.is_set(),
+                "restarts": backend.restarts,
+                "ready_after_s": (
+                    round(backend.ready_after, 3) if backend.ready_after is not None else None
+                ),
+            },
+        }
+
+    def get(self):
+        self.set_header("Content-Type", "application/json")
+        self.set_header("Cache-Control", "no-store")
+        self.finish(json.dumps(self._payload()))
+
+    def head(self):
+        self.set_header("Content-Type", "application/json")
+        self.finish()
+
+
+class OAuthCallbackHandler(HubOAuthCallbackHandler):
+    pass
+
+
+def _same_origin(request):
+    """Whether the request's Origin header names the host it was sent to."""
+    origin = request.headers.get("Origin")
+    if not origin or origin == "null":
+        return False
+    host = request.headers.get("X-Forwarded-Host") or request.host
+    return urlparse(origin).netloc.lower() == host.split(",")[0].strip().lower()
+
+
+@web.stream_request_body
+class ProxyHandler(HubOAuthenticated, web.RequestHandler):
+    """Authenticate with JupyterHub, then stream the request to MLflow and the answer back."""
+
+    SUPPORTED_METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
+
+    _body = None  # Queue of request body chunks, None at the end
+    _upstream = None  # task running the upstream request
+    _client_gone = False
+    _headers_sent = False
+
+    # ---- authentication
+
+    def check_xsrf_cookie(self):
+        """CSRF protection for cookie-authenticated requests (token requests skip this).
+
+        JupyterHub's own check wants an ``_xsrf`` token that MLflow's web app does not send.
+        Browsers label every request with Fetch Metadata (``Sec-Fetch-Site``), which pages on
+        other sites cannot forge: accept same-origin requests, and read-only requests that are
+        not cross-site fetches; otherwise fall back to JupyterHub's token check.
+        """
+        site = self.request.headers.get("Sec-Fetch-Site")
+        mode = self.request.headers.get("Sec-Fetch-Mode")
+        safe = self.request.method in ("GET", "HEAD", "OPTIONS")
+        if site == "same-origin" or site == "none":
+            return
+        if site is None and _same_origin(self.request):
+            return
+        if safe and (site is None or mode == "navigate"):
+            return
+        return super().check_xsrf_cookie()
+
+    def _wants_redirect(self):
+        if self.request.method not in ("GET", "HEAD"):
+            return False
+        mode = self.request.headers.get("Sec-Fetch-Mode")
+        if mode and mode != "navigate":
+            return False
+        return "text/html" in self.request.headers.get("Accept", "")
+
+    def _send_json_error(self, status, message, **headers):
+        self.clear()
+        self.set_status(status)
+        self.set_header("Content-Type", "application/json")
+        for k, v in headers.items():
+            self.set_header(k, v)
+        self.finish(json.dumps({"error_code": httputil.responses.get(status, ""), "message": message}))
+
+    async def _authenticate(self):
+        """The hub user/service model, or None when a response has been sent instead."""
+        try:
+            model = await self.hub_auth.get_user(self, sync=False)
+        except Exception:
+            log.exception("Could not check identity with the hub")
+            self._send_json_error(502, "Could not check identity with JupyterHub.")
+            return None
+        if model:
+            try:
+                model = self.check_hub_user(model)
+            except UserNotAllowed:
+                self._send_json_error(
+                    403, f"{model.get('kind', 'user')} {model['name']} may not use MLflow "
+                    "(needs the access:services scope)."
+                )
+                return None
+            return model
+        if self._wants_redirect():
+            self.redirect(self.get_login_url())
+        else:
+            self._send_json_error(
+                401,
+                "Not authenticated: send a JupyterHub API token "
+                "(Authorization: token <token>, or MLFLOW_TRACKING_TOKEN for MLflow clients).",
+                **{"WWW-Authenticate": 'Bearer realm="notebench"'},
+            )
+        return None
+
+    def get_current_user(self):
+        # set in prepare(); never do a blocking lookup from tornado's property
+        return getattr(self, "_hub_auth_user_cache", None)
+
+    def _identity_headers(self, model):
+        if model.get("kind", "user") == "service":
+            name = f"service:{model['name']}"
+        else:
+            name = model["name"]
+        return {
+            USER_HEADER: quote(name, safe=""),
+            ADMIN_HEADER: "1" if model.get("admin") else "0",
+            SECRET_HEADER: self.settings["front_secret"],
+        }
+
+    # ---- proxying
+
+    def _forward_cookies(self):
+        """The Cookie header minus the hub's cookies, which MLflow has no business seeing."""
+        raw = self.request.headers.get("Cookie")
+        if not raw:
+            return None
+        hub_auth = self.hub_auth
+        drop_prefixes = (hub_auth.cookie_name, hub_auth.state_cookie_name, "_xsrf", "jupyterhub-")
+        kept = []
+        for chunk in raw.split(";"):
+            name = chunk.partition("=")[0].strip()
+            if name and not name.startswith(drop_prefixes):
+                kept.append(chunk.strip())
+        return "; ".join(kept) or None
+
+    def _upstream_headers(self, model):
+        headers = httputil.HTTPHeaders()
+        for name, value in self.request.headers.get_all():
+            lname = name.lower()
+            if (
+                lname in _DROP_REQUEST
+                or lname == "cookie"
+                or lname.startswith(IDENTITY_HEADER_PREFIX.lower())
+            ):
+                continue
+            headers.add(name, value)
+        cookies = self._forward_cookies()
+        if cookies:
+            headers["Cookie"] = cookies
+        forwarded_for = self.request.headers.get("X-Forwarded-For")
+        remote = self.request.remote_ip or ""
+        headers["X-Forwarded-For"] = f"{forwarded_for}, {remote}" if forwarded_for else remote
+        headers.update(self._identity_headers(model))
+        return headers
+
+    async def prepare(self):
+        self.request.connection.set_max_body_size(MAX_BODY_SIZE)
+        model = await self._authenticate()
+        if model is None:
+            return
+        self._hub_auth_user_cache = model
+        backend = self.settings["backend"]
+        if not await backend.wait_ready(BACKEND_WAIT_S):
+            self._send_json_error(503, "MLflow is not available yet; try again shortly.")
+            return
+
+        method = self.request.method
+        headers = self._upstream_headers(model)
+        length = self.request.headers.get("Content-Length")
+        chunked = "chunked" in self.request.headers.get("Transfer-Encoding", "").lower()
+        body = body_producer = None
+        if (length and length != "0") or chunked:
+            if length:
+                headers["Content-Length"] = length
+            self._body = Queue(maxsize=8)
+            body_producer = self._produce_body
+        elif method in _BODY_METHODS:
+            body = b""
+        url = backend.process.url + self.request.uri
+        request = HTTPRequest(
+            url,
+            method=method,
+            headers=headers,
+            body=body,
+            body_producer=body_producer,
+            follow_redirects=False,
+            decompress_response=False,
+            allow_nonstandard_methods=True,
+            connect_timeout=10,
+            request_timeout=UPSTREAM_TIMEOUT_S,
+            header_callback=self._on_upstream_header,
+            streaming_callback=self._on_upstream_chunk,
+        )
+        self._response_lines = []
+        self._upstream = asyncio.ensure_future(
+            self.settings["http_client"].fetch(request, raise_error=False)
+        )
+
+    async def _produce_body(self, write):
+        while True:
+            chunk = await self._body.get()
+            if chunk is None:
+                return
+            await write(chunk)
+
+    async def data_received(self, chunk):
+        if self._body is not None and not self._upstream.done():
+            await self._body.put(chunk)
+
+    def _on_upstream_header(self, line):
+        if self._client_gone:
+            raise IOError("client went away")
+        if line.startswith("HTTP/"):
+            self._response_lines = [line]
+            return
+        if line.strip():
+            self._response_lines.append(line)
+            return
+        # end of headers
+        start = httputil.parse_response_start_line(self._response_lines[0].strip())
+        headers = httputil.HTTPHeaders()
+        for raw in self._response_lines[1:]:
+            headers.parse_line(raw.rstrip("\r\n"))
+        self.clear()
+        for name in ("Content-Type", "Server"):
+            self.clear_header(name)
+        self.set_status(start.code, start.reason or httputil.responses.get(start.code, "Unknown"))
+        for name, value in headers.get_all():
+            if name.lower() in _HOP_BY_HOP:
+                continue
+            if name.lower() == "content-length" and self.request.method == "HEAD":
+                continue
+            self.add_header(name, value)
+        self._headers_sent = True
+
+    def _on_upstream_chunk(self, chunk):
+        if self._client_gone:
+            raise IOError("client went away")
+        self.write(chunk)
+        self.flush()
+
+    async def _finish_upstream(self):
+        if self._body is not None:
+            await self._body.put(None)
+        try:
+            response = await self._upstream
+        except Exception as e:  # connection refused, client went away, ...
+            response = None
+            error = e
+        else:
+            error = response.error if response.code == 599 else None
+        if self._client_gone:
+            return
+        if error is not None and not isinstance(error, HTTPClientError) or response is None:
+            log.warning("%s %s: MLflow backend failed: %s", self.request.method,
+                        self.request.path, error)
+            if not self._headers_sent:
+                self._send_json_error(502, "MLflow did not answer.")
+                return
+        elif response.code == 599 and not self._headers_sent:
+            log.warning("%s %s: MLflow backend failed: %s", self.request.method,
+                        self.request.path, error)
+            self._send_json_error(502, "MLflow did not answer.")
+            return
+        if not self._finished:
+            self.finish()
+
+    async def get(self):
+        await self._finish_upstream()
+
+    head = post = put = patch = delete = options = get
+
+    def on_connection_close(self):
+        self._client_gone = True
+        if self._body is not None:
+            # unblock the producer so the upstream request ends
+            try:
+                self._body.put_nowait(None)
+            except Exception:
+                pass
+        super().on_connection_close()
+
+    def log_exception(self, typ, value, tb):
+        if isinstance(value, (IOError, asyncio.CancelledError)) and self._client_gone:
+            return
+        super().log_exception(typ, value, tb)
+
+
+def _log_request(handler):
+    status = handler.get_status()
+    if status < 400:
+        level = logging.INFO if not isinstance(handler, HealthHandler) else logging.DEBUG
+    elif status < 500:
+        level = logging.WARNING
+    else:
+        level = logging.ERROR
+    user = getattr(handler, "_hub_auth_user_cache", None)
+    who = user["name"] if user else "-"
+    log.log(
+        level,
+        "%d %s %s (%s) %.1fms",
+        status,
+        handler.request.method,
+        handler.request.path,
+        who,
+        1000.0 * handler.request.request_time(),
+    )
+
+
+def make_app(*, prefix, backend, front_secret, cookie_secret, hub_auth=None):
+    if hub_auth is None:
+        hub_auth = HubOAuth(api_url=os.environ.get("JUPYTERHUB_API_URL"), cache_max_age=60)
+    prefix = "/" + prefix.strip("/") + "/"
+    callback_path = urlparse(hub_auth.oauth_redirect_uri).path if hub_auth.oauth_redirect_uri \
+        else url_path_join(prefix, "oauth_callback")
+    settings = {
+        "backend": backend,
+        "front_secret": front_secret,
+        "cookie_secret": cookie_secret,
+        "hub_auth": hub_auth,
+        "http_client": SimpleAsyncHTTPClient(
+            force_instance=True,
+            max_clients=64,
+            max_buffer_size=64 * 1024**2,
+            max_body_size=MAX_BODY_SIZE,
+        ),
+        "log_function": _log_request,
+        "xsrf_cookies": False,
+    }
+    handlers = [
+        (url_path_join(prefix, "health"), HealthHandler),
+        (callback_path, OAuthCallbackHandler),
+        (prefix.rstrip("/"), web.RedirectHandler, {"url": prefix}),
+        (prefix + ".*", ProxyHandler),
+    ]
+    app = web.Application(handlers, **settings)
+    # handlers get hub_auth from the class attribute set through settings
+    HubOAuthenticated.hub_auth = property(lambda self: self.settings["hub_auth"])
+    return app
+
+
+async def serve(*, process, prefix, listen_url, cookie_secret, front_secret, started_at):
+    backend = Backend(process)
+    backend.start_watching()
+    app = make_app(
+        prefix=prefix, backend=backend, front_secret=front_secret, cookie_secret=cookie_secret
+    )
+    parsed = urlparse(listen_url)
+    server = HTTPServer(app, xheaders=True, max_body_size=MAX_BODY_SIZE,
+                        idle_connection_timeout=300)
+    server.listen(parsed.port, parsed.hostname or "127.0.0.1")
+    log.info(
+        "MLflow service listening on %s (prefix %s), %.2f s after start",
+        listen_url, prefix, time.monotonic() - started_at,
+    )
+
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+
+    async def report_ready():
+        await backend.ready.wait()
+        log.info("MLflow service ready %.2f s after start", time.monotonic() - started_at)
+
+    ready_task = asyncio.ensure_future(report_ready())
+    await stop.wait()
+    log.info("Stopping the MLflow service")
+    ready_task.cancel()
+    server.stop()
+    await backend.stop()
+    log.info("MLflow service stopped")
+
+
+def new_front_secret():
+    return secrets.token_urlsafe(32)
+
+
+__all__ = ["Backend", "make_app", "serve", "new_front_secret", "SimpleCookie"]

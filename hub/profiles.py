@@ -1,0 +1,148 @@
+"""Server profiles: one definition used by the local spawner, KubeSpawner and the executor.
+
+A profile names the resources a server or a job gets. Local mode uses cpu/mem limits
+(cgroup v2 where the machine allows), GPU count (leases from the GPU inventory) and env;
+Kubernetes mode turns the same dicts into KubeSpawner's ``profile_list``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from traitlets import List, Dict, Unicode
+from traitlets.config import Configurable
+
+_UNITS = {"K": 1024, "M": 1024**2, "G": 1024**3, "T": 1024**4}
+
+
+def parse_bytes(value) -> int | None:
+    """'4G' -> 4294967296; ints pass through; None/'' mean no limit."""
+    if value in (None, "", 0):
+        return None
+    if isinstance(value, int):
+        return value
+    text = str(value).strip().upper().removesuffix("B").removesuffix("I")
+    if text and text[-1] in _UNITS:
+        return int(float(text[:-1]) * _UNITS[text[-1]])
+    return int(text)
+
+
+class ProfileError(ValueError):
+    """A profile definition or choice is invalid; the message says which and why."""
+
+
+@dataclass(frozen=True)
+class Profile:
+    name: str
+    display_name: str
+    description: str = ""
+    cpu_limit: float | None = None
+    mem_limit: int | None = None
+    gpus: int = 0
+    image: str = ""
+    env: dict = field(default_factory=dict)
+    default: bool = False
+    # Kubernetes-only placement hints; ignored locally.
+    node_selector: dict = field(default_factory=dict)
+    tolerations: list = field(default_factory=list)
+
+    @classmethod
+    def from_dict(cls, spec: dict) -> "Profile":
+        known = set(cls.__dataclass_fields__)
+        unknown = set(spec) - known
+        if unknown:
+            raise ProfileError(f"profile {spec.get('name')!r}: unknown field(s) {sorted(unknown)}")
+        name = spec.get("name")
+        if not name or not isinstance(name, str) or not name.replace("-", "").replace("_", "").isalnum():
+            raise ProfileError(f"profile name must be a non-empty slug, got {name!r}")
+        gpus = spec.get("gpus", 0)
+        if not isinstance(gpus, int) or gpus < 0:
+            raise ProfileError(f"profile {name!r}: gpus must be an integer >= 0, got {gpus!r}")
+        cpu = spec.get("cpu_limit")
+        if cpu is not None and (not isinstance(cpu, (int, float)) or cpu <= 0):
+            raise ProfileError(f"profile {name!r}: cpu_limit must be a positive number, got {cpu!r}")
+        try:
+            mem = parse_bytes(spec.get("mem_limit"))
+        except ValueError:
+            raise ProfileError(f"profile {name!r}: mem_limit {spec.get('mem_limit')!r} is not a size like '4G'")
+        return cls(**{**spec, "display_name": spec.get("display_name") or name, "mem_limit": mem})
+
+    def to_kubespawner(self) -> dict:
+        """This profile as a KubeSpawner ``profile_list`` entry."""
+        overrides = {"environment": {**self.env, "NOTEBENCH_PROFILE": self.name}}
+        if self.image:
+            overrides["image"] = self.image
+        if self.cpu_limit:
+            overrides["cpu_limit"] = self.cpu_limit
+        if self.mem_limit:
+            overrides["mem_limit"] = self.mem_limit
+        if self.gpus:
+            overrides["extra_resource_limits"] = {"nvidia.com/gpu": str(self.gpus)}
+        if self.node_selector:
+            overrides["node_selector"] = dict(self.node_selector)
+        if self.tolerations:
+            overrides["tolerations"] = list(self.tolerations)
+        return {
+            "slug": self.name,
+            "display_name": self.display_name,
+            "description": self.description,
+            "default": self.default,
+            "kubespawner_override": overrides,
+        }
+
+
+DEFAULT_PROFILES = [
+    {
+        "name": "cpu",
+        "display_name": "CPU",
+        "description": "2 CPUs, 4 GiB memory",
+        "cpu_limit": 2,
+        "mem_limit": "4G",
+        "default": True,
+    },
+    {
+        "name": "gpu",
+        "display_name": "GPU",
+        "description": "1 NVIDIA GPU, 4 CPUs, 16 GiB memory",
+        "cpu_limit": 4,
+        "mem_limit": "16G",
+        "gpus": 1,
+    },
+]
+
+
+class Profiles(Configurable):
+    """The profiles servers and jobs can be started with (``c.Profiles.profiles``)."""
+
+    profiles = List(
+        Dict(),
+        default_value=DEFAULT_PROFILES,
+        help="""Profile definitions: dicts with name, display_name, description, cpu_limit,
+        mem_limit (e.g. '4G'), gpus, image (Kubernetes), env, default, node_selector, tolerations.""",
+    ).tag(config=True)
+
+    default_profile = Unicode(
+        "", help="Name of the profile used when none is chosen (default: the one marked default, else the first)."
+    ).tag(config=True)
+
+    def all(self) -> list[Profile]:
+        parsed = [Profile.from_dict(p) for p in self.profiles]
+        if not parsed:
+            raise ProfileError("no profiles are configured")
+        names = [p.name for p in parsed]
+        if len(set(names)) != len(names):
+            raise ProfileError(f"profile names must be unique, got {names}")
+        return parsed
+
+    def get(self, name: str | None) -> Profile:
+        """The profile called ``name`` (the default one when name is empty)."""
+        profiles = self.all()
+        if not name:
+            name = self.default_profile or next((p.name for p in profiles if p.default), profiles[0].name)
+        for profile in profiles:
+            if profile.name == name:
+                return profile
+        raise ProfileError(f"unknown profile {name!r}; choose one of: {', '.join(p.name for p in profiles)}")
+
+    def kubespawner_profile_list(self) -> list[dict]:
+        return [p.to_kubespawner() for p in self.all()]

@@ -1,0 +1,243 @@
+"""The local spawner: one JupyterLab process per user, as that user's own OS account.
+
+Like The Littlest JupyterHub: when the hub runs as root every JupyterHub user gets an OS
+account (``nb-<name>``) with a 0700 home, and their server runs as that account. When the hub
+runs as an ordinary user there is no isolation: every server runs as that user, with its
+home under the data dir (said loudly at start and in the README).
+
+Profiles choose CPU/memory limits (cgroup v2 where available) and a number of GPUs, leased
+from the GPU inventory the executor shares and handed over as CUDA_VISIBLE_DEVICES.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import html
+import os
+import pwd
+import re
+import subprocess
+import sys
+
+from jupyterhub.spawner import LocalProcessSpawner, set_user_setuid
+from tornado import web
+from traitlets import Bool, Integer, Unicode, default
+
+from .cgroups import CgroupLimits
+from .gpus import GPUInventory, NoFreeGPUs
+from .profiles import ProfileError, Profiles
+
+_OS_NAME_OK = re.compile(r"^[a-z_][a-z0-9_-]*$")
+
+
+def os_username(prefix: str, name: str) -> str:
+    """A valid, stable Linux account name for JupyterHub user ``name`` (at most 32 chars)."""
+    candidate = prefix + name.lower()
+    if _OS_NAME_OK.match(candidate) and len(candidate) <= 32 and name == name.lower():
+        return candidate
+    # Usernames like 'Ada.Lovelace@example.org' become 'nb-ada-lovelace-example-1a2b3c4d'.
+    slug = re.sub(r"[^a-z0-9_-]+", "-", name.lower()).strip("-")[:18]
+    digest = hashlib.sha256(name.encode()).hexdigest()[:8]
+    return f"{prefix}{slug}-{digest}"
+
+
+def ensure_os_user(username: str, home_root: str) -> pwd.struct_passwd:
+    """Create the OS account (and its 0700 home) if missing; return its passwd entry."""
+    try:
+        entry = pwd.getpwnam(username)
+    except KeyError:
+        home = os.path.join(home_root, username)
+        subprocess.run(
+            ["useradd", "--create-home", "--home-dir", home, "--shell", "/bin/bash", "--user-group", username],
+            check=True,
+            capture_output=True,
+        )
+        entry = pwd.getpwnam(username)
+    os.makedirs(entry.pw_dir, exist_ok=True)
+    os.chown(entry.pw_dir, entry.pw_uid, entry.pw_gid)
+    os.chmod(entry.pw_dir, 0o700)
+    return entry
+
+
+class NotebenchSpawner(LocalProcessSpawner):
+    """LocalProcessSpawner with profiles, GPU leases, OS-account isolation and limits."""
+
+    isolate_users = Bool(
+        help="Run each user's server as their own OS account (default: when the hub runs as root)."
+    ).tag(config=True)
+
+    @default("isolate_users")
+    def _isolate_default(self):
+        return os.geteuid() == 0
+
+    system_user_prefix = Unicode("nb-", help="Prefix of the OS accounts made for users.").tag(config=True)
+    system_home_root = Unicode("/home", help="Where OS accounts' homes are made when isolating users.").tag(
+        config=True
+    )
+    shared_homes_dir = Unicode(
+        help="Where users' homes live when not isolating users (one OS account for all)."
+    ).tag(config=True)
+
+    mlflow_url = Unicode(help="MLflow tracking URI handed to servers as MLFLOW_TRACKING_URI.").tag(config=True)
+    kernel_cull_idle_timeout = Integer(3600, help="Seconds before an idle kernel is culled (0: never).").tag(
+        config=True
+    )
+    kernel_cull_interval = Integer(300, help="Seconds between checks for idle kernels.").tag(config=True)
+    activity_interval = Integer(
+        300, help="Seconds between the server's activity reports to the hub (busy kernels count as activity)."
+    ).tag(config=True)
+
+    @default("cmd")
+    def _cmd_default(self):
+        # Absolute, from this environment: the hub's PATH may hold directories users cannot read.
+        return [os.path.join(sys.prefix, "bin", "jupyterhub-singleuser")]
+
+    @default("default_url")
+    def _default_url(self):
+        return "/lab"
+
+    @default("options_form")
+    def _options_form_default(self):
+        return self._render_options_form
+
+    # --- profiles -----------------------------------------------------------------------------
+
+    @property
+    def profiles(self) -> Profiles:
+        return Profiles(parent=self)
+
+    @property
+    def gpu_inventory(self) -> GPUInventory:
+        return GPUInventory.shared(self.config)
+
+    @property
+    def lease_holder(self) -> str:
+        return f"server:{self.user.name}/{self.name}"
+
+    def _render_options_form(self, spawner) -> str:
+        choices = []
+        for i, p in enumerate(self.profiles.all()):
+            checked = " checked" if (p.default or (i == 0 and not any(q.default for q in self.profiles.all()))) else ""
+            choices.append(
+                f'<label class="list-group-item"><input type="radio" name="profile" value="{html.escape(p.name)}"{checked}>'
+                f" <strong>{html.escape(p.display_name)}</strong> <span class=\"text-muted\">{html.escape(p.description)}</span></label>"
+            )
+        return '<div class="list-group">' + "".join(choices) + "</div>"
+
+    def options_from_form(self, formdata) -> dict:
+        return {"profile": formdata.get("profile", [""])[0]}
+
+    def chosen_profile(self):
+        try:
+            return self.profiles.get((self.user_options or {}).get("profile"))
+        except ProfileError as e:
+            raise web.HTTPError(400, str(e), reason=str(e))
+
+    # --- where and as whom ----------------------------------------------------------------------
+
+    @property
+    def os_user(self) -> str:
+        return os_username(self.system_user_prefix, self.user.name)
+
+    @property
+    def home(self) -> str:
+        if self.isolate_users:
+            return os.path.join(self.system_home_root, self.os_user)
+        return os.path.join(self.shared_homes_dir, self.user.name)
+
+    def prepare_home(self) -> None:
+        if self.isolate_users:
+            ensure_os_user(self.os_user, self.system_home_root)
+        else:
+            os.makedirs(self.home, mode=0o700, exist_ok=True)
+
+    def make_preexec_fn(self, name):
+        cgroup = getattr(self, "_cgroup", None)
+        setuid = set_user_setuid(self.os_user) if self.isolate_users else None
+        home = self.home
+
+        def preexec():
+            if cgroup is not None:
+                CgroupLimits.enter(cgroup)
+            if setuid is not None:
+                setuid()
+            else:
+                os.chdir(home)
+
+        return preexec
+
+    def user_env(self, env):
+        env["USER"] = self.os_user if self.isolate_users else pwd.getpwuid(os.getuid()).pw_name
+        env["HOME"] = self.home
+        env["SHELL"] = "/bin/bash"
+        env["PATH"] = os.pathsep.join([os.path.join(sys.prefix, "bin"), "/usr/local/bin", "/usr/bin", "/bin"])
+        return env
+
+    def get_env(self):
+        env = super().get_env()
+        if self.mlflow_url:
+            env["MLFLOW_TRACKING_URI"] = self.mlflow_url
+            env["MLFLOW_TRACKING_TOKEN"] = self.api_token
+        env["JUPYTERHUB_ACTIVITY_INTERVAL"] = str(self.activity_interval)
+        profile = getattr(self, "_profile", None)
+        if profile is not None:
+            env.update(profile.env)
+            env["NOTEBENCH_PROFILE"] = profile.name
+        devices = getattr(self, "_gpus", None)
+        # Always set it, so a CPU server never sees a GPU by accident.
+        env["CUDA_VISIBLE_DEVICES"] = ",".join(devices or [])
+        return env
+
+    def get_args(self):
+        args = super().get_args()
+        args += [
+            f"--MappingKernelManager.cull_idle_timeout={self.kernel_cull_idle_timeout}",
+            f"--MappingKernelManager.cull_interval={self.kernel_cull_interval}",
+            "--MappingKernelManager.cull_busy=False",
+            "--MappingKernelManager.cull_connected=True",
+            "--ServerApp.jpserver_extensions=notebench.hub.singleuser=True",
+        ]
+        if os.geteuid() == 0 and not self.isolate_users:
+            args.append("--allow-root")
+        return args
+
+    # --- lifecycle ----------------------------------------------------------------------------
+
+    async def start(self):
+        profile = self._profile = self.chosen_profile()
+        self.cpu_limit = profile.cpu_limit
+        self.mem_limit = profile.mem_limit
+        self.prepare_home()
+        try:
+            self._gpus = self.gpu_inventory.acquire(self.lease_holder, profile.gpus)
+        except NoFreeGPUs as e:
+            message = f"Cannot start a {profile.name!r} server: {e}"
+            raise web.HTTPError(409, message, reason=message)
+        self._cgroup = None
+        cgroups = CgroupLimits()
+        ok, why = cgroups.available()
+        if ok and (profile.cpu_limit or profile.mem_limit):
+            self._cgroup = cgroups.create(self.os_user, profile.cpu_limit, profile.mem_limit)
+        elif profile.cpu_limit or profile.mem_limit:
+            self.log.warning("Limits of profile %s not enforced for %s: %s", profile.name, self.user.name, why)
+        try:
+            result = await super().start()
+        except Exception:
+            self.gpu_inventory.release(self.lease_holder)
+            raise
+        self.gpu_inventory.set_pid(self.lease_holder, self.pid)
+        return result
+
+    def _release(self):
+        self.gpu_inventory.release(self.lease_holder)
+        CgroupLimits().remove(self.os_user)
+
+    async def poll(self):
+        status = await super().poll()
+        if status is not None:
+            self._release()
+        return status
+
+    async def stop(self, now=False):
+        await super().stop(now=now)
+        self._release()
