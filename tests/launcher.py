@@ -1,0 +1,154 @@
+"""Start and drive a real `notebench up` (JupyterHub + configurable-http-proxy + services).
+
+Used by the test fixtures and by the benchmarks, so both measure the product as a user runs it.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import secrets
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import requests
+
+REPO = Path(__file__).resolve().parent.parent
+NOTEBENCH = [sys.executable, "-m", "notebench.hub.cli"]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_for(condition, timeout=60.0, interval=0.1, message="condition"):
+    """Poll ``condition()`` until it returns something truthy; fail after ``timeout`` seconds."""
+    end = time.monotonic() + timeout
+    last_error = None
+    while time.monotonic() < end:
+        try:
+            result = condition()
+            if result:
+                return result
+        except Exception as e:  # a service still starting answers with connection errors
+            last_error = e
+        time.sleep(interval)
+    raise TimeoutError(f"timed out after {timeout}s waiting for {message} (last error: {last_error!r})")
+
+
+class Hub:
+    """A running Notebench: ``url``, ``admin_token``, ``admin_password``, ``data_dir``."""
+
+    def __init__(self, data_dir: Path, config: str = "", port: int | None = None, env: dict | None = None):
+        self.data_dir = Path(data_dir)
+        self.port = port or free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.admin_token = secrets.token_hex(16)
+        self.admin_password = "admin-" + secrets.token_hex(8)
+        self.config_file = self.data_dir.parent / f"{self.data_dir.name}-config.py"
+        self.config_file.write_text(config)
+        self.extra_env = env or {}
+        self.proc: subprocess.Popen | None = None
+        self.log_path = self.data_dir.parent / f"{self.data_dir.name}-notebench.log"
+
+    # --- process --------------------------------------------------------------------------
+
+    def start(self, timeout=120.0) -> "Hub":
+        env = dict(
+            os.environ,
+            NOTEBENCH_ADMIN_TOKEN=self.admin_token,
+            NOTEBENCH_ADMIN_PASSWORD=self.admin_password,
+            **self.extra_env,
+        )
+        self.log_file = open(self.log_path, "ab")
+        self.proc = subprocess.Popen(
+            NOTEBENCH
+            + ["up", "--port", str(self.port), "--data-dir", str(self.data_dir), "--config", str(self.config_file)],
+            env=env,
+            stdout=self.log_file,
+            stderr=subprocess.STDOUT,
+            cwd=REPO,
+        )
+        wait_for(self._healthy, timeout, message=f"hub health at {self.url} (log: {self.log_path})")
+        return self
+
+    def _healthy(self):
+        if self.proc.poll() is not None:
+            raise RuntimeError(f"notebench up exited with {self.proc.returncode}; log: {self.log_path}")
+        return requests.get(f"{self.url}/hub/health", timeout=2).status_code == 200 and self.api("GET", "/users")
+
+    def stop(self, stop_servers=True) -> None:
+        if self.proc is None:
+            return
+        if stop_servers and self.proc.poll() is None:
+            for user in self.api("GET", "/users").json():
+                for name in user["servers"]:
+                    self.api("DELETE", f"/users/{user['name']}/servers/{name}" if name else f"/users/{user['name']}/server")
+            wait_for(
+                lambda: not any(u["servers"] for u in self.api("GET", "/users").json()),
+                60,
+                message="all servers stopped",
+            )
+        self.proc.send_signal(signal.SIGTERM)
+        try:
+            self.proc.wait(90)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+        self.proc = None
+        self.log_file.close()
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    # --- API helpers ------------------------------------------------------------------------
+
+    def api(self, method: str, path: str, token: str | None = None, **kwargs) -> requests.Response:
+        headers = {"Authorization": f"token {token or self.admin_token}"}
+        return requests.request(method, f"{self.url}/hub/api{path}", headers=headers, timeout=60, **kwargs)
+
+    def new_user(self, name: str, admin: bool = False) -> str:
+        """Create ``name`` through the hub API (admin token) and return an API token of theirs."""
+        r = self.api("POST", f"/users/{name}", json={"admin": admin})
+        assert r.status_code in (201, 409), r.text
+        r = self.api("POST", f"/users/{name}/tokens", json={"note": "test"})
+        assert r.status_code == 201, r.text
+        return r.json()["token"]
+
+    def server(self, name: str) -> dict | None:
+        return self.api("GET", f"/users/{name}").json()["servers"].get("")
+
+    def spawn(self, name: str, profile: str | None = None, token: str | None = None, wait=True) -> requests.Response:
+        body = {"user_options": {"profile": profile}} if profile else {}
+        r = self.api("POST", f"/users/{name}/server", token=token, json=body)
+        if wait and r.status_code in (201, 202):
+            wait_for(lambda: (self.server(name) or {}).get("ready"), 120, message=f"{name}'s server ready")
+        return r
+
+    def stop_server(self, name: str) -> None:
+        r = self.api("DELETE", f"/users/{name}/server")
+        assert r.status_code in (202, 204), r.text
+        wait_for(lambda: self.server(name) is None, 60, message=f"{name}'s server stopped")
+
+    def browser_login(self, username: str, password: str) -> requests.Session:
+        """Log in through the login form as a browser does; returns the session with its cookies."""
+        s = requests.Session()
+        page = s.get(f"{self.url}/hub/login", timeout=30)
+        xsrf = re.search(r'name="_xsrf" value="([^"]+)"', page.text)
+        data = {"username": username, "password": password}
+        if xsrf:
+            data["_xsrf"] = xsrf.group(1)
+        s.login_response = s.post(f"{self.url}/hub/login?next=", data=data, timeout=60, allow_redirects=False)
+        return s
+
+
+def server_env(pid: int) -> dict:
+    """The environment a running process was started with (we run as root in CI)."""
+    raw = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
+    return dict(item.decode().split("=", 1) for item in raw if b"=" in item)
