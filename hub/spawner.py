@@ -128,8 +128,12 @@ class NotebenchSpawner(LocalProcessSpawner):
         return {"profile": formdata.get("profile", [""])[0]}
 
     def chosen_profile(self):
+        options = self.user_options or {}
+        if isinstance(options.get("user_options"), dict):
+            # JupyterHub 6's API shape ({"user_options": {...}}) on JupyterHub 5, which takes the body as is.
+            options = options["user_options"]
         try:
-            return self.profiles.get((self.user_options or {}).get("profile"))
+            return self.profiles.get(options.get("profile"))
         except ProfileError as e:
             raise web.HTTPError(400, str(e), reason=str(e))
 

@@ -136,6 +136,20 @@ class Hub:
         assert r.status_code in (202, 204), r.text
         wait_for(lambda: self.server(name) is None, 60, message=f"{name}'s server stopped")
 
+    def signup(self, username: str, password: str) -> requests.Response:
+        """Fill in the sign-up form as a newcomer does."""
+        s = requests.Session()
+        page = s.get(f"{self.url}/hub/signup", timeout=30)
+        xsrf = re.search(r'name="_xsrf" value="([^"]+)"', page.text).group(1)
+        form = {"_xsrf": xsrf, "username": username, "email": f"{username}@example.org"}
+        form.update(signup_password=password, signup_password_confirmation=password)
+        return s.post(f"{self.url}/hub/signup", data=form, timeout=60)
+
+    def approve(self, username: str) -> None:
+        """The admin approves a sign-up on the authorization page."""
+        admin = self.browser_login("admin", self.admin_password)
+        assert admin.get(f"{self.url}/hub/authorize/{username}", timeout=30).status_code == 200
+
     def browser_login(self, username: str, password: str) -> requests.Session:
         """Log in through the login form as a browser does; returns the session with its cookies."""
         s = requests.Session()

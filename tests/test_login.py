@@ -1,7 +1,5 @@
 """Local accounts: password login, admin-approved sign-up, the bootstrap admin token."""
 
-import re
-
 import requests
 
 
@@ -30,19 +28,7 @@ def test_anonymous_is_sent_to_login(hub):
 
 
 def test_signup_needs_admin_approval(hub):
-    s = requests.Session()
-    page = s.get(f"{hub.url}/hub/signup")
-    xsrf = re.search(r'name="_xsrf" value="([^"]+)"', page.text).group(1)
-    r = s.post(
-        f"{hub.url}/hub/signup",
-        data={
-            "_xsrf": xsrf,
-            "username": "newcomer",
-            "email": "newcomer@example.org",
-            "signup_password": "correct horse battery",
-            "signup_password_confirmation": "correct horse battery",
-        },
-    )
+    r = hub.signup("newcomer", "correct horse battery")
     assert r.status_code == 200 and "admin" in r.text.lower()
 
     # Not approved yet: the right password does not let them in.
@@ -53,7 +39,7 @@ def test_signup_needs_admin_approval(hub):
     # The admin approves them on the authorization page.
     admin = hub.browser_login("admin", hub.admin_password)
     assert "newcomer" in admin.get(f"{hub.url}/hub/authorize").text
-    assert admin.get(f"{hub.url}/hub/authorize/newcomer").status_code == 200
+    hub.approve("newcomer")
 
     approved = hub.browser_login("newcomer", "correct horse battery")
     assert approved.login_response.status_code == 302
