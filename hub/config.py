@@ -18,6 +18,9 @@ from pathlib import Path
 from traitlets import Bool, Integer, Unicode
 from traitlets.config import Configurable
 
+from tornado import web
+
+from .auth import NotebenchNativeAuthenticator
 from .gpus import GPUInventory
 
 
@@ -133,8 +136,7 @@ def apply_services(c) -> None:
     admin_password = os.environ.get("NOTEBENCH_ADMIN_PASSWORD")
     if admin_password:
         c.NotebenchNativeAuthenticator.admin_password = admin_password
-    admins = set(_configured(c.Authenticator, "admin_users", ())) | {"admin"}
-    c.Authenticator.admin_users = admins
+    bootstrap_admin(c)
 
     services = list(_configured(c.JupyterHub, "services", []))
     roles = list(_configured(c.JupyterHub, "load_roles", []))
@@ -165,6 +167,37 @@ def apply_services(c) -> None:
 
     # Leases of servers that died while the hub was down are freed now; live ones are kept.
     GPUInventory(config=c).reap("server:")
+
+
+def authenticator_class(c) -> type:
+    from jupyterhub.app import JupyterHub
+
+    return JupyterHub(config=c).authenticator_class
+
+
+def bootstrap_admin(c) -> None:
+    """Make 'admin' (the account NOTEBENCH_ADMIN_TOKEN/_PASSWORD belong to) a hub admin.
+
+    admin_users is merged on the authenticator's own class, as an operator may have set it on
+    c.GenericOAuthenticator (a more specific section wins over c.Authenticator). With any other
+    authenticator than the local one, nobody may log in *as* 'admin' through it: the name is
+    reserved for the bootstrap account, else an IdP user called 'admin' would become hub admin.
+    """
+    cls = authenticator_class(c)
+    sections = [k.__name__ for k in reversed(cls.__mro__) if k.__name__ in c]
+    admins = {"admin"}
+    for name in sections:
+        admins |= set(_configured(c[name], "admin_users", ()))
+    c[cls.__name__].admin_users = admins
+    c.Authenticator.admin_users = admins
+    if not issubclass(cls, NotebenchNativeAuthenticator):
+        c.Authenticator.post_auth_hook = refuse_bootstrap_admin_login
+
+
+def refuse_bootstrap_admin_login(authenticator, handler, authentication):
+    if authentication and authentication.get("name") == "admin":
+        raise web.HTTPError(403, "The name 'admin' is reserved for Notebench's bootstrap account")
+    return authentication
 
 
 def add_mlflow_service(services: list, roles: list, nb: Notebench, port: int) -> None:

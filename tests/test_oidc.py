@@ -11,6 +11,7 @@ Who may log in (see OIDC_CONFIG):
 - carol   in the IdP group "platform-admins", listed in admin_groups (admins are allowed)
 - dave    listed in admin_users
 - mallory in the IdP group "marketing" only: refused
+- admin   an IdP account named like the bootstrap admin: refused (the name is reserved)
 """
 
 from __future__ import annotations
@@ -34,6 +35,8 @@ IDP_USERS = {
     "carol": {"sub": "9c3e4f10-carol", "groups": ["platform-admins"]},
     "dave": {"sub": "d4a7e2b3-dave", "groups": []},
     "mallory": {"sub": "7e8a6b5c-mallory", "groups": ["marketing"]},
+    # An IdP account that claims the bootstrap admin's name, even in an admin group.
+    "admin": {"sub": "3f3f3f3f-impostor", "groups": ["platform-admins"]},
 }
 
 # The operator's config file (`notebench up --config FILE`); {idp} and {hub} are filled in.
@@ -54,8 +57,8 @@ c.GenericOAuthenticator.auth_state_groups_key = "oauth_user.groups"
 c.GenericOAuthenticator.allowed_users = {{"alice"}}
 c.GenericOAuthenticator.allowed_groups = {{"data-science"}}
 c.GenericOAuthenticator.admin_groups = {{"platform-admins"}}
-# admin_users on c.Authenticator: Notebench adds its bootstrap "admin" account to that set.
-c.Authenticator.admin_users = {{"dave"}}
+# Notebench merges its bootstrap "admin" account into this set (it stays an admin too).
+c.GenericOAuthenticator.admin_users = {{"dave"}}
 """
 
 
@@ -218,3 +221,13 @@ def test_group_member_is_allowed(oidc_hub, idp):
     # The IdP's groups exist as JupyterHub groups, usable in roles and service grants.
     group = oidc_hub.api("GET", "/groups/data-science")
     assert group.status_code == 200 and "bob" in group.json()["users"]
+
+
+def test_idp_account_named_admin_cannot_become_the_bootstrap_admin(oidc_hub, idp):
+    s, r = oidc_login(oidc_hub, idp, "admin")
+    assert r.status_code == 403, r.text
+    assert "reserved" in r.text
+    assert "jupyterhub-hub-login" not in {c.name for c in s.cookies}
+    # The bootstrap account itself is still an admin, reachable with NOTEBENCH_ADMIN_TOKEN.
+    assert oidc_hub.api("GET", "/users").status_code == 200
+    assert hub_user(oidc_hub, "admin")["admin"] is True

@@ -90,3 +90,20 @@ def test_crashed_gpu_server_releases_its_lease(hub):
     # The hub polls servers; when it notices the death it frees the lease.
     wait_for(lambda: "server:gpu-crash/" not in leases(hub).values(), 60, message="lease of crashed server freed")
     wait_for(lambda: hub.server("gpu-crash") is None, 60, message="hub notices the crash")
+
+
+def test_spawn_form_offers_the_profiles_and_starts_the_chosen_one(hub):
+    import re
+
+    hub.signup("form-user", "form-user-password")
+    hub.approve("form-user")
+    browser = hub.browser_login("form-user", "form-user-password")
+    form = browser.get(f"{hub.url}/hub/spawn")
+    assert form.status_code == 200
+    assert 'value="cpu"' in form.text and 'value="gpu"' in form.text and "1 NVIDIA GPU" in form.text
+    xsrf = re.search(r'xsrf_token: "([^"]+)"', form.text).group(1)  # as the page's JS holds it
+    r = browser.post(f"{hub.url}/hub/spawn", data={"_xsrf": xsrf, "profile": "gpu"}, allow_redirects=False)
+    assert r.status_code == 302
+    wait_for(lambda: (hub.server("form-user") or {}).get("ready"), 120, message="form-user's server ready")
+    assert server_env(server_pid(hub, "form-user"))["NOTEBENCH_PROFILE"] == "gpu"
+    hub.stop_server("form-user")
