@@ -22,34 +22,54 @@ def kernels(base_url: str, user: str, token: str) -> dict:
     return {k["id"]: k for k in r.json()}
 
 
-def execute_until_busy(base_url: str, user: str, token: str, kernel_id: str, code: str) -> None:
-    """Send ``code`` to the kernel and return once the kernel reports it is busy running it."""
+def _execute_request(user: str, code: str) -> tuple[str, str]:
+    msg_id = uuid.uuid4().hex
+    header = {
+        "msg_id": msg_id,
+        "username": user,
+        "session": uuid.uuid4().hex,
+        "msg_type": "execute_request",
+        "version": "5.3",
+        "date": datetime.now(timezone.utc).isoformat(),
+    }
+    content = {"code": code, "silent": False, "store_history": False, "user_expressions": {}, "allow_stdin": False}
+    return msg_id, json.dumps({"header": header, "parent_header": {}, "metadata": {}, "content": content, "channel": "shell"})
+
+
+def execute(base_url: str, user: str, token: str, kernel_id: str, code: str, until: str = "idle", timeout=120) -> str:
+    """Run ``code`` in the kernel over its websocket (through the proxy, as JupyterLab does).
+
+    Returns once the kernel reports ``until`` ('busy': it started running; 'idle': it finished)
+    with the text it printed; raises if the code raised.
+    """
 
     async def run():
         ws_url = base_url.replace("http", "ws", 1) + f"/user/{user}/api/kernels/{kernel_id}/channels"
         ws = await websocket_connect(HTTPRequest(ws_url, headers={"Authorization": f"token {token}"}))
-        msg_id = uuid.uuid4().hex
-        header = {
-            "msg_id": msg_id,
-            "username": user,
-            "session": uuid.uuid4().hex,
-            "msg_type": "execute_request",
-            "version": "5.3",
-            "date": datetime.now(timezone.utc).isoformat(),
-        }
-        content = {"code": code, "silent": False, "store_history": False, "user_expressions": {}, "allow_stdin": False}
-        await ws.write_message(
-            json.dumps({"header": header, "parent_header": {}, "metadata": {}, "content": content, "channel": "shell"})
-        )
-        while True:
-            raw = await asyncio.wait_for(ws.read_message(), 120)
-            msg = json.loads(raw)
-            if (
-                msg.get("msg_type") == "status"
-                and msg["parent_header"].get("msg_id") == msg_id
-                and msg["content"]["execution_state"] == "busy"
-            ):
-                break
-        ws.close()
+        msg_id, request = _execute_request(user, code)
+        await ws.write_message(request)
+        printed, error = [], None
+        try:
+            while True:
+                msg = json.loads(await asyncio.wait_for(ws.read_message(), timeout))
+                if msg["parent_header"].get("msg_id") != msg_id:
+                    continue
+                kind, content = msg["msg_type"], msg["content"]
+                if kind == "stream":
+                    printed.append(content["text"])
+                elif kind == "error":
+                    error = f"{content['ename']}: {content['evalue']}"
+                elif kind == "status" and content["execution_state"] == until:
+                    break
+        finally:
+            ws.close()
+        if error:
+            raise RuntimeError(f"kernel raised {error}; printed: {''.join(printed)}")
+        return "".join(printed)
 
-    asyncio.run(run())
+    return asyncio.run(run())
+
+
+def execute_until_busy(base_url: str, user: str, token: str, kernel_id: str, code: str) -> None:
+    """Send ``code`` to the kernel and return once the kernel reports it is busy running it."""
+    execute(base_url, user, token, kernel_id, code, until="busy")
