@@ -161,7 +161,7 @@ def apply_services(c) -> None:
             }
         )
     if nb.mlflow_enabled:
-        add_mlflow_service(services, roles, nb, ports["mlflow"])
+        add_mlflow_service(services, nb, ports["mlflow"])
     c.JupyterHub.services = services
     c.JupyterHub.load_roles = roles
 
@@ -200,7 +200,7 @@ def refuse_bootstrap_admin_login(authenticator, handler, authentication):
     return authentication
 
 
-def add_mlflow_service(services: list, roles: list, nb: Notebench, port: int) -> None:
+def add_mlflow_service(services: list, nb: Notebench, port: int) -> None:
     services.append(
         {
             "name": "mlflow",
@@ -213,4 +213,3 @@ def add_mlflow_service(services: list, roles: list, nb: Notebench, port: int) ->
             "oauth_no_confirm": True,
         }
     )
-    roles.append({"name": "mlflow", "scopes": ["read:users"], "services": ["mlflow"]})

@@ -156,6 +156,34 @@ def test_anonymous_browser_is_sent_to_hub_login(hub, base):
     assert urlparse(r.url).path.endswith("/hub/login")
 
 
+def test_token_without_access_to_services_gets_403(hub, base, users):
+    name, _ = users["other"]
+    r = requests.post(f"{hub.url}/hub/api/users/{name}/tokens",
+                      headers={"Authorization": f"token {hub.admin_token}"},
+                      json={"scopes": [f"read:users:name!user={name}"], "note": "narrow"},
+                      timeout=30)
+    assert r.status_code == 201, r.text
+    narrow = r.json()["token"]
+    r = api(base, narrow, "GET", "api/2.0/mlflow/experiments/search?max_results=1")
+    assert r.status_code == 403
+    assert "access:services" in r.json()["message"]
+
+
+def test_refused_requests_do_not_break_kept_alive_connections(base, users):
+    """Answers given before MLflow is asked (401, 403) must not reset the proxy's connections."""
+    _, token = users["other"]
+    s = requests.Session()
+    statuses = []
+    for _ in range(30):
+        statuses.append(s.get(base + "api/2.0/mlflow/experiments/search?max_results=1",
+                              timeout=30).status_code)
+        statuses.append(s.get(base + "ajax-api/3.0/mlflow/assistant/config",
+                              headers={"Authorization": f"Bearer {token}"}, timeout=30).status_code)
+        statuses.append(s.get(base + "api/2.0/mlflow/experiments/search?max_results=1",
+                              headers={"Authorization": f"Bearer {token}"}, timeout=30).status_code)
+    assert statuses == [401, 403, 200] * 30
+
+
 # ---- the owner
 
 
@@ -183,6 +211,26 @@ def test_owner_logs_runs_artifacts_and_models(base, users, owned, tmp_path):
             "/artifacts/model/MLmodel")
     assert r.status_code == 200
     assert r.text.startswith("artifact_path: model")
+
+
+def test_streamed_artifact_upload_without_content_length(base, users, owned):
+    """A chunked upload (no Content-Length) reaches the artifact store whole."""
+    _, token = users["owner"]
+    piece = os.urandom(256 * 1024)
+    pieces = 33
+    path = (f"api/2.0/mlflow-artifacts/artifacts/{owned['experiment_id']}/{owned['run_id']}"
+            "/artifacts/streamed.bin")
+    r = api(base, token, "PUT", path, data=(piece for _ in range(pieces)))
+    assert r.status_code == 200, r.text
+    r = api(base, token, "GET", path)
+    assert r.status_code == 200
+    assert r.headers["Content-Length"] == str(len(piece) * pieces)
+    assert r.content == piece * pieces
+    # MLflow's other routes would read such a body as empty: refused instead
+    r = api(base, token, "POST", "api/2.0/mlflow/experiments/create",
+            data=(b for b in [b'{"name": "chunked"}']),
+            headers={"Content-Type": "application/json"})
+    assert r.status_code == 411
 
 
 def test_owner_is_the_mlflow_user_named_by_the_hub(base, users):
@@ -220,7 +268,8 @@ def test_hub_admin_is_mlflow_admin(base, users):
 
 def test_other_user_can_read(base, users, owned, tmp_path):
     _, token = users["other"]
-    r = api(base, token, "GET", f"api/2.0/mlflow/experiments/get?experiment_id={owned['experiment_id']}")
+    r = api(base, token, "GET",
+            f"api/2.0/mlflow/experiments/get?experiment_id={owned['experiment_id']}")
     assert r.status_code == 200
     r = api(base, token, "GET", f"api/2.0/mlflow/runs/get?run_id={owned['run_id']}")
     assert r.status_code == 200
@@ -446,22 +495,35 @@ def _backend_port(pid):
     return int(args[args.index(b"--port") + 1])
 
 
-def test_standalone_start_and_sigterm_leaves_no_orphans(standalone, record_property):
+def test_standalone_restarts_mlflow_and_sigterm_leaves_no_orphans(standalone, record_property):
     record_property("mlflow_service_ready_s", round(standalone["ready_s"], 2))
     assert standalone["health"]["status"] == "ok"
     assert standalone["health"]["mlflow"]["restarts"] == 0
-    backend = standalone["backend"]
+    proc, url, backend = standalone["proc"], standalone["url"], standalone["backend"]
     # the backend trusts nobody but the front: a forged identity without the secret gets 401
     port = _backend_port(backend)
     r = requests.get(f"http://127.0.0.1:{port}{PREFIX}api/2.0/mlflow/users/current",
                      headers={"X-Notebench-User": "admin", "X-Notebench-Admin": "1"}, timeout=10)
     assert r.status_code == 401
     assert os.getpgid(backend) == backend  # its own process group
-    proc = standalone["proc"]
+
+    # MLflow dies: the front starts a new one and reports it
+    os.kill(backend, signal.SIGKILL)
+
+    def restarted():
+        h = requests.get(url + "health", timeout=5).json()["mlflow"]
+        return h["ready"] and h["restarts"] == 1
+
+    wait_for(restarted, what="MLflow to be restarted")
+    new_backend = wait_for(lambda: [p for p in _children(proc.pid) if p != backend],
+                           what="the new backend process")[0]
+
+    # the hub stops the service: nothing of MLflow survives
     proc.send_signal(signal.SIGTERM)
     assert proc.wait(20) == 0
-    wait_for(lambda: not _alive(backend) and not _group_members(backend),
-             what="the MLflow process group to exit")
+    for pid in (backend, new_backend):
+        wait_for(lambda pid=pid: not _alive(pid) and not _group_members(pid),
+                 what=f"MLflow process group {pid} to exit")
 
 
 def test_backend_exits_when_the_front_is_killed(standalone):

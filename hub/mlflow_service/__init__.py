@@ -10,10 +10,8 @@ Two processes:
   permissions; it learns who is calling from headers that only the front can set, because they
   must carry a secret generated at each start of the front (see :mod:`.authz`).
 
-This module stays import-light on purpose: the hub configuration imports it.
+This module stays import-light: the front reads it before it starts MLflow.
 """
-
-import sys
 
 SERVICE_NAME = "mlflow"
 
@@ -27,29 +25,3 @@ IDENTITY_HEADER_PREFIX = "X-Notebench-"
 SECRET_ENV = "NOTEBENCH_MLFLOW_FRONT_SECRET"
 
 DEFAULT_PERMISSIONS = ("READ", "USE", "EDIT", "MANAGE", "NO_PERMISSIONS")
-
-
-def service_spec(url, data_dir, default_permission="READ", name=SERVICE_NAME):
-    """The ``c.JupyterHub.services`` entry that runs this service.
-
-    ``url`` is where the front listens, e.g. ``http://127.0.0.1:8765``.
-    """
-    return {
-        "name": name,
-        "url": url,
-        "command": [sys.executable, "-m", "notebench.hub.mlflow_service"],
-        "environment": {
-            "NOTEBENCH_DATA_DIR": str(data_dir),
-            "NOTEBENCH_MLFLOW_DEFAULT_PERMISSION": default_permission,
-        },
-        "oauth_no_confirm": True,
-    }
-
-
-def service_role(name=SERVICE_NAME):
-    """The ``c.JupyterHub.load_roles`` entry for the service.
-
-    The service needs no scopes of its own: it identifies callers by asking the hub about
-    *their* token (``GET /hub/api/user``), whose answer always includes the ``admin`` flag.
-    """
-    return {"name": f"{name}-service", "scopes": [], "services": [name]}

@@ -15,10 +15,9 @@ import asyncio
 import json
 import logging
 import os
-import secrets
+import re
 import signal
 import time
-from http.cookies import SimpleCookie
 from urllib.parse import quote, urlparse
 
 from jupyterhub.services.auth import (
@@ -29,7 +28,7 @@ from jupyterhub.services.auth import (
 )
 from jupyterhub.utils import url_path_join
 from tornado import httputil, web
-from tornado.httpclient import HTTPClientError, HTTPRequest
+from tornado.httpclient import HTTPRequest
 from tornado.httpserver import HTTPServer
 from tornado.queues import Queue
 from tornado.simple_httpclient import SimpleAsyncHTTPClient
@@ -66,6 +65,23 @@ _DROP_REQUEST = _HOP_BY_HOP | {
     "x-mlflow-authorization",
 }
 _BODY_METHODS = {"POST", "PUT", "PATCH"}
+# Bodies up to this size are read (and dropped) before answering a request MLflow won't see.
+_EARLY_ANSWER_MAX_BODY = 1024 * 1024
+# MLflow features not offered through Notebench. The MLflow Assistant trusts requests from
+# loopback addresses as "local" (where it may run tools on the server host); every request the
+# front forwards comes from loopback, and users' servers run on this host.
+_BLOCKED_PATHS = re.compile(r"(?:ajax-)?api/[0-9.]+/mlflow/assistant(?:/|$)")
+# Response headers this server sets itself.
+_DROP_RESPONSE = _HOP_BY_HOP | {"date"}
+
+# MLflow 3.17 serves artifact downloads/uploads natively in FastAPI, streaming, but registers
+# those routes *without* the static prefix; under the prefix the same paths fall through to the
+# Flask app, which buffers whole bodies in memory and stores an empty file for a chunked upload.
+# So these are forwarded without the prefix (MLflow's auth middleware still checks them).
+_NATIVE_ARTIFACT_PATHS = (
+    "api/2.0/mlflow-artifacts/artifacts/",
+    "ajax-api/2.0/mlflow-artifacts/artifacts/",
+)
 
 
 class Backend:
@@ -102,7 +118,10 @@ class Backend:
         backoff = 1.0
         while not self._stopping:
             if not self.process.running:
-                self.process.start()
+                try:
+                    self.process.start()
+                except Exception:
+                    log.exception("Could not start the MLflow backend")
             if await self._wait_healthy():
                 self.ready_after = time.monotonic() - self.process.started_at
                 log.info("MLflow backend ready after %.2f s", self.ready_after)
@@ -166,7 +185,8 @@ class HealthHandler(web.RequestHandler):
 
 
 class OAuthCallbackHandler(HubOAuthCallbackHandler):
-    pass
+    def initialize(self):
+        self.hub_auth = self.settings["hub_auth"]
 
 
 def _same_origin(request):
@@ -188,6 +208,13 @@ class ProxyHandler(HubOAuthenticated, web.RequestHandler):
     _upstream = None  # task running the upstream request
     _client_gone = False
     _headers_sent = False
+    _early_answer = None  # set when prepare() decided the answer
+
+    def initialize(self):
+        self.hub_auth = self.settings["hub_auth"]
+
+    def compute_etag(self):
+        return None  # MLflow sets its own
 
     # ---- authentication
 
@@ -219,12 +246,32 @@ class ProxyHandler(HubOAuthenticated, web.RequestHandler):
         return "text/html" in self.request.headers.get("Accept", "")
 
     def _send_json_error(self, status, message, **headers):
-        self.clear()
         self.set_status(status)
         self.set_header("Content-Type", "application/json")
         for k, v in headers.items():
             self.set_header(k, v)
-        self.finish(json.dumps({"error_code": httputil.responses.get(status, ""), "message": message}))
+        error = {"error_code": httputil.responses.get(status, ""), "message": message}
+        self.finish(json.dumps(error))
+
+    def _answer_with(self, respond):
+        """Answer a request from prepare(), i.e. before its body was read.
+
+        Finishing a response before the request is fully read makes tornado close the
+        connection afterwards, without saying so; a keep-alive client (the hub's proxy) may
+        already be sending the next request on it and gets a reset. So answer after the body
+        (usually empty) has been read, unless it is large: then answer now, with
+        ``Connection: close``.
+        """
+        length = self.request.headers.get("Content-Length")
+        chunked = "chunked" in self.request.headers.get("Transfer-Encoding", "").lower()
+        if chunked or (length and int(length) > _EARLY_ANSWER_MAX_BODY):
+            self.set_header("Connection", "close")
+            respond()
+        else:
+            self._early_answer = respond
+
+    def _answer(self, status, message, **headers):
+        self._answer_with(lambda: self._send_json_error(status, message, **headers))
 
     async def _authenticate(self):
         """The hub user/service model, or None when a response has been sent instead."""
@@ -232,22 +279,23 @@ class ProxyHandler(HubOAuthenticated, web.RequestHandler):
             model = await self.hub_auth.get_user(self, sync=False)
         except Exception:
             log.exception("Could not check identity with the hub")
-            self._send_json_error(502, "Could not check identity with JupyterHub.")
+            self._answer(502, "Could not check identity with JupyterHub.")
             return None
         if model:
             try:
                 model = self.check_hub_user(model)
             except UserNotAllowed:
-                self._send_json_error(
+                self._answer(
                     403, f"{model.get('kind', 'user')} {model['name']} may not use MLflow "
                     "(needs the access:services scope)."
                 )
                 return None
             return model
         if self._wants_redirect():
-            self.redirect(self.get_login_url())
+            login_url = self.get_login_url()
+            self._answer_with(lambda: self.redirect(login_url))
         else:
-            self._send_json_error(
+            self._answer(
                 401,
                 "Not authenticated: send a JupyterHub API token "
                 "(Authorization: token <token>, or MLFLOW_TRACKING_TOKEN for MLflow clients).",
@@ -271,6 +319,19 @@ class ProxyHandler(HubOAuthenticated, web.RequestHandler):
         }
 
     # ---- proxying
+
+    def _upstream_uri(self):
+        """Path and query to request from MLflow, and whether it streams request bodies."""
+        uri = self.request.uri
+        prefix = self.settings["prefix"]
+        rest = uri[len(prefix):] if uri.startswith(prefix) else None
+        if (
+            rest is not None
+            and self.request.method in ("GET", "PUT")
+            and rest.startswith(_NATIVE_ARTIFACT_PATHS)
+        ):
+            return "/" + rest, True
+        return uri, False
 
     def _forward_cookies(self):
         """The Cookie header minus the hub's cookies, which MLflow has no business seeing."""
@@ -312,15 +373,23 @@ class ProxyHandler(HubOAuthenticated, web.RequestHandler):
         if model is None:
             return
         self._hub_auth_user_cache = model
+        if _BLOCKED_PATHS.match(self.request.path[len(self.settings["prefix"]):]):
+            self._answer(403, "This MLflow feature is disabled in Notebench.")
+            return
         backend = self.settings["backend"]
         if not await backend.wait_ready(BACKEND_WAIT_S):
-            self._send_json_error(503, "MLflow is not available yet; try again shortly.")
+            self._answer(503, "MLflow is not available yet; try again shortly.")
             return
 
         method = self.request.method
         headers = self._upstream_headers(model)
+        uri, streams_body = self._upstream_uri()
         length = self.request.headers.get("Content-Length")
         chunked = "chunked" in self.request.headers.get("Transfer-Encoding", "").lower()
+        if chunked and not length and not streams_body:
+            # MLflow's Flask routes read a body without Content-Length as empty
+            self._answer(411, "Send a Content-Length with this request's body.")
+            return
         body = body_producer = None
         if (length and length != "0") or chunked:
             if length:
@@ -329,7 +398,7 @@ class ProxyHandler(HubOAuthenticated, web.RequestHandler):
             body_producer = self._produce_body
         elif method in _BODY_METHODS:
             body = b""
-        url = backend.process.url + self.request.uri
+        url = backend.process.url + uri
         request = HTTPRequest(
             url,
             method=method,
@@ -379,9 +448,7 @@ class ProxyHandler(HubOAuthenticated, web.RequestHandler):
             self.clear_header(name)
         self.set_status(start.code, start.reason or httputil.responses.get(start.code, "Unknown"))
         for name, value in headers.get_all():
-            if name.lower() in _HOP_BY_HOP:
-                continue
-            if name.lower() == "content-length" and self.request.method == "HEAD":
+            if name.lower() in _DROP_RESPONSE:
                 continue
             self.add_header(name, value)
         self._headers_sent = True
@@ -390,35 +457,36 @@ class ProxyHandler(HubOAuthenticated, web.RequestHandler):
         if self._client_gone:
             raise IOError("client went away")
         self.write(chunk)
-        self.flush()
+        # returning the flush lets tornado wait for a slow client before reading more
+        return self.flush()
 
     async def _finish_upstream(self):
+        if self._upstream is None:
+            return  # prepare() answered already
         if self._body is not None:
             await self._body.put(None)
         try:
             response = await self._upstream
-        except Exception as e:  # connection refused, client went away, ...
-            response = None
-            error = e
-        else:
             error = response.error if response.code == 599 else None
-        if self._client_gone:
+        except Exception as e:
+            error = e
+        if self._client_gone or self._finished:
             return
-        if error is not None and not isinstance(error, HTTPClientError) or response is None:
-            log.warning("%s %s: MLflow backend failed: %s", self.request.method,
-                        self.request.path, error)
+        if error is not None:
+            log.warning("%s %s: MLflow backend failed: %s",
+                        self.request.method, self.request.path, error)
             if not self._headers_sent:
                 self._send_json_error(502, "MLflow did not answer.")
                 return
-        elif response.code == 599 and not self._headers_sent:
-            log.warning("%s %s: MLflow backend failed: %s", self.request.method,
-                        self.request.path, error)
-            self._send_json_error(502, "MLflow did not answer.")
-            return
-        if not self._finished:
+        try:
             self.finish()
+        except Exception as e:  # e.g. the upstream body ended early
+            log.warning("%s %s: incomplete answer: %s", self.request.method, self.request.path, e)
 
     async def get(self):
+        if self._early_answer is not None:
+            self._early_answer()
+            return
         await self._finish_upstream()
 
     head = post = put = patch = delete = options = get
@@ -426,11 +494,10 @@ class ProxyHandler(HubOAuthenticated, web.RequestHandler):
     def on_connection_close(self):
         self._client_gone = True
         if self._body is not None:
-            # unblock the producer so the upstream request ends
-            try:
-                self._body.put_nowait(None)
-            except Exception:
-                pass
+            # end the upstream request body now (what is still queued is of no use)
+            while not self._body.empty():
+                self._body.get_nowait()
+            self._body.put_nowait(None)
         super().on_connection_close()
 
     def log_exception(self, typ, value, tb):
@@ -462,11 +529,13 @@ def _log_request(handler):
 
 def make_app(*, prefix, backend, front_secret, cookie_secret, hub_auth=None):
     if hub_auth is None:
-        hub_auth = HubOAuth(api_url=os.environ.get("JUPYTERHUB_API_URL"), cache_max_age=60)
+        # identities (and the admin flag) are cached for a minute
+        hub_auth = HubOAuth(cache_max_age=60)
     prefix = "/" + prefix.strip("/") + "/"
     callback_path = urlparse(hub_auth.oauth_redirect_uri).path if hub_auth.oauth_redirect_uri \
         else url_path_join(prefix, "oauth_callback")
     settings = {
+        "prefix": prefix,
         "backend": backend,
         "front_secret": front_secret,
         "cookie_secret": cookie_secret,
@@ -486,10 +555,7 @@ def make_app(*, prefix, backend, front_secret, cookie_secret, hub_auth=None):
         (prefix.rstrip("/"), web.RedirectHandler, {"url": prefix}),
         (prefix + ".*", ProxyHandler),
     ]
-    app = web.Application(handlers, **settings)
-    # handlers get hub_auth from the class attribute set through settings
-    HubOAuthenticated.hub_auth = property(lambda self: self.settings["hub_auth"])
-    return app
+    return web.Application(handlers, **settings)
 
 
 async def serve(*, process, prefix, listen_url, cookie_secret, front_secret, started_at):
@@ -499,8 +565,7 @@ async def serve(*, process, prefix, listen_url, cookie_secret, front_secret, sta
         prefix=prefix, backend=backend, front_secret=front_secret, cookie_secret=cookie_secret
     )
     parsed = urlparse(listen_url)
-    server = HTTPServer(app, xheaders=True, max_body_size=MAX_BODY_SIZE,
-                        idle_connection_timeout=300)
+    server = HTTPServer(app, xheaders=True, max_body_size=MAX_BODY_SIZE)
     server.listen(parsed.port, parsed.hostname or "127.0.0.1")
     log.info(
         "MLflow service listening on %s (prefix %s), %.2f s after start",
@@ -525,8 +590,3 @@ async def serve(*, process, prefix, listen_url, cookie_secret, front_secret, sta
     log.info("MLflow service stopped")
 
 
-def new_front_secret():
-    return secrets.token_urlsafe(32)
-
-
-__all__ = ["Backend", "make_app", "serve", "new_front_secret", "SimpleCookie"]
