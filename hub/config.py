@@ -90,7 +90,7 @@ def apply_defaults(c, data_dir: str) -> None:
 
     c.JupyterHub.authenticator_class = "notebench.hub.auth.NotebenchNativeAuthenticator"
     c.JupyterHub.spawner_class = "notebench.hub.spawner.NotebenchSpawner"
-    c.NotebenchSpawner.shared_homes_dir = str(data / "homes")
+    c.UserAccounts.shared_homes_dir = str(data / "homes")
     c.Spawner.start_timeout = 120
     c.Spawner.http_timeout = 60
     c.GPUInventory.db_url = f"sqlite:///{data / 'notebench.sqlite'}"

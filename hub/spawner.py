@@ -11,72 +11,21 @@ from the GPU inventory the executor shares and handed over as CUDA_VISIBLE_DEVIC
 
 from __future__ import annotations
 
-import hashlib
 import html
 import os
-import pwd
-import re
-import subprocess
 import sys
 
-from jupyterhub.spawner import LocalProcessSpawner, set_user_setuid
+from jupyterhub.spawner import LocalProcessSpawner
 from tornado import web
-from traitlets import Bool, Integer, Unicode, default
+from traitlets import Integer, Unicode, default
 
+from .accounts import UserAccounts
 from .cgroups import CgroupLimits
 from .gpus import GPUInventory, NoFreeGPUs
 from .profiles import ProfileError, Profiles
 
-_OS_NAME_OK = re.compile(r"^[a-z_][a-z0-9_-]*$")
-
-
-def os_username(prefix: str, name: str) -> str:
-    """A valid, stable Linux account name for JupyterHub user ``name`` (at most 32 chars)."""
-    candidate = prefix + name.lower()
-    if _OS_NAME_OK.match(candidate) and len(candidate) <= 32 and name == name.lower():
-        return candidate
-    # Usernames like 'Ada.Lovelace@example.org' become 'nb-ada-lovelace-example-1a2b3c4d'.
-    slug = re.sub(r"[^a-z0-9_-]+", "-", name.lower()).strip("-")[:18]
-    digest = hashlib.sha256(name.encode()).hexdigest()[:8]
-    return f"{prefix}{slug}-{digest}"
-
-
-def ensure_os_user(username: str, home_root: str) -> pwd.struct_passwd:
-    """Create the OS account (and its 0700 home) if missing; return its passwd entry."""
-    try:
-        entry = pwd.getpwnam(username)
-    except KeyError:
-        home = os.path.join(home_root, username)
-        subprocess.run(
-            ["useradd", "--create-home", "--home-dir", home, "--shell", "/bin/bash", "--user-group", username],
-            check=True,
-            capture_output=True,
-        )
-        entry = pwd.getpwnam(username)
-    os.makedirs(entry.pw_dir, exist_ok=True)
-    os.chown(entry.pw_dir, entry.pw_uid, entry.pw_gid)
-    os.chmod(entry.pw_dir, 0o700)
-    return entry
-
-
 class NotebenchSpawner(LocalProcessSpawner):
     """LocalProcessSpawner with profiles, GPU leases, OS-account isolation and limits."""
-
-    isolate_users = Bool(
-        help="Run each user's server as their own OS account (default: when the hub runs as root)."
-    ).tag(config=True)
-
-    @default("isolate_users")
-    def _isolate_default(self):
-        return os.geteuid() == 0
-
-    system_user_prefix = Unicode("nb-", help="Prefix of the OS accounts made for users.").tag(config=True)
-    system_home_root = Unicode("/home", help="Where OS accounts' homes are made when isolating users.").tag(
-        config=True
-    )
-    shared_homes_dir = Unicode(
-        help="Where users' homes live when not isolating users (one OS account for all)."
-    ).tag(config=True)
 
     mlflow_url = Unicode(help="MLflow tracking URI handed to servers as MLFLOW_TRACKING_URI.").tag(config=True)
     kernel_cull_idle_timeout = Integer(3600, help="Seconds before an idle kernel is culled (0: never).").tag(
@@ -140,41 +89,19 @@ class NotebenchSpawner(LocalProcessSpawner):
     # --- where and as whom ----------------------------------------------------------------------
 
     @property
-    def os_user(self) -> str:
-        return os_username(self.system_user_prefix, self.user.name)
+    def accounts(self) -> UserAccounts:
+        return UserAccounts(parent=self)
 
     @property
-    def home(self) -> str:
-        if self.isolate_users:
-            return os.path.join(self.system_home_root, self.os_user)
-        return os.path.join(self.shared_homes_dir, self.user.name)
-
-    def prepare_home(self) -> None:
-        if self.isolate_users:
-            ensure_os_user(self.os_user, self.system_home_root)
-        else:
-            os.makedirs(self.home, mode=0o700, exist_ok=True)
+    def os_user(self) -> str:
+        return self.accounts.os_user(self.user.name)
 
     def make_preexec_fn(self, name):
         cgroup = getattr(self, "_cgroup", None)
-        setuid = set_user_setuid(self.os_user) if self.isolate_users else None
-        home = self.home
-
-        def preexec():
-            if cgroup is not None:
-                CgroupLimits.enter(cgroup)
-            if setuid is not None:
-                setuid()
-            else:
-                os.chdir(home)
-
-        return preexec
+        return self.accounts.preexec(self.user.name, before=(lambda: CgroupLimits.enter(cgroup)) if cgroup else None)
 
     def user_env(self, env):
-        env["USER"] = self.os_user if self.isolate_users else pwd.getpwuid(os.getuid()).pw_name
-        env["HOME"] = self.home
-        env["SHELL"] = "/bin/bash"
-        env["PATH"] = os.pathsep.join([os.path.join(sys.prefix, "bin"), "/usr/local/bin", "/usr/bin", "/bin"])
+        env.update(self.accounts.env(self.user.name))
         return env
 
     def get_env(self):
@@ -201,7 +128,7 @@ class NotebenchSpawner(LocalProcessSpawner):
             "--MappingKernelManager.cull_connected=True",
             "--ServerApp.jpserver_extensions=notebench.hub.singleuser=True",
         ]
-        if os.geteuid() == 0 and not self.isolate_users:
+        if os.geteuid() == 0 and not self.accounts.isolate_users:
             args.append("--allow-root")
         return args
 
@@ -211,7 +138,7 @@ class NotebenchSpawner(LocalProcessSpawner):
         profile = self._profile = self.chosen_profile()
         self.cpu_limit = profile.cpu_limit
         self.mem_limit = profile.mem_limit
-        self.prepare_home()
+        self.accounts.prepare(self.user.name)
         try:
             self._gpus = self.gpu_inventory.acquire(self.lease_holder, profile.gpus)
         except NoFreeGPUs as e:
