@@ -69,7 +69,10 @@ def cmd_up(args) -> int:
     if port_taken(args.ip, args.port):
         fail(f"port {args.port} on {args.ip} is already in use (is Notebench already running? try --port)")
     data_dir.mkdir(parents=True, exist_ok=True)
-    os.chmod(data_dir, 0o700)  # it holds the hub's secrets
+    # Everything the hub and its services create is private (umask 077); the data dir itself may
+    # only be traversed, so job runners (as their users) reach their own job directory.
+    os.umask(0o077)
+    os.chmod(data_dir, 0o711)
     if os.geteuid() != 0:
         print(
             "\n*** WARNING: Notebench is not running as root: every user's server runs as "

@@ -37,6 +37,7 @@ class Notebench(Configurable):
     cull_every = Integer(300, help="Seconds between idle-culler passes.").tag(config=True)
 
     mlflow_enabled = Bool(True, help="Run the MLflow tracking service at /services/mlflow/.").tag(config=True)
+    executor_enabled = Bool(True, help="Run the notebook execution service at /services/executor/.").tag(config=True)
     mlflow_default_permission = Unicode(
         "READ",
         help="What users may do with experiments/models they do not own: READ (shared reading) or NO_PERMISSIONS.",
@@ -63,7 +64,7 @@ def internal_ports(data_dir: Path) -> dict:
     servers (which know the hub's URL) keep working after the hub restarts."""
     path = data_dir / "ports.json"
     ports = json.loads(path.read_text()) if path.exists() else {}
-    for name in ("hub", "proxy_api", "mlflow"):
+    for name in ("hub", "proxy_api", "mlflow", "executor"):
         ports.setdefault(name, free_port())
     path.write_text(json.dumps(ports, indent=1))
     return ports
@@ -162,6 +163,9 @@ def apply_services(c) -> None:
         )
     if nb.mlflow_enabled:
         add_mlflow_service(services, nb, ports["mlflow"])
+    if nb.executor_enabled:
+        mlflow_url = f"http://127.0.0.1:{ports['mlflow']}/services/mlflow" if nb.mlflow_enabled else ""
+        add_executor_service(services, roles, nb, ports["executor"], public, mlflow_url)
     c.JupyterHub.services = services
     c.JupyterHub.load_roles = roles
 
@@ -198,6 +202,23 @@ def refuse_bootstrap_admin_login(authenticator, handler, authentication):
     if authentication and authentication.get("name") == "admin":
         raise web.HTTPError(403, "The name 'admin' is reserved for Notebench's bootstrap account")
     return authentication
+
+
+def add_executor_service(services: list, roles: list, nb: Notebench, port: int, public: str, mlflow_url: str) -> None:
+    env = {"NOTEBENCH_DATA_DIR": nb.data_dir, "NOTEBENCH_PUBLIC_URL": public, "NOTEBENCH_MLFLOW_URL": mlflow_url}
+    if os.environ.get("NOTEBENCH_USER_CONFIG"):
+        env["NOTEBENCH_USER_CONFIG"] = os.environ["NOTEBENCH_USER_CONFIG"]  # profiles, GPUs, c.Executor
+    services.append(
+        {
+            "name": "executor",
+            "url": f"http://127.0.0.1:{port}",
+            "command": [sys.executable, "-m", "notebench.executor"],
+            "environment": env,
+            "oauth_no_confirm": True,
+        }
+    )
+    # Mint per-user tokens (scope access:services) so jobs reach MLflow as their owner.
+    roles.append({"name": "executor", "scopes": ["tokens", "access:services"], "services": ["executor"]})
 
 
 def add_mlflow_service(services: list, nb: Notebench, port: int) -> None:

@@ -1,0 +1,163 @@
+"""The notebook execution service: a JupyterHub-managed tornado app (``python -m notebench.executor``).
+
+Configured like JupyterHub, with traitlets: the operator's config file (the one given to
+`notebench up --config`) is read too, so ``c.Profiles``, ``c.GPUInventory``, ``c.UserAccounts``
+are the hub's own and ``c.Executor`` / ``c.LocalBackend`` tune the executor.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import time
+from pathlib import Path
+from urllib.parse import urlparse
+
+from jupyter_client.kernelspec import KernelSpecManager
+from tornado import web
+from tornado.httpserver import HTTPServer
+from traitlets import Integer, Unicode, default
+from traitlets.config import Application
+
+from notebench.hub.accounts import UserAccounts
+from notebench.hub.gpus import GPUInventory
+from notebench.hub.profiles import Profiles
+
+from . import db
+from .backends.local import LocalBackend
+from .dispatcher import Dispatcher
+from .handlers import next_run, routes
+from .models import JobRequest
+from .services import HubTokens, MlflowRuns
+
+
+class Executor(Application):
+    name = "notebench-executor"
+
+    data_dir = Unicode(help="Notebench's data dir (NOTEBENCH_DATA_DIR).").tag(config=True)
+
+    @default("data_dir")
+    def _data_dir(self):
+        return os.environ["NOTEBENCH_DATA_DIR"]
+
+    db_url = Unicode(help="SQLAlchemy URL of the jobs database (default: SQLite in the data dir).").tag(config=True)
+
+    @default("db_url")
+    def _db_url(self):
+        return f"sqlite:///{Path(self.data_dir) / 'executor.sqlite'}"
+
+    max_running_jobs = Integer(4, help="Jobs running at once, in all.").tag(config=True)
+    max_running_jobs_per_user = Integer(2, help="Jobs running at once per user.").tag(config=True)
+    max_body_bytes = Integer(16 * 1024 * 1024, help="Largest request body accepted (413 beyond).").tag(config=True)
+    schedule_check_seconds = Integer(5, help="How often due schedules are looked for.").tag(config=True)
+
+    public_url = Unicode(help="Public base URL (for MLFLOW_TRACKING_URI in jobs).").tag(config=True)
+
+    @default("public_url")
+    def _public_url(self):
+        return os.environ.get("NOTEBENCH_PUBLIC_URL", "")
+
+    mlflow_url = Unicode(help="MLflow service URL the executor itself talks to ('' : no MLflow runs).").tag(config=True)
+
+    @default("mlflow_url")
+    def _mlflow_url(self):
+        return os.environ.get("NOTEBENCH_MLFLOW_URL", "")
+
+    def initialize(self, argv=None):
+        super().initialize(argv)
+        user_config = os.environ.get("NOTEBENCH_USER_CONFIG")
+        if user_config:
+            self.load_config_file(user_config)
+        data = Path(self.data_dir)
+        self.config.GPUInventory.setdefault("db_url", f"sqlite:///{data / 'notebench.sqlite'}")
+        self.config.UserAccounts.setdefault("shared_homes_dir", str(data / "homes"))
+        self.sessions = db.connect(self.db_url)
+        self.profiles = Profiles(parent=self)
+        self.gpus = GPUInventory(parent=self)
+        self.accounts = UserAccounts(parent=self)
+        self.backend = LocalBackend(parent=self, accounts=self.accounts)
+        self.tokens = HubTokens(os.environ["JUPYTERHUB_API_URL"], os.environ["JUPYTERHUB_API_TOKEN"])
+        self.mlflow = MlflowRuns(self.mlflow_url, self.tokens) if self.mlflow_url else None
+        self.dispatcher = Dispatcher(self)
+        self._kernels: tuple[float, set] = (0.0, set())
+
+    def kernel_names(self) -> set:
+        checked, names = self._kernels
+        if time.monotonic() - checked > 60:
+            names = set(KernelSpecManager().find_kernel_specs())
+            self._kernels = (time.monotonic(), names)
+        return names
+
+    async def runner_env(self, owner: str, profile, gpus: list[str]) -> dict:
+        env = {
+            **profile.env,
+            "NOTEBENCH_PROFILE": profile.name,
+            "CUDA_VISIBLE_DEVICES": ",".join(gpus),  # empty for CPU jobs: they never see a GPU
+        }
+        if self.mlflow:
+            env["MLFLOW_TRACKING_URI"] = f"{self.public_url}/services/mlflow"
+            env["MLFLOW_TRACKING_TOKEN"] = await self.tokens.token_for(owner)
+        return env
+
+    async def check_schedules(self) -> None:
+        """Submit the jobs of due schedules: once per due schedule, however many ticks were missed,
+        and by one executor only (compare-and-set on next_run_at)."""
+        import sqlalchemy as sa
+
+        now = db.utcnow()
+        with self.sessions() as s:
+            due = s.scalars(sa.select(db.Schedule).where(db.Schedule.active, db.Schedule.next_run_at <= now)).all()
+        for schedule in due:
+            with self.sessions() as s:
+                won = s.execute(
+                    sa.update(db.Schedule)
+                    .where(db.Schedule.id == schedule.id, db.Schedule.next_run_at == schedule.next_run_at)
+                    .values(next_run_at=next_run(schedule.cron, schedule.timezone, now))
+                ).rowcount
+                s.commit()
+            if not won:
+                continue
+            try:
+                request = JobRequest.model_validate(schedule.job_template)
+                await self.dispatcher.submit(schedule.owner, request, schedule_id=schedule.id)
+            except Exception:
+                self.log.exception("schedule %s could not submit its job", schedule.id)
+
+    async def schedule_loop(self) -> None:
+        while True:
+            try:
+                await self.check_schedules()
+                await self.dispatcher.dispatch()  # also retries jobs waiting for a GPU
+            except Exception:
+                self.log.exception("schedule check failed")
+            await asyncio.sleep(self.schedule_check_seconds)
+
+    async def serve(self) -> None:
+        prefix = os.environ.get("JUPYTERHUB_SERVICE_PREFIX", "/services/executor/")
+        url = urlparse(os.environ.get("JUPYTERHUB_SERVICE_URL", "http://127.0.0.1:8090"))
+        app = web.Application(
+            routes(prefix),
+            executor=self,
+            prefix=prefix,
+            cookie_secret=os.urandom(32),
+            xsrf_cookies=True,
+        )
+        server = HTTPServer(app, max_body_size=self.max_body_bytes + 1, xheaders=True)
+        server.listen(url.port, url.hostname)
+        await self.dispatcher.recover()
+        loop_task = asyncio.ensure_future(self.schedule_loop())
+        stop = asyncio.Event()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            asyncio.get_running_loop().add_signal_handler(sig, stop.set)
+        self.log.info("Notebench executor listening on %s%s", url.geturl().rstrip("/"), prefix)
+        await stop.wait()
+        loop_task.cancel()
+        server.stop()
+        await self.dispatcher.close()  # running jobs keep running; a restart re-attaches to them
+
+    def start(self):
+        asyncio.run(self.serve())
+
+
+main = Executor.launch_instance

@@ -1,0 +1,134 @@
+"""The executor's store: jobs and schedules (SQLAlchemy; SQLite locally, PostgreSQL at scale).
+
+The schema is owned by Alembic migrations (executor/migrations); ``connect()`` upgrades the
+database to the newest revision before use, so every process sees the same schema.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+from pathlib import Path
+
+import sqlalchemy as sa
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, sessionmaker
+
+MIGRATIONS = Path(__file__).parent / "migrations"
+
+STATUSES = ("queued", "running", "succeeded", "failed", "cancelled", "timed_out")
+FINAL = ("succeeded", "failed", "cancelled", "timed_out")
+
+
+def utcnow() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+class UTCDateTime(sa.TypeDecorator):
+    """Timezone-aware datetimes in and out, on SQLite (which drops tzinfo) as on PostgreSQL."""
+
+    impl = sa.DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value, dialect):
+        return value.astimezone(timezone.utc) if value is not None else None
+
+    def process_result_value(self, value, dialect):
+        if value is not None and value.tzinfo is None:
+            value = value.replace(tzinfo=timezone.utc)
+        return value
+
+
+class Base(DeclarativeBase):
+    pass
+
+
+class Job(Base):
+    __tablename__ = "jobs"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(sa.String(255), index=True)
+    owner: Mapped[str] = mapped_column(sa.String(255), index=True)
+    status: Mapped[str] = mapped_column(sa.String(16), index=True, default="queued")
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    started_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    parameters: Mapped[dict] = mapped_column(sa.JSON, default=dict)
+    profile: Mapped[str] = mapped_column(sa.String(64))
+    kernel: Mapped[str] = mapped_column(sa.String(128))
+    cwd: Mapped[str] = mapped_column(sa.String(1024), default="")
+    workers: Mapped[int] = mapped_column(default=0)
+    worker_profile: Mapped[str | None] = mapped_column(sa.String(64))
+    timeout_seconds: Mapped[int] = mapped_column()
+    cells_completed: Mapped[int] = mapped_column(default=0)
+    cells_total: Mapped[int] = mapped_column(default=0)
+    error: Mapped[dict | None] = mapped_column(sa.JSON)
+    mlflow_run_id: Mapped[str | None] = mapped_column(sa.String(64))
+    schedule_id: Mapped[int | None] = mapped_column(sa.ForeignKey("schedules.id", ondelete="SET NULL"), index=True)
+    # Where the running job lives, so a restarted executor can find it again.
+    runner_pid: Mapped[int | None] = mapped_column()
+    executor_id: Mapped[str | None] = mapped_column(sa.String(64))
+
+    def to_dict(self) -> dict:
+        iso = lambda d: d.isoformat().replace("+00:00", "Z") if d else None  # noqa: E731
+        return {
+            "id": self.id,
+            "name": self.name,
+            "owner": self.owner,
+            "status": self.status,
+            "created_at": iso(self.created_at),
+            "started_at": iso(self.started_at),
+            "finished_at": iso(self.finished_at),
+            "parameters": self.parameters,
+            "profile": self.profile,
+            "kernel": self.kernel,
+            "cwd": self.cwd,
+            "workers": self.workers,
+            "worker_profile": self.worker_profile,
+            "timeout_seconds": self.timeout_seconds,
+            "progress": {"cells_completed": self.cells_completed, "cells_total": self.cells_total},
+            "error": self.error,
+            "mlflow_run_id": self.mlflow_run_id,
+            "schedule_id": self.schedule_id,
+        }
+
+
+class Schedule(Base):
+    __tablename__ = "schedules"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    owner: Mapped[str] = mapped_column(sa.String(255), index=True)
+    name: Mapped[str] = mapped_column(sa.String(255))
+    cron: Mapped[str] = mapped_column(sa.String(255))
+    timezone: Mapped[str] = mapped_column(sa.String(64), default="UTC")
+    active: Mapped[bool] = mapped_column(default=True)
+    job_template: Mapped[dict] = mapped_column(sa.JSON)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    next_run_at: Mapped[datetime | None] = mapped_column(UTCDateTime, index=True)
+
+
+def make_engine(url: str) -> sa.Engine:
+    engine = sa.create_engine(url, future=True, pool_pre_ping=True)
+    if engine.dialect.name == "sqlite":
+
+        @sa.event.listens_for(engine, "connect")
+        def _pragmas(dbapi_conn, _):
+            dbapi_conn.execute("PRAGMA busy_timeout = 30000")
+            dbapi_conn.execute("PRAGMA journal_mode = WAL")
+            dbapi_conn.execute("PRAGMA foreign_keys = ON")
+
+    return engine
+
+
+def upgrade(url: str) -> None:
+    """Bring the database at ``url`` to the newest schema (idempotent)."""
+    from alembic import command
+    from alembic.config import Config
+
+    cfg = Config()
+    cfg.set_main_option("script_location", str(MIGRATIONS))
+    cfg.set_main_option("sqlalchemy.url", url.replace("%", "%%"))
+    command.upgrade(cfg, "head")
+
+
+def connect(url: str) -> sessionmaker:
+    upgrade(url)
+    return sessionmaker(make_engine(url), expire_on_commit=False)

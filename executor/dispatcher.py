@@ -1,0 +1,321 @@
+"""The job queue: records jobs, starts them fairly within limits, watches them, finishes them.
+
+Nothing is lost: every job is a row before it is anything else; a job is claimed with a
+compare-and-set on its status (so two executors on one database never both run it); running
+jobs report to files in their job directory, so a restarted executor re-attaches to them or,
+when their process is gone, marks them failed ("executor restarted") keeping partial output.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+import time
+import uuid
+from collections import Counter
+from pathlib import Path
+
+import nbformat
+import sqlalchemy as sa
+
+from notebench.hub.gpus import NoFreeGPUs
+from notebench.hub.profiles import ProfileError
+
+from .backends.base import JobSpec
+from .db import FINAL, Job, utcnow
+from .models import JobRequest
+
+log = logging.getLogger("notebench.executor")
+
+
+class JobError(Exception):
+    """A request the executor refuses: ``status`` (HTTP), ``field`` and a message."""
+
+    def __init__(self, status: int, field: str | None, message: str):
+        super().__init__(message)
+        self.status, self.field, self.message = status, field, message
+
+
+def read_events(path: Path, offset: int) -> tuple[list[dict], int]:
+    try:
+        with open(path) as f:
+            f.seek(offset)
+            data = f.read()
+    except FileNotFoundError:
+        return [], offset
+    complete = data[: data.rfind("\n") + 1]  # a line still being written waits for the next read
+    return [json.loads(line) for line in complete.splitlines() if line.strip()], offset + len(complete)
+
+
+def notebook_progress(path: Path) -> tuple[int, int] | None:
+    try:
+        nb = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+    cells = nb.get("cells", [])
+    done = sum(1 for c in cells if c.get("metadata", {}).get("papermill", {}).get("status") == "completed")
+    return done, len(cells)
+
+
+class Dispatcher:
+    def __init__(self, app):
+        self.app = app
+        self.sessions = app.sessions
+        self.backend = app.backend
+        self.executor_id = uuid.uuid4().hex
+        self.jobs_dir = Path(app.data_dir) / "executor" / "jobs"
+        self.jobs_dir.mkdir(parents=True, exist_ok=True)
+        for d in (self.jobs_dir.parent, self.jobs_dir):
+            os.chmod(d, 0o711)  # traversable, not listable: each user reaches only their own job dirs
+        self._lock = asyncio.Lock()
+        self._watchers: dict[int, asyncio.Task] = {}
+        self._cancel_requested: set[int] = set()
+
+    # --- submitting ------------------------------------------------------------------------
+
+    def job_dir(self, job_id: int) -> Path:
+        return self.jobs_dir / str(job_id)
+
+    def _resolve(self, owner: str, request: JobRequest) -> tuple[str, str, str]:
+        try:
+            profile = self.app.profiles.get(request.profile)
+        except ProfileError as e:
+            raise JobError(400, "profile", str(e))
+        try:
+            self.app.profiles.get(request.worker_profile or profile.name)
+        except ProfileError as e:
+            raise JobError(400, "worker_profile", str(e))
+        kernel = request.kernel or request.notebook.get("metadata", {}).get("kernelspec", {}).get("name") or "python3"
+        if kernel not in self.app.kernel_names():
+            raise JobError(400, "kernel", f"unknown kernel {kernel!r}; available: {', '.join(sorted(self.app.kernel_names()))}")
+        home = Path(self.app.accounts.home(owner))
+        cwd = (home / request.cwd).resolve() if request.cwd else home
+        if cwd != home and home not in cwd.parents:
+            raise JobError(400, "cwd", "cwd must stay inside your home directory")
+        return profile.name, kernel, str(cwd)
+
+    async def submit(self, owner: str, request: JobRequest, schedule_id: int | None = None) -> Job:
+        profile, kernel, cwd = self._resolve(owner, request)
+        notebook_name = request.notebook.get("metadata", {}).get("notebench", {}).get("path") or "notebook.ipynb"
+        job = Job(
+            name=request.name or Path(notebook_name).stem,
+            owner=owner,
+            status="queued",
+            parameters=request.parameters,
+            profile=profile,
+            kernel=kernel,
+            cwd=cwd,
+            workers=request.workers,
+            worker_profile=request.worker_profile,
+            timeout_seconds=request.timeout_seconds,
+            cells_total=len(request.notebook.get("cells", [])),
+            schedule_id=schedule_id,
+        )
+        with self.sessions() as s:
+            s.add(job)
+            s.commit()
+        job_dir = self.job_dir(job.id)
+        job_dir.mkdir(parents=True, exist_ok=True)
+        nbformat.write(nbformat.from_dict(request.notebook), str(job_dir / "input.ipynb"))
+        self.app.accounts.prepare(owner)
+        uid, gid = self.app.accounts.uid_gid(owner)
+        for path in (job_dir, job_dir / "input.ipynb"):
+            os.chown(path, uid, gid)  # the runner, as the owner, writes its output here
+        os.chmod(job_dir, 0o700)
+        asyncio.ensure_future(self.dispatch())
+        return job
+
+    # --- starting --------------------------------------------------------------------------
+
+    async def dispatch(self) -> None:
+        """Start queued jobs while limits allow, fairly: the owner with the fewest running jobs first."""
+        async with self._lock:
+            with self.sessions() as s:
+                running = Counter(o for (o,) in s.execute(sa.select(Job.owner).where(Job.status == "running")))
+                queued = s.scalars(sa.select(Job).where(Job.status == "queued").order_by(Job.id)).all()
+            total = sum(running.values())
+            for job in sorted(queued, key=lambda j: (running[j.owner], j.id)):
+                if total >= self.app.max_running_jobs:
+                    break
+                if running[job.owner] >= self.app.max_running_jobs_per_user:
+                    continue
+                if await self._start(job):
+                    running[job.owner] += 1
+                    total += 1
+
+    async def _start(self, job: Job) -> bool:
+        with self.sessions() as s:
+            claimed = s.execute(
+                sa.update(Job)
+                .where(Job.id == job.id, Job.status == "queued")
+                .values(status="running", started_at=utcnow(), executor_id=self.executor_id)
+            ).rowcount
+            s.commit()
+        if not claimed:  # cancelled meanwhile, or another executor took it
+            return False
+        holder = f"job:{job.id}"
+        try:
+            profile = self.app.profiles.get(job.profile)
+            gpus = self.app.gpus.acquire(holder, profile.gpus)
+        except NoFreeGPUs:
+            with self.sessions() as s:  # wait in the queue for a GPU
+                s.execute(sa.update(Job).where(Job.id == job.id).values(status="queued", started_at=None))
+                s.commit()
+            return False
+        try:
+            spec = await self._spec(job, profile, gpus)
+            pid = await self.backend.start(spec)
+        except Exception as e:
+            log.exception("job %s could not start", job.id)
+            self.app.gpus.release(holder)
+            await self._finish(job.id, "failed", {"ename": type(e).__name__, "evalue": str(e), "cell_index": None})
+            return True
+        self.app.gpus.set_pid(holder, pid)
+        with self.sessions() as s:
+            s.execute(sa.update(Job).where(Job.id == job.id).values(runner_pid=pid))
+            s.commit()
+        self._watchers[job.id] = asyncio.ensure_future(self._watch(job.id, pid))
+        return True
+
+    async def _spec(self, job: Job, profile, gpus: list[str]) -> JobSpec:
+        env = await self.app.runner_env(job.owner, profile, gpus)
+        kernel_env = {"NOTEBENCH_JOB_ID": str(job.id)}
+        if self.app.mlflow:
+            job.mlflow_run_id = await self.app.mlflow.start(job, "input.ipynb")
+            kernel_env["MLFLOW_RUN_ID"] = job.mlflow_run_id
+            with self.sessions() as s:
+                s.execute(sa.update(Job).where(Job.id == job.id).values(mlflow_run_id=job.mlflow_run_id))
+                s.commit()
+        worker = self.app.profiles.get(job.worker_profile or job.profile)
+        return JobSpec(
+            job_id=job.id,
+            owner=job.owner,
+            job_dir=str(self.job_dir(job.id)),
+            kernel=job.kernel,
+            profile=job.profile,
+            cwd=job.cwd,
+            parameters=job.parameters,
+            timeout_seconds=job.timeout_seconds,
+            workers=job.workers,
+            worker_threads=int(worker.cpu_limit) if worker.cpu_limit else 1,
+            worker_memory=worker.mem_limit,
+            env=env,
+            kernel_env=kernel_env,
+            gpus=gpus,
+        )
+
+    # --- watching --------------------------------------------------------------------------
+
+    async def _watch(self, job_id: int, pid: int) -> None:
+        job_dir = self.job_dir(job_id)
+        offset, kernel_pid, last_mtime = 0, None, 0.0
+        with self.sessions() as s:
+            job = s.get(Job, job_id)
+        deadline = job.started_at.timestamp() + job.timeout_seconds
+        try:
+            while True:
+                events, offset = read_events(job_dir / "events.jsonl", offset)
+                for event in events:
+                    if event["event"] == "started":
+                        kernel_pid = event.get("kernel_pid")
+                    elif event["event"] == "finished":
+                        self._update_progress(job_id, job_dir)
+                        await self._finish(job_id, event["status"], event.get("error"))
+                        return
+                try:
+                    mtime = (job_dir / "output.ipynb").stat().st_mtime
+                except FileNotFoundError:
+                    mtime = last_mtime
+                if mtime != last_mtime:
+                    last_mtime = mtime
+                    self._update_progress(job_id, job_dir)
+                if job_id in self._cancel_requested or time.time() > deadline:
+                    status = "cancelled" if job_id in self._cancel_requested else "timed_out"
+                    self.backend.kill(pid, [kernel_pid] if kernel_pid else [])
+                    self._update_progress(job_id, job_dir)
+                    error = None
+                    if status == "timed_out":
+                        error = {"ename": "Timeout", "evalue": f"the job ran longer than {job.timeout_seconds} s", "cell_index": None}
+                    await self._finish(job_id, status, error)
+                    return
+                if not self.backend.is_running(pid):
+                    events, offset = read_events(job_dir / "events.jsonl", offset)
+                    if any(e["event"] == "finished" for e in events):
+                        continue  # it finished between our two reads: handle it above
+                    self.backend.kill(pid, [kernel_pid] if kernel_pid else [])
+                    await self._finish(
+                        job_id, "failed", {"ename": "RunnerDied", "evalue": "the job's process ended unexpectedly", "cell_index": None}
+                    )
+                    return
+                await asyncio.sleep(0.05)
+        finally:
+            self._watchers.pop(job_id, None)
+            self._cancel_requested.discard(job_id)
+            if hasattr(self.backend, "forget"):
+                self.backend.forget(pid)
+
+    def _update_progress(self, job_id: int, job_dir: Path) -> None:
+        progress = notebook_progress(job_dir / "output.ipynb")
+        if progress:
+            with self.sessions() as s:
+                s.execute(sa.update(Job).where(Job.id == job_id).values(cells_completed=progress[0], cells_total=progress[1]))
+                s.commit()
+
+    async def _finish(self, job_id: int, status: str, error: dict | None) -> None:
+        with self.sessions() as s:
+            done = s.execute(
+                sa.update(Job)
+                .where(Job.id == job_id, Job.status.in_(("running", "queued")))
+                .values(status=status, error=error, finished_at=utcnow())
+            ).rowcount
+            s.commit()
+            job = s.get(Job, job_id)
+        self.app.gpus.release(f"job:{job_id}")
+        asyncio.ensure_future(self.dispatch())
+        if done and job.mlflow_run_id and self.app.mlflow:
+            try:
+                await self.app.mlflow.finish(job, self.job_dir(job_id) / "output.ipynb")
+            except Exception:
+                log.exception("could not record job %s's end in MLflow run %s", job_id, job.mlflow_run_id)
+
+    # --- acting on jobs ---------------------------------------------------------------------
+
+    async def cancel(self, job_id: int) -> None:
+        with self.sessions() as s:
+            # A queued job never starts: cancel it in the database, atomically.
+            queued = s.execute(
+                sa.update(Job).where(Job.id == job_id, Job.status == "queued").values(status="cancelled", finished_at=utcnow())
+            ).rowcount
+            s.commit()
+        if not queued and job_id in self._watchers:
+            self._cancel_requested.add(job_id)
+            await asyncio.wait([self._watchers[job_id]], timeout=10)
+
+    # --- recovery ----------------------------------------------------------------------------
+
+    async def recover(self) -> None:
+        """After a (re)start: re-attach to running jobs whose process lives, fail the others."""
+        with self.sessions() as s:
+            running = s.scalars(sa.select(Job).where(Job.status == "running")).all()
+        for job in running:
+            if job.runner_pid and self.backend.is_running(job.runner_pid):
+                log.info("re-attaching to job %s (pid %s)", job.id, job.runner_pid)
+                self._watchers[job.id] = asyncio.ensure_future(self._watch(job.id, job.runner_pid))
+                continue
+            events, _ = read_events(self.job_dir(job.id) / "events.jsonl", 0)
+            finished = [e for e in events if e["event"] == "finished"]
+            self._update_progress(job.id, self.job_dir(job.id))
+            if finished:  # it ended while we were down
+                await self._finish(job.id, finished[-1]["status"], finished[-1].get("error"))
+            else:
+                await self._finish(job.id, "failed", {"ename": "ExecutorRestarted", "evalue": "executor restarted", "cell_index": None})
+        self.app.gpus.reap("job:", keep={f"job:{j}" for j in self._watchers})
+        await self.dispatch()
+
+    async def close(self) -> None:
+        for task in list(self._watchers.values()):
+            task.cancel()
+        await self.backend.close()
+

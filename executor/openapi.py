@@ -1,0 +1,173 @@
+"""The OpenAPI description of the executor API, built from the request models.
+
+Served at /services/executor/api/openapi.json; the checked-in copy (executor/openapi.json) is
+compared with it by the tests, so the file in the repo is always the API that runs.
+"""
+
+from __future__ import annotations
+
+from .db import STATUSES
+from .models import JobRequest, SchedulePatch, ScheduleRequest
+
+ERROR = {
+    "type": "object",
+    "required": ["status", "message"],
+    "properties": {
+        "status": {"type": "integer"},
+        "message": {"type": "string"},
+        "field": {"type": ["string", "null"], "description": "The request field that was wrong."},
+    },
+}
+
+DATETIME = {"type": ["string", "null"], "format": "date-time"}
+
+JOB = {
+    "type": "object",
+    "required": ["id", "name", "owner", "status", "created_at", "parameters", "profile", "workers", "timeout_seconds", "progress"],
+    "properties": {
+        "id": {"type": "integer"},
+        "name": {"type": "string"},
+        "owner": {"type": "string"},
+        "status": {"type": "string", "enum": list(STATUSES)},
+        "created_at": {"type": "string", "format": "date-time"},
+        "started_at": DATETIME,
+        "finished_at": DATETIME,
+        "parameters": {"type": "object"},
+        "profile": {"type": "string"},
+        "kernel": {"type": "string"},
+        "cwd": {"type": "string"},
+        "workers": {"type": "integer"},
+        "worker_profile": {"type": ["string", "null"]},
+        "timeout_seconds": {"type": "integer"},
+        "progress": {
+            "type": "object",
+            "properties": {"cells_completed": {"type": "integer"}, "cells_total": {"type": "integer"}},
+        },
+        "error": {
+            "type": ["object", "null"],
+            "properties": {"ename": {"type": "string"}, "evalue": {"type": "string"}, "cell_index": {"type": ["integer", "null"]}},
+        },
+        "mlflow_run_id": {"type": ["string", "null"]},
+        "schedule_id": {"type": ["integer", "null"]},
+    },
+}
+
+SCHEDULE = {
+    "type": "object",
+    "required": ["id", "owner", "name", "cron", "timezone", "active", "job", "next_run_at"],
+    "properties": {
+        "id": {"type": "integer"},
+        "owner": {"type": "string"},
+        "name": {"type": "string"},
+        "cron": {"type": "string"},
+        "timezone": {"type": "string"},
+        "active": {"type": "boolean"},
+        "job": {"type": "object"},
+        "created_at": {"type": "string", "format": "date-time"},
+        "next_run_at": DATETIME,
+    },
+}
+
+
+def _ref(name):
+    return {"$ref": f"#/components/schemas/{name}"}
+
+
+def _json(schema):
+    return {"application/json": {"schema": schema}}
+
+
+def _errors(*codes):
+    text = {400: "Bad input (the body names the field)", 401: "Not authenticated", 403: "Not allowed",
+            404: "Not found (or not yours)", 413: "Body too large"}
+    return {str(c): {"description": text[c], "content": _json(_ref("Error"))} for c in codes}
+
+
+def spec(prefix: str = "/services/executor/") -> dict:
+    job_id = [{"name": "job_id", "in": "path", "required": True, "schema": {"type": "integer"}}]
+    schedule_id = [{"name": "schedule_id", "in": "path", "required": True, "schema": {"type": "integer"}}]
+    schemas = {"Error": ERROR, "Job": JOB, "Schedule": SCHEDULE}
+    for model in (JobRequest, ScheduleRequest, SchedulePatch):
+        schema = model.model_json_schema(ref_template="#/components/schemas/{model}")
+        schemas.update(schema.pop("$defs", {}))
+        schemas[model.__name__] = schema
+    common = _errors(401, 403)
+    return {
+        "openapi": "3.1.0",
+        "info": {"title": "Notebench executor", "version": "1", "description": "Notebook jobs and schedules."},
+        "servers": [{"url": prefix + "api"}],
+        "security": [{"token": []}],
+        "components": {
+            "schemas": schemas,
+            "securitySchemes": {"token": {"type": "http", "scheme": "bearer", "description": "A JupyterHub API token"}},
+        },
+        "paths": {
+            "/jobs": {
+                "get": {
+                    "summary": "List your jobs (admins: everyone's), newest first",
+                    "parameters": [
+                        {"name": "status", "in": "query", "schema": {"type": "string", "enum": list(STATUSES)}},
+                        {"name": "name", "in": "query", "description": "Name prefix", "schema": {"type": "string"}},
+                        {"name": "owner", "in": "query", "description": "Admins only", "schema": {"type": "string"}},
+                        {"name": "limit", "in": "query", "schema": {"type": "integer", "minimum": 1, "maximum": 200}},
+                        {"name": "cursor", "in": "query", "schema": {"type": "string"}},
+                    ],
+                    "responses": {
+                        "200": {"description": "A page of jobs", "content": _json({
+                            "type": "object",
+                            "properties": {"jobs": {"type": "array", "items": _ref("Job")}, "next_cursor": {"type": ["string", "null"]}},
+                        })},
+                        **_errors(400), **common,
+                    },
+                },
+                "post": {
+                    "summary": "Submit a notebook as a job",
+                    "requestBody": {"required": True, "content": _json(_ref("JobRequest"))},
+                    "responses": {"201": {"description": "Queued", "content": _json(_ref("Job"))}, **_errors(400, 413), **common},
+                },
+            },
+            "/jobs/{job_id}": {
+                "get": {"summary": "One job", "parameters": job_id,
+                        "responses": {"200": {"description": "The job", "content": _json(_ref("Job"))}, **_errors(404), **common}},
+            },
+            "/jobs/{job_id}/cancel": {
+                "post": {"summary": "Cancel a queued or running job", "parameters": job_id,
+                         "responses": {"200": {"description": "The job after cancelling", "content": _json(_ref("Job"))}, **_errors(404), **common}},
+            },
+            "/jobs/{job_id}/log": {
+                "get": {"summary": "The job's log (follow=1 streams until the job ends)",
+                        "parameters": job_id + [{"name": "follow", "in": "query", "schema": {"type": "string", "enum": ["0", "1"]}}],
+                        "responses": {"200": {"description": "Log text", "content": {"text/plain": {"schema": {"type": "string"}}}}, **_errors(404), **common}},
+            },
+            "/jobs/{job_id}/output": {
+                "get": {"summary": "The output notebook (partial while running)", "parameters": job_id,
+                        "responses": {"200": {"description": "ipynb", "content": {"application/x-ipynb+json": {"schema": {"type": "object"}}}}, **_errors(404), **common}},
+            },
+            "/jobs/{job_id}/output.html": {
+                "get": {"summary": "The output notebook as HTML", "parameters": job_id,
+                        "responses": {"200": {"description": "HTML", "content": {"text/html": {"schema": {"type": "string"}}}}, **_errors(404), **common}},
+            },
+            "/schedules": {
+                "get": {"summary": "Your schedules (admins: everyone's)",
+                        "responses": {"200": {"description": "Schedules", "content": _json({"type": "object", "properties": {"schedules": {"type": "array", "items": _ref("Schedule")}}})}, **common}},
+                "post": {"summary": "Create a schedule", "requestBody": {"required": True, "content": _json(_ref("ScheduleRequest"))},
+                         "responses": {"201": {"description": "Created", "content": _json(_ref("Schedule"))}, **_errors(400, 413), **common}},
+            },
+            "/schedules/{schedule_id}": {
+                "get": {"summary": "One schedule", "parameters": schedule_id,
+                        "responses": {"200": {"description": "The schedule", "content": _json(_ref("Schedule"))}, **_errors(404), **common}},
+                "patch": {"summary": "Change a schedule", "parameters": schedule_id,
+                          "requestBody": {"required": True, "content": _json(_ref("SchedulePatch"))},
+                          "responses": {"200": {"description": "The schedule", "content": _json(_ref("Schedule"))}, **_errors(400, 404, 413), **common}},
+                "delete": {"summary": "Delete a schedule (its past jobs stay)", "parameters": schedule_id,
+                           "responses": {"204": {"description": "Deleted"}, **_errors(404), **common}},
+            },
+        },
+    }
+
+
+if __name__ == "__main__":  # regenerate the checked-in copy: python -m notebench.executor.openapi
+    import json
+    from pathlib import Path
+
+    Path(__file__).with_name("openapi.json").write_text(json.dumps(spec(), indent=1, sort_keys=True) + "\n")

@@ -1,0 +1,133 @@
+"""One job's process, run as the job's owner: papermill on a kernel that was started ahead of time.
+
+The executor starts a runner before any job is known (the warm pool): it imports papermill and
+starts the kernel, then waits for one job spec, as a JSON line, on stdin. So a job starts on a
+warm kernel; the kernel is never reused (the runner exits after one job).
+
+The runner reports to the job directory, not to its parent, so a job outlives a crashed executor:
+``events.jsonl`` (JSON lines: started, finished), ``output.ipynb`` (saved after every cell by
+papermill) and ``log.txt`` (stdout/stderr and the cells' output).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import sys
+import time
+from pathlib import Path
+
+
+def emit(events_path: Path, **event) -> None:
+    event["time"] = time.time()
+    with open(events_path, "a") as f:
+        f.write(json.dumps(event) + "\n")
+        f.flush()
+
+
+def start_kernel(kernel_name: str, cwd: str):
+    from jupyter_client.manager import KernelManager
+
+    km = KernelManager(kernel_name=kernel_name)
+    km.start_kernel(cwd=cwd)
+    kc = km.client()
+    kc.start_channels()
+    kc.wait_for_ready(timeout=120)
+    return km, kc
+
+
+def run_silently(kc, code: str) -> None:
+    """Run set-up code in the kernel before the notebook (no output, no history)."""
+    msg_id = kc.execute(code, silent=True, store_history=False)
+    while True:
+        reply = kc.get_shell_msg(timeout=60)
+        if reply["parent_header"].get("msg_id") == msg_id:
+            if reply["content"]["status"] != "ok":
+                raise RuntimeError(f"kernel set-up failed: {reply['content']}")
+            return
+
+
+def start_dask(spec: dict):
+    from distributed import LocalCluster
+
+    cluster = LocalCluster(
+        n_workers=spec["workers"],
+        threads_per_worker=spec.get("worker_threads") or 1,
+        memory_limit=spec.get("worker_memory") or "auto",
+        processes=True,
+        dashboard_address=None,
+        host="127.0.0.1",
+    )
+    return cluster
+
+
+def run_job(spec: dict, km, kc) -> dict:
+    """Execute the notebook; returns the 'finished' event's fields."""
+    import papermill
+    from papermill.exceptions import PapermillExecutionError
+
+    job_dir = Path(spec["job_dir"])
+    parameters = dict(spec.get("parameters") or {})
+    cluster = None
+    try:
+        if spec.get("workers"):
+            cluster = start_dask(spec)
+            parameters["dask_scheduler_address"] = cluster.scheduler_address
+        env = {k: str(v) for k, v in (spec.get("kernel_env") or {}).items()}
+        run_silently(kc, f"import os as _nb_os; _nb_os.environ.update({env!r}); _nb_os.chdir({spec['cwd']!r}); del _nb_os")
+        papermill.execute_notebook(
+            str(job_dir / "input.ipynb"),
+            str(job_dir / "output.ipynb"),
+            parameters=parameters,
+            kernel_name=spec["kernel"],
+            km=km,
+            cwd=spec["cwd"],
+            log_output=True,
+            progress_bar=False,
+            request_save_on_cell_execute=True,
+            autosave_cell_every=5,
+        )
+        return {"status": "succeeded"}
+    except PapermillExecutionError as e:
+        return {"status": "failed", "error": {"ename": e.ename, "evalue": e.evalue, "cell_index": e.cell_index}}
+    except Exception as e:  # the notebook could not even be run: kernel died, bad notebook...
+        logging.exception("job failed outside the notebook")
+        return {"status": "failed", "error": {"ename": type(e).__name__, "evalue": str(e), "cell_index": None}}
+    finally:
+        if cluster is not None:
+            cluster.close()
+
+
+def main() -> int:
+    kernel_name, cwd = sys.argv[1], sys.argv[2]
+    import papermill  # noqa: F401  (import before the job arrives: it is most of the start-up time)
+
+    km, kc = start_kernel(kernel_name, cwd)
+    print(json.dumps({"event": "ready", "kernel_pid": km.provisioner.process.pid}), flush=True)
+
+    line = sys.stdin.readline()
+    if not line:  # the executor let this warm runner go
+        kc.stop_channels()
+        km.shutdown_kernel(now=True)
+        return 0
+    spec = json.loads(line)
+    job_dir = Path(spec["job_dir"])
+    events = job_dir / "events.jsonl"
+    # From now on everything goes to the job's log.
+    log = os.open(job_dir / "log.txt", os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+    os.dup2(log, 1)
+    os.dup2(log, 2)
+    logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr, force=True)
+    emit(events, event="started", kernel_pid=km.provisioner.process.pid, runner_pid=os.getpid())
+    try:
+        result = run_job(spec, km, kc)
+    finally:
+        kc.stop_channels()
+        km.shutdown_kernel(now=True)
+    emit(events, event="finished", **result)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,117 @@
+"""The executor's clients of other hub services: user tokens from the hub, runs in MLflow."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from urllib.parse import quote
+
+from tornado.httpclient import AsyncHTTPClient, HTTPClientError
+
+
+class HubTokens:
+    """Short-lived API tokens of users (scope ``access:services``), minted with the executor's
+    own token (scope ``tokens``), so a job reaches MLflow as its owner."""
+
+    def __init__(self, api_url: str, service_token: str, lifetime_s: int = 7 * 24 * 3600):
+        self.api_url = api_url.rstrip("/")
+        self.service_token = service_token
+        self.lifetime_s = lifetime_s
+        self._cache: dict[str, tuple[str, float]] = {}
+
+    async def token_for(self, user: str) -> str:
+        token, expires = self._cache.get(user, ("", 0.0))
+        if time.time() < expires - 3600:
+            return token
+        body = {"note": "notebench executor (jobs)", "scopes": ["access:services"], "expires_in": self.lifetime_s}
+        r = await AsyncHTTPClient().fetch(
+            f"{self.api_url}/users/{quote(user, safe='')}/tokens",
+            method="POST",
+            body=json.dumps(body),
+            headers={"Authorization": f"token {self.service_token}", "Content-Type": "application/json"},
+        )
+        token = json.loads(r.body)["token"]
+        self._cache[user] = (token, time.time() + self.lifetime_s)
+        return token
+
+
+class MlflowRuns:
+    """One MLflow run per job, created and closed through MLflow's REST API as the job's owner."""
+
+    STATUS = {"succeeded": "FINISHED", "failed": "FAILED", "cancelled": "KILLED", "timed_out": "FAILED"}
+
+    def __init__(self, tracking_url: str, tokens: HubTokens):
+        self.url = tracking_url.rstrip("/")
+        self.tokens = tokens
+
+    async def _call(self, owner: str, method: str, path: str, body=None, raw: bytes | None = None, **kw):
+        token = await self.tokens.token_for(owner)
+        headers = {"Authorization": f"Bearer {token}"}
+        if raw is None:
+            headers["Content-Type"] = "application/json"
+        r = await AsyncHTTPClient().fetch(
+            f"{self.url}{path}",
+            method=method,
+            body=raw if raw is not None else (json.dumps(body) if body is not None else None),
+            headers=headers,
+            request_timeout=60,
+            **kw,
+        )
+        return json.loads(r.body) if r.body else {}
+
+    async def _experiment_id(self, owner: str, name: str) -> str:
+        try:
+            found = await self._call(owner, "GET", f"/api/2.0/mlflow/experiments/get-by-name?experiment_name={quote(name)}")
+            return found["experiment"]["experiment_id"]
+        except HTTPClientError as e:
+            if e.code != 404:
+                raise
+        try:
+            return (await self._call(owner, "POST", "/api/2.0/mlflow/experiments/create", {"name": name}))["experiment_id"]
+        except HTTPClientError as e:  # created meanwhile by a concurrent job
+            if e.code != 400:
+                raise
+            return await self._experiment_id(owner, name)
+
+    async def start(self, job, notebook_name: str) -> str:
+        experiment_id = await self._experiment_id(job.owner, f"{job.owner}/{job.name}")
+        tags = {
+            "mlflow.runName": f"job-{job.id}",
+            "mlflow.user": job.owner,
+            "notebench.owner": job.owner,
+            "notebench.job_id": str(job.id),
+            "notebench.notebook": notebook_name,
+        }
+        run = await self._call(
+            job.owner,
+            "POST",
+            "/api/2.0/mlflow/runs/create",
+            {
+                "experiment_id": experiment_id,
+                "start_time": int(time.time() * 1000),
+                "tags": [{"key": k, "value": v} for k, v in tags.items()],
+            },
+        )
+        run_id = run["run"]["info"]["run_id"]
+        params = [{"key": k, "value": json.dumps(v) if not isinstance(v, str) else v} for k, v in job.parameters.items()]
+        for start in range(0, len(params), 100):  # MLflow takes at most 100 params per batch
+            await self._call(job.owner, "POST", "/api/2.0/mlflow/runs/log-batch", {"run_id": run_id, "params": params[start : start + 100]})
+        return run_id
+
+    async def finish(self, job, output: Path) -> None:
+        if output.exists():
+            info = await self._call(job.owner, "GET", f"/api/2.0/mlflow/runs/get?run_id={job.mlflow_run_id}")
+            experiment_id = info["run"]["info"]["experiment_id"]
+            await self._call(
+                job.owner,
+                "PUT",
+                f"/api/2.0/mlflow-artifacts/artifacts/{experiment_id}/{job.mlflow_run_id}/artifacts/output.ipynb",
+                raw=output.read_bytes(),
+            )
+        await self._call(
+            job.owner,
+            "POST",
+            "/api/2.0/mlflow/runs/update",
+            {"run_id": job.mlflow_run_id, "status": self.STATUS[job.status], "end_time": int(time.time() * 1000)},
+        )
