@@ -120,6 +120,9 @@ def main(argv=None) -> int:
     up.add_argument("--data-dir", default=default_data_dir(), help="where all state lives")
     up.add_argument("--config", help="a traitlets config file (e.g. profiles, OAuth) applied on top of the defaults")
     up.set_defaults(func=cmd_up)
+    from notebench.executor.cli import add_jobs_commands  # the executor's own commands
+
+    add_jobs_commands(sub)
     args = parser.parse_args(argv)
     return args.func(args)
 

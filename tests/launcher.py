@@ -113,6 +113,22 @@ class Hub:
         headers = {"Authorization": f"token {token or self.admin_token}"}
         return requests.request(method, f"{self.url}/hub/api{path}", headers=headers, timeout=60, **kwargs)
 
+    def executor(self, method: str, path: str, token: str | None = None, **kwargs) -> requests.Response:
+        """Call the executor API (``path`` relative to /services/executor/api/) through the proxy."""
+        headers = {"Authorization": f"token {token or self.admin_token}"} if token != "" else {}
+        return requests.request(
+            method, f"{self.url}/services/executor/api/{path.lstrip('/')}", headers=headers, timeout=60, **kwargs
+        )
+
+    def wait_job(self, job_id: int, token: str, timeout: float = 180, until=("succeeded", "failed", "cancelled", "timed_out")) -> dict:
+        """Wait until the job's status is one of ``until``; returns the job."""
+
+        def done():
+            job = self.executor("GET", f"jobs/{job_id}", token).json()
+            return job if job["status"] in until else None
+
+        return wait_for(done, timeout, interval=0.05, message=f"job {job_id} to reach {until}")
+
     def new_user(self, name: str, admin: bool = False) -> str:
         """Create ``name`` through the hub API (admin token) and return an API token of theirs."""
         r = self.api("POST", f"/users/{name}", json={"admin": admin})
@@ -160,6 +176,18 @@ class Hub:
             data["_xsrf"] = xsrf.group(1)
         s.login_response = s.post(f"{self.url}/hub/login?next=", data=data, timeout=60, allow_redirects=False)
         return s
+
+
+def notebook(*sources: str, parameters: str | None = None, kernel: str = "python3") -> dict:
+    """An nbformat v4 notebook with a `parameters` cell (if given) and one code cell per source."""
+    import nbformat
+
+    nb = nbformat.v4.new_notebook()
+    nb.metadata["kernelspec"] = {"name": kernel, "display_name": kernel, "language": "python"}
+    if parameters is not None:
+        nb.cells.append(nbformat.v4.new_code_cell(parameters, metadata={"tags": ["parameters"]}))
+    nb.cells += [nbformat.v4.new_code_cell(src) for src in sources]
+    return nbformat.from_dict(nb)
 
 
 def server_env(pid: int) -> dict:
