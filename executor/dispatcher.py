@@ -69,6 +69,10 @@ class Dispatcher:
         self.jobs_dir.mkdir(parents=True, exist_ok=True)
         for d in (self.jobs_dir.parent, self.jobs_dir):
             os.chmod(d, 0o711)  # traversable, not listable: each user reaches only their own job dirs
+        if app.accounts.isolate_users:
+            closed = [str(d) for d in self.jobs_dir.parents if not d.stat().st_mode & 0o001]
+            if closed:
+                log.error("Jobs cannot run as their users: %s must be traversable by others (chmod o+x)", closed[0])
         self._lock = asyncio.Lock()
         self._watchers: dict[int, asyncio.Task] = {}
         self._cancel_requested: set[int] = set()

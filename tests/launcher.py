@@ -56,6 +56,12 @@ class Hub:
         self.extra_env = env or {}
         self.proc: subprocess.Popen | None = None
         self.log_path = self.data_dir.parent / f"{self.data_dir.name}-notebench.log"
+        # pytest's temporary directories are private (0700); jobs run as the users' own accounts
+        # and must be able to traverse to their job directory, as under a real data dir.
+        for parent in self.data_dir.parents:
+            if parent == Path("/tmp") or parent == Path("/"):
+                break
+            os.chmod(parent, parent.stat().st_mode | 0o011)
 
     # --- process --------------------------------------------------------------------------
 

@@ -1,0 +1,111 @@
+"""kill -9 of the executor: running jobs are re-attached or failed with their partial output,
+queued jobs run, no job runs twice and none is lost."""
+
+import os
+import pwd
+import signal
+
+import psutil
+import pytest
+
+from conftest import IS_ROOT
+from launcher import Hub, notebook, wait_for
+
+CONFIG = """
+c.Notebench.mlflow_enabled = False
+c.Executor.max_running_jobs_per_user = 1
+"""
+
+
+@pytest.fixture(scope="module")
+def rhub(tmp_path_factory):
+    h = Hub(tmp_path_factory.mktemp("recovery") / "data", config=CONFIG).start()
+    yield h
+    h.stop()
+
+
+def executor_process(hub) -> psutil.Process | None:
+    for p in psutil.process_iter(["cmdline"]):
+        try:
+            if "notebench.executor" in " ".join(p.info["cmdline"] or []) and p.environ().get("NOTEBENCH_DATA_DIR") == str(
+                hub.data_dir
+            ):
+                return p
+        except psutil.Error:
+            continue
+    return None
+
+
+def runner_of(job_id: int) -> psutil.Process:
+    """The runner process of a job (it names the job in its events)."""
+    def find():
+        for p in psutil.process_iter(["cmdline"]):
+            try:
+                if "notebench.executor.runner" in " ".join(p.info["cmdline"] or []) and any(
+                    f.path.endswith(f"/jobs/{job_id}/log.txt") for f in p.open_files()
+                ):
+                    return p
+            except psutil.Error:
+                continue
+
+    return wait_for(find, 60, message=f"runner of job {job_id}")
+
+
+def marker_cell(job_tag: str) -> str:
+    # Appends one line per execution: a job that ran twice would leave two.
+    return f"with open('runs.txt', 'a') as f: f.write('{job_tag}\\n')"
+
+
+def test_kill_9_of_the_executor_loses_nothing_and_runs_nothing_twice(rhub):
+    hub = rhub
+    token = hub.new_user("survivor")
+    other = hub.new_user("unlucky")
+
+    def submit(owner_token, *cells, name):
+        r = hub.executor("POST", "jobs", owner_token, json={"notebook": notebook(*cells), "name": name})
+        assert r.status_code == 201, r.text
+        return r.json()["id"]
+
+    # Runs across the crash; its process lives on, so it is re-attached.
+    long_job = submit(
+        token,
+        marker_cell("long"),
+        "import os, time\nwhile not os.path.exists('release'): time.sleep(0.1)",
+        "print('long job done')",
+        name="long",
+    )
+    hub.wait_job(long_job, token, until=("running",))
+    # Queued behind it (one running job per user): must run after the restart, once.
+    queued_job = submit(token, marker_cell("queued"), name="queued")
+    # Another user's job whose process dies together with the executor: failed, partial output kept.
+    doomed_job = submit(other, "print('first cell ran')", "import time; time.sleep(600)", name="doomed")
+    wait_for(
+        lambda: hub.executor("GET", f"jobs/{doomed_job}", other).json()["progress"]["cells_completed"] >= 1,
+        120,
+        message="doomed job past its first cell",
+    )
+    doomed_runner = runner_of(doomed_job)
+    doomed_tree = [doomed_runner, *doomed_runner.children(recursive=True)]
+
+    old = executor_process(hub)
+    old.send_signal(signal.SIGKILL)
+    for p in doomed_tree:
+        os.killpg(os.getpgid(p.pid), signal.SIGKILL)
+    # JupyterHub restarts its managed service; the new executor recovers.
+    wait_for(lambda: (p := executor_process(hub)) and p.pid != old.pid, 120, message="executor restarted")
+    wait_for(lambda: hub.executor("GET", "jobs", token).status_code == 200, 120, message="executor answering")
+
+    doomed = hub.wait_job(doomed_job, other)
+    assert doomed["status"] == "failed"
+    assert doomed["error"]["evalue"] == "executor restarted"
+    partial = hub.executor("GET", f"jobs/{doomed_job}/output", other)
+    assert partial.status_code == 200 and "first cell ran" in partial.text
+
+    assert hub.executor("GET", f"jobs/{long_job}", token).json()["status"] == "running"  # re-attached
+    hub_home = pwd.getpwnam("nb-survivor").pw_dir if IS_ROOT else str(hub.data_dir / "homes" / "survivor")
+    with open(os.path.join(hub_home, "release"), "w"):
+        pass
+    assert hub.wait_job(long_job, token)["status"] == "succeeded"
+    assert hub.wait_job(queued_job, token)["status"] == "succeeded"
+    with open(os.path.join(hub_home, "runs.txt")) as f:
+        assert sorted(f.read().split()) == ["long", "queued"]  # each exactly once
