@@ -1,0 +1,50 @@
+"""GPU jobs lease from the same inventory as servers: a server and a job never share a GPU."""
+
+import json
+
+from launcher import notebook, wait_for
+
+PRINT_GPUS = "import os; print('GPUS=' + os.environ['CUDA_VISIBLE_DEVICES'])"
+
+
+def gpus_of(hub, job_id, token):
+    log = hub.executor("GET", f"jobs/{job_id}/log", token).text
+    return next(line.split("=", 1)[1].strip() for line in log.splitlines() if line.startswith("GPUS="))
+
+
+def test_gpu_job_waits_for_a_gpu_held_by_a_server_and_never_shares_it(hub):
+    token = hub.new_user("gpu-jobs")
+    # The session hub has two (fake) GPUs: a server takes one ...
+    hub.new_user("gpu-server")
+    hub.spawn("gpu-server", "gpu")
+    # ... a long GPU job takes the other ...
+    hold = hub.executor(
+        "POST", "jobs", token,
+        json={"notebook": notebook(PRINT_GPUS, "import os, time\nwhile not os.path.exists('done'): time.sleep(0.1)"), "profile": "gpu", "name": "hold"},
+    ).json()["id"]
+    wait_for(lambda: "GPUS=" in hub.executor("GET", f"jobs/{hold}/log", token).text, 120, message="first GPU job running")
+    # ... so the next GPU job waits in the queue rather than share a GPU.
+    waiting = hub.executor("POST", "jobs", token, json={"notebook": notebook(PRINT_GPUS), "profile": "gpu", "name": "wait"}).json()["id"]
+    cpu_job = hub.executor("POST", "jobs", token, json={"notebook": notebook(PRINT_GPUS), "profile": "cpu"}).json()["id"]
+    assert hub.wait_job(cpu_job, token)["status"] == "succeeded"
+    assert gpus_of(hub, cpu_job, token) == ""  # CPU jobs never see a GPU
+    assert hub.executor("GET", f"jobs/{waiting}", token).json()["status"] == "queued"
+
+    server_pid = hub.api("GET", "/users/gpu-server").json()["servers"][""]["state"]["pid"]
+    with open(f"/proc/{server_pid}/environ", "rb") as f:
+        server_gpu = dict(kv.split(b"=", 1) for kv in f.read().split(b"\0") if b"=" in kv)[b"CUDA_VISIBLE_DEVICES"].decode()
+    job_gpu = gpus_of(hub, hold, token)
+    assert {server_gpu, job_gpu} == {"0", "1"}
+
+    # When the server stops, its GPU goes to the waiting job.
+    hub.stop_server("gpu-server")
+    assert hub.wait_job(waiting, token)["status"] == "succeeded"
+    assert gpus_of(hub, waiting, token) == server_gpu
+    # Release the first job; then no lease is left behind.
+    home = json.loads(hub.executor("GET", f"jobs/{hold}", token).text)["cwd"]
+    open(f"{home}/done", "w").close()
+    assert hub.wait_job(hold, token)["status"] == "succeeded"
+    import sqlite3
+
+    with sqlite3.connect(hub.data_dir / "notebench.sqlite") as db:
+        assert db.execute("select count(*) from gpu_leases").fetchone()[0] == 0
