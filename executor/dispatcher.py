@@ -54,7 +54,8 @@ def notebook_progress(path: Path) -> tuple[int, int] | None:
         nb = json.loads(path.read_text())
     except (OSError, ValueError):
         return None
-    cells = nb.get("cells", [])
+    # papermill adds marker cells on errors: they are not the user's cells.
+    cells = [c for c in nb.get("cells", []) if "papermill-error-cell-tag" not in c.get("metadata", {}).get("tags", [])]
     done = sum(1 for c in cells if c.get("metadata", {}).get("papermill", {}).get("status") == "completed")
     return done, len(cells)
 

@@ -65,7 +65,7 @@ class Hub:
 
     # --- process --------------------------------------------------------------------------
 
-    def start(self, timeout=120.0) -> "Hub":
+    def start(self, timeout=180.0) -> "Hub":
         env = dict(
             os.environ,
             NOTEBENCH_ADMIN_TOKEN=self.admin_token,
@@ -81,7 +81,11 @@ class Hub:
             stderr=subprocess.STDOUT,
             cwd=REPO,
         )
-        wait_for(self._healthy, timeout, message=f"hub health at {self.url} (log: {self.log_path})")
+        try:
+            wait_for(self._healthy, timeout, message=f"hub health at {self.url} (log: {self.log_path})")
+        except BaseException:
+            self.stop(stop_servers=False)  # leave nothing behind (proxy, services) when start fails
+            raise
         return self
 
     def _healthy(self):
@@ -101,7 +105,8 @@ class Hub:
                 60,
                 message="all servers stopped",
             )
-        self.proc.send_signal(signal.SIGTERM)
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
         try:
             self.proc.wait(90)
         except subprocess.TimeoutExpired:
