@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
+import socket
 import time
 from pathlib import Path
 from urllib.parse import urlparse
@@ -46,6 +47,12 @@ class Executor(Application):
     @default("db_url")
     def _db_url(self):
         return f"sqlite:///{Path(self.data_dir) / 'executor.sqlite'}"
+
+    executor_id = Unicode(help="Names this executor in the jobs it runs (default: the host name).").tag(config=True)
+
+    @default("executor_id")
+    def _executor_id(self):
+        return socket.gethostname()
 
     max_running_jobs = Integer(4, help="Jobs running at once, in all.").tag(config=True)
     max_running_jobs_per_user = Integer(2, help="Jobs running at once per user.").tag(config=True)

@@ -13,7 +13,6 @@ import json
 import logging
 import os
 import time
-import uuid
 from collections import Counter
 from pathlib import Path
 
@@ -65,7 +64,8 @@ class Dispatcher:
         self.app = app
         self.sessions = app.sessions
         self.backend = app.backend
-        self.executor_id = uuid.uuid4().hex
+        # Stable across restarts, so a restarted executor recognises (only) its own running jobs.
+        self.executor_id = app.executor_id
         self.jobs_dir = Path(app.data_dir) / "executor" / "jobs"
         self.jobs_dir.mkdir(parents=True, exist_ok=True)
         for d in (self.jobs_dir.parent, self.jobs_dir):
@@ -164,9 +164,15 @@ class Dispatcher:
         try:
             profile = self.app.profiles.get(job.profile)
             gpus = self.app.gpus.acquire(holder, profile.gpus)
-        except NoFreeGPUs:
+        except Exception as e:
+            if not isinstance(e, NoFreeGPUs):
+                log.exception("could not lease GPUs for job %s; it stays queued", job.id)
             with self.sessions() as s:  # wait in the queue for a GPU
-                s.execute(sa.update(Job).where(Job.id == job.id).values(status="queued", started_at=None))
+                s.execute(
+                    sa.update(Job)
+                    .where(Job.id == job.id, Job.status == "running", Job.executor_id == self.executor_id)
+                    .values(status="queued", started_at=None, executor_id=None)
+                )
                 s.commit()
             return False
         try:
@@ -303,7 +309,9 @@ class Dispatcher:
     async def recover(self) -> None:
         """After a (re)start: re-attach to running jobs whose process lives, fail the others."""
         with self.sessions() as s:
-            running = s.scalars(sa.select(Job).where(Job.status == "running")).all()
+            running = s.scalars(
+                sa.select(Job).where(Job.status == "running", Job.executor_id == self.executor_id)
+            ).all()
         for job in running:
             if job.runner_pid and self.backend.is_running(job.runner_pid):
                 log.info("re-attaching to job %s (pid %s)", job.id, job.runner_pid)

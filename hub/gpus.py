@@ -109,7 +109,10 @@ class GPUInventory(LoggingConfigurable):
             def _begin_immediate(conn):
                 conn.exec_driver_sql("BEGIN IMMEDIATE")
 
-        metadata.create_all(engine)
+        with engine.begin() as conn:
+            if engine.dialect.name == "postgresql":  # several processes may create it at once
+                conn.execute(sa.text("SELECT pg_advisory_xact_lock(7204641186)"))
+            metadata.create_all(conn)
         return engine
 
     def all_devices(self) -> list[str]:
@@ -127,6 +130,9 @@ class GPUInventory(LoggingConfigurable):
             return []
         inventory = self.all_devices()
         with self.engine.begin() as conn:
+            if conn.dialect.name == "postgresql":
+                # One acquirer at a time (as BEGIN IMMEDIATE does on SQLite); readers are not blocked.
+                conn.exec_driver_sql("LOCK TABLE gpu_leases IN SHARE ROW EXCLUSIVE MODE")
             rows = conn.execute(sa.select(gpu_leases.c.device, gpu_leases.c.holder)).all()
             mine = [r.device for r in rows if r.holder == holder]
             if len(mine) >= count:
