@@ -23,7 +23,8 @@ from notebench.hub.gpus import NoFreeGPUs
 from notebench.hub.profiles import ProfileError
 
 from .backends.base import JobSpec
-from .db import FINAL, Job, utcnow
+from .db import Job, utcnow
+from .jobfiles import read_job_file
 from .models import JobRequest
 
 log = logging.getLogger("notebench.executor")
@@ -37,21 +38,26 @@ class JobError(Exception):
         self.status, self.field, self.message = status, field, message
 
 
+MAX_EVENTS_BYTES = 1024 * 1024
+MAX_NOTEBOOK_BYTES = 256 * 1024 * 1024
+
+
 def read_events(path: Path, offset: int) -> tuple[list[dict], int]:
     try:
-        with open(path) as f:
-            f.seek(offset)
-            data = f.read()
-    except FileNotFoundError:
+        raw = read_job_file(path, offset, MAX_EVENTS_BYTES)
+    except (PermissionError, OverflowError):
+        return [], offset  # not a plain file, or absurdly large: not the runner's
+    if raw is None:
         return [], offset
+    data = raw.decode(errors="replace")
     complete = data[: data.rfind("\n") + 1]  # a line still being written waits for the next read
     return [json.loads(line) for line in complete.splitlines() if line.strip()], offset + len(complete)
 
 
 def notebook_progress(path: Path) -> tuple[int, int] | None:
     try:
-        nb = json.loads(path.read_text())
-    except (OSError, ValueError):
+        nb = json.loads(read_job_file(path, limit=MAX_NOTEBOOK_BYTES) or b"")
+    except (OSError, OverflowError, ValueError):
         return None
     # papermill adds marker cells on errors: they are not the user's cells.
     cells = [c for c in nb.get("cells", []) if "papermill-error-cell-tag" not in c.get("metadata", {}).get("tags", [])]
@@ -95,7 +101,7 @@ class Dispatcher:
         kernel = request.kernel or request.notebook.get("metadata", {}).get("kernelspec", {}).get("name") or "python3"
         if kernel not in self.app.kernel_names():
             raise JobError(400, "kernel", f"unknown kernel {kernel!r}; available: {', '.join(sorted(self.app.kernel_names()))}")
-        home = Path(self.app.accounts.home(owner))
+        home = Path(self.app.accounts.home(owner)).resolve()
         cwd = (home / request.cwd).resolve() if request.cwd else home
         if cwd != home and home not in cwd.parents:
             raise JobError(400, "cwd", "cwd must stay inside your home directory")
@@ -276,20 +282,23 @@ class Dispatcher:
 
     async def _finish(self, job_id: int, status: str, error: dict | None) -> None:
         with self.sessions() as s:
-            done = s.execute(
-                sa.update(Job)
-                .where(Job.id == job_id, Job.status.in_(("running", "queued")))
-                .values(status=status, error=error, finished_at=utcnow())
-            ).rowcount
-            s.commit()
             job = s.get(Job, job_id)
         self.app.gpus.release(f"job:{job_id}")
-        asyncio.ensure_future(self.dispatch())
-        if done and job.mlflow_run_id and self.app.mlflow:
+        if job.status in ("running", "queued") and job.mlflow_run_id and self.app.mlflow:
+            # The MLflow run is closed first, so whoever sees the job finished also finds its run complete.
+            job.status = status
             try:
                 await self.app.mlflow.finish(job, self.job_dir(job_id) / "output.ipynb")
             except Exception:
                 log.exception("could not record job %s's end in MLflow run %s", job_id, job.mlflow_run_id)
+        with self.sessions() as s:
+            s.execute(
+                sa.update(Job)
+                .where(Job.id == job_id, Job.status.in_(("running", "queued")))
+                .values(status=status, error=error, finished_at=utcnow())
+            )
+            s.commit()
+        asyncio.ensure_future(self.dispatch())
 
     # --- acting on jobs ---------------------------------------------------------------------
 

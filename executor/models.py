@@ -7,6 +7,8 @@ also give the OpenAPI description its schemas (openapi.py).
 from __future__ import annotations
 
 import json
+import keyword
+from datetime import datetime, timezone
 from typing import Any
 
 import nbformat
@@ -17,8 +19,38 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 MAX_PARAMETERS_BYTES = 64 * 1024
 
 
+def check_name(value: str | None) -> str | None:
+    """Names end up in file names, headers and log lines: printable text only."""
+    if value is not None and any(ord(ch) < 32 or ord(ch) == 127 for ch in value):
+        raise ValueError("must not contain control characters")
+    return value
+
+
+def _drop_null_defaults(schema: dict) -> None:
+    """Optional fields that may be left out but never sent as null: no "default": null in the schema."""
+    for prop in schema.get("properties", {}).values():
+        if "default" in prop and prop["default"] is None:
+            del prop["default"]
+    schema["examples"] = [{"active": False}, {"cron": "30 7 * * *", "timezone": "UTC"}]
+
+
+# For the OpenAPI description (and so for its readers and API fuzzers): a job that runs.
+EXAMPLE_NOTEBOOK = {
+    "nbformat": 4,
+    "nbformat_minor": 5,
+    "metadata": {"kernelspec": {"name": "python3", "display_name": "Python 3", "language": "python"}},
+    "cells": [
+        {"cell_type": "code", "id": "params", "metadata": {"tags": ["parameters"]}, "source": "x = 1",
+         "outputs": [], "execution_count": None},
+        {"cell_type": "code", "id": "work", "metadata": {}, "source": "print(x * 2)", "outputs": [], "execution_count": None},
+    ],
+}
+EXAMPLE_JOB = {"notebook": EXAMPLE_NOTEBOOK, "parameters": {"x": 21}, "name": "double", "timeout_seconds": 600}
+
+
 class JobRequest(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    # strict: JSON types as documented (no "5" for 5, no true for 1).
+    model_config = ConfigDict(extra="forbid", strict=True, json_schema_extra={"examples": [EXAMPLE_JOB]})
 
     notebook: dict[str, Any] = Field(description="The notebook to run, as nbformat v4 JSON.")
     parameters: dict[str, Any] = Field(default_factory=dict, description="Injected with papermill (typed).")
@@ -42,6 +74,15 @@ class JobRequest(BaseModel):
             raise ValueError(f"not a valid nbformat v4 notebook: {e.message}") from None
         except (AttributeError, KeyError, TypeError) as e:
             raise ValueError(f"not a valid nbformat v4 notebook: {e}") from None
+        except RecursionError:
+            raise ValueError("not a valid nbformat v4 notebook: nested too deeply") from None
+        # Free-form metadata the executor reads itself (nbformat does not check it).
+        notebench = value["metadata"].get("notebench", {})
+        if not isinstance(notebench, dict):
+            raise ValueError("metadata.notebench must be an object")
+        path = notebench.get("path")
+        if path is not None and not (isinstance(path, str) and check_name(path) and len(path) <= 255):
+            raise ValueError("metadata.notebench.path must be a file name (text, at most 255 characters)")
         return value
 
     @field_validator("parameters")
@@ -53,10 +94,12 @@ class JobRequest(BaseModel):
             raise ValueError(f"parameters must be JSON-serialisable: {e}") from None
         if len(encoded) > MAX_PARAMETERS_BYTES:
             raise ValueError(f"parameters are {len(encoded)} bytes; at most {MAX_PARAMETERS_BYTES} allowed")
-        bad = [k for k in value if not k.isidentifier()]
+        bad = [k for k in value if not k.isidentifier() or keyword.iskeyword(k)]
         if bad:
-            raise ValueError(f"parameter names must be Python identifiers: {bad}")
+            raise ValueError(f"parameter names must be Python identifiers (not keywords): {bad}")
         return value
+
+    _names = field_validator("name", "profile", "worker_profile", "kernel")(check_name)
 
     @field_validator("cwd")
     @classmethod
@@ -67,8 +110,18 @@ class JobRequest(BaseModel):
 
 
 def check_cron(value: str | None) -> str | None:
-    if value is not None and (len(value.split()) != 5 or not croniter.is_valid(value)):
+    if value is None:
+        return value
+    try:
+        valid = len(value.split()) == 5 and croniter.is_valid(value)
+    except Exception:  # croniter raises more than its own errors on odd input
+        valid = False
+    if not valid:
         raise ValueError(f"{value!r} is not a valid five-field cron expression")
+    try:  # valid syntax that never fires (e.g. '0 0 30 2 *'): no next run to show
+        croniter(value, datetime.now(timezone.utc)).get_next(datetime)
+    except Exception:
+        raise ValueError(f"{value!r} never matches a date") from None
     return value
 
 
@@ -76,13 +129,17 @@ def check_timezone(value: str | None) -> str | None:
     if value is not None:
         try:
             ZoneInfo(value)
-        except (ZoneInfoNotFoundError, ValueError):
+        except (ZoneInfoNotFoundError, ValueError, OSError):  # OSError: 'America' (a directory), over-long names
             raise ValueError(f"unknown time zone {value!r}") from None
     return value
 
 
 class ScheduleRequest(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(
+        extra="forbid",
+        strict=True,
+        json_schema_extra={"examples": [{"name": "weekday-report", "cron": "0 6 * * 1-5", "timezone": "Europe/Paris", "job": EXAMPLE_JOB}]},
+    )
 
     name: str = Field(max_length=255)
     cron: str = Field(description="Five-field cron expression, e.g. '0 6 * * 1-5'.")
@@ -92,16 +149,20 @@ class ScheduleRequest(BaseModel):
 
     _cron = field_validator("cron")(check_cron)
     _timezone = field_validator("timezone")(check_timezone)
+    _name = field_validator("name")(check_name)
 
 
 class SchedulePatch(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    """Only the fields sent change; a field may be left out but not sent as null."""
 
-    name: str | None = Field(default=None, max_length=255)
-    cron: str | None = None
-    timezone: str | None = None
-    active: bool | None = None
-    job: JobRequest | None = None
+    model_config = ConfigDict(extra="forbid", strict=True, json_schema_extra=_drop_null_defaults)
+
+    name: str = Field(default=None, max_length=255)
+    cron: str = Field(default=None, description="Five-field cron expression.")
+    timezone: str = Field(default=None, description="IANA time zone the cron expression is read in.")
+    active: bool = Field(default=None, description="false: no more runs (next_run_at becomes null).")
+    job: JobRequest = Field(default=None, description="The job to submit at each tick.")
 
     _cron = field_validator("cron")(check_cron)
     _timezone = field_validator("timezone")(check_timezone)
+    _name = field_validator("name")(check_name)

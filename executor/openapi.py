@@ -11,7 +11,7 @@ from .models import JobRequest, SchedulePatch, ScheduleRequest
 
 ERROR = {
     "type": "object",
-    "required": ["status", "message"],
+    "required": ["status", "message", "field"],
     "properties": {
         "status": {"type": "integer"},
         "message": {"type": "string"},
@@ -23,7 +23,8 @@ DATETIME = {"type": ["string", "null"], "format": "date-time"}
 
 JOB = {
     "type": "object",
-    "required": ["id", "name", "owner", "status", "created_at", "parameters", "profile", "workers", "timeout_seconds", "progress"],
+    "required": ["id", "name", "owner", "status", "created_at", "started_at", "finished_at", "parameters", "profile", "kernel", "cwd",
+                 "workers", "worker_profile", "timeout_seconds", "progress", "error", "mlflow_run_id", "schedule_id"],
     "properties": {
         "id": {"type": "integer"},
         "name": {"type": "string"},
@@ -41,11 +42,12 @@ JOB = {
         "timeout_seconds": {"type": "integer"},
         "progress": {
             "type": "object",
+            "required": ["cells_completed", "cells_total"],
             "properties": {"cells_completed": {"type": "integer"}, "cells_total": {"type": "integer"}},
         },
         "error": {
             "type": ["object", "null"],
-            "properties": {"ename": {"type": "string"}, "evalue": {"type": "string"}, "cell_index": {"type": ["integer", "null"]}},
+            "properties": {"ename": {"type": "string"}, "evalue": {"type": "string"}, "cell_index": {"type": ["integer", "null"], "description": "Index of the failing cell in the output notebook"}},
         },
         "mlflow_run_id": {"type": ["string", "null"]},
         "schedule_id": {"type": ["integer", "null"]},
@@ -54,7 +56,7 @@ JOB = {
 
 SCHEDULE = {
     "type": "object",
-    "required": ["id", "owner", "name", "cron", "timezone", "active", "job", "next_run_at"],
+    "required": ["id", "owner", "name", "cron", "timezone", "active", "job", "created_at", "next_run_at"],
     "properties": {
         "id": {"type": "integer"},
         "owner": {"type": "string"},
@@ -79,7 +81,7 @@ def _json(schema):
 
 def _errors(*codes):
     text = {400: "Bad input (the body names the field)", 401: "Not authenticated", 403: "Not allowed",
-            404: "Not found (or not yours)", 413: "Body too large"}
+            404: "Not found (or not yours)", 413: "Body too large (field: body)"}
     return {str(c): {"description": text[c], "content": _json(_ref("Error"))} for c in codes}
 
 
@@ -91,10 +93,13 @@ def spec(prefix: str = "/services/executor/") -> dict:
         schema = model.model_json_schema(ref_template="#/components/schemas/{model}")
         schemas.update(schema.pop("$defs", {}))
         schemas[model.__name__] = schema
-    common = _errors(401, 403)
+    common = _errors(400, 401, 403, 413)  # any request: unknown query parameters (400), a body over the limit (413)
     return {
         "openapi": "3.1.0",
-        "info": {"title": "Notebench executor", "version": "1", "description": "Notebook jobs and schedules."},
+        "info": {"title": "Notebench executor", "version": "1", "description": "Notebook jobs and schedules. Authenticate with a JupyterHub API token "
+                 "(Authorization: token <token>, or Bearer) or the hub's OAuth cookie: a browser navigating here "
+                 "without one is sent through the hub's login; writes with the cookie need the X-XSRFToken header. "
+                 "Errors are {status, message, field}, field naming the offending request field or parameter."},
         "servers": [{"url": prefix + "api"}],
         "security": [{"token": []}],
         "components": {
@@ -110,20 +115,21 @@ def spec(prefix: str = "/services/executor/") -> dict:
                         {"name": "name", "in": "query", "description": "Name prefix", "schema": {"type": "string"}},
                         {"name": "owner", "in": "query", "description": "Admins only", "schema": {"type": "string"}},
                         {"name": "limit", "in": "query", "schema": {"type": "integer", "minimum": 1, "maximum": 200}},
-                        {"name": "cursor", "in": "query", "schema": {"type": "string"}},
+                        {"name": "cursor", "in": "query", "description": "next_cursor of the previous page",
+                         "schema": {"type": "string", "pattern": "^[0-9]*$"}},
                     ],
                     "responses": {
                         "200": {"description": "A page of jobs", "content": _json({
                             "type": "object",
                             "properties": {"jobs": {"type": "array", "items": _ref("Job")}, "next_cursor": {"type": ["string", "null"]}},
                         })},
-                        **_errors(400), **common,
+                        **common,
                     },
                 },
                 "post": {
                     "summary": "Submit a notebook as a job",
                     "requestBody": {"required": True, "content": _json(_ref("JobRequest"))},
-                    "responses": {"201": {"description": "Queued", "content": _json(_ref("Job"))}, **_errors(400, 413), **common},
+                    "responses": {"201": {"description": "Queued", "content": _json(_ref("Job"))}, **common},
                 },
             },
             "/jobs/{job_id}": {
@@ -136,7 +142,7 @@ def spec(prefix: str = "/services/executor/") -> dict:
             },
             "/jobs/{job_id}/log": {
                 "get": {"summary": "The job's log (follow=1 streams until the job ends)",
-                        "parameters": job_id + [{"name": "follow", "in": "query", "schema": {"type": "string", "enum": ["0", "1"]}}],
+                        "parameters": job_id + [{"name": "follow", "in": "query", "schema": {"type": "string", "enum": ["0", "1", "true", "false"]}}],
                         "responses": {"200": {"description": "Log text", "content": {"text/plain": {"schema": {"type": "string"}}}}, **_errors(404), **common}},
             },
             "/jobs/{job_id}/output": {
@@ -151,14 +157,14 @@ def spec(prefix: str = "/services/executor/") -> dict:
                 "get": {"summary": "Your schedules (admins: everyone's)",
                         "responses": {"200": {"description": "Schedules", "content": _json({"type": "object", "properties": {"schedules": {"type": "array", "items": _ref("Schedule")}}})}, **common}},
                 "post": {"summary": "Create a schedule", "requestBody": {"required": True, "content": _json(_ref("ScheduleRequest"))},
-                         "responses": {"201": {"description": "Created", "content": _json(_ref("Schedule"))}, **_errors(400, 413), **common}},
+                         "responses": {"201": {"description": "Created", "content": _json(_ref("Schedule"))}, **common}},
             },
             "/schedules/{schedule_id}": {
                 "get": {"summary": "One schedule", "parameters": schedule_id,
                         "responses": {"200": {"description": "The schedule", "content": _json(_ref("Schedule"))}, **_errors(404), **common}},
                 "patch": {"summary": "Change a schedule", "parameters": schedule_id,
                           "requestBody": {"required": True, "content": _json(_ref("SchedulePatch"))},
-                          "responses": {"200": {"description": "The schedule", "content": _json(_ref("Schedule"))}, **_errors(400, 404, 413), **common}},
+                          "responses": {"200": {"description": "The schedule", "content": _json(_ref("Schedule"))}, **_errors(404), **common}},
                 "delete": {"summary": "Delete a schedule (its past jobs stay)", "parameters": schedule_id,
                            "responses": {"204": {"description": "Deleted"}, **_errors(404), **common}},
             },

@@ -29,7 +29,12 @@ def emit(events_path: Path, **event) -> None:
 def start_kernel(kernel_name: str, cwd: str):
     from jupyter_client.manager import KernelManager
 
-    km = KernelManager(kernel_name=kernel_name)
+    from jupyter_core.paths import jupyter_runtime_dir
+
+    # IPC sockets in the owner's runtime dir: no TCP port for another kernel to grab first.
+    runtime = jupyter_runtime_dir()
+    os.makedirs(runtime, mode=0o700, exist_ok=True)
+    km = KernelManager(kernel_name=kernel_name, transport="ipc", ip=os.path.join(runtime, f"nb-job-{os.getpid()}"))
     km.start_kernel(cwd=cwd)
     kc = km.client()
     kc.start_channels()
@@ -62,6 +67,15 @@ def start_dask(spec: dict):
     return cluster
 
 
+def failed_cell(job_dir: Path, error) -> int:
+    """Index of the failing cell in the output notebook (papermill's own index skips its marker cells)."""
+    try:
+        cells = json.loads((job_dir / "output.ipynb").read_text())["cells"]
+        return next(i for i, c in enumerate(cells) if c.get("metadata", {}).get("papermill", {}).get("exception"))
+    except (OSError, ValueError, KeyError, StopIteration):
+        return error.cell_index
+
+
 def run_job(spec: dict, km, kc) -> dict:
     """Execute the notebook; returns the 'finished' event's fields."""
     import papermill
@@ -90,7 +104,7 @@ def run_job(spec: dict, km, kc) -> dict:
         )
         return {"status": "succeeded"}
     except PapermillExecutionError as e:
-        return {"status": "failed", "error": {"ename": e.ename, "evalue": e.evalue, "cell_index": e.cell_index}}
+        return {"status": "failed", "error": {"ename": e.ename, "evalue": e.evalue, "cell_index": failed_cell(job_dir, e)}}
     except Exception as e:  # the notebook could not even be run: kernel died, bad notebook...
         logging.exception("job failed outside the notebook")
         return {"status": "failed", "error": {"ename": type(e).__name__, "evalue": str(e), "cell_index": None}}

@@ -9,6 +9,10 @@ from urllib.parse import quote
 
 from tornado.httpclient import AsyncHTTPClient, HTTPClientError
 
+from .jobfiles import read_job_file
+
+MAX_ARTIFACT_BYTES = 256 * 1024 * 1024
+
 
 class HubTokens:
     """Short-lived API tokens of users (scope ``access:services``), minted with the executor's
@@ -55,7 +59,7 @@ class MlflowRuns:
             method=method,
             body=raw if raw is not None else (json.dumps(body) if body is not None else None),
             headers=headers,
-            request_timeout=60,
+            request_timeout=20,
             **kw,
         )
         return json.loads(r.body) if r.body else {}
@@ -100,14 +104,18 @@ class MlflowRuns:
         return run_id
 
     async def finish(self, job, output: Path) -> None:
-        if output.exists():
+        try:
+            notebook = read_job_file(output, limit=MAX_ARTIFACT_BYTES)
+        except (PermissionError, OverflowError):
+            notebook = None  # not a plain file the runner wrote: never upload it
+        if notebook is not None:
             info = await self._call(job.owner, "GET", f"/api/2.0/mlflow/runs/get?run_id={job.mlflow_run_id}")
             experiment_id = info["run"]["info"]["experiment_id"]
             await self._call(
                 job.owner,
                 "PUT",
                 f"/api/2.0/mlflow-artifacts/artifacts/{experiment_id}/{job.mlflow_run_id}/artifacts/output.ipynb",
-                raw=output.read_bytes(),
+                raw=notebook,
             )
         await self._call(
             job.owner,

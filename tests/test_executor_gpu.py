@@ -1,9 +1,11 @@
 """GPU jobs lease from the same inventory as servers: a server and a job never share a GPU."""
 
 import json
+import uuid
 
 from launcher import notebook, wait_for
 
+DONE = f"done-{uuid.uuid4().hex[:8]}"  # homes outlive test runs (real OS accounts)
 PRINT_GPUS = "import os; print('GPUS=' + os.environ['CUDA_VISIBLE_DEVICES'])"
 
 
@@ -20,7 +22,7 @@ def test_gpu_job_waits_for_a_gpu_held_by_a_server_and_never_shares_it(hub):
     # ... a long GPU job takes the other ...
     hold = hub.executor(
         "POST", "jobs", token,
-        json={"notebook": notebook(PRINT_GPUS, "import os, time\nwhile not os.path.exists('done'): time.sleep(0.1)"), "profile": "gpu", "name": "hold"},
+        json={"notebook": notebook(PRINT_GPUS, f"import os, time\nwhile not os.path.exists({DONE!r}): time.sleep(0.1)"), "profile": "gpu", "name": "hold"},
     ).json()["id"]
     wait_for(lambda: "GPUS=" in hub.executor("GET", f"jobs/{hold}/log", token).text, 120, message="first GPU job running")
     # ... so the next GPU job waits in the queue rather than share a GPU.
@@ -42,7 +44,7 @@ def test_gpu_job_waits_for_a_gpu_held_by_a_server_and_never_shares_it(hub):
     assert gpus_of(hub, waiting, token) == server_gpu
     # Release the first job; then no lease is left behind.
     home = json.loads(hub.executor("GET", f"jobs/{hold}", token).text)["cwd"]
-    open(f"{home}/done", "w").close()
+    open(f"{home}/{DONE}", "w").close()
     assert hub.wait_job(hold, token)["status"] == "succeeded"
     import sqlite3
 

@@ -1,6 +1,7 @@
 """The queue: global and per-user limits, and fairness between users."""
 
 import pwd
+import uuid
 
 import pytest
 
@@ -25,9 +26,12 @@ def home_of(hub, name):
     return pwd.getpwnam(f"nb-{name}").pw_dir if IS_ROOT else str(hub.data_dir / "homes" / name)
 
 
+RUN = uuid.uuid4().hex[:8]  # homes outlive test runs (real OS accounts): gate names are per run
+
+
 def blocking_job(hub, token, gate):
     """A job that runs until the file ``gate`` appears in its owner's home."""
-    cell = f"import os, time\nwhile not os.path.exists({gate!r}): time.sleep(0.05)"
+    cell = f"import os, time\nwhile not os.path.exists({gate + RUN!r}): time.sleep(0.05)"
     r = hub.executor("POST", "jobs", token, json={"notebook": notebook(cell), "name": gate})
     assert r.status_code == 201, r.text
     return r.json()["id"]
@@ -48,13 +52,13 @@ def test_limits_hold_and_a_second_user_is_not_starved(qhub):
     assert statuses(hub, bob, [bob_job]) == ["queued"]
 
     # One slot frees up: bob (no job running) goes before ann's older queued jobs.
-    open(f"{home_of(hub, 'ann')}/ann-0", "w").close()
+    open(f"{home_of(hub, 'ann')}/ann-0{RUN}", "w").close()
     wait_for(lambda: statuses(hub, bob, [bob_job]) == ["running"], 120, message="bob's job started")
     assert statuses(hub, ann, ann_jobs) == ["succeeded", "running", "queued", "queued"]
 
     for i in range(1, 4):
-        open(f"{home_of(hub, 'ann')}/ann-{i}", "w").close()
-    open(f"{home_of(hub, 'bob')}/bob-0", "w").close()
+        open(f"{home_of(hub, 'ann')}/ann-{i}{RUN}", "w").close()
+    open(f"{home_of(hub, 'bob')}/bob-0{RUN}", "w").close()
     for job in ann_jobs:
         assert hub.wait_job(job, ann)["status"] == "succeeded"
     assert hub.wait_job(bob_job, bob)["status"] == "succeeded"

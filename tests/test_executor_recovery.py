@@ -4,6 +4,7 @@ queued jobs run, no job runs twice and none is lost."""
 import os
 import pwd
 import signal
+import uuid
 
 import psutil
 import pytest
@@ -36,13 +37,15 @@ def executor_process(hub) -> psutil.Process | None:
     return None
 
 
-def runner_of(job_id: int) -> psutil.Process:
-    """The runner process of a job (it names the job in its events)."""
+def runner_of(hub, job_id: int) -> psutil.Process:
+    """The runner process of a job: the one writing that job's log."""
+    log = str(hub.data_dir / "executor" / "jobs" / str(job_id) / "log.txt")
+
     def find():
         for p in psutil.process_iter(["cmdline"]):
             try:
                 if "notebench.executor.runner" in " ".join(p.info["cmdline"] or []) and any(
-                    f.path.endswith(f"/jobs/{job_id}/log.txt") for f in p.open_files()
+                    f.path == log for f in p.open_files()
                 ):
                     return p
             except psutil.Error:
@@ -51,9 +54,13 @@ def runner_of(job_id: int) -> psutil.Process:
     return wait_for(find, 60, message=f"runner of job {job_id}")
 
 
+RUN = uuid.uuid4().hex[:8]  # homes outlive test runs (they are real OS accounts): names are per run
+RUNS_FILE, RELEASE_FILE = f"runs-{RUN}.txt", f"release-{RUN}"
+
+
 def marker_cell(job_tag: str) -> str:
     # Appends one line per execution: a job that ran twice would leave two.
-    return f"with open('runs.txt', 'a') as f: f.write('{job_tag}\\n')"
+    return f"with open({RUNS_FILE!r}, 'a') as f: f.write('{job_tag}\\n')"
 
 
 def test_kill_9_of_the_executor_loses_nothing_and_runs_nothing_twice(rhub):
@@ -70,7 +77,7 @@ def test_kill_9_of_the_executor_loses_nothing_and_runs_nothing_twice(rhub):
     long_job = submit(
         token,
         marker_cell("long"),
-        "import os, time\nwhile not os.path.exists('release'): time.sleep(0.1)",
+        f"import os, time\nwhile not os.path.exists({RELEASE_FILE!r}): time.sleep(0.1)",
         "print('long job done')",
         name="long",
     )
@@ -84,7 +91,7 @@ def test_kill_9_of_the_executor_loses_nothing_and_runs_nothing_twice(rhub):
         120,
         message="doomed job past its first cell",
     )
-    doomed_runner = runner_of(doomed_job)
+    doomed_runner = runner_of(hub, doomed_job)
     doomed_tree = [doomed_runner, *doomed_runner.children(recursive=True)]
 
     old = executor_process(hub)
@@ -103,9 +110,9 @@ def test_kill_9_of_the_executor_loses_nothing_and_runs_nothing_twice(rhub):
 
     assert hub.executor("GET", f"jobs/{long_job}", token).json()["status"] == "running"  # re-attached
     hub_home = pwd.getpwnam("nb-survivor").pw_dir if IS_ROOT else str(hub.data_dir / "homes" / "survivor")
-    with open(os.path.join(hub_home, "release"), "w"):
+    with open(os.path.join(hub_home, RELEASE_FILE), "w"):
         pass
     assert hub.wait_job(long_job, token)["status"] == "succeeded"
     assert hub.wait_job(queued_job, token)["status"] == "succeeded"
-    with open(os.path.join(hub_home, "runs.txt")) as f:
+    with open(os.path.join(hub_home, RUNS_FILE)) as f:
         assert sorted(f.read().split()) == ["long", "queued"]  # each exactly once

@@ -6,6 +6,7 @@ import pwd
 import queue
 import re
 import subprocess
+import uuid
 import sys
 import threading
 
@@ -145,10 +146,10 @@ def test_failing_notebook_exits_1_with_its_error_and_a_bar_on_a_terminal(hub, al
     assert proc.returncode == 1, terminal
     job_id = submitted_id(stdout)
     assert re.search(rf"\r\x1b\[Kjob {job_id} \[[#-]+\] \d+/\d+ cells", terminal), terminal
-    assert f"job {job_id} failed at cell index 2: ZeroDivisionError: division by zero" in terminal, terminal
+    assert f"job {job_id} failed at cell index 4: ZeroDivisionError: division by zero" in terminal, terminal
 
     shown = cli(hub, alice, "show", job_id).stdout
-    assert "ZeroDivisionError: division by zero" in shown and re.search(r"^error cell:\s+index 2$", shown, re.M), shown
+    assert "ZeroDivisionError: division by zero" in shown and re.search(r"^error cell:\s+index 4$", shown, re.M), shown
     partial = cli(hub, alice, "output", job_id)
     assert partial.returncode == 0 and "before the error" in partial.stdout
     listed = cli(hub, alice, "list", "--status", "failed")
@@ -173,10 +174,11 @@ def test_list_pages_and_all(hub, alice, tmp_path):
 
 def test_logs_follow_streams_until_the_job_ends(hub, alice, tmp_path):
     user, token = "cli-alice", alice
+    gate = f"release-follow-{uuid.uuid4().hex[:8]}"  # homes outlive test runs (real OS accounts)
     nb = write_notebook(
         tmp_path / "slow.ipynb",
         "print('first line', flush=True)",
-        "import os, time\nwhile not os.path.exists('release-follow'): time.sleep(0.05)",
+        f"import os, time\nwhile not os.path.exists({gate!r}): time.sleep(0.05)",
         "print('last line')",
     )
     job_id = submitted_id(cli(hub, token, "submit", nb).stdout)
@@ -187,7 +189,7 @@ def test_logs_follow_streams_until_the_job_ends(hub, alice, tmp_path):
         lines = Lines(follow)
         lines.wait_for("first line")  # streamed while the job still runs
         assert hub.executor("GET", f"jobs/{job_id}", token).json()["status"] == "running"
-        with open(os.path.join(home_of(hub, user), "release-follow"), "w"):
+        with open(os.path.join(home_of(hub, user), gate), "w"):
             pass
         lines.wait_for("last line")
         assert follow.wait(60) == 0  # ends by itself once the job has ended

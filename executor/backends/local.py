@@ -149,10 +149,11 @@ class LocalBackend(Backend):
             for runner in pool:
                 if runner.alive():
                     runner.proc.stdin.close()  # EOF: the runner shuts its kernel down and exits
-        for pool in self._pools.values():
-            for runner in pool:
-                try:
-                    await asyncio.wait_for(runner.proc.wait(), 10)
-                except asyncio.TimeoutError:
-                    self.kill(runner.proc.pid)
+        runners = [r for pool in self._pools.values() for r in pool]
+        if runners:
+            _, late = await asyncio.wait([asyncio.ensure_future(r.proc.wait()) for r in runners], timeout=10)
+            if late:
+                for runner in runners:
+                    if runner.alive():
+                        self.kill(runner.proc.pid)
         self._pools.clear()
