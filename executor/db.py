@@ -22,6 +22,11 @@ def utcnow() -> datetime:
     return datetime.now(timezone.utc)
 
 
+def iso(moment: datetime | None) -> str | None:
+    """RFC 3339 in UTC with a Z, as the API shows times."""
+    return moment.astimezone(timezone.utc).isoformat().replace("+00:00", "Z") if moment else None
+
+
 class UTCDateTime(sa.TypeDecorator):
     """Timezone-aware datetimes in and out, on SQLite (which drops tzinfo) as on PostgreSQL."""
 
@@ -69,7 +74,6 @@ class Job(Base):
     executor_id: Mapped[str | None] = mapped_column(sa.String(64))
 
     def to_dict(self) -> dict:
-        iso = lambda d: d.isoformat().replace("+00:00", "Z") if d else None  # noqa: E731
         return {
             "id": self.id,
             "name": self.name,
@@ -104,6 +108,19 @@ class Schedule(Base):
     job_template: Mapped[dict] = mapped_column(sa.JSON)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     next_run_at: Mapped[datetime | None] = mapped_column(UTCDateTime, index=True)
+
+    def to_dict(self) -> dict:
+        return {
+            "id": self.id,
+            "owner": self.owner,
+            "name": self.name,
+            "cron": self.cron,
+            "timezone": self.timezone,
+            "active": self.active,
+            "job": self.job_template,
+            "created_at": iso(self.created_at),
+            "next_run_at": iso(self.next_run_at),
+        }
 
 
 def make_engine(url: str) -> sa.Engine:

@@ -431,7 +431,7 @@ class SchedulesHandler(APIHandler):
             q = q.where(Schedule.owner == self.user_name)
         with self.app.sessions() as s:
             schedules = s.scalars(q).all()
-        self.write_json({"schedules": [schedule_dict(x) for x in schedules]})
+        self.write_json({"schedules": [x.to_dict() for x in schedules]})
 
     async def post(self):
         request = self.parse(ScheduleRequest)
@@ -452,12 +452,12 @@ class SchedulesHandler(APIHandler):
             s.add(schedule)
             s.commit()
         self.set_header("Location", f"{self.settings['prefix']}api/schedules/{schedule.id}")
-        self.write_json(schedule_dict(schedule), 201)
+        self.write_json(schedule.to_dict(), 201)
 
 
 class ScheduleHandler(APIHandler):
     async def get(self, schedule_id):
-        self.write_json(schedule_dict(self.load(Schedule, schedule_id)))
+        self.write_json(self.load(Schedule, schedule_id).to_dict())
 
     async def patch(self, schedule_id):
         schedule = self.load(Schedule, schedule_id)
@@ -479,7 +479,7 @@ class ScheduleHandler(APIHandler):
                 setattr(schedule, key, value)
             schedule.next_run_at = next_run(schedule.cron, schedule.timezone) if schedule.active else None
             s.commit()
-        self.write_json(schedule_dict(schedule))
+        self.write_json(schedule.to_dict())
 
     async def delete(self, schedule_id):
         schedule = self.load(Schedule, schedule_id)
@@ -488,21 +488,6 @@ class ScheduleHandler(APIHandler):
             s.commit()
         self.set_status(204)
         self.finish()
-
-
-def schedule_dict(schedule: Schedule) -> dict:
-    iso = lambda d: d.isoformat().replace("+00:00", "Z") if d else None  # noqa: E731
-    return {
-        "id": schedule.id,
-        "owner": schedule.owner,
-        "name": schedule.name,
-        "cron": schedule.cron,
-        "timezone": schedule.timezone,
-        "active": schedule.active,
-        "job": schedule.job_template,
-        "created_at": iso(schedule.created_at),
-        "next_run_at": iso(schedule.next_run_at),
-    }
 
 
 class OpenAPIHandler(APIHandler):

@@ -5,6 +5,7 @@ Used by the test fixtures and by the benchmarks, so both measure the product as 
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import secrets
@@ -187,6 +188,16 @@ class Hub:
             data["_xsrf"] = xsrf.group(1)
         s.login_response = s.post(f"{self.url}/hub/login?next=", data=data, timeout=60, allow_redirects=False)
         return s
+
+
+@contextlib.contextmanager
+def running_hub(tmp_path_factory, name: str, config: str = ""):
+    """A hub of a test module's own (when it needs other settings than the session's)."""
+    hub = Hub(tmp_path_factory.mktemp(name) / "data", config=config).start()
+    try:
+        yield hub
+    finally:
+        hub.stop()
 
 
 def notebook(*sources: str, parameters: str | None = None, kernel: str = "python3") -> dict:

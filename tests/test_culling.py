@@ -6,7 +6,7 @@ import time
 import pytest
 
 from kernels import execute_until_busy, kernels, start_kernel
-from launcher import Hub, wait_for
+from launcher import running_hub, wait_for
 
 TIMEOUT, EVERY = 15, 5
 KERNEL_TIMEOUT = 6
@@ -25,9 +25,8 @@ c.Spawner.environment = {{"NOTEBENCH_BUSY_CHECK_INTERVAL": "1"}}
 
 @pytest.fixture(scope="module")
 def cull_hub(tmp_path_factory):
-    h = Hub(tmp_path_factory.mktemp("cull") / "data", config=CULL_CONFIG).start()
-    yield h
-    h.stop()
+    with running_hub(tmp_path_factory, "cull", CULL_CONFIG) as h:
+        yield h
 
 
 def gpu_holders(hub):

@@ -6,7 +6,7 @@ import uuid
 import pytest
 
 from conftest import IS_ROOT
-from launcher import Hub, notebook, wait_for
+from launcher import running_hub, notebook, wait_for
 
 CONFIG = """
 c.Notebench.mlflow_enabled = False
@@ -17,9 +17,8 @@ c.Executor.max_running_jobs_per_user = 2
 
 @pytest.fixture(scope="module")
 def qhub(tmp_path_factory):
-    h = Hub(tmp_path_factory.mktemp("queue") / "data", config=CONFIG).start()
-    yield h
-    h.stop()
+    with running_hub(tmp_path_factory, "queue", CONFIG) as h:
+        yield h
 
 
 def home_of(hub, name):

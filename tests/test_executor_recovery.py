@@ -10,7 +10,7 @@ import psutil
 import pytest
 
 from conftest import IS_ROOT
-from launcher import Hub, notebook, wait_for
+from launcher import running_hub, notebook, wait_for
 
 CONFIG = """
 c.Notebench.mlflow_enabled = False
@@ -20,9 +20,8 @@ c.Executor.max_running_jobs_per_user = 1
 
 @pytest.fixture(scope="module")
 def rhub(tmp_path_factory):
-    h = Hub(tmp_path_factory.mktemp("recovery") / "data", config=CONFIG).start()
-    yield h
-    h.stop()
+    with running_hub(tmp_path_factory, "recovery", CONFIG) as h:
+        yield h
 
 
 def executor_process(hub) -> psutil.Process | None:
