@@ -53,18 +53,36 @@ def run_silently(kc, code: str) -> None:
             return
 
 
-def start_dask(spec: dict):
+def start_dask(spec: dict, job_dir: Path, env: dict):
+    """The job's Dask cluster, for the job only: TLS with a key made for this job (kept in its 0700
+    directory) and no HTTP endpoints, so no other local account can reach it and run code as the
+    owner. Returns the cluster and the environment a client needs to connect."""
+    import dask
     from distributed import LocalCluster
+    from distributed.security import Security
 
-    cluster = LocalCluster(
-        n_workers=spec["workers"],
-        threads_per_worker=spec.get("worker_threads") or 1,
-        memory_limit=spec.get("worker_memory") or "auto",
-        processes=True,
-        dashboard_address=None,
-        host="127.0.0.1",
-    )
-    return cluster
+    security = Security.temporary()
+    pem = job_dir / "dask-tls.pem"
+    with os.fdopen(os.open(pem, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "w") as f:
+        f.write(security.tls_client_cert + security.tls_client_key)  # self-signed: also the CA
+    with dask.config.set({"distributed.scheduler.http.routes": []}):
+        cluster = LocalCluster(
+            n_workers=spec["workers"],
+            threads_per_worker=spec.get("worker_threads") or 1,
+            memory_limit=spec.get("worker_memory") or "auto",
+            processes=True,
+            dashboard_address=None,
+            host="127.0.0.1",
+            protocol="tls://",
+            security=security,
+            env=env,  # MLFLOW_RUN_ID etc. reach code running on the workers too
+        )
+    client_env = {
+        "DASK_DISTRIBUTED__COMM__REQUIRE_ENCRYPTION": "True",
+        "DASK_DISTRIBUTED__COMM__TLS__CA_FILE": str(pem),
+        "DASK_DISTRIBUTED__COMM__TLS__CLIENT__CERT": str(pem),
+    }
+    return cluster, client_env
 
 
 def failed_cell(job_dir: Path, error) -> int:
@@ -85,10 +103,11 @@ def run_job(spec: dict, km, kc) -> dict:
     parameters = dict(spec.get("parameters") or {})
     cluster = None
     try:
-        if spec.get("workers"):
-            cluster = start_dask(spec)
-            parameters["dask_scheduler_address"] = cluster.scheduler_address
         env = {k: str(v) for k, v in (spec.get("kernel_env") or {}).items()}
+        if spec.get("workers"):
+            cluster, client_env = start_dask(spec, job_dir, env)
+            env.update(client_env)
+            parameters["dask_scheduler_address"] = cluster.scheduler_address
         run_silently(kc, f"import os as _nb_os; _nb_os.environ.update({env!r}); _nb_os.chdir({spec['cwd']!r}); del _nb_os")
         papermill.execute_notebook(
             str(job_dir / "input.ipynb"),

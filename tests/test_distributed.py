@@ -280,13 +280,6 @@ print("ERRORS", errors)
 
 
 @pytest.mark.skipif(not IS_ROOT, reason="users are separate OS accounts only when the hub runs as root")
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason="executor/runner.py starts the job's LocalCluster without TLS and with the scheduler's HTTP "
-    "server on: any local account can connect to it and run code as the job's owner. Remove this "
-    "marker once the cluster is secured.",
-)
 def test_another_users_job_cannot_use_a_jobs_dask_cluster(hub):
     owner, owner_token = fresh_user(hub)
     intruder, intruder_token = fresh_user(hub)
