@@ -287,6 +287,8 @@ ROLES = (
 def role_of(p: psutil.Process) -> str:
     try:
         cmd = " ".join(p.cmdline())
+    except psutil.ZombieProcess:
+        return "ended, not yet reaped"  # a runner that just finished, most likely
     except psutil.Error:
         return "other"
     return next((role for needle, role in ROLES if needle in cmd), "other")
