@@ -89,7 +89,7 @@ class Dispatcher:
     def job_dir(self, job_id: int) -> Path:
         return self.jobs_dir / str(job_id)
 
-    def _resolve(self, owner: str, request: JobRequest) -> tuple[str, str, str]:
+    def resolve(self, owner: str, request: JobRequest) -> tuple[str, str, str]:
         try:
             profile = self.app.profiles.get(request.profile)
         except ProfileError as e:
@@ -108,7 +108,7 @@ class Dispatcher:
         return profile.name, kernel, str(cwd)
 
     async def submit(self, owner: str, request: JobRequest, schedule_id: int | None = None) -> Job:
-        profile, kernel, cwd = self._resolve(owner, request)
+        profile, kernel, cwd = self.resolve(owner, request)
         notebook_name = request.notebook.get("metadata", {}).get("notebench", {}).get("path") or "notebook.ipynb"
         job = Job(
             name=request.name or Path(notebook_name).stem,
@@ -138,6 +138,13 @@ class Dispatcher:
         asyncio.ensure_future(self.dispatch())
         return job
 
+    def _update(self, job_id: int, *conditions, **values) -> int:
+        """UPDATE one job (only if ``conditions`` hold: a compare-and-set); returns rows changed."""
+        with self.sessions() as s:
+            changed = s.execute(sa.update(Job).where(Job.id == job_id, *conditions).values(**values)).rowcount
+            s.commit()
+        return changed
+
     # --- starting --------------------------------------------------------------------------
 
     async def dispatch(self) -> None:
@@ -157,13 +164,9 @@ class Dispatcher:
                     total += 1
 
     async def _start(self, job: Job) -> bool:
-        with self.sessions() as s:
-            claimed = s.execute(
-                sa.update(Job)
-                .where(Job.id == job.id, Job.status == "queued")
-                .values(status="running", started_at=utcnow(), executor_id=self.executor_id)
-            ).rowcount
-            s.commit()
+        claimed = self._update(
+            job.id, Job.status == "queued", status="running", started_at=utcnow(), executor_id=self.executor_id
+        )
         if not claimed:  # cancelled meanwhile, or another executor took it
             return False
         holder = f"job:{job.id}"
@@ -173,26 +176,25 @@ class Dispatcher:
         except Exception as e:
             if not isinstance(e, NoFreeGPUs):
                 log.exception("could not lease GPUs for job %s; it stays queued", job.id)
-            with self.sessions() as s:  # wait in the queue for a GPU
-                s.execute(
-                    sa.update(Job)
-                    .where(Job.id == job.id, Job.status == "running", Job.executor_id == self.executor_id)
-                    .values(status="queued", started_at=None, executor_id=None)
-                )
-                s.commit()
+            self._update(  # wait in the queue for a GPU
+                job.id,
+                Job.status == "running",
+                Job.executor_id == self.executor_id,
+                status="queued",
+                started_at=None,
+                executor_id=None,
+            )
             return False
         try:
             spec = await self._spec(job, profile, gpus)
             pid = await self.backend.start(spec)
         except Exception as e:
             log.exception("job %s could not start", job.id)
-            self.app.gpus.release(holder)
+            # _finish releases the GPUs too.
             await self._finish(job.id, "failed", {"ename": type(e).__name__, "evalue": str(e), "cell_index": None})
             return True
         self.app.gpus.set_pid(holder, pid)
-        with self.sessions() as s:
-            s.execute(sa.update(Job).where(Job.id == job.id).values(runner_pid=pid))
-            s.commit()
+        self._update(job.id, runner_pid=pid)
         self._watchers[job.id] = asyncio.ensure_future(self._watch(job.id, pid))
         return True
 
@@ -202,9 +204,7 @@ class Dispatcher:
         if self.app.mlflow:
             job.mlflow_run_id = await self.app.mlflow.start(job, "input.ipynb")
             kernel_env["MLFLOW_RUN_ID"] = job.mlflow_run_id
-            with self.sessions() as s:
-                s.execute(sa.update(Job).where(Job.id == job.id).values(mlflow_run_id=job.mlflow_run_id))
-                s.commit()
+            self._update(job.id, mlflow_run_id=job.mlflow_run_id)
         worker = self.app.profiles.get(job.worker_profile or job.profile)
         return JobSpec(
             job_id=job.id,
@@ -276,9 +276,7 @@ class Dispatcher:
     def _update_progress(self, job_id: int, job_dir: Path) -> None:
         progress = notebook_progress(job_dir / "output.ipynb")
         if progress:
-            with self.sessions() as s:
-                s.execute(sa.update(Job).where(Job.id == job_id).values(cells_completed=progress[0], cells_total=progress[1]))
-                s.commit()
+            self._update(job_id, cells_completed=progress[0], cells_total=progress[1])
 
     async def _finish(self, job_id: int, status: str, error: dict | None) -> None:
         with self.sessions() as s:
@@ -291,24 +289,14 @@ class Dispatcher:
                 await self.app.mlflow.finish(job, self.job_dir(job_id) / "output.ipynb")
             except Exception:
                 log.exception("could not record job %s's end in MLflow run %s", job_id, job.mlflow_run_id)
-        with self.sessions() as s:
-            s.execute(
-                sa.update(Job)
-                .where(Job.id == job_id, Job.status.in_(("running", "queued")))
-                .values(status=status, error=error, finished_at=utcnow())
-            )
-            s.commit()
+        self._update(job_id, Job.status.in_(("running", "queued")), status=status, error=error, finished_at=utcnow())
         asyncio.ensure_future(self.dispatch())
 
     # --- acting on jobs ---------------------------------------------------------------------
 
     async def cancel(self, job_id: int) -> None:
-        with self.sessions() as s:
-            # A queued job never starts: cancel it in the database, atomically.
-            queued = s.execute(
-                sa.update(Job).where(Job.id == job_id, Job.status == "queued").values(status="cancelled", finished_at=utcnow())
-            ).rowcount
-            s.commit()
+        # A queued job never starts: cancel it in the database, atomically.
+        queued = self._update(job_id, Job.status == "queued", status="cancelled", finished_at=utcnow())
         if not queued and job_id in self._watchers:
             self._cancel_requested.add(job_id)
             await asyncio.wait([self._watchers[job_id]], timeout=10)

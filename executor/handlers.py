@@ -436,7 +436,7 @@ class SchedulesHandler(APIHandler):
     async def post(self):
         request = self.parse(ScheduleRequest)
         try:
-            self.app.dispatcher._resolve(self.user_name, request.job)
+            self.app.dispatcher.resolve(self.user_name, request.job)
         except JobError as e:
             raise FieldError(e.status, f"job.{e.field}", e.message)
         schedule = Schedule(
@@ -464,7 +464,7 @@ class ScheduleHandler(APIHandler):
         patch = self.parse(SchedulePatch)
         if patch.job is not None:
             try:
-                self.app.dispatcher._resolve(schedule.owner, patch.job)
+                self.app.dispatcher.resolve(schedule.owner, patch.job)
             except JobError as e:
                 raise FieldError(e.status, f"job.{e.field}", e.message)
         changes = patch.model_dump(exclude_unset=True)
