@@ -490,6 +490,25 @@ class ScheduleHandler(APIHandler):
         self.finish()
 
 
+class ProfilesHandler(APIHandler):
+    """What a job may ask for: the hub's profiles and the kernels installed (the panel's pickers)."""
+
+    async def get(self):
+        profiles = [
+            {
+                "name": p.name,
+                "display_name": p.display_name,
+                "description": p.description,
+                "gpus": p.gpus,
+                "cpu_limit": p.cpu_limit,
+                "mem_limit": p.mem_limit,
+                "default": p.name == self.app.profiles.get(None).name,
+            }
+            for p in self.app.profiles.all()
+        ]
+        self.write_json({"profiles": profiles, "kernels": sorted(self.app.kernel_names())})
+
+
 class OpenAPIHandler(APIHandler):
     async def get(self):
         from .openapi import spec
@@ -516,6 +535,7 @@ def routes(prefix: str) -> list:
         (prefix + "health", HealthHandler),
         (prefix + "oauth_callback", HubOAuthCallbackHandler),
         (api + "openapi.json", OpenAPIHandler),
+        (api + "profiles", ProfilesHandler),
         (api + "jobs", JobsHandler),
         (api + r"jobs/([0-9]+)", JobHandler),
         (api + r"jobs/([0-9]+)/cancel", CancelHandler),

@@ -71,6 +71,24 @@ SCHEDULE = {
 }
 
 
+PROFILES = {
+    "type": "object",
+    "required": ["profiles", "kernels"],
+    "properties": {
+        "profiles": {"type": "array", "items": {
+            "type": "object",
+            "required": ["name", "display_name", "description", "gpus", "cpu_limit", "mem_limit", "default"],
+            "properties": {
+                "name": {"type": "string"}, "display_name": {"type": "string"}, "description": {"type": "string"},
+                "gpus": {"type": "integer"}, "cpu_limit": {"type": ["number", "null"]},
+                "mem_limit": {"type": ["integer", "null"], "description": "bytes"}, "default": {"type": "boolean"},
+            },
+        }},
+        "kernels": {"type": "array", "items": {"type": "string"}},
+    },
+}
+
+
 def _ref(name):
     return {"$ref": f"#/components/schemas/{name}"}
 
@@ -107,6 +125,10 @@ def spec(prefix: str = "/services/executor/") -> dict:
             "securitySchemes": {"token": {"type": "http", "scheme": "bearer", "description": "A JupyterHub API token"}},
         },
         "paths": {
+            "/profiles": {
+                "get": {"summary": "The profiles and kernels a job may ask for", "responses": {
+                    "200": {"description": "Profiles and kernels", "content": _json(PROFILES)}, **common}},
+            },
             "/jobs": {
                 "get": {
                     "summary": "List your jobs (admins: everyone's), newest first",

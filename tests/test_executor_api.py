@@ -210,11 +210,20 @@ def test_ownership_of_every_object_endpoint(hub, people, done_job, schedule, met
 
 
 @pytest.mark.parametrize("method,path", [("GET", "jobs"), ("POST", "jobs"), ("GET", "schedules"), ("POST", "schedules"),
-                                         ("GET", "openapi.json"), ("GET", "no/such/thing")])
+                                         ("GET", "openapi.json"), ("GET", "profiles"), ("GET", "no/such/thing")])
 def test_anonymous_gets_401_on_collections(hub, method, path):
     body = {"notebook": notebook("print(1)")} if method == "POST" else None
     r = hub.executor(method, path, "", json=body)
     assert_error(r, 401, None)
+
+
+def test_profiles_and_kernels_a_job_may_ask_for(hub, people):
+    for token in (people["owner_token"], hub.admin_token):
+        body = hub.executor("GET", "profiles", token).json()
+        assert "python3" in body["kernels"]
+        by_name = {p["name"]: p for p in body["profiles"]}
+        assert by_name["cpu"]["default"] and by_name["cpu"]["gpus"] == 0
+        assert by_name["gpu"]["gpus"] == 1 and not by_name["gpu"]["default"]
 
 
 def test_lists_show_your_own_and_admins_see_all(hub, people, done_job, schedule):
