@@ -130,6 +130,7 @@ def apply_services(c) -> None:
     c.ConfigurableHTTPProxy.api_url = f"http://127.0.0.1:{ports['proxy_api']}"
     public = f"http://127.0.0.1:{nb.port}"
     c.NotebenchSpawner.mlflow_url = f"{public}/services/mlflow"
+    c.NotebenchSpawner.notebench_url = public
 
     admin_token = os.environ.get("NOTEBENCH_ADMIN_TOKEN")
     if admin_token:

@@ -32,6 +32,9 @@ class NotebenchSpawner(LocalProcessSpawner):
     """LocalProcessSpawner with profiles, GPU leases, OS-account isolation and limits."""
 
     mlflow_url = Unicode(help="MLflow tracking URI handed to servers as MLFLOW_TRACKING_URI.").tag(config=True)
+    notebench_url = Unicode(
+        help="The hub's base URL handed to servers as NOTEBENCH_URL (the CLI and the JupyterLab extension use it)."
+    ).tag(config=True)
     kernel_cull_idle_timeout = Integer(3600, help="Seconds before an idle kernel is culled (0: never).").tag(
         config=True
     )
@@ -113,6 +116,8 @@ class NotebenchSpawner(LocalProcessSpawner):
         if self.mlflow_url:
             env["MLFLOW_TRACKING_URI"] = self.mlflow_url
             env["MLFLOW_TRACKING_TOKEN"] = self.api_token
+        if self.notebench_url:
+            env["NOTEBENCH_URL"] = self.notebench_url
         env["JUPYTERHUB_ACTIVITY_INTERVAL"] = str(self.activity_interval)
         profile = getattr(self, "_profile", None)
         if profile is not None:

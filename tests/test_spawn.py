@@ -33,6 +33,7 @@ def test_cpu_profile_spawns_jupyterlab_behind_the_proxy(hub):
     assert env["CUDA_VISIBLE_DEVICES"] == ""  # a CPU server never sees a GPU
     assert env["MLFLOW_TRACKING_URI"] == f"{hub.url}/services/mlflow"
     assert env["MLFLOW_TRACKING_TOKEN"] == env["JUPYTERHUB_API_TOKEN"]
+    assert env["NOTEBENCH_URL"] == hub.url  # `notebench jobs` in a terminal finds the hub
     hub.stop_server("cpu-user")
     assert requests.get(f"{hub.url}/user/cpu-user/api/status", headers={"Authorization": f"token {token}"}, allow_redirects=False).status_code != 200
 
