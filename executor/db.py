@@ -1,4 +1,4 @@
-"""The executor's store: jobs and schedules (SQLAlchemy; SQLite locally, PostgreSQL at scale).
+"""The executor's store: jobs, schedules and model endpoints (SQLAlchemy; SQLite locally, PostgreSQL at scale).
 
 The schema is owned by Alembic migrations (executor/migrations); ``connect()`` upgrades the
 database to the newest revision before use, so every process sees the same schema.
@@ -121,6 +121,96 @@ class Schedule(Base):
             "created_at": iso(self.created_at),
             "next_run_at": iso(self.next_run_at),
         }
+
+
+ENDPOINT_STATUSES = ("starting", "ready", "updating", "failed")
+SERVER_STATUSES = ("starting", "ready", "failed")
+
+
+class Endpoint(Base):
+    """A named endpoint of a user: invocations are split between its versions by weight."""
+
+    __tablename__ = "endpoints"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(sa.String(63), unique=True)
+    owner: Mapped[str] = mapped_column(sa.String(255), index=True)
+    profile: Mapped[str] = mapped_column(sa.String(64))
+    status: Mapped[str] = mapped_column(sa.String(16), default="starting")
+    reason: Mapped[str | None] = mapped_column(sa.Text)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class ScoringServer(Base):
+    """One model version of an endpoint and the scoring server process that serves it.
+
+    ``weight`` is the share of traffic the version is meant to get; a server being replaced by
+    a rolling update is ``retired`` (it still serves what it has in flight, then it stops).
+    """
+
+    __tablename__ = "scoring_servers"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    endpoint_id: Mapped[int] = mapped_column(sa.ForeignKey("endpoints.id", ondelete="CASCADE"), index=True)
+    model: Mapped[str] = mapped_column(sa.String(255))
+    version: Mapped[str] = mapped_column(sa.String(32))
+    alias: Mapped[str | None] = mapped_column(sa.String(255))  # what was asked for, when it was an alias
+    weight: Mapped[int] = mapped_column()
+    retired: Mapped[bool] = mapped_column(default=False)
+    status: Mapped[str] = mapped_column(sa.String(16), default="starting")
+    reason: Mapped[str | None] = mapped_column(sa.Text)
+    # What the backend needs to find the process again after a restart (local: pid, socket).
+    handle: Mapped[dict | None] = mapped_column(sa.JSON)
+    executor_id: Mapped[str | None] = mapped_column(sa.String(64))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+    def to_dict(self) -> dict:
+        return {
+            "model": self.model,
+            "version": self.version,
+            "alias": self.alias,
+            "weight": self.weight,
+            "status": self.status,
+            "reason": self.reason,
+        }
+
+
+class RequestSample(Base):
+    """A sampled invocation (bounded per endpoint), for monitoring."""
+
+    __tablename__ = "endpoint_requests"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    endpoint_id: Mapped[int] = mapped_column(sa.ForeignKey("endpoints.id", ondelete="CASCADE"), index=True)
+    time: Mapped[datetime] = mapped_column(UTCDateTime)
+    model: Mapped[str] = mapped_column(sa.String(255))
+    version: Mapped[str] = mapped_column(sa.String(32))
+    latency_ms: Mapped[float] = mapped_column()
+    status: Mapped[int] = mapped_column()
+    inputs: Mapped[str] = mapped_column(sa.Text)  # the request body as received (JSON text, maybe cut)
+    outputs: Mapped[str] = mapped_column(sa.Text)
+
+    def to_dict(self) -> dict:
+        return {
+            "time": iso(self.time),
+            "model": self.model,
+            "version": self.version,
+            "latency_ms": self.latency_ms,
+            "status": self.status,
+            "inputs": _json_or_text(self.inputs),
+            "outputs": _json_or_text(self.outputs),
+        }
+
+
+def _json_or_text(text: str):
+    """Stored bodies are JSON unless they were cut to the size limit (then kept as text)."""
+    import json
+
+    try:
+        return json.loads(text)
+    except ValueError:
+        return text
 
 
 def make_engine(url: str) -> sa.Engine:

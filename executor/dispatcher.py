@@ -81,6 +81,7 @@ class Dispatcher:
             if closed:
                 log.error("Jobs cannot run as their users: %s must be traversable by others (chmod o+x)", closed[0])
         self._lock = asyncio.Lock()
+        self._starting: dict[int, asyncio.Task] = {}  # claimed, runner not handed the job yet
         self._watchers: dict[int, asyncio.Task] = {}
         self._cancel_requested: set[int] = set()
 
@@ -138,6 +139,16 @@ class Dispatcher:
         asyncio.ensure_future(self.dispatch())
         return job
 
+    async def prewarm(self, owner: str, kernel: str = "python3", profile_name: str | None = None) -> None:
+        """Have a runner ready for the owner's next job (e.g. while they fill in the job form).
+        CPU profiles only: a warm GPU runner would hold a GPU nobody uses."""
+        try:
+            profile = self.app.profiles.get(profile_name)
+            if not profile.gpus:
+                self.backend.prewarm(owner, kernel, profile.name, await self.app.runner_env(owner, profile, []))
+        except Exception:
+            log.exception("could not prewarm a runner for %s", owner)
+
     def _update(self, job_id: int, *conditions, **values) -> int:
         """UPDATE one job (only if ``conditions`` hold: a compare-and-set); returns rows changed."""
         with self.sessions() as s:
@@ -148,7 +159,11 @@ class Dispatcher:
     # --- starting --------------------------------------------------------------------------
 
     async def dispatch(self) -> None:
-        """Start queued jobs while limits allow, fairly: the owner with the fewest running jobs first."""
+        """Start queued jobs while limits allow, fairly: the owner with the fewest running jobs first.
+
+        Jobs are claimed here, under the lock (so the counts hold); each claimed job then starts in
+        a task of its own, so a slow start (an MLflow call, a runner still warming up) never holds
+        up the queue for everyone else."""
         async with self._lock:
             with self.sessions() as s:
                 running = Counter(o for (o,) in s.execute(sa.select(Job.owner).where(Job.status == "running")))
@@ -159,20 +174,23 @@ class Dispatcher:
                     break
                 if running[job.owner] >= self.app.max_running_jobs_per_user:
                     continue
-                if await self._start(job):
+                claim = self._claim(job)
+                if claim is not None:
+                    self._starting[job.id] = asyncio.ensure_future(self._start(job, *claim))
                     running[job.owner] += 1
                     total += 1
 
-    async def _start(self, job: Job) -> bool:
+    def _claim(self, job: Job) -> tuple | None:
+        """Take a queued job for this executor and lease its GPUs: (profile, gpus), or None when
+        it was cancelled meanwhile, another executor took it, or its GPUs are busy (it waits)."""
         claimed = self._update(
             job.id, Job.status == "queued", status="running", started_at=utcnow(), executor_id=self.executor_id
         )
-        if not claimed:  # cancelled meanwhile, or another executor took it
-            return False
-        holder = f"job:{job.id}"
+        if not claimed:
+            return None
         try:
             profile = self.app.profiles.get(job.profile)
-            gpus = self.app.gpus.acquire(holder, profile.gpus)
+            return profile, self.app.gpus.acquire(f"job:{job.id}", profile.gpus)
         except Exception as e:
             if not isinstance(e, NoFreeGPUs):
                 log.exception("could not lease GPUs for job %s; it stays queued", job.id)
@@ -184,7 +202,9 @@ class Dispatcher:
                 started_at=None,
                 executor_id=None,
             )
-            return False
+            return None
+
+    async def _start(self, job: Job, profile, gpus: list[str]) -> None:
         try:
             spec = await self._spec(job, profile, gpus)
             pid = await self.backend.start(spec)
@@ -192,11 +212,12 @@ class Dispatcher:
             log.exception("job %s could not start", job.id)
             # _finish releases the GPUs too.
             await self._finish(job.id, "failed", {"ename": type(e).__name__, "evalue": str(e), "cell_index": None})
-            return True
-        self.app.gpus.set_pid(holder, pid)
+            return
+        finally:
+            self._starting.pop(job.id, None)
+        self.app.gpus.set_pid(f"job:{job.id}", pid)
         self._update(job.id, runner_pid=pid)
         self._watchers[job.id] = asyncio.ensure_future(self._watch(job.id, pid))
-        return True
 
     async def _spec(self, job: Job, profile, gpus: list[str]) -> JobSpec:
         env = await self.app.runner_env(job.owner, profile, gpus)
@@ -297,9 +318,16 @@ class Dispatcher:
     async def cancel(self, job_id: int) -> None:
         # A queued job never starts: cancel it in the database, atomically.
         queued = self._update(job_id, Job.status == "queued", status="cancelled", finished_at=utcnow())
-        if not queued and job_id in self._watchers:
+        if queued:
+            return
+        if job_id in self._starting:  # claimed, still being handed to its runner: its watcher cancels it
+            self._cancel_requested.add(job_id)
+            await asyncio.wait([self._starting[job_id]], timeout=30)
+        if job_id in self._watchers:
             self._cancel_requested.add(job_id)
             await asyncio.wait([self._watchers[job_id]], timeout=10)
+        elif job_id not in self._starting:
+            self._cancel_requested.discard(job_id)  # it ended (or failed to start) meanwhile
 
     # --- recovery ----------------------------------------------------------------------------
 

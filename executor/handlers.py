@@ -507,6 +507,8 @@ class ProfilesHandler(APIHandler):
             for p in self.app.profiles.all()
         ]
         self.write_json({"profiles": profiles, "kernels": sorted(self.app.kernel_names())})
+        # Asked for by the job form: a job is likely to follow, let it start on a warm kernel.
+        asyncio.ensure_future(self.app.dispatcher.prewarm(self.user_name))
 
 
 class OpenAPIHandler(APIHandler):

@@ -166,3 +166,57 @@ class SchedulePatch(BaseModel):
     _cron = field_validator("cron")(check_cron)
     _timezone = field_validator("timezone")(check_timezone)
     _name = field_validator("name")(check_name)
+
+
+# --- model endpoints -------------------------------------------------------------------------------
+
+ENDPOINT_NAME = r"^[a-z0-9][a-z0-9-]{0,62}$"
+EXAMPLE_ENDPOINT = {"name": "churn", "versions": [{"model": "churn-model", "version": "champion", "weight": 80},
+                                                  {"model": "churn-model", "version": "3", "weight": 20}]}
+
+
+class EndpointVersion(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+    model: str = Field(min_length=1, max_length=255, description="Registered model name in MLflow.")
+    version: str = Field(
+        min_length=1, max_length=255, description='A version number ("3") or an alias ("champion"), resolved at deploy.'
+    )
+    weight: int = Field(ge=0, le=100, description="Percent of the traffic (the weights sum to 100).")
+
+    _names = field_validator("model", "version")(check_name)
+
+
+def check_versions(versions: list[EndpointVersion]) -> list[EndpointVersion]:
+    total = sum(v.weight for v in versions)
+    if total != 100:
+        raise ValueError(f"the weights must sum to 100, not {total}")
+    seen = set()
+    for v in versions:
+        if (v.model, v.version) in seen:
+            raise ValueError(f"{v.model}/{v.version} is listed twice")
+        seen.add((v.model, v.version))
+    return versions
+
+
+class EndpointCreate(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True, json_schema_extra={"examples": [EXAMPLE_ENDPOINT]})
+
+    name: str = Field(pattern=ENDPOINT_NAME, description="Unique across all users; part of the invocation URL.")
+    versions: list[EndpointVersion] = Field(min_length=1, max_length=10)
+    profile: str | None = Field(default=None, max_length=64, description="Profile name (default: the default profile).")
+
+    _versions = field_validator("versions")(check_versions)
+    _profile = field_validator("profile")(check_name)
+
+
+class EndpointPatch(BaseModel):
+    """The new list of versions and weights: a rolling update to it."""
+
+    model_config = ConfigDict(
+        extra="forbid", strict=True, json_schema_extra={"examples": [{"versions": EXAMPLE_ENDPOINT["versions"]}]}
+    )
+
+    versions: list[EndpointVersion] = Field(min_length=1, max_length=10)
+
+    _versions = field_validator("versions")(check_versions)

@@ -132,15 +132,17 @@ def run_job(spec: dict, km, kc) -> dict:
             cluster.close()
 
 
-def main() -> int:
-    kernel_name, cwd = sys.argv[1], sys.argv[2]
-    # Import before the job arrives: it is most of the start-up time. Two imports papermill never
-    # needs here are kept out (bench/executor: runner+kernel 2.1 → 0.9 CPU-s): jsonschema's optional
-    # IRI format checker (rfc3987_syntax builds parsers at import) and pyarrow (hdfs:// paths only).
+def import_papermill():
+    """Import papermill (most of the runner's start-up) with its client on our ready kernel client.
+
+    Two imports papermill never needs here are kept out (bench/executor: runner+kernel 2.1 → 0.9
+    CPU-s): jsonschema's optional IRI format checker (rfc3987_syntax builds parsers at import) and
+    pyarrow (hdfs:// paths only)."""
     blocked = {name: sys.modules.get(name) for name in ("rfc3987_syntax", "pyarrow", "pyarrow.fs")}
     sys.modules.update(dict.fromkeys(blocked))
     try:
-        import papermill  # noqa: F401
+        import papermill.engines
+        from papermill.clientwrap import PapermillNotebookClient
     finally:
         for name, module in blocked.items():
             if module is None:
@@ -148,7 +150,28 @@ def main() -> int:
             else:
                 sys.modules[name] = module
 
+    class ReadyKernelClient(PapermillNotebookClient):
+        """nbclient would make a second client and wait for it (kernel_info, then 0.2 s of iopub
+        silence) although the runner's own is connected and ready: use that one."""
+
+        ready_kc = None
+
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, **kwargs)
+            if self.ready_kc is not None:
+                self.kc = self.ready_kc
+                self.kc.allow_stdin = False
+
+    # This process runs one job: papermill's engine builds its client from this name.
+    papermill.engines.PapermillNotebookClient = ReadyKernelClient
+    return ReadyKernelClient
+
+
+def main() -> int:
+    kernel_name, cwd = sys.argv[1], sys.argv[2]
+    client_class = import_papermill()  # before the job arrives
     km, kc = start_kernel(kernel_name, cwd)
+    client_class.ready_kc = kc
     print(json.dumps({"event": "ready", "kernel_pid": km.provisioner.process.pid}), flush=True)
 
     line = sys.stdin.readline()
@@ -165,12 +188,15 @@ def main() -> int:
     os.dup2(log, 2)
     logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr, force=True)
     emit(events, event="started", kernel_pid=km.provisioner.process.pid, runner_pid=os.getpid())
+    result = {"status": "failed", "error": {"ename": "RunnerError", "evalue": "the runner stopped", "cell_index": None}}
     try:
         result = run_job(spec, km, kc)
     finally:
+        # Reported before the kernel goes (its shutdown is ~0.1 s the job's owner need not wait);
+        # the kernel is in the runner's process group, which the executor kills if we die here.
+        emit(events, event="finished", **result)
         kc.stop_channels()
         km.shutdown_kernel(now=True)
-    emit(events, event="finished", **result)
     return 0
 
 

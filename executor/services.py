@@ -48,6 +48,9 @@ class MlflowRuns:
     def __init__(self, tracking_url: str, tokens: HubTokens):
         self.url = tracking_url.rstrip("/")
         self.tokens = tokens
+        # Experiments are never renamed by us; ids are looked up once per (owner, name).
+        self._experiment_ids: dict[tuple[str, str], str] = {}
+        self._run_experiments: dict[str, str] = {}  # run id -> experiment id, for finish()
 
     async def _call(self, owner: str, method: str, path: str, body=None, raw: bytes | None = None, **kw):
         token = await self.tokens.token_for(owner)
@@ -65,6 +68,11 @@ class MlflowRuns:
         return json.loads(r.body) if r.body else {}
 
     async def _experiment_id(self, owner: str, name: str) -> str:
+        if (owner, name) not in self._experiment_ids:
+            self._experiment_ids[(owner, name)] = await self._find_or_create_experiment(owner, name)
+        return self._experiment_ids[(owner, name)]
+
+    async def _find_or_create_experiment(self, owner: str, name: str) -> str:
         try:
             found = await self._call(owner, "GET", f"/api/2.0/mlflow/experiments/get-by-name?experiment_name={quote(name)}")
             return found["experiment"]["experiment_id"]
@@ -76,7 +84,7 @@ class MlflowRuns:
         except HTTPClientError as e:  # created meanwhile by a concurrent job
             if e.code != 400:
                 raise
-            return await self._experiment_id(owner, name)
+            return await self._find_or_create_experiment(owner, name)
 
     async def start(self, job, notebook_name: str) -> str:
         experiment_id = await self._experiment_id(job.owner, f"{job.owner}/{job.name}")
@@ -87,17 +95,22 @@ class MlflowRuns:
             "notebench.job_id": str(job.id),
             "notebench.notebook": notebook_name,
         }
-        run = await self._call(
-            job.owner,
-            "POST",
-            "/api/2.0/mlflow/runs/create",
-            {
-                "experiment_id": experiment_id,
-                "start_time": int(time.time() * 1000),
-                "tags": [{"key": k, "value": v} for k, v in tags.items()],
-            },
-        )
+        create = {
+            "experiment_id": experiment_id,
+            "start_time": int(time.time() * 1000),
+            "tags": [{"key": k, "value": v} for k, v in tags.items()],
+        }
+        try:
+            run = await self._call(job.owner, "POST", "/api/2.0/mlflow/runs/create", create)
+        except HTTPClientError as e:
+            if e.code not in (400, 404):
+                raise
+            # The experiment was deleted since we looked it up: look again, once.
+            self._experiment_ids.pop((job.owner, f"{job.owner}/{job.name}"), None)
+            create["experiment_id"] = await self._experiment_id(job.owner, f"{job.owner}/{job.name}")
+            run = await self._call(job.owner, "POST", "/api/2.0/mlflow/runs/create", create)
         run_id = run["run"]["info"]["run_id"]
+        self._run_experiments[run_id] = run["run"]["info"]["experiment_id"]
         params = [{"key": k, "value": json.dumps(v) if not isinstance(v, str) else v} for k, v in job.parameters.items()]
         for start in range(0, len(params), 100):  # MLflow takes at most 100 params per batch
             await self._call(job.owner, "POST", "/api/2.0/mlflow/runs/log-batch", {"run_id": run_id, "params": params[start : start + 100]})
@@ -108,9 +121,11 @@ class MlflowRuns:
             notebook = read_job_file(output, limit=MAX_ARTIFACT_BYTES)
         except (PermissionError, OverflowError):
             notebook = None  # not a plain file the runner wrote: never upload it
+        experiment_id = self._run_experiments.pop(job.mlflow_run_id, None)
         if notebook is not None:
-            info = await self._call(job.owner, "GET", f"/api/2.0/mlflow/runs/get?run_id={job.mlflow_run_id}")
-            experiment_id = info["run"]["info"]["experiment_id"]
+            if experiment_id is None:  # started by an executor before a restart
+                info = await self._call(job.owner, "GET", f"/api/2.0/mlflow/runs/get?run_id={job.mlflow_run_id}")
+                experiment_id = info["run"]["info"]["experiment_id"]
             await self._call(
                 job.owner,
                 "PUT",

@@ -5,9 +5,7 @@
 
 Each variant is a real `notebench up` (tests/launcher.py's Hub) with its own data dir:
 ``mlflow`` is the default config (every job is an MLflow run); ``no-mlflow`` adds
-``c.Notebench.mlflow_enabled = False``; ``warm2`` sets ``c.LocalBackend.warm_runners = 2``; the
-``x-*`` variants are experiments: candidate fixes of the executor injected through the config file
-(see FAST_RUNNER, X_DISPATCH, X_MLFLOW below), measured without editing the product.
+``c.Notebench.mlflow_enabled = False``; ``warm2`` sets ``c.LocalBackend.warm_runners = 2``.
 ``--config`` text is appended to every variant's config (to try knobs). For each variant it prints:
 
 (a) [first variant only unless --latency-all] a trivial notebook (a ``parameters`` cell and
@@ -72,154 +70,11 @@ FINAL = ("succeeded", "failed", "cancelled", "timed_out")
 RUNS_FILE = "notebench-bench-runs.txt"
 BASE_CONFIG = "c.Notebench.cull_idle_timeout = 0\n"  # no culler: it only slows the hub's shutdown
 
-# --- experiments: candidate product fixes, measured without editing the product -------------------
-# The config file is Python that both the hub and the executor execute (NOTEBENCH_USER_CONFIG), so
-# a variant can patch the executor in its own process. These are measurements of proposed changes,
-# not the product; the README / reply says where each belongs.
-
-# Runner (executor/runner.py), used through LocalBackend's RUNNER command. This wrapper runs the
-# product's runner.main() with three changes:
-#  1. While papermill is imported, two optional imports are made to fail: rfc3987_syntax (jsonschema,
-#     via nbformat, builds Lark parsers at import: ~1 CPU-s; jsonschema then skips only its
-#     iri/iri-reference format checks, which nbformat's schema does not use) and pyarrow (papermill's
-#     iorw imports pyarrow.fs, hence numpy, for its hdfs:// handler: ~0.25 CPU-s; the runner only
-#     reads and writes local files). Both are let go again right after, so user code in the runner
-#     process (Dask) can still import pyarrow.
-#  2. papermill/nbclient makes a second kernel client and waits for it (kernel_info, then 0.2 s of
-#     iopub silence in jupyter_client's wait_for_ready) although the runner's client is ready:
-#     nbclient is handed the runner's client.
-#  3. 'finished' is written before the kernel is shut down (shutdown_kernel(now=True): ~0.1 s).
-FAST_RUNNER = r"""
-import sys
-_blocked = [m for m in ("rfc3987_syntax", "pyarrow") if m not in sys.modules]
-for _m in _blocked:
-    sys.modules[_m] = None  # 1.
-import papermill
-import papermill.engines
-from papermill.clientwrap import PapermillNotebookClient
-for _m in _blocked:
-    del sys.modules[_m]
-from pathlib import Path
-
-from notebench.executor import runner as R
-
-
-class ReadyClient(PapermillNotebookClient):  # 2.
-    ready_kc = None
-
-    def __init__(self, *args, **kwargs):
-        super().__init__(*args, **kwargs)
-        if ReadyClient.ready_kc is not None:
-            self.kc = ReadyClient.ready_kc
-            self.kc.allow_stdin = False
-
-
-papermill.engines.PapermillNotebookClient = ReadyClient
-_start_kernel, _run_job, _emit = R.start_kernel, R.run_job, R.emit
-_finished = []
-
-
-def start_kernel(*args, **kwargs):
-    km, kc = _start_kernel(*args, **kwargs)
-    ReadyClient.ready_kc = kc
-    return km, kc
-
-
-def run_job(spec, km, kc):
-    result = _run_job(spec, km, kc)
-    _emit(Path(spec["job_dir"]) / "events.jsonl", event="finished", **result)  # 3.
-    _finished.append(True)
-    return result
-
-
-def emit(path, **event):
-    if not (event.get("event") == "finished" and _finished):
-        _emit(path, **event)
-
-
-R.start_kernel, R.run_job, R.emit = start_kernel, run_job, emit
-sys.exit(R.main())
-"""
-
-X_RUNNER = """
-import sys as _sys
-if "notebench.executor.backends.local" in _sys.modules:
-    _sys.modules["notebench.executor.backends.local"].RUNNER = [_sys.executable, "{patch_dir}/fast_runner.py"]
-"""
-
-# Dispatcher (executor/dispatcher.py): dispatch() holds self._lock while each job starts (await
-# self._start(job)), and starting includes MLflow run creation and, when no warm runner is ready,
-# waiting seconds for one: every other queued job, of every user, waits behind it. Here dispatch()
-# starts each job in a task of its own. _start claims the job (compare-and-set) before its first
-# await, and tasks run in creation order, so the claims land before the next dispatch() reads the
-# running counts: the limits hold as before.
-X_DISPATCH = """
-import sys as _sys
-if "notebench.executor.dispatcher" in _sys.modules:
-    import asyncio as _asyncio
-    from collections import Counter as _Counter
-    import sqlalchemy as _sa
-    from notebench.executor.db import Job as _Job
-
-    async def _dispatch(self):
-        async with self._lock:
-            with self.sessions() as s:
-                running = _Counter(o for (o,) in s.execute(_sa.select(_Job.owner).where(_Job.status == "running")))
-                queued = s.scalars(_sa.select(_Job).where(_Job.status == "queued").order_by(_Job.id)).all()
-            total = sum(running.values())
-            for job in sorted(queued, key=lambda j: (running[j.owner], j.id)):
-                if total >= self.app.max_running_jobs:
-                    break
-                if running[job.owner] >= self.app.max_running_jobs_per_user:
-                    continue
-                _asyncio.ensure_future(self._start(job))  # was: if await self._start(job):
-                running[job.owner] += 1
-                total += 1
-
-    _sys.modules["notebench.executor.dispatcher"].Dispatcher.dispatch = _dispatch
-"""
-
-# MlflowRuns (executor/services.py): per job, start() looks the experiment up by name, and finish()
-# (now awaited before the job is marked finished) GETs the run only to learn its experiment id.
-# Both are known: cache experiment ids per owner/name, remember each run's from runs/create.
-X_MLFLOW = """
-import sys as _sys
-if "notebench.executor.services" in _sys.modules:
-    _runs = _sys.modules["notebench.executor.services"].MlflowRuns
-    _uncached, _call = _runs._experiment_id, _runs._call
-
-    async def _experiment_id(self, owner, name):
-        cache = self.__dict__.setdefault("_experiment_ids", {})
-        if (owner, name) not in cache:
-            cache[(owner, name)] = await _uncached(self, owner, name)
-        return cache[(owner, name)]
-
-    async def _call_known(self, owner, method, path, *args, **kwargs):
-        known = self.__dict__.setdefault("_run_experiments", {})
-        if method == "GET" and path.startswith("/api/2.0/mlflow/runs/get?run_id="):
-            run_id = path.split("=", 1)[1]
-            if run_id in known:
-                return {"run": {"info": {"run_id": run_id, "experiment_id": known[run_id]}}}
-        out = await _call(self, owner, method, path, *args, **kwargs)
-        if path.endswith("/runs/create"):
-            known[out["run"]["info"]["run_id"]] = out["run"]["info"]["experiment_id"]
-        return out
-
-    _runs._experiment_id, _runs._call = _experiment_id, _call_known
-"""
-
 VARIANTS = {
     "mlflow": "",
     "no-mlflow": "c.Notebench.mlflow_enabled = False\n",
     # knobs
     "warm2": "c.LocalBackend.warm_runners = 2\n",
-    # experiments (see above)
-    "x-runner": X_RUNNER,
-    "x-dispatch": X_DISPATCH,
-    "x-mlflow": X_MLFLOW,
-    "x-all": X_RUNNER + X_DISPATCH + X_MLFLOW,
-    "x-all-warm2": X_RUNNER + X_DISPATCH + X_MLFLOW + "c.LocalBackend.warm_runners = 2\n",
-    "x-all-no-mlflow": X_RUNNER + X_DISPATCH + "c.Notebench.mlflow_enabled = False\n",
 }
 
 TRIVIAL = dict(sources=("print(x)",), parameters="x = 0")
@@ -275,7 +130,6 @@ def machine() -> str:
 
 ROLES = (
     ("notebench.executor.runner", "runners"),
-    ("fast_runner.py", "runners"),
     ("ipykernel", "kernels"),
     ("notebench.executor", "executor"),
     ("mlflow", "mlflow"),
@@ -594,13 +448,9 @@ def main() -> int:
     workdir = Path(tempfile.mkdtemp(prefix="nb-bench-jobs-"))
     t_all = time.monotonic()
     os.chmod(workdir, 0o711)
-    patch_dir = workdir / "patches"  # readable by the users' accounts: the patched runner runs as them
-    patch_dir.mkdir(mode=0o755)
-    (patch_dir / "fast_runner.py").write_text(FAST_RUNNER)
-    (patch_dir / "fast_runner.py").chmod(0o644)
     try:
         for i, name in enumerate(filter(None, args.variants.split(","))):
-            config = BASE_CONFIG + VARIANTS[name].replace("{patch_dir}", str(patch_dir)) + args.config + "\n"
+            config = BASE_CONFIG + VARIANTS[name] + args.config + "\n"
             shown = config.strip() if len(config) < 300 else f"{len(config)} characters of config (see VARIANTS)"
             print(f"\n=== variant {name}: {shown!r}", flush=True)
             t0 = time.monotonic()

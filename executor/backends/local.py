@@ -13,7 +13,7 @@ import json
 import os
 import signal
 import sys
-from collections import defaultdict
+from collections import Counter, defaultdict
 from dataclasses import asdict
 
 import psutil
@@ -50,11 +50,16 @@ class LocalBackend(Backend):
         1, help="Runners (each with a started, never-used kernel) kept ready per owner, kernel and CPU profile."
     ).tag(config=True)
 
+    warm_runner_idle_seconds = Integer(
+        900, help="A warm runner nobody took within this time is let go (its memory back; the next job starts cold)."
+    ).tag(config=True)
+
     accounts = Instance(UserAccounts)
 
     def __init__(self, **kwargs):
         super().__init__(**kwargs)
         self._pools: dict[tuple, list[WarmRunner]] = defaultdict(list)
+        self._spawning: Counter = Counter()  # runners being started, per pool
         self._children: dict[int, asyncio.subprocess.Process] = {}
 
     async def _spawn_runner(self, owner: str, kernel: str, env: dict) -> WarmRunner:
@@ -80,10 +85,22 @@ class LocalBackend(Backend):
         pool[:] = [r for r in pool if r.alive()]
 
         async def add():
-            pool.append(await self._spawn_runner(owner, kernel, env))
+            try:
+                runner = await self._spawn_runner(owner, kernel, env)
+            finally:
+                self._spawning[key] -= 1
+            pool.append(runner)
+            asyncio.get_running_loop().call_later(self.warm_runner_idle_seconds, self._retire, key, runner)
 
-        for _ in range(self.warm_runners - len(pool)):
+        for _ in range(self.warm_runners - len(pool) - self._spawning[key]):
+            self._spawning[key] += 1
             asyncio.ensure_future(add())
+
+    def _retire(self, key: tuple, runner: WarmRunner) -> None:
+        if runner in self._pools[key]:
+            self._pools[key].remove(runner)
+            if runner.alive():
+                runner.proc.stdin.close()  # EOF: the runner shuts its kernel down and exits
 
     def prewarm(self, owner: str, kernel: str, profile: str, env: dict) -> None:
         """Start warm runners for this owner/kernel/profile if there are not enough."""

@@ -1,0 +1,242 @@
+"""Scoring servers as local processes: one per model version, as the owner's OS account.
+
+Each server is MLflow's pyfunc scoring server in this environment (executor/scoring_host.py),
+listening on a Unix socket in a directory of its own (``servers_dir/<id>``, the owner's, mode
+0700): other users cannot reach it, the executor (root) can. As that directory is the owner's,
+the socket in it could be swapped for a link to somebody else's; connections are therefore
+accepted only when the process at the other end runs as the owner (SO_PEERCRED).
+
+Processes are started ahead of deploys (a warm one per owner, with MLflow and the flavours
+imported) so a deploy only waits for the model to load. Servers run in sessions of their own and
+outlive an executor restart: the handle (pid, start time, socket) finds them again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import shutil
+import signal
+import socket
+import struct
+import sys
+import time
+from pathlib import Path
+
+import psutil
+from traitlets import Instance, Integer, List, Unicode
+
+from notebench.hub.accounts import UserAccounts
+
+from ..jobfiles import read_job_file
+from .base import EndpointBackend, ScoringServerFailed, ScoringServerSpec
+
+HOST_MODULE = "notebench.executor.scoring_host"
+LOG_TAIL_BYTES = 4096
+# Unix socket paths are limited to 108 bytes (sun_path).
+MAX_SOCKET_PATH = 107
+
+
+def _alive(process: psutil.Process) -> bool:
+    try:
+        return process.status() != psutil.STATUS_ZOMBIE
+    except psutil.Error:
+        return False
+
+
+class WarmHost:
+    """A scoring host that has done its imports and waits for a model."""
+
+    def __init__(self, proc: asyncio.subprocess.Process):
+        self.proc = proc
+        self.ready = asyncio.ensure_future(self._wait_ready())
+
+    async def _wait_ready(self) -> bool:
+        line = await self.proc.stdout.readline()
+        return bool(line) and json.loads(line).get("event") == "ready"
+
+    def alive(self) -> bool:
+        return self.proc.returncode is None
+
+
+class LocalEndpointBackend(EndpointBackend):
+    servers_dir = Unicode(help="Where each scoring server gets its directory (socket, log, downloads).").tag(config=True)
+    warm_hosts = Integer(1, help="Scoring processes kept ready (imports done) per owner with endpoints.").tag(config=True)
+    warm_idle_seconds = Integer(900, help="An unused warm scoring process exits after this long.").tag(config=True)
+    stop_grace_seconds = Integer(10, help="Time a stopping server has to finish what it serves before SIGKILL.").tag(config=True)
+    preload_modules = List(
+        Unicode(),
+        ["mlflow.pyfunc.scoring_server", "uvicorn", "mlflow.sklearn", "sklearn.linear_model", "sklearn.ensemble", "skops.io"],
+        help="Modules a warm scoring process imports before it gets its model (missing ones are skipped).",
+    ).tag(config=True)
+
+    accounts = Instance(UserAccounts)
+
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        self._warm: dict[str, list[WarmHost]] = {}
+        self._children: dict[int, asyncio.subprocess.Process] = {}
+
+    # --- warm processes ------------------------------------------------------------------------
+
+    async def _spawn_host(self, owner: str) -> WarmHost:
+        self.accounts.prepare(owner)
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-m",
+            HOST_MODULE,
+            str(self.warm_idle_seconds),
+            *self.preload_modules,
+            stdin=asyncio.subprocess.PIPE,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.DEVNULL,
+            env=self.accounts.env(owner),
+            cwd="/",
+            preexec_fn=self.accounts.preexec(owner),
+            start_new_session=True,  # its own process group, and it outlives the executor
+        )
+        self._children[proc.pid] = proc
+        asyncio.ensure_future(self._reap(proc))
+        return WarmHost(proc)
+
+    async def _reap(self, proc: asyncio.subprocess.Process) -> None:
+        await proc.wait()
+        self._children.pop(proc.pid, None)
+
+    def prewarm(self, owner: str) -> None:
+        """Start warm processes for ``owner`` if there are not enough."""
+        pool = self._warm.setdefault(owner, [])
+        pool[:] = [h for h in pool if h.alive()]
+
+        async def add():
+            pool.append(await self._spawn_host(owner))
+
+        for _ in range(self.warm_hosts - len(pool)):
+            asyncio.ensure_future(add())
+
+    async def _take_host(self, owner: str) -> WarmHost:
+        pool = self._warm.setdefault(owner, [])
+        while pool:
+            host = pool.pop(0)
+            if host.alive() and await host.ready:
+                return host
+        host = await self._spawn_host(owner)
+        if not await host.ready:
+            raise ScoringServerFailed(f"the scoring process did not start (exit {host.proc.returncode})")
+        return host
+
+    # --- the interface -------------------------------------------------------------------------
+
+    def _server_dir(self, server_id: int) -> Path:
+        return Path(self.servers_dir) / str(server_id)
+
+    async def start(self, spec: ScoringServerSpec) -> dict:
+        directory = self._server_dir(spec.server_id)
+        sock = directory / "server.sock"
+        if len(str(sock)) > MAX_SOCKET_PATH:
+            raise ScoringServerFailed(f"socket path {sock} is too long for a Unix socket: use a shorter data dir")
+        self.accounts.prepare(spec.owner)
+        Path(self.servers_dir).mkdir(mode=0o711, parents=True, exist_ok=True)
+        shutil.rmtree(directory, ignore_errors=True)
+        (directory / "tmp").mkdir(mode=0o700, parents=True)
+        if self.accounts.isolate_users:
+            uid, gid = self.accounts.uid_gid(spec.owner)
+            for path in (directory, directory / "tmp"):
+                os.chown(path, uid, gid)
+        else:
+            uid = os.getuid()
+        host = await self._take_host(spec.owner)
+        self.prewarm(spec.owner)  # the next deploy of this owner finds one ready
+        env = {**spec.env, "TMPDIR": str(directory / "tmp")}  # model downloads, removed with the directory
+        message = {"model_uri": spec.model_uri, "socket": str(sock), "log": str(directory / "server.log"), "env": env}
+        host.proc.stdin.write((json.dumps(message) + "\n").encode())
+        await host.proc.stdin.drain()
+        host.proc.stdin.close()
+        started = psutil.Process(host.proc.pid).create_time()
+        return {"pid": host.proc.pid, "started": started, "socket": str(sock), "uid": uid, "dir": str(directory)}
+
+    def _process(self, handle: dict) -> psutil.Process | None:
+        """The server's process, if it still runs (and is the one started, not a reused pid)."""
+        try:
+            p = psutil.Process(handle["pid"])
+            if p.status() == psutil.STATUS_ZOMBIE or abs(p.create_time() - handle["started"]) > 0.5:
+                return None
+            return p if HOST_MODULE in " ".join(p.cmdline()) else None
+        except psutil.Error:
+            return None
+
+    def is_running(self, handle: dict) -> bool:
+        return self._process(handle) is not None
+
+    def log_tail(self, handle: dict, lines: int = 15) -> str:
+        path = Path(handle["dir"]) / "server.log"
+        try:
+            size = os.lstat(path).st_size
+            data = read_job_file(path, offset=max(0, size - LOG_TAIL_BYTES)) or b""
+        except (OSError, PermissionError):
+            return ""
+        return "\n".join(data.decode("utf-8", "replace").splitlines()[-lines:])
+
+    async def wait_ready(self, handle: dict, timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        while True:
+            if not self.is_running(handle):
+                raise ScoringServerFailed(f"the scoring server exited:\n{self.log_tail(handle)}")
+            if os.path.exists(handle["socket"]) and await self._ping(handle):
+                return
+            if time.monotonic() > deadline:
+                raise ScoringServerFailed(f"the scoring server was not ready within {timeout:.0f} s:\n{self.log_tail(handle)}")
+            await asyncio.sleep(0.05)
+
+    async def _ping(self, handle: dict) -> bool:
+        try:
+            reader, writer = await self.open_connection(handle)
+        except OSError:
+            return False
+        try:
+            writer.write(b"GET /ping HTTP/1.1\r\nHost: scoring-server\r\nConnection: close\r\n\r\n")
+            status = await asyncio.wait_for(reader.readline(), 10)
+            return status.split(b" ")[1:2] == [b"200"]
+        except (OSError, asyncio.TimeoutError, IndexError):
+            return False
+        finally:
+            writer.close()
+
+    async def open_connection(self, handle: dict):
+        reader, writer = await asyncio.open_unix_connection(handle["socket"])
+        sock = writer.get_extra_info("socket")
+        _pid, uid, _gid = struct.unpack("3i", sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i")))
+        if uid != handle["uid"]:
+            writer.close()
+            raise ConnectionRefusedError(f"the process behind {handle['socket']} is not the owner's (uid {uid})")
+        return reader, writer
+
+    async def stop(self, handle: dict) -> None:
+        process = self._process(handle)
+        if process is not None:
+            # uvicorn finishes the requests it has on SIGTERM.
+            self._signal_group(process, signal.SIGTERM)
+            deadline = time.monotonic() + self.stop_grace_seconds
+            while _alive(process) and time.monotonic() < deadline:
+                await asyncio.sleep(0.05)
+            self._signal_group(process, signal.SIGKILL)
+        child = self._children.get(handle["pid"])
+        if child is not None:
+            await child.wait()
+        shutil.rmtree(handle["dir"], ignore_errors=True)
+
+    @staticmethod
+    def _signal_group(process: psutil.Process, sig: int) -> None:
+        try:
+            os.killpg(os.getpgid(process.pid), sig)
+        except OSError:
+            pass
+
+    async def close(self) -> None:
+        for pool in self._warm.values():
+            for host in pool:
+                if host.alive():
+                    host.proc.kill()
+                    await host.proc.wait()
+        self._warm.clear()

@@ -1,0 +1,353 @@
+"""The endpoint router: ``POST /services/executor/endpoints/<name>/invocations``.
+
+Every invocation goes to one version of the endpoint, chosen by smooth weighted round-robin (so
+the split follows the weights closely even over a few requests), over connections kept open to
+each scoring server. A rolling update swaps an endpoint's whole ``Route`` in one assignment:
+a request is routed either by the old weights or by the new ones, never by a mix, and the
+requests already sent to an old server finish there (``Upstream.in_flight`` is drained first).
+
+Callers authenticate with a JupyterHub API token (never a cookie: a cross-site page cannot
+invoke). The token must hold the custom scope ``custom:notebench-endpoints:invoke`` for the
+endpoint's owner (users hold it for themselves; a token can be made with only that scope, which
+can then invoke but not reach the jobs API or the user's server), or be an admin's holding the scope.
+The hub's answer about a token is cached by HubAuth (5 minutes): no hub round trip per request.
+
+Metrics and the sample of requests are recorded in memory on the hot path; the sample is written
+to the store by ``Endpoints`` in the background.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import json
+import time
+from dataclasses import dataclass, field
+
+from jupyterhub.scopes import has_scope
+from jupyterhub.services.auth import HubOAuth
+from tornado import web
+
+INVOKE_SCOPE = "custom:notebench-endpoints:invoke"
+MAX_IDLE_CONNECTIONS = 64
+UPSTREAM_TIMEOUT_S = 120
+LATENCY_WINDOW = 10_000  # latencies kept per version for p50/p99
+SERIES_MINUTES = 60
+
+
+class UpstreamError(Exception):
+    """The scoring server could not be reached or answered with something that is not HTTP."""
+
+
+@dataclass
+class Response:
+    status: int
+    content_type: bytes
+    body: bytes
+
+
+async def _read_response(reader: asyncio.StreamReader) -> tuple[Response, bool]:
+    """One HTTP/1.1 response; returns it and whether the connection may be used again."""
+    status_line = await reader.readuntil(b"\r\n")
+    parts = status_line.split(b" ", 2)
+    if len(parts) < 2 or not parts[0].startswith(b"HTTP/1."):
+        raise UpstreamError(f"not an HTTP response: {status_line[:80]!r}")
+    headers = {}
+    while True:
+        line = await reader.readuntil(b"\r\n")
+        if line == b"\r\n":
+            break
+        name, _, value = line.partition(b":")
+        headers[name.strip().lower()] = value.strip()
+    keep_alive = headers.get(b"connection", b"").lower() != b"close"
+    if b"content-length" in headers:
+        body = await reader.readexactly(int(headers[b"content-length"]))
+    elif headers.get(b"transfer-encoding", b"").lower() == b"chunked":
+        chunks = []
+        while True:
+            size = int((await reader.readuntil(b"\r\n")).split(b";")[0], 16)
+            chunks.append(await reader.readexactly(size + 2))
+            if size == 0:
+                await reader.readuntil(b"\r\n") if chunks[-1] != b"\r\n" else None
+                break
+        body = b"".join(c[:-2] for c in chunks)
+    else:
+        body, keep_alive = await reader.read(), False
+    content_type = headers.get(b"content-type", b"application/json")
+    return Response(int(parts[1]), content_type, body), keep_alive
+
+
+class Upstream:
+    """Kept-alive HTTP/1.1 connections to one scoring server (``connect()`` opens a new one)."""
+
+    def __init__(self, connect):
+        self._connect = connect
+        self._idle: list = []
+        self.in_flight = 0
+
+    async def post(self, path: str, body: bytes, content_type: str) -> Response:
+        head = (
+            f"POST {path} HTTP/1.1\r\nHost: scoring-server\r\nContent-Type: {content_type}\r\n"
+            f"Content-Length: {len(body)}\r\n\r\n"
+        ).encode("latin-1")
+        self.in_flight += 1
+        try:
+            while True:
+                reused = bool(self._idle)
+                reader, writer = self._idle.pop() if reused else await self._connect()
+                try:
+                    writer.write(head + body)
+                    response, keep_alive = await _read_response(reader)
+                except (OSError, asyncio.IncompleteReadError, asyncio.LimitOverrunError, ValueError) as e:
+                    writer.close()
+                    if reused:  # a kept connection the server had closed meanwhile: use a new one
+                        continue
+                    raise UpstreamError(f"{type(e).__name__}: {e}") from e
+                except BaseException:  # cancelled (timeout): the connection is in an unknown state
+                    writer.close()
+                    raise
+                if keep_alive and len(self._idle) < MAX_IDLE_CONNECTIONS:
+                    self._idle.append((reader, writer))
+                else:
+                    writer.close()
+                return response
+        finally:
+            self.in_flight -= 1
+
+    def close(self) -> None:
+        for _reader, writer in self._idle:
+            writer.close()
+        self._idle.clear()
+
+
+@dataclass(eq=False)
+class Target:
+    server_id: int
+    model: str
+    version: str
+    weight: int
+    upstream: Upstream
+    current: int = 0  # smooth weighted round-robin state
+
+    @property
+    def label(self) -> str:
+        return f"{self.model}/{self.version}"
+
+
+@dataclass(eq=False)
+class Route:
+    """How one endpoint's traffic is split right now. No targets: not serving (``reason`` says why)."""
+
+    endpoint_id: int
+    name: str
+    owner: str
+    targets: list = field(default_factory=list)
+    reason: str = ""
+
+    def pick(self) -> Target:
+        # Smooth weighted round-robin (as nginx does): each pick, every target gains its weight,
+        # the one furthest ahead is chosen and pays back the total.
+        total, best = 0, None
+        for target in self.targets:
+            target.current += target.weight
+            total += target.weight
+            if best is None or target.current > best.current:
+                best = target
+        best.current -= total
+        return best
+
+
+class VersionStats:
+    """Requests, errors and latencies of one version of an endpoint, since the executor started."""
+
+    def __init__(self):
+        self.requests = 0
+        self.errors = 0
+        self.latencies = collections.deque(maxlen=LATENCY_WINDOW)
+        self.minutes: collections.OrderedDict[int, list] = collections.OrderedDict()  # minute -> latencies
+
+    def add(self, latency_ms: float, ok: bool) -> None:
+        self.requests += 1
+        if not ok:
+            self.errors += 1
+        self.latencies.append(latency_ms)
+        minute = int(time.time() // 60)
+        bucket = self.minutes.get(minute)
+        if bucket is None:
+            bucket = self.minutes[minute] = []
+            while len(self.minutes) > SERIES_MINUTES:
+                self.minutes.popitem(last=False)
+        if len(bucket) < LATENCY_WINDOW:
+            bucket.append(latency_ms)
+
+
+def percentile(values, fraction: float) -> float | None:
+    if not values:
+        return None
+    ordered = sorted(values)
+    return round(ordered[min(len(ordered) - 1, int(fraction * len(ordered)))], 3)
+
+
+@dataclass
+class Sample:
+    endpoint_id: int
+    time: float
+    model: str
+    version: str
+    latency_ms: float
+    status: int
+    inputs: bytes
+    outputs: bytes
+
+
+class Router:
+    def __init__(self, samples_per_second: int = 10, max_pending_samples: int = 5000):
+        self.routes: dict[str, Route] = {}
+        self.upstreams: dict[int, Upstream] = {}  # by scoring server id (shared by old and new routes)
+        self.stats: dict[tuple, VersionStats] = {}
+        self.samples: collections.deque[Sample] = collections.deque(maxlen=max_pending_samples)
+        self.samples_per_second = samples_per_second
+        self._sampled: dict[int, tuple[int, int]] = {}  # endpoint id -> (second, samples taken in it)
+        self.hub_auth = HubOAuth.instance()  # the same instance (and token cache) as the API's
+
+    # --- routes -------------------------------------------------------------------------------
+
+    def upstream(self, server_id: int, connect) -> Upstream:
+        if server_id not in self.upstreams:
+            self.upstreams[server_id] = Upstream(connect)
+        return self.upstreams[server_id]
+
+    def set_route(self, route: Route) -> None:
+        self.routes[route.name] = route  # one assignment: requests see the old route or the new one
+
+    def remove(self, name: str) -> None:
+        self.routes.pop(name, None)
+
+    async def drain(self, server_ids, timeout: float) -> None:
+        """Wait until no request is in flight to these servers (after they left every route)."""
+        deadline = time.monotonic() + timeout
+        while any(self.upstreams[i].in_flight for i in server_ids if i in self.upstreams):
+            if time.monotonic() > deadline:
+                break
+            await asyncio.sleep(0.01)
+        for server_id in server_ids:
+            upstream = self.upstreams.pop(server_id, None)
+            if upstream is not None:
+                upstream.close()
+
+    # --- recording ----------------------------------------------------------------------------
+
+    def record(self, route: Route, target: Target, status: int, latency_ms: float, inputs: bytes, outputs: bytes) -> None:
+        key = (route.endpoint_id, target.model, target.version)
+        stats = self.stats.get(key)
+        if stats is None:
+            stats = self.stats[key] = VersionStats()
+        stats.add(latency_ms, status < 400)
+        now = time.time()
+        second, taken = self._sampled.get(route.endpoint_id, (0, 0))
+        if int(now) != second:
+            second, taken = int(now), 0
+        if taken < self.samples_per_second:
+            self._sampled[route.endpoint_id] = (second, taken + 1)
+            self.samples.append(Sample(route.endpoint_id, now, target.model, target.version, latency_ms, status, inputs, outputs))
+
+    def metrics(self, endpoint_id: int, versions: list[tuple[str, str]]) -> dict:
+        """Per version: totals, p50/p99 of recent latencies, and a per-minute series."""
+        keys = [(endpoint_id, m, v) for m, v in versions]
+        keys += sorted(k for k in self.stats if k[0] == endpoint_id and k not in keys)
+        result = []
+        for key in keys:
+            stats = self.stats.get(key) or VersionStats()
+            series = [
+                {"t": time.strftime("%Y-%m-%dT%H:%M:00Z", time.gmtime(minute * 60)), "requests": len(bucket),
+                 "p50_ms": percentile(bucket, 0.5)}
+                for minute, bucket in stats.minutes.items()
+            ]
+            result.append({
+                "model": key[1],
+                "version": key[2],
+                "requests": stats.requests,
+                "errors": stats.errors,
+                "latency_ms": {"p50": percentile(stats.latencies, 0.5), "p99": percentile(stats.latencies, 0.99)},
+                "series": series,
+            })
+        return {"versions": result}
+
+    def forget(self, endpoint_id: int) -> None:
+        for key in [k for k in self.stats if k[0] == endpoint_id]:
+            del self.stats[key]
+        self._sampled.pop(endpoint_id, None)
+
+    # --- who may invoke -----------------------------------------------------------------------
+
+    async def caller(self, authorization: str) -> dict | None:
+        """The hub's model of the token's owner (with the token's scopes), or None."""
+        match = self.hub_auth.auth_header_pat.match(authorization)
+        if not match:
+            return None
+        return await self.hub_auth.user_for_token(match.group(1), sync=False)
+
+    @staticmethod
+    def may_invoke(caller: dict, owner: str) -> bool:
+        scopes = caller.get("scopes", ())
+        if has_scope(f"{INVOKE_SCOPE}!user={owner}", scopes):
+            return True
+        return bool(caller.get("admin")) and has_scope(INVOKE_SCOPE, scopes, post_filter=True)
+
+
+class InvocationHandler(web.RequestHandler):
+    """Forwards the body to one version's scoring server and its answer back, naming the version."""
+
+    def initialize(self):
+        self.router: Router = self.settings["executor"].endpoints.router
+
+    def check_xsrf_cookie(self):
+        pass  # tokens only: cookies are never looked at, so there is nothing to forge
+
+    def set_default_headers(self):
+        self.set_header("X-Content-Type-Options", "nosniff")
+
+    def error(self, status: int, message: str, field: str | None = None) -> None:
+        self.set_status(status)
+        self.set_header("Content-Type", "application/json")
+        self.finish(json.dumps({"status": status, "message": message, "field": field}))
+
+    async def post(self, name: str):
+        started = time.perf_counter()
+        caller = await self.router.caller(self.request.headers.get("Authorization", ""))
+        if caller is None:
+            return self.error(401, "Not authenticated: send a JupyterHub API token (Authorization: token <token>)")
+        route = self.router.routes.get(name)
+        if route is None or not (caller["name"] == route.owner or caller.get("admin")):
+            return self.error(404, f"no endpoint {name}")
+        if caller.get("kind", "user") != "user" or not self.router.may_invoke(caller, route.owner):
+            return self.error(403, f"this token may not invoke endpoint {name} (it needs the {INVOKE_SCOPE} scope)")
+        if not route.targets:
+            return self.error(503, f"endpoint {name} is not serving: {route.reason}")
+        target = route.pick()
+        body = self.request.body
+        try:
+            response = await asyncio.wait_for(
+                target.upstream.post("/invocations", body, self.request.headers.get("Content-Type", "application/json")),
+                UPSTREAM_TIMEOUT_S,
+            )
+        except (UpstreamError, OSError, asyncio.TimeoutError) as e:
+            response = Response(502, b"application/json", b"")
+            message = f"{target.label} did not answer: {type(e).__name__}: {e}"
+        self.set_header("X-Notebench-Model-Version", target.label)
+        if response.status < 400:
+            self.set_status(response.status)
+            self.set_header("Content-Type", response.content_type.decode("latin-1"))
+            self.finish(response.body)
+        else:
+            if response.body:
+                try:
+                    message = json.loads(response.body).get("message") or response.body.decode("utf-8", "replace")
+                except (ValueError, AttributeError):
+                    message = response.body.decode("utf-8", "replace")
+            self.error(response.status, message, "body" if response.status == 400 else None)
+        self.router.record(route, target, response.status, (time.perf_counter() - started) * 1000, body, response.body)
+
+    def get(self, name):
+        self.set_header("Allow", "POST")
+        self.error(405, "invocations are POST requests")
