@@ -1,0 +1,487 @@
+"""The server extension's REST API under /notebench/ in the user's server.
+
+The browser talks only to these handlers (same origin, the server's login and XSRF checks); they
+talk to the executor and MLflow with the server's own JupyterHub token, so the browser never holds
+a token. Every upstream URL comes from `upstream.call` (fixed prefixes, encoded segments).
+"""
+
+from __future__ import annotations
+
+import getpass
+import json
+import os
+import posixpath
+import re
+import time
+
+import nbformat
+from jupyter_core.utils import ensure_async
+from jupyter_server.auth.decorator import authorized
+from jupyter_server.base.handlers import APIHandler, JupyterHandler
+from jupyter_server.utils import url_path_join
+from tornado import web
+
+from .parameters import notebook_parameters
+from .upstream import UpstreamError, call
+
+ENDPOINT_NAME = r"[a-z0-9][a-z0-9-]{0,62}"
+JOB_FIELDS = ("parameters", "profile", "timeout_seconds", "workers", "worker_profile", "kernel", "name")
+OUTPUT_DIR = "job-outputs"
+
+
+class NotebenchHandler(APIHandler):
+    auth_resource = "notebench"
+
+    def body(self) -> dict:
+        try:
+            body = json.loads(self.request.body or b"{}")
+        except ValueError:
+            raise web.HTTPError(400, "the body is not JSON")
+        if not isinstance(body, dict):
+            raise web.HTTPError(400, "the body must be a JSON object")
+        return body
+
+    def reply(self, payload, status: int = 200) -> None:
+        self.set_status(status)
+        self.finish(json.dumps(payload))
+
+    @property
+    def hub_user(self) -> str:
+        return os.environ.get("JUPYTERHUB_USER", "")
+
+
+def _text(body: dict, key: str, required=True) -> str | None:
+    value = body.get(key)
+    if value is None and not required:
+        return None
+    if not isinstance(value, str) or not value.strip():
+        raise web.HTTPError(400, f"{key} must be a non-empty string")
+    return value.strip()
+
+
+# --- jobs ------------------------------------------------------------------------------------
+
+
+class ProfilesHandler(NotebenchHandler):
+    @web.authenticated
+    @authorized
+    async def get(self):
+        self.reply((await call("executor", ["profiles"])).json())
+
+
+class ParametersHandler(NotebenchHandler):
+    """The parameters of a notebook in the user's files, for the job form."""
+
+    @web.authenticated
+    @authorized
+    async def get(self):
+        path = self.get_query_argument("path")
+        notebook = await read_notebook(self.contents_manager, path)
+        try:
+            self.reply(dict(notebook_parameters(notebook), path=path))
+        except ValueError as e:
+            raise web.HTTPError(400, str(e))
+
+
+async def read_notebook(contents_manager, path: str) -> dict:
+    if not path.endswith(".ipynb"):
+        raise web.HTTPError(400, "path must be a notebook (.ipynb)")
+    # The contents manager checks the path stays inside the server's root and answers 404 if missing.
+    model = await ensure_async(contents_manager.get(path, content=True, type="notebook"))
+    return json.loads(json.dumps(model["content"]))
+
+
+def job_cwd(contents_manager, notebook_path: str) -> str:
+    """The notebook's directory relative to the home directory, as the executor wants `cwd`."""
+    root = getattr(contents_manager, "root_dir", None) or os.getcwd()
+    directory = os.path.realpath(os.path.join(root, posixpath.dirname(notebook_path)))
+    home = os.path.realpath(os.path.expanduser("~"))
+    if directory == home or not directory.startswith(home + os.sep):
+        return ""
+    return os.path.relpath(directory, home)
+
+
+class JobsHandler(NotebenchHandler):
+    @web.authenticated
+    @authorized
+    async def get(self):
+        query = {k: self.get_query_argument(k, None) for k in ("status", "name", "limit", "cursor")}
+        self.reply((await call("executor", ["jobs"], query=query)).json())
+
+    @web.authenticated
+    @authorized
+    async def post(self):
+        """Submit the notebook at `path` (read here, from the user's files) as a job."""
+        body = self.body()
+        path = _text(body, "path")
+        notebook = await read_notebook(self.contents_manager, path)
+        job = {k: body[k] for k in JOB_FIELDS if body.get(k) is not None}
+        job.setdefault("name", posixpath.splitext(posixpath.basename(path))[0])
+        job.update(notebook=notebook, cwd=job_cwd(self.contents_manager, path))
+        self.reply((await call("executor", ["jobs"], "POST", job)).json(), 201)
+
+
+class JobHandler(NotebenchHandler):
+    @web.authenticated
+    @authorized
+    async def get(self, job_id):
+        self.reply((await call("executor", ["jobs", job_id])).json())
+
+
+class JobCancelHandler(NotebenchHandler):
+    @web.authenticated
+    @authorized
+    async def post(self, job_id):
+        self.reply((await call("executor", ["jobs", job_id, "cancel"], "POST", {})).json())
+
+
+class JobOutputHandler(NotebenchHandler):
+    """Copy the job's output notebook into the user's files, so it opens in JupyterLab."""
+
+    @web.authenticated
+    @authorized
+    async def post(self, job_id):
+        job = (await call("executor", ["jobs", job_id])).json()
+        output = (await call("executor", ["jobs", job_id, "output"])).json()
+        cm = self.contents_manager
+        if not await ensure_async(cm.dir_exists(OUTPUT_DIR)):
+            await ensure_async(cm.save({"type": "directory"}, OUTPUT_DIR))
+        safe_name = re.sub(r"[^A-Za-z0-9._-]+", "-", job["name"]).strip("-.") or "job"
+        path = f"{OUTPUT_DIR}/{safe_name}-{int(job_id)}.ipynb"
+        model = {"type": "notebook", "format": "json", "content": nbformat.from_dict(output)}
+        await ensure_async(cm.save(model, path))
+        self.reply({"path": path})
+
+
+class JobOutputHtmlHandler(JupyterHandler):
+    """The job's output as HTML. It is the user's own output, but it may carry scripts: serve it
+    sandboxed (an opaque origin, no access to this server's cookies or API)."""
+
+    auth_resource = "notebench"
+
+    @web.authenticated
+    @authorized
+    async def get(self, job_id):
+        response = await call("executor", ["jobs", job_id, "output.html"])
+        self.set_header("Content-Type", "text/html; charset=utf-8")
+        self.set_header("Content-Security-Policy", "sandbox allow-scripts allow-popups; frame-ancestors 'self'")
+        self.finish(response.body)
+
+
+# --- MLflow models ---------------------------------------------------------------------------
+
+
+async def _experiments() -> dict[str, str]:
+    """id -> name of the experiments this user can see."""
+    experiments, token = {}, None
+    while True:
+        page = (await call("mlflow", ["experiments", "search"], "POST", {"max_results": 1000, "page_token": token})).json()
+        experiments.update({e["experiment_id"]: e["name"] for e in page.get("experiments", [])})
+        token = page.get("next_page_token")
+        if not token:
+            return experiments
+
+
+def _pairs(items, value="value") -> dict:
+    return {item["key"]: item.get(value) for item in items or []}
+
+
+class RunsHandler(NotebenchHandler):
+    """The user's runs that logged models (MLflow 3 logged models), with their metrics and params."""
+
+    @web.authenticated
+    @authorized
+    async def get(self):
+        experiments = await _experiments()
+        ids = list(experiments)
+        # Runs logged from the user's kernels carry the OS account, job runs the hub name.
+        owners = {self.hub_user, getpass.getuser()}
+        models = []
+        for start in range(0, len(ids), 100):  # MLflow caps experiment_ids per search
+            token = None
+            while len(models) < 500:
+                query = {"experiment_ids": ids[start : start + 100], "max_results": 100, "page_token": token}
+                query["order_by"] = [{"field_name": "creation_timestamp", "ascending": False}]
+                page = (await call("mlflow", ["logged-models", "search"], "POST", query)).json()
+                models += page.get("models", [])
+                token = page.get("next_page_token")
+                if not token:
+                    break
+        rows = []
+        for model in models:
+            info, data = model["info"], model.get("data", {})
+            tags = _pairs(info.get("tags"))
+            experiment = experiments.get(info["experiment_id"], "")
+            mine = tags.get("mlflow.user") in owners or experiment.startswith(f"{self.hub_user}/")
+            if info.get("status") != "LOGGED_MODEL_READY" or not mine:
+                continue
+            rows.append(
+                {
+                    "model_id": info["model_id"],
+                    "name": info["name"],
+                    "run_id": info.get("source_run_id"),
+                    "experiment_id": info["experiment_id"],
+                    "experiment": experiment,
+                    "created_at": info.get("creation_timestamp_ms"),
+                    "metrics": _pairs(data.get("metrics")),
+                    "params": _pairs(data.get("params")),
+                }
+            )
+        await self._add_run_details(rows)
+        self.reply({"runs": rows})
+
+    async def _add_run_details(self, rows) -> None:
+        """Run name, job id and notebook of each model's run (tags the executor sets)."""
+        runs = {}
+        run_ids = sorted({r["run_id"] for r in rows if r["run_id"]})
+        experiment_ids = sorted({r["experiment_id"] for r in rows})
+        for start in range(0, len(run_ids), 100):
+            chunk = run_ids[start : start + 100]
+            # Run ids are hex strings from MLflow itself, so they are safe inside the filter.
+            filter_string = "attributes.run_id IN (%s)" % ",".join(f"'{r}'" for r in chunk if r.isalnum())
+            query = {"experiment_ids": experiment_ids, "filter": filter_string, "max_results": 1000}
+            page = (await call("mlflow", ["runs", "search"], "POST", query)).json()
+            runs.update({run["info"]["run_id"]: run for run in page.get("runs", [])})
+        for row in rows:
+            run = runs.get(row["run_id"], {})
+            tags = _pairs(run.get("data", {}).get("tags"))
+            row["run_name"] = run.get("info", {}).get("run_name", "")
+            row["job_id"] = tags.get("notebench.job_id")
+            row["notebook"] = tags.get("notebench.notebook") or tags.get("mlflow.source.name")
+
+
+class VersionsHandler(NotebenchHandler):
+    """Register a logged model as a new version of a registered model."""
+
+    @web.authenticated
+    @authorized
+    async def post(self):
+        body = self.body()
+        name, model_id = _text(body, "name"), _text(body, "model_id")
+        description = body.get("description") or ""
+        model = (await call("mlflow", ["logged-models", model_id])).json()["model"]["info"]
+        run_id = model.get("source_run_id")
+        tags = {"notebench.model_id": model_id}
+        if run_id:
+            run = (await call("mlflow", ["runs", "get"], query={"run_id": run_id})).json()["run"]
+            run_tags = _pairs(run["data"].get("tags"))
+            tags.update(
+                {
+                    "notebench.run_id": run_id,
+                    "notebench.job_id": run_tags.get("notebench.job_id"),
+                    "notebench.notebook": run_tags.get("notebench.notebook") or run_tags.get("mlflow.source.name"),
+                }
+            )
+        create = {"name": name, "tags": [{"key": "notebench.owner", "value": self.hub_user}]}
+        response = await call("mlflow", ["registered-models", "create"], "POST", create, raise_error=False)
+        if response.status >= 400 and (response.json() or {}).get("error_code") != "RESOURCE_ALREADY_EXISTS":
+            raise UpstreamError(response)
+        version = {
+            "name": name,
+            "source": f"models:/{model_id}",
+            "model_id": model_id,
+            "run_id": run_id,
+            "description": description,
+            "tags": [{"key": k, "value": str(v)} for k, v in tags.items() if v],
+        }
+        created = (await call("mlflow", ["model-versions", "create"], "POST", version)).json()
+        self.reply(created["model_version"], 201)
+
+
+class RegisteredModelsHandler(NotebenchHandler):
+    """Registered models with all their versions and aliases."""
+
+    @web.authenticated
+    @authorized
+    async def get(self):
+        models, token = [], None
+        while True:
+            query = {"max_results": 1000, "page_token": token, "order_by": "last_updated_timestamp DESC"}
+            page = (await call("mlflow", ["registered-models", "search"], query=query)).json()
+            models += page.get("registered_models", [])
+            token = page.get("next_page_token")
+            if not token:
+                break
+        versions, token = [], None
+        while True:
+            page = (await call("mlflow", ["model-versions", "search"], query={"max_results": 10000, "page_token": token})).json()
+            versions += page.get("model_versions", [])
+            token = page.get("next_page_token")
+            if not token:
+                break
+        by_model: dict[str, list] = {}
+        for version in versions:
+            version["tags"] = _pairs(version.get("tags"))
+            by_model.setdefault(version["name"], []).append(version)
+        result = []
+        for model in models:
+            aliases = {a["alias"]: a["version"] for a in model.get("aliases", [])}
+            model_versions = sorted(by_model.get(model["name"], []), key=lambda v: -int(v["version"]))
+            for version in model_versions:
+                version["aliases"] = sorted(a for a, v in aliases.items() if v == version["version"])
+            result.append(
+                {
+                    "name": model["name"],
+                    "description": model.get("description", ""),
+                    "owner": _pairs(model.get("tags")).get("notebench.owner"),
+                    "updated_at": model.get("last_updated_timestamp"),
+                    "aliases": aliases,
+                    "versions": model_versions,
+                }
+            )
+        self.reply({"registered_models": result})
+
+
+class AliasesHandler(NotebenchHandler):
+    """Set (or move) and delete MLflow aliases such as champion and challenger."""
+
+    @web.authenticated
+    @authorized
+    async def post(self):
+        body = self.body()
+        alias = {"name": _text(body, "name"), "alias": _text(body, "alias"), "version": str(_text(body, "version"))}
+        await call("mlflow", ["registered-models", "alias"], "POST", alias)
+        self.reply(alias)
+
+    @web.authenticated
+    @authorized
+    async def delete(self):
+        query = {"name": self.get_query_argument("name"), "alias": self.get_query_argument("alias")}
+        await call("mlflow", ["registered-models", "alias"], "DELETE", query=query)
+        self.set_status(204)
+        self.finish()
+
+
+# --- endpoints -------------------------------------------------------------------------------
+
+
+def _versions(body: dict) -> list:
+    versions = body.get("versions")
+    if not isinstance(versions, list) or not versions:
+        raise web.HTTPError(400, "versions must be a non-empty list")
+    return [{"model": v.get("model"), "version": str(v.get("version")), "weight": v.get("weight")} for v in versions]
+
+
+class EndpointsHandler(NotebenchHandler):
+    @web.authenticated
+    @authorized
+    async def get(self):
+        self.reply((await call("executor", ["endpoints"])).json())
+
+    @web.authenticated
+    @authorized
+    async def post(self):
+        body = self.body()
+        endpoint = {"name": _text(body, "name"), "versions": _versions(body)}
+        if body.get("profile"):
+            endpoint["profile"] = body["profile"]
+        self.reply((await call("executor", ["endpoints"], "POST", endpoint)).json(), 201)
+
+
+class EndpointHandler(NotebenchHandler):
+    @web.authenticated
+    @authorized
+    async def get(self, name):
+        self.reply((await call("executor", ["endpoints", name])).json())
+
+    @web.authenticated
+    @authorized
+    async def patch(self, name):
+        body = {"versions": _versions(self.body())}
+        self.reply((await call("executor", ["endpoints", name], "PATCH", body)).json())
+
+    @web.authenticated
+    @authorized
+    async def delete(self, name):
+        await call("executor", ["endpoints", name], "DELETE")
+        self.set_status(204)
+        self.finish()
+
+
+class EndpointMetricsHandler(NotebenchHandler):
+    @web.authenticated
+    @authorized
+    async def get(self, name):
+        self.reply((await call("executor", ["endpoints", name, "metrics"])).json())
+
+
+async def input_example(endpoint_name: str) -> dict:
+    """The serving input example logged with the model of the endpoint's heaviest version."""
+    endpoint = (await call("executor", ["endpoints", endpoint_name])).json()
+    versions = sorted(endpoint.get("versions", []), key=lambda v: -(v.get("weight") or 0))
+    if not versions:
+        raise web.HTTPError(404, "the endpoint has no versions")
+    query = {"name": versions[0]["model"], "version": str(versions[0]["version"])}
+    version = (await call("mlflow", ["model-versions", "get"], query=query)).json()["model_version"]
+    source = version.get("source", "")
+    if source.startswith("models:/"):
+        model = (await call("mlflow", ["logged-models", source[len("models:/") :]])).json()["model"]["info"]
+        source = model.get("artifact_uri", "")
+    scheme = "mlflow-artifacts:/"
+    if not source.startswith(scheme):
+        raise web.HTTPError(404, f"no input example: the model's artifacts are not served by MLflow ({source})")
+    segments = [s for s in source[len(scheme) :].split("/") if s] + ["serving_input_example.json"]
+    response = await call("mlflow-artifacts", segments, raise_error=False)
+    if response.status == 404:
+        raise web.HTTPError(404, "the model was logged without an input example")
+    if response.status >= 400:
+        raise UpstreamError(response)
+    return response.json()
+
+
+class EndpointExampleHandler(NotebenchHandler):
+    @web.authenticated
+    @authorized
+    async def get(self, name):
+        self.reply({"payload": await input_example(name)})
+
+
+class EndpointInvokeHandler(NotebenchHandler):
+    """"Try it": send a payload (default: the model's input example) and report who answered."""
+
+    @web.authenticated
+    @authorized
+    async def post(self, name):
+        payload = self.body().get("payload") or await input_example(name)
+        started = time.perf_counter()
+        response = await call("endpoints", [name, "invocations"], "POST", payload, raise_error=False)
+        result = {
+            "payload": payload,
+            "status": response.status,
+            "latency_ms": round((time.perf_counter() - started) * 1000, 1),
+            "version": response.headers.get("X-Notebench-Model-Version"),
+        }
+        try:
+            answer = response.json()
+        except ValueError:
+            answer = {"message": response.body.decode(errors="replace")[:2000]}
+        if response.status < 400 and isinstance(answer, dict):
+            result["predictions"] = answer.get("predictions")
+        else:
+            result["error"] = answer.get("message", answer) if isinstance(answer, dict) else answer
+        self.reply(result)
+
+
+def setup_handlers(web_app) -> None:
+    base = url_path_join(web_app.settings["base_url"], "notebench")
+    job = r"/jobs/(\d{1,18})"
+    endpoint = f"/endpoints/({ENDPOINT_NAME})"
+    routes = [
+        ("/profiles", ProfilesHandler),
+        ("/parameters", ParametersHandler),
+        ("/jobs", JobsHandler),
+        (job, JobHandler),
+        (job + "/cancel", JobCancelHandler),
+        (job + "/output", JobOutputHandler),
+        (job + "/output.html", JobOutputHtmlHandler),
+        ("/models/runs", RunsHandler),
+        ("/models/registered", RegisteredModelsHandler),
+        ("/models/versions", VersionsHandler),
+        ("/models/aliases", AliasesHandler),
+        ("/endpoints", EndpointsHandler),
+        (endpoint, EndpointHandler),
+        (endpoint + "/metrics", EndpointMetricsHandler),
+        (endpoint + "/example", EndpointExampleHandler),
+        (endpoint + "/invoke", EndpointInvokeHandler),
+    ]
+    web_app.add_handlers(".*$", [(base + path, handler) for path, handler in routes])

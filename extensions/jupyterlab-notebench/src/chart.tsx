@@ -1,0 +1,87 @@
+// A small SVG line chart (no chart library): one line per model version over time.
+import * as React from 'react';
+
+import { VersionMetrics } from './api';
+
+export const COLORS = ['#1f77b4', '#ff7f0e', '#2ca02c', '#d62728', '#9467bd', '#8c564b'];
+
+export function LineChart(props: {
+  title: string;
+  metrics: VersionMetrics[];
+  value: (point: VersionMetrics['series'][number]) => number | null;
+  unit?: string;
+}): JSX.Element {
+  const width = 260;
+  const height = 80;
+  const pad = 6;
+  const times = Array.from(new Set(props.metrics.flatMap(m => m.series.map(p => p.t)))).sort();
+  const values = props.metrics.flatMap(m => m.series.map(props.value)).filter((v): v is number => v !== null);
+  const max = Math.max(1e-9, ...values);
+  const x = (t: string) =>
+    times.length === 1 ? width / 2 : pad + (times.indexOf(t) * (width - 2 * pad)) / (times.length - 1);
+  const y = (v: number) => height - pad - (v / max) * (height - 2 * pad);
+  return (
+    <figure className="nb-chart">
+      <figcaption>
+        {props.title} <small>(max {max < 1e-6 ? 0 : Math.round(max * 10) / 10}{props.unit ?? ''})</small>
+      </figcaption>
+      <svg width={width} height={height} role="img" aria-label={props.title}>
+        <rect x={0} y={0} width={width} height={height} className="nb-chart-frame" />
+        {props.metrics.map((m, i) => {
+          const points = m.series
+            .map(p => ({ t: p.t, v: props.value(p) }))
+            .filter((p): p is { t: string; v: number } => p.v !== null);
+          const color = COLORS[i % COLORS.length];
+          return (
+            <g key={`${m.model}/${m.version}`}>
+              <polyline
+                fill="none"
+                stroke={color}
+                strokeWidth={1.5}
+                points={points.map(p => `${x(p.t)},${y(p.v)}`).join(' ')}
+              />
+              {points.map(p => (
+                <circle key={p.t} cx={x(p.t)} cy={y(p.v)} r={2} fill={color}>
+                  <title>
+                    {m.model}/{m.version} {p.t}: {Math.round(p.v * 10) / 10}
+                    {props.unit ?? ''}
+                  </title>
+                </circle>
+              ))}
+            </g>
+          );
+        })}
+      </svg>
+    </figure>
+  );
+}
+
+export function Legend(props: { metrics: VersionMetrics[] }): JSX.Element {
+  return (
+    <table className="nb-table nb-legend">
+      <thead>
+        <tr>
+          <th>version</th>
+          <th>requests</th>
+          <th>errors</th>
+          <th>p50 ms</th>
+          <th>p99 ms</th>
+        </tr>
+      </thead>
+      <tbody>
+        {props.metrics.map((m, i) => (
+          <tr key={`${m.model}/${m.version}`}>
+            <td>
+              <span className="nb-swatch" style={{ background: COLORS[i % COLORS.length] }} />
+              {m.model}/{m.version}
+            </td>
+            <td>{m.requests}</td>
+            <td>{m.errors}</td>
+            <td>{m.latency_ms.p50 ?? '–'}</td>
+            <td>{m.latency_ms.p99 ?? '–'}</td>
+          </tr>
+        ))}
+      </tbody>
+    </table>
+  );
+}

@@ -1,0 +1,325 @@
+// The Jobs panel: run a notebook as a job (form from its parameters cell) and follow your jobs.
+import { ReactWidget } from '@jupyterlab/ui-components';
+import * as React from 'react';
+
+import { api, Job, Parameter, Profile, query } from './api';
+
+export interface IJobActions {
+  openOutput(job: Job, cellIndex?: number | null): Promise<void>;
+  openHtml(job: Job): void;
+}
+
+const ACTIVE = ['queued', 'running'];
+const POLL_MS = 2000;
+
+/** Parse a form value into the parameter's type; throws with a message the form shows. */
+function convert(parameter: Parameter, raw: string | boolean): unknown {
+  const name = parameter.name;
+  switch (parameter.type) {
+    case 'bool':
+      return Boolean(raw);
+    case 'int': {
+      const value = Number(raw);
+      if (String(raw).trim() === '' || !Number.isInteger(value)) {
+        throw new Error(`${name} must be an integer`);
+      }
+      return value;
+    }
+    case 'float': {
+      const value = Number(raw);
+      if (String(raw).trim() === '' || Number.isNaN(value)) {
+        throw new Error(`${name} must be a number`);
+      }
+      return value;
+    }
+    case 'str':
+      return String(raw);
+    default:
+      try {
+        return JSON.parse(String(raw));
+      } catch {
+        throw new Error(`${name} must be JSON (e.g. [1, 2] or null)`);
+      }
+  }
+}
+
+function initialValue(parameter: Parameter): string | boolean {
+  switch (parameter.type) {
+    case 'bool':
+      return Boolean(parameter.default);
+    case 'str':
+    case 'expression':
+      return String(parameter.default ?? '');
+    case 'int':
+    case 'float':
+      return String(parameter.default);
+    default:
+      return JSON.stringify(parameter.default);
+  }
+}
+
+function RunForm(props: { path: string | null; onSubmitted: () => void }): JSX.Element {
+  const { path } = props;
+  const [profiles, setProfiles] = React.useState<Profile[]>([]);
+  const [profile, setProfile] = React.useState('');
+  const [parameters, setParameters] = React.useState<Parameter[]>([]);
+  const [values, setValues] = React.useState<Record<string, string | boolean>>({});
+  const [hasCell, setHasCell] = React.useState(true);
+  const [workers, setWorkers] = React.useState('0');
+  const [timeout, setTimeoutValue] = React.useState('3600');
+  const [message, setMessage] = React.useState<{ error: boolean; text: string } | null>(null);
+  const [busy, setBusy] = React.useState(false);
+
+  React.useEffect(() => {
+    api<{ profiles: Profile[] }>('profiles')
+      .then(r => {
+        setProfiles(r.profiles);
+        setProfile((r.profiles.find(p => p.default) ?? r.profiles[0])?.name ?? '');
+      })
+      .catch(e => setMessage({ error: true, text: `Profiles: ${e.message}` }));
+  }, []);
+
+  React.useEffect(() => {
+    setParameters([]);
+    setValues({});
+    setMessage(null);
+    if (!path) {
+      return;
+    }
+    api<{ parameters: Parameter[]; has_parameters_cell: boolean }>(`parameters${query({ path })}`)
+      .then(r => {
+        setParameters(r.parameters);
+        setHasCell(r.has_parameters_cell);
+        setValues(Object.fromEntries(r.parameters.map(p => [p.name, initialValue(p)])));
+      })
+      .catch(e => setMessage({ error: true, text: e.message }));
+  }, [path]);
+
+  const submit = async (event: React.FormEvent) => {
+    event.preventDefault();
+    if (!path) {
+      return;
+    }
+    try {
+      const chosen: Record<string, unknown> = {};
+      for (const p of parameters) {
+        if (p.type !== 'expression') {
+          chosen[p.name] = convert(p, values[p.name]);
+        }
+      }
+      setBusy(true);
+      const job = await api<Job>('jobs', 'POST', {
+        path,
+        parameters: chosen,
+        profile: profile || undefined,
+        workers: Number(workers) || 0,
+        timeout_seconds: Number(timeout) || 3600
+      });
+      setMessage({ error: false, text: `Submitted job #${job.id} (${job.name})` });
+      props.onSubmitted();
+    } catch (e: any) {
+      setMessage({ error: true, text: e.message });
+    } finally {
+      setBusy(false);
+    }
+  };
+
+  if (!path) {
+    return (
+      <p className="nb-hint">
+        Open a notebook (or right-click one in the file browser → Run as job) to run it as a job.
+      </p>
+    );
+  }
+  return (
+    <form className="nb-form" onSubmit={submit} aria-label="Run as job">
+      <div className="nb-form-title" title={path}>
+        Run <b>{path}</b> as a job
+      </div>
+      {!hasCell && <p className="nb-hint">No cell tagged “parameters”: the notebook runs as it is.</p>}
+      {parameters.map(p => (
+        <label key={p.name} className="nb-field" title={p.help || p.annotation || ''}>
+          <span>
+            {p.name} <em>{p.type === 'expression' ? 'expression (fixed)' : p.type}</em>
+          </span>
+          {p.type === 'bool' ? (
+            <input
+              type="checkbox"
+              name={`param-${p.name}`}
+              checked={Boolean(values[p.name])}
+              onChange={e => setValues({ ...values, [p.name]: e.target.checked })}
+            />
+          ) : (
+            <input
+              type="text"
+              name={`param-${p.name}`}
+              value={String(values[p.name] ?? '')}
+              disabled={p.type === 'expression'}
+              onChange={e => setValues({ ...values, [p.name]: e.target.value })}
+            />
+          )}
+          {p.help && <small>{p.help}</small>}
+        </label>
+      ))}
+      <label className="nb-field">
+        <span>Profile</span>
+        <select name="profile" value={profile} onChange={e => setProfile(e.target.value)}>
+          {profiles.map(p => (
+            <option key={p.name} value={p.name} title={p.description}>
+              {p.display_name}
+              {p.gpus ? ` (${p.gpus} GPU)` : ''}
+            </option>
+          ))}
+        </select>
+      </label>
+      <div className="nb-row">
+        <label className="nb-field">
+          <span>Dask workers</span>
+          <input type="number" name="workers" min={0} max={64} value={workers} onChange={e => setWorkers(e.target.value)} />
+        </label>
+        <label className="nb-field">
+          <span>Timeout (s)</span>
+          <input type="number" name="timeout" min={1} value={timeout} onChange={e => setTimeoutValue(e.target.value)} />
+        </label>
+      </div>
+      <button type="submit" className="jp-mod-styled jp-mod-accept" disabled={busy}>
+        Run as job
+      </button>
+      {message && <p className={message.error ? 'nb-error' : 'nb-ok'}>{message.text}</p>}
+    </form>
+  );
+}
+
+function JobRow(props: { job: Job; actions: IJobActions; onChange: () => void }): JSX.Element {
+  const { job, actions } = props;
+  const [error, setError] = React.useState('');
+  const { cells_completed, cells_total } = job.progress;
+  const percent = cells_total ? Math.round((100 * cells_completed) / cells_total) : 0;
+  const run = (f: () => Promise<unknown>) => () => {
+    setError('');
+    f().catch(e => setError(e.message));
+  };
+  return (
+    <li className={`nb-job nb-status-${job.status}`} data-job-id={job.id}>
+      <div className="nb-job-head">
+        <span className="nb-job-name">
+          #{job.id} {job.name}
+        </span>
+        <span className="nb-badge" data-status={job.status}>
+          {job.status}
+        </span>
+      </div>
+      <div className="nb-progress" title={`${cells_completed} of ${cells_total} cells`}>
+        <div style={{ width: `${percent}%` }} />
+      </div>
+      <div className="nb-job-meta">
+        {job.profile}
+        {job.workers ? ` · ${job.workers} workers` : ''} · {new Date(job.created_at).toLocaleString()}
+      </div>
+      {job.error && (
+        <div className="nb-error">
+          {job.error.cell_index !== null && `Cell ${job.error.cell_index}: `}
+          {job.error.ename}: {job.error.evalue}
+        </div>
+      )}
+      <div className="nb-actions">
+        {ACTIVE.includes(job.status) && (
+          <button onClick={run(() => api(`jobs/${job.id}/cancel`, 'POST').then(props.onChange))}>Cancel</button>
+        )}
+        {job.started_at && !ACTIVE.includes(job.status) && (
+          <>
+            <button onClick={run(() => actions.openOutput(job))}>Open output</button>
+            <button onClick={() => actions.openHtml(job)}>HTML</button>
+            {job.error?.cell_index !== null && job.error?.cell_index !== undefined && (
+              <button onClick={run(() => actions.openOutput(job, job.error?.cell_index))}>Failing cell</button>
+            )}
+          </>
+        )}
+      </div>
+      {error && <div className="nb-error">{error}</div>}
+    </li>
+  );
+}
+
+function JobsList(props: { actions: IJobActions; refresh: number }): JSX.Element {
+  const [jobs, setJobs] = React.useState<Job[]>([]);
+  const [error, setError] = React.useState('');
+  const [tick, setTick] = React.useState(0);
+
+  React.useEffect(() => {
+    let stopped = false;
+    let timer: number | undefined;
+    const load = async () => {
+      try {
+        const page = await api<{ jobs: Job[] }>('jobs?limit=50');
+        if (!stopped) {
+          setJobs(page.jobs);
+          setError('');
+        }
+      } catch (e: any) {
+        if (!stopped) {
+          setError(e.message);
+        }
+      }
+      if (!stopped) {
+        timer = window.setTimeout(load, POLL_MS);
+      }
+    };
+    load();
+    return () => {
+      stopped = true;
+      window.clearTimeout(timer);
+    };
+  }, [props.refresh, tick]);
+
+  return (
+    <div className="nb-section">
+      <div className="nb-section-title">
+        Your jobs <button onClick={() => setTick(tick + 1)} title="Refresh">↻</button>
+      </div>
+      {error && <p className="nb-error">{error}</p>}
+      {jobs.length === 0 && !error && <p className="nb-hint">No jobs yet.</p>}
+      <ul className="nb-jobs">
+        {jobs.map(job => (
+          <JobRow key={job.id} job={job} actions={props.actions} onChange={() => setTick(tick + 1)} />
+        ))}
+      </ul>
+    </div>
+  );
+}
+
+/** The left side panel. `notebookPath` is the notebook the form runs (set by the commands). */
+export class JobsPanel extends ReactWidget {
+  constructor(private actions: IJobActions) {
+    super();
+    this.id = 'notebench-jobs';
+    this.addClass('nb-panel');
+    this.title.caption = 'Notebench jobs';
+  }
+
+  notebookPath: string | null = null;
+  private submitted = 0;
+
+  setNotebook(path: string | null): void {
+    if (path !== this.notebookPath) {
+      this.notebookPath = path;
+      this.update();
+    }
+  }
+
+  render(): JSX.Element {
+    return (
+      <div className="nb-panel-body">
+        <h2>Jobs</h2>
+        <RunForm
+          path={this.notebookPath}
+          onSubmitted={() => {
+            this.submitted += 1;
+            this.update();
+          }}
+        />
+        <JobsList actions={this.actions} refresh={this.submitted} />
+      </div>
+    );
+  }
+}
