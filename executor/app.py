@@ -28,6 +28,7 @@ from notebench.hub.profiles import Profiles
 from . import db
 from .backends.local import LocalBackend
 from .dispatcher import Dispatcher
+from .endpoints import Endpoints
 from .handlers import next_run, routes
 from .models import JobRequest
 from .services import HubTokens, MlflowRuns
@@ -87,6 +88,8 @@ class Executor(Application):
         self.tokens = HubTokens(os.environ["JUPYTERHUB_API_URL"], os.environ["JUPYTERHUB_API_TOKEN"])
         self.mlflow = MlflowRuns(self.mlflow_url, self.tokens) if self.mlflow_url else None
         self.dispatcher = Dispatcher(self)
+        self.service_prefix = os.environ.get("JUPYTERHUB_SERVICE_PREFIX", "/services/executor/")
+        self.endpoints = Endpoints(self)
         self._kernels: tuple[float, set] = (0.0, set())
 
     def kernel_names(self) -> set:
@@ -141,7 +144,7 @@ class Executor(Application):
             await asyncio.sleep(self.schedule_check_seconds)
 
     async def serve(self) -> None:
-        prefix = os.environ.get("JUPYTERHUB_SERVICE_PREFIX", "/services/executor/")
+        prefix = self.service_prefix
         url = urlparse(os.environ.get("JUPYTERHUB_SERVICE_URL", "http://127.0.0.1:8090"))
         app = web.Application(
             routes(prefix),
@@ -153,15 +156,19 @@ class Executor(Application):
         server = HTTPServer(app, max_body_size=self.max_body_bytes + 1, xheaders=True)
         server.listen(url.port, url.hostname)
         await self.dispatcher.recover()
+        await self.endpoints.recover()
         loop_task = asyncio.ensure_future(self.schedule_loop())
+        flush_task = asyncio.ensure_future(self.endpoints.flush_loop())
         stop = asyncio.Event()
         for sig in (signal.SIGTERM, signal.SIGINT):
             asyncio.get_running_loop().add_signal_handler(sig, stop.set)
         self.log.info("Notebench executor listening on %s%s", url.geturl().rstrip("/"), prefix)
         await stop.wait()
         loop_task.cancel()
+        flush_task.cancel()
         server.stop()
         await self.dispatcher.close()  # running jobs keep running; a restart re-attaches to them
+        await self.endpoints.close()  # so do scoring servers: a restart adopts them
 
     def start(self):
         asyncio.run(self.serve())

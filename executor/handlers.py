@@ -532,6 +532,8 @@ class NotFoundHandler(APIHandler):
 
 
 def routes(prefix: str) -> list:
+    from .endpoint_handlers import routes as endpoint_routes  # they build on APIHandler, above
+
     api = prefix + "api/"
     return [
         (prefix + "health", HealthHandler),
@@ -545,5 +547,6 @@ def routes(prefix: str) -> list:
         (api + r"jobs/([0-9]+)/output(\.html)?", OutputHandler),
         (api + "schedules", SchedulesHandler),
         (api + r"schedules/([0-9]+)", ScheduleHandler),
+        *endpoint_routes(prefix),
         (prefix + "(.*)", NotFoundHandler),
     ]

@@ -28,7 +28,8 @@ from jupyterhub.scopes import has_scope
 from jupyterhub.services.auth import HubOAuth
 from tornado import web
 
-INVOKE_SCOPE = "custom:notebench-endpoints:invoke"
+from notebench.hub.config import ENDPOINT_INVOKE_SCOPE as INVOKE_SCOPE
+
 MAX_IDLE_CONNECTIONS = 64
 UPSTREAM_TIMEOUT_S = 120
 LATENCY_WINDOW = 10_000  # latencies kept per version for p50/p99
@@ -66,11 +67,13 @@ async def _read_response(reader: asyncio.StreamReader) -> tuple[Response, bool]:
         chunks = []
         while True:
             size = int((await reader.readuntil(b"\r\n")).split(b";")[0], 16)
-            chunks.append(await reader.readexactly(size + 2))
             if size == 0:
-                await reader.readuntil(b"\r\n") if chunks[-1] != b"\r\n" else None
+                while await reader.readuntil(b"\r\n") != b"\r\n":  # trailers
+                    pass
                 break
-        body = b"".join(c[:-2] for c in chunks)
+            chunks.append(await reader.readexactly(size))
+            await reader.readexactly(2)
+        body = b"".join(chunks)
     else:
         body, keep_alive = await reader.read(), False
     content_type = headers.get(b"content-type", b"application/json")

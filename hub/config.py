@@ -23,6 +23,8 @@ from tornado import web
 from .auth import NotebenchNativeAuthenticator
 from .gpus import GPUInventory
 
+ENDPOINT_INVOKE_SCOPE = "custom:notebench-endpoints:invoke"  # checked by the executor's router
+
 
 class Notebench(Configurable):
     """Settings of a local Notebench (``c.Notebench``)."""
@@ -97,9 +99,18 @@ def apply_defaults(c, data_dir: str) -> None:
     c.GPUInventory.db_url = f"sqlite:///{data / 'notebench.sqlite'}"
 
     # Users may reach every service; each service checks ownership itself.
-    c.JupyterHub.load_roles = [{"name": "user", "scopes": ["self", "access:services"]}]
-    # The server's own token also talks to MLflow (MLFLOW_TRACKING_TOKEN) and the executor.
-    c.Spawner.server_token_scopes = ["users:activity!user", "access:servers!server", "access:services"]
+    # Invoking one's own model endpoints is a scope of its own, so that a user can make a token
+    # that can only invoke (POST /hub/api/users/NAME/tokens {"scopes": [ENDPOINT_INVOKE_SCOPE]}):
+    # without access:services it cannot use the executor's API, nor the user's server.
+    c.JupyterHub.custom_scopes = {
+        ENDPOINT_INVOKE_SCOPE: {"description": "Invoke model endpoints (/services/executor/endpoints/*/invocations)."}
+    }
+    c.JupyterHub.load_roles = [{"name": "user", "scopes": ["self", "access:services", ENDPOINT_INVOKE_SCOPE + "!user"]}]
+    # The server's own token also talks to MLflow (MLFLOW_TRACKING_TOKEN) and the executor
+    # (the JupyterLab panel's "Try it" invokes endpoints).
+    c.Spawner.server_token_scopes = [
+        "users:activity!user", "access:servers!server", "access:services", ENDPOINT_INVOKE_SCOPE + "!user"
+    ]
 
     c.Application.logging_config = {
         "handlers": {

@@ -29,7 +29,8 @@ class JobSpec:
     worker_memory: int | None = None
     env: dict = field(default_factory=dict)  # for the runner process (and so the kernel)
     kernel_env: dict = field(default_factory=dict)  # set inside the kernel before the notebook runs
-    gpus: list = field(default_factory=list)
+    gpus: list = field(default_factory=list)  # the kernel's (CUDA_VISIBLE_DEVICES)
+    worker_gpus: list = field(default_factory=list)  # each Dask worker's devices, when its profile has GPUs
 
 
 class Backend(LoggingConfigurable):

@@ -137,7 +137,8 @@ class LocalEndpointBackend(EndpointBackend):
         if len(str(sock)) > MAX_SOCKET_PATH:
             raise ScoringServerFailed(f"socket path {sock} is too long for a Unix socket: use a shorter data dir")
         self.accounts.prepare(spec.owner)
-        Path(self.servers_dir).mkdir(mode=0o711, parents=True, exist_ok=True)
+        Path(self.servers_dir).mkdir(parents=True, exist_ok=True)
+        os.chmod(self.servers_dir, 0o711)  # owners reach their server's directory, and list nothing
         shutil.rmtree(directory, ignore_errors=True)
         (directory / "tmp").mkdir(mode=0o700, parents=True)
         if self.accounts.isolate_users:

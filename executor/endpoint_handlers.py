@@ -1,0 +1,88 @@
+"""The endpoints API under /services/executor/api/endpoints (contract: docs/endpoints-api.md).
+
+Same rules as jobs (handlers.APIHandler): others' endpoints answer 404, admins see all, errors
+name the field. Invocations are not here: see router.py.
+"""
+
+from __future__ import annotations
+
+import json
+
+from .endpoints import EndpointError
+from .handlers import APIHandler, FieldError, attachment
+from .models import EndpointCreate, EndpointPatch
+from .router import InvocationHandler
+
+
+class EndpointAPIHandler(APIHandler):
+    @property
+    def endpoints(self):
+        return self.app.endpoints
+
+    def load_endpoint(self, name: str):
+        endpoint = self.endpoints.find(name)
+        if endpoint is None or not self.visible(endpoint.owner):
+            raise FieldError(404, None, f"no endpoint {name}")
+        return endpoint
+
+
+class EndpointsHandler(EndpointAPIHandler):
+    async def get(self):
+        endpoints = self.endpoints.list(None if self.is_admin else self.user_name)
+        self.write_json({"endpoints": [self.endpoints.to_dict(e) for e in endpoints]})
+
+    async def post(self):
+        request = self.parse(EndpointCreate)
+        try:
+            endpoint = await self.endpoints.create(self.user_name, request)
+        except EndpointError as e:
+            raise FieldError(e.status, e.field, e.message)
+        self.set_header("Location", f"{self.settings['prefix']}api/endpoints/{endpoint.name}")
+        self.write_json(self.endpoints.to_dict(endpoint), 201)
+
+
+class EndpointHandler(EndpointAPIHandler):
+    async def get(self, name):
+        self.write_json(self.endpoints.to_dict(self.load_endpoint(name)))
+
+    async def patch(self, name):
+        endpoint = self.load_endpoint(name)
+        request = self.parse(EndpointPatch)
+        try:
+            endpoint = await self.endpoints.update(endpoint, request)
+        except EndpointError as e:
+            raise FieldError(e.status, e.field, e.message)
+        self.write_json(self.endpoints.to_dict(endpoint))
+
+    async def delete(self, name):
+        await self.endpoints.delete(self.load_endpoint(name))
+        self.set_status(204)
+        self.finish()
+
+
+class EndpointMetricsHandler(EndpointAPIHandler):
+    async def get(self, name):
+        self.write_json(self.endpoints.metrics(self.load_endpoint(name)))
+
+
+class EndpointRequestsHandler(EndpointAPIHandler):
+    async def get(self, name):
+        endpoint = self.load_endpoint(name)
+        samples = await self.endpoints.samples(endpoint)
+        self.set_header("Content-Type", "application/x-ndjson")
+        self.set_header("Content-Disposition", attachment(f"{endpoint.name}-requests.jsonl"))
+        self.finish("".join(json.dumps(sample) + "\n" for sample in samples))
+
+
+NAME = r"([a-z0-9][a-z0-9-]{0,62})"
+
+
+def routes(prefix: str) -> list:
+    api = prefix + "api/"
+    return [
+        (api + "endpoints", EndpointsHandler),
+        (api + f"endpoints/{NAME}", EndpointHandler),
+        (api + f"endpoints/{NAME}/metrics", EndpointMetricsHandler),
+        (api + f"endpoints/{NAME}/requests", EndpointRequestsHandler),
+        (prefix + f"endpoints/{NAME}/invocations", InvocationHandler),
+    ]

@@ -1,0 +1,409 @@
+"""Model endpoints: which model versions serve an endpoint, with which weights, and their lifecycle.
+
+The store says what each endpoint should serve (``ScoringServer`` rows that are not retired,
+with their weights); ``Endpoints`` brings the scoring servers (through the endpoint backend) and
+the router to that state, one change at a time per endpoint:
+
+- create, and PATCH (rolling): start the servers of versions not yet served, wait until all are
+  ready, then switch the router to the new weights in one step, wait for the requests still in
+  flight at replaced servers, and stop those. If a new version fails to start, the previous
+  versions keep serving with their previous weights, and the endpoint's ``reason`` says why.
+- DELETE stops everything.
+- After an executor restart, servers still running are adopted and dead ones started again.
+
+Versions are named as in MLflow's registry, which is asked (MLflow's REST API, as the owner):
+an alias is resolved to its version at deploy, and the version is what gets served and recorded.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from datetime import datetime, timezone
+from pathlib import Path
+from urllib.parse import urlencode
+
+import sqlalchemy as sa
+from tornado.httpclient import AsyncHTTPClient, HTTPClientError
+from traitlets import Integer
+from traitlets.config import LoggingConfigurable
+
+from notebench.hub.profiles import ProfileError
+
+from .backends.base import ScoringServerFailed, ScoringServerSpec
+from .backends.local_endpoints import LocalEndpointBackend
+from .db import Endpoint, RequestSample, ScoringServer, iso, utcnow
+from .models import EndpointCreate, EndpointPatch, EndpointVersion
+from .router import Route, Router, Target
+
+INVOCATIONS_PATH = "endpoints/{name}/invocations"
+
+
+class EndpointError(Exception):
+    def __init__(self, status: int, field: str | None, message: str):
+        super().__init__(message)
+        self.status, self.field, self.message = status, field, message
+
+
+class ModelRegistry:
+    """Looks up registered model versions in MLflow as a given user."""
+
+    def __init__(self, mlflow_url: str, tokens):
+        self.url = mlflow_url.rstrip("/")
+        self.tokens = tokens
+
+    async def _get(self, owner: str, path: str, **params) -> dict | None:
+        """The JSON answer, or None when MLflow says it does not exist or the owner may not see it."""
+        token = await self.tokens.token_for(owner)
+        try:
+            r = await AsyncHTTPClient().fetch(
+                f"{self.url}/api/2.0/mlflow/{path}?{urlencode(params)}",
+                headers={"Authorization": f"Bearer {token}"},
+                request_timeout=20,
+            )
+        except HTTPClientError as e:
+            if e.code in (400, 403, 404):  # MLflow answers 400 for some malformed names
+                return None
+            raise
+        return json.loads(r.body)
+
+    async def resolve(self, owner: str, wanted: EndpointVersion, field: str) -> tuple[str, str | None]:
+        """(version, alias) for ``wanted.version``, a version number or an alias of ``wanted.model``."""
+        if await self._get(owner, "registered-models/get", name=wanted.model) is None:
+            raise EndpointError(400, f"{field}.model", f"{field}.model: no registered model {wanted.model!r} (that you may read)")
+        if wanted.version.isdigit():
+            found = await self._get(owner, "model-versions/get", name=wanted.model, version=wanted.version)
+            if found is None:
+                raise EndpointError(400, f"{field}.version", f"{field}.version: {wanted.model!r} has no version {wanted.version}")
+            return found["model_version"]["version"], None
+        found = await self._get(owner, "registered-models/alias", name=wanted.model, alias=wanted.version)
+        if found is None:
+            raise EndpointError(
+                400, f"{field}.version", f"{field}.version: {wanted.model!r} has no version or alias {wanted.version!r}"
+            )
+        return found["model_version"]["version"], wanted.version
+
+
+class Endpoints(LoggingConfigurable):
+    ready_timeout_seconds = Integer(300, help="Time a scoring server has to load its model and answer.").tag(config=True)
+    drain_timeout_seconds = Integer(120, help="Time replaced servers have to finish requests in flight.").tag(config=True)
+    max_samples = Integer(1000, help="Requests kept per endpoint in the downloadable sample (the latest).").tag(config=True)
+    samples_per_second = Integer(10, help="At most this many requests per endpoint and second go into the sample.").tag(
+        config=True
+    )
+    max_sample_bytes = Integer(16 * 1024, help="Inputs and outputs longer than this are stored cut (as text).").tag(
+        config=True
+    )
+    sample_flush_seconds = Integer(1, help="How often sampled requests are written to the store.").tag(config=True)
+
+    def __init__(self, app, **kwargs):
+        super().__init__(parent=app, **kwargs)
+        self.app = app
+        self.sessions = app.sessions
+        self.backend = LocalEndpointBackend(
+            parent=app, accounts=app.accounts, servers_dir=str(Path(app.data_dir) / "executor" / "endpoints")
+        )
+        self.registry = ModelRegistry(app.mlflow_url, app.tokens) if app.mlflow_url else None
+        self.router = Router(samples_per_second=self.samples_per_second)
+        self._tasks: dict[int, asyncio.Task] = {}
+        self._flush_lock = asyncio.Lock()
+
+    # --- reading --------------------------------------------------------------------------------
+
+    def _servers(self, s, endpoint_id: int) -> list[ScoringServer]:
+        return s.scalars(sa.select(ScoringServer).where(ScoringServer.endpoint_id == endpoint_id).order_by(ScoringServer.id)).all()
+
+    def to_dict(self, endpoint: Endpoint) -> dict:
+        with self.sessions() as s:
+            servers = [x for x in self._servers(s, endpoint.id) if not x.retired]
+        prefix = self.app.service_prefix
+        return {
+            "name": endpoint.name,
+            "owner": endpoint.owner,
+            "profile": endpoint.profile,
+            "status": endpoint.status,
+            "reason": endpoint.reason,
+            "created_at": iso(endpoint.created_at),
+            "updated_at": iso(endpoint.updated_at),
+            "invocation_url": prefix + INVOCATIONS_PATH.format(name=endpoint.name),
+            "versions": [x.to_dict() for x in servers],
+        }
+
+    def find(self, name: str) -> Endpoint | None:
+        with self.sessions() as s:
+            return s.scalar(sa.select(Endpoint).where(Endpoint.name == name))
+
+    def list(self, owner: str | None) -> list[Endpoint]:
+        q = sa.select(Endpoint).order_by(Endpoint.name)
+        if owner is not None:
+            q = q.where(Endpoint.owner == owner)
+        with self.sessions() as s:
+            return s.scalars(q).all()
+
+    def metrics(self, endpoint: Endpoint) -> dict:
+        with self.sessions() as s:
+            versions = [(x.model, x.version) for x in self._servers(s, endpoint.id) if not x.retired]
+        return self.router.metrics(endpoint.id, versions)
+
+    async def samples(self, endpoint: Endpoint) -> list[dict]:
+        await self.flush_samples()
+        with self.sessions() as s:
+            rows = s.scalars(
+                sa.select(RequestSample).where(RequestSample.endpoint_id == endpoint.id).order_by(RequestSample.id)
+            ).all()
+        return [r.to_dict() for r in rows]
+
+    # --- changing -------------------------------------------------------------------------------
+
+    async def _resolve(self, owner: str, versions: list[EndpointVersion]) -> list[tuple[EndpointVersion, str, str | None]]:
+        if self.registry is None:
+            raise EndpointError(503, None, "MLflow is not enabled on this Notebench: endpoints need its model registry")
+        resolved, seen = [], set()
+        for i, wanted in enumerate(versions):
+            version, alias = await self.registry.resolve(owner, wanted, f"versions.{i}")
+            if (wanted.model, version) in seen:
+                raise EndpointError(400, f"versions.{i}.version", f"versions.{i}.version: {wanted.model}/{version} is listed twice")
+            seen.add((wanted.model, version))
+            resolved.append((wanted, version, alias))
+        return resolved
+
+    def _profile(self, name: str | None):
+        try:
+            profile = self.app.profiles.get(name)
+        except ProfileError as e:
+            raise EndpointError(400, "profile", str(e))
+        if profile.gpus:
+            raise EndpointError(400, "profile", f"profile {profile.name!r} has GPUs: local endpoints run on CPU profiles only")
+        return profile
+
+    async def create(self, owner: str, request: EndpointCreate) -> Endpoint:
+        profile = self._profile(request.profile)
+        resolved = await self._resolve(owner, request.versions)
+        with self.sessions() as s:
+            endpoint = Endpoint(name=request.name, owner=owner, profile=profile.name, status="starting")
+            s.add(endpoint)
+            try:
+                s.flush()
+            except sa.exc.IntegrityError:
+                raise EndpointError(409, "name", f"an endpoint called {request.name!r} exists already")
+            for wanted, version, alias in resolved:
+                s.add(ScoringServer(endpoint_id=endpoint.id, model=wanted.model, version=version, alias=alias,
+                                    weight=wanted.weight, executor_id=self.app.executor_id))
+            s.commit()
+        self.router.set_route(Route(endpoint.id, endpoint.name, owner, reason="starting"))
+        self._start_task(endpoint.id)
+        return endpoint
+
+    async def update(self, endpoint: Endpoint, request: EndpointPatch) -> Endpoint:
+        task = self._tasks.get(endpoint.id)
+        if task is not None and not task.done():
+            raise EndpointError(409, None, f"endpoint {endpoint.name} is changing ({endpoint.status}): try again once it is ready")
+        resolved = await self._resolve(endpoint.owner, request.versions)
+        with self.sessions() as s:
+            current = {(x.model, x.version): x for x in self._servers(s, endpoint.id) if not x.retired}
+            for wanted, version, alias in resolved:
+                server = current.pop((wanted.model, version), None)
+                if server is not None and server.status != "failed":  # served already: only its weight changes
+                    server.weight, server.alias = wanted.weight, alias
+                else:
+                    if server is not None:
+                        server.retired = True
+                    s.add(ScoringServer(endpoint_id=endpoint.id, model=wanted.model, version=version, alias=alias,
+                                        weight=wanted.weight, executor_id=self.app.executor_id))
+            for server in current.values():  # versions left out: replaced
+                server.retired = True
+            row = s.get(Endpoint, endpoint.id)
+            row.status, row.updated_at = "updating", utcnow()
+            s.commit()
+        self._start_task(endpoint.id)
+        return self.find(endpoint.name)
+
+    async def delete(self, endpoint: Endpoint) -> None:
+        task = self._tasks.pop(endpoint.id, None)
+        if task is not None and not task.done():
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+        self.router.remove(endpoint.name)
+        with self.sessions() as s:
+            servers = self._servers(s, endpoint.id)
+        await self.router.drain([x.id for x in servers], timeout=0)
+        await asyncio.gather(*(self.backend.stop(x.handle) for x in servers if x.handle))
+        with self.sessions() as s:
+            s.execute(sa.delete(Endpoint).where(Endpoint.id == endpoint.id))
+            s.commit()
+        self.router.forget(endpoint.id)
+
+    # --- bringing an endpoint to what the store says --------------------------------------------
+
+    def _start_task(self, endpoint_id: int) -> None:
+        self._tasks[endpoint_id] = asyncio.ensure_future(self._roll(endpoint_id))
+
+    def _set(self, model, object_id: int, **values) -> None:
+        with self.sessions() as s:
+            s.execute(sa.update(model).where(model.id == object_id).values(**values))
+            s.commit()
+
+    async def _serve(self, endpoint: Endpoint, server: ScoringServer) -> None:
+        """Make ``server`` run and answer: adopt it if it runs, else start it."""
+        handle = server.handle
+        if handle is None or not self.backend.is_running(handle):
+            if handle is not None:  # it died: its connections are of no use
+                await self.router.drain([server.id], timeout=0)
+                await self.backend.stop(handle)
+            profile = self.app.profiles.get(endpoint.profile)
+            env = {
+                **profile.env,
+                "NOTEBENCH_PROFILE": profile.name,
+                "CUDA_VISIBLE_DEVICES": "",  # CPU profiles only (see _profile)
+                "MLFLOW_TRACKING_URI": self.app.mlflow_url,
+                "MLFLOW_TRACKING_TOKEN": await self.app.tokens.token_for(endpoint.owner),
+            }
+            spec = ScoringServerSpec(server.id, endpoint.name, endpoint.owner, f"models:/{server.model}/{server.version}",
+                                     profile.name, env)
+            self._set(ScoringServer, server.id, status="starting", reason=None)
+            starting = asyncio.ensure_future(self.backend.start(spec))
+            try:
+                handle = await asyncio.shield(starting)
+            except asyncio.CancelledError:  # deleted meanwhile: record the process so it is stopped
+                handle = await starting
+                self._set(ScoringServer, server.id, handle=handle)
+                raise
+            self._set(ScoringServer, server.id, handle=handle, executor_id=self.app.executor_id)
+        try:
+            await self.backend.wait_ready(handle, self.ready_timeout_seconds)
+        except ScoringServerFailed as e:
+            self._set(ScoringServer, server.id, status="failed", reason=str(e))
+            raise
+        self._set(ScoringServer, server.id, status="ready", reason=None)
+
+    def _route(self, endpoint: Endpoint, servers: list[ScoringServer]) -> Route:
+        targets = []
+        for server in servers:  # weight 0 too: never picked, but kept (a rollback restores it)
+            upstream = self.router.upstream(server.id, lambda h=server.handle: self.backend.open_connection(h))
+            targets.append(Target(server.id, server.model, server.version, server.weight, upstream))
+        return Route(endpoint.id, endpoint.name, endpoint.owner, targets)
+
+    async def _roll(self, endpoint_id: int) -> None:
+        with self.sessions() as s:
+            endpoint = s.get(Endpoint, endpoint_id)
+            servers = self._servers(s, endpoint_id)
+        wanted = [x for x in servers if not x.retired]
+        replaced = [x for x in servers if x.retired]
+        self.backend.prewarm(endpoint.owner)
+        results = await asyncio.gather(*(self._serve(endpoint, x) for x in wanted), return_exceptions=True)
+        failures = [(x, r) for x, r in zip(wanted, results) if isinstance(r, BaseException)]
+        for _, error in failures:
+            if isinstance(error, asyncio.CancelledError):
+                raise error
+        live = self.router.routes.get(endpoint.name)
+        if failures:
+            server, error = failures[0]
+            reason = f"{server.model}/{server.version} did not start: {error}"
+            if not isinstance(error, ScoringServerFailed):
+                self.log.error("endpoint %s: %s", endpoint.name, reason, exc_info=error)
+            await self._fail(endpoint, wanted, replaced, live, reason)
+            return
+        with self.sessions() as s:
+            wanted = [x for x in self._servers(s, endpoint_id) if not x.retired]
+        self.router.set_route(self._route(endpoint, wanted))
+        self._set(Endpoint, endpoint_id, status="ready", reason=None, updated_at=utcnow())
+        await self._retire(replaced)
+
+    async def _retire(self, servers: list[ScoringServer]) -> None:
+        await self.router.drain([x.id for x in servers], self.drain_timeout_seconds)
+        await asyncio.gather(*(self.backend.stop(x.handle) for x in servers if x.handle))
+        with self.sessions() as s:
+            s.execute(sa.delete(ScoringServer).where(ScoringServer.id.in_([x.id for x in servers])))
+            s.commit()
+
+    async def _fail(self, endpoint, wanted, replaced, live: Route | None, reason: str) -> None:
+        if live is not None and live.targets:
+            # A rolling update that cannot finish: the versions serving now go on, as they were.
+            serving = {t.server_id: t.weight for t in live.targets}
+            dropped = [x for x in wanted + replaced if x.id not in serving]
+            await asyncio.gather(*(self.backend.stop(x.handle) for x in dropped if x.handle))
+            with self.sessions() as s:
+                s.execute(sa.delete(ScoringServer).where(ScoringServer.id.in_([x.id for x in dropped])))
+                for server_id, weight in serving.items():
+                    s.execute(sa.update(ScoringServer).where(ScoringServer.id == server_id).values(weight=weight, retired=False))
+                s.commit()
+            self._set(Endpoint, endpoint.id, status="ready", reason=f"update failed, previous versions kept: {reason}",
+                      updated_at=utcnow())
+            return
+        # Nothing serving: the endpoint has failed; stop what did start.
+        others = [x for x in wanted if x.status != "failed"]
+        await asyncio.gather(*(self.backend.stop(x.handle) for x in others + replaced if x.handle))
+        with self.sessions() as s:
+            s.execute(sa.delete(ScoringServer).where(ScoringServer.id.in_([x.id for x in replaced])))
+            for server in others:
+                row = s.get(ScoringServer, server.id)
+                if row is not None and row.status != "failed":
+                    row.status, row.reason, row.handle = "failed", "stopped: another version did not start", None
+            s.commit()
+        self.router.set_route(Route(endpoint.id, endpoint.name, endpoint.owner, reason=reason))
+        self._set(Endpoint, endpoint.id, status="failed", reason=reason, updated_at=utcnow())
+
+    # --- executor start and stop -------------------------------------------------------------
+
+    async def recover(self) -> None:
+        """Adopt the scoring servers that outlived the previous executor, restart the dead ones."""
+        with self.sessions() as s:
+            mine = sa.or_(ScoringServer.executor_id == self.app.executor_id, ScoringServer.executor_id.is_(None))
+            ids = s.scalars(sa.select(ScoringServer.endpoint_id).where(mine).distinct()).all()
+            endpoints = s.scalars(sa.select(Endpoint).where(Endpoint.id.in_(ids))).all()
+        for endpoint in endpoints:
+            with self.sessions() as s:
+                retired = [x for x in self._servers(s, endpoint.id) if x.retired]
+            await self._retire(retired)  # no request can be in flight to them: this router is new
+            if endpoint.status == "failed":
+                self.router.set_route(Route(endpoint.id, endpoint.name, endpoint.owner, reason=endpoint.reason or "failed"))
+                continue
+            self.router.set_route(Route(endpoint.id, endpoint.name, endpoint.owner, reason="starting after a restart"))
+            self._start_task(endpoint.id)
+
+    async def flush_samples(self) -> None:
+        """Write the requests sampled since the last flush, keeping the latest ``max_samples`` per endpoint."""
+        async with self._flush_lock:
+            pending = list(self.router.samples)
+            self.router.samples.clear()
+            if pending:
+                await asyncio.get_running_loop().run_in_executor(None, self._write_samples, pending)
+
+    def _write_samples(self, pending) -> None:
+        cut = self.max_sample_bytes
+
+        def text(data: bytes) -> str:
+            return data[:cut].decode("utf-8", "replace")
+
+        with self.sessions() as s:
+            existing = set(s.scalars(sa.select(Endpoint.id).where(Endpoint.id.in_({p.endpoint_id for p in pending}))).all())
+            for p in pending:
+                if p.endpoint_id in existing:
+                    s.add(RequestSample(endpoint_id=p.endpoint_id, time=datetime.fromtimestamp(p.time, timezone.utc),
+                                        model=p.model, version=p.version, latency_ms=round(p.latency_ms, 3),
+                                        status=p.status, inputs=text(p.inputs), outputs=text(p.outputs)))
+            s.flush()
+            for endpoint_id in existing:
+                keep_from = s.scalar(
+                    sa.select(RequestSample.id).where(RequestSample.endpoint_id == endpoint_id)
+                    .order_by(RequestSample.id.desc()).offset(self.max_samples - 1).limit(1)
+                )
+                if keep_from is not None:
+                    s.execute(sa.delete(RequestSample).where(RequestSample.endpoint_id == endpoint_id, RequestSample.id < keep_from))
+            s.commit()
+
+    async def flush_loop(self) -> None:
+        while True:
+            await asyncio.sleep(self.sample_flush_seconds)
+            try:
+                await self.flush_samples()
+            except Exception:
+                self.log.exception("writing sampled requests failed")
+
+    async def close(self) -> None:
+        """Stop changing endpoints; the scoring servers keep serving (a restart adopts them)."""
+        for task in self._tasks.values():
+            task.cancel()
+        await asyncio.gather(*self._tasks.values(), return_exceptions=True)
+        await self.flush_samples()
+        await self.backend.close()

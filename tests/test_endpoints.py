@@ -1,0 +1,394 @@
+"""Model endpoints: the endpoints API, the router (/services/executor/endpoints/<name>/invocations)
+and the local scoring servers, against the session's real hub, MLflow and executor.
+
+Models are real: a tiny scikit-learn model is trained, logged and registered (two versions, the
+first with the alias "champion") in the hub's MLflow as the owner.
+"""
+
+import concurrent.futures
+import json
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import threading
+import uuid
+
+import psutil
+import pytest
+import requests
+
+from launcher import wait_for
+
+RUN = uuid.uuid4().hex[:6]  # OS accounts outlive test runs: names are per run
+INVOKE_SCOPE = "custom:notebench-endpoints:invoke"
+
+REGISTER = r"""
+import json, sys
+import mlflow, numpy as np, pandas as pd
+from mlflow import MlflowClient
+from sklearn.linear_model import LogisticRegression
+
+name = sys.argv[1]
+rng = np.random.RandomState(0)
+X = pd.DataFrame(rng.rand(60, 3), columns=["a", "b", "c"])
+mlflow.set_experiment(f"endpoints-{name}")
+for version, label in enumerate([X["a"] > 0.5, X["b"] > 0.5], start=1):
+    with mlflow.start_run():
+        model = LogisticRegression().fit(X, label.astype(int))
+        mlflow.sklearn.log_model(model, name="model", registered_model_name=name, input_example=X.head(2))
+client = MlflowClient()
+client.set_registered_model_alias(name, "champion", "1")
+# Version 3: registered, but no model (its scoring server cannot load it).
+with mlflow.start_run() as run:
+    mlflow.log_text("artifact_path: junk\nflavors: {}\n", "junk/MLmodel")
+client.create_model_version(name, source=f"runs:/{run.info.run_id}/junk", run_id=run.info.run_id)
+print(json.dumps({"dataframe_split": {"columns": ["a", "b", "c"], "data": X.head(3).values.tolist()}}))
+"""
+
+
+@pytest.fixture(scope="module")
+def people(hub):
+    owner, other = f"ep-owner-{RUN}", f"ep-other-{RUN}"
+    return {"owner": owner, "owner_token": hub.new_user(owner), "other": other, "other_token": hub.new_user(other)}
+
+
+@pytest.fixture(scope="module")
+def model(hub, people):
+    """A registered model of the owner with versions 1 (alias champion), 2, and 3 (broken); a scoring input."""
+    name = f"clf-{RUN}"
+    env = dict(os.environ, MLFLOW_TRACKING_URI=f"{hub.url}/services/mlflow", MLFLOW_TRACKING_TOKEN=people["owner_token"])
+    out = subprocess.run([sys.executable, "-c", REGISTER, name], env=env, capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-3000:]
+    return {"name": name, "input": json.loads(out.stdout.strip().splitlines()[-1])}
+
+
+@pytest.fixture(scope="module", autouse=True)
+def cleanup(hub):
+    yield
+    for endpoint in hub.executor("GET", "endpoints").json()["endpoints"]:  # the admin sees all
+        if RUN in endpoint["name"]:
+            hub.executor("DELETE", f"endpoints/{endpoint['name']}")
+
+
+def invoke(hub, name, token, payload, session=None):
+    headers = {"Authorization": f"token {token}"} if token else {}
+    return (session or requests).post(
+        f"{hub.url}/services/executor/endpoints/{name}/invocations", json=payload, headers=headers, timeout=60
+    )
+
+
+def wait_status(hub, name, token, status="ready", timeout=180):
+    def reached():
+        endpoint = hub.executor("GET", f"endpoints/{name}", token).json()
+        return endpoint if endpoint["status"] in (status, "failed") else None
+
+    endpoint = wait_for(reached, timeout, interval=0.05, message=f"endpoint {name} {status}")
+    assert endpoint["status"] == status, endpoint
+    return endpoint
+
+
+def deploy(hub, token, name, versions, **extra):
+    r = hub.executor("POST", "endpoints", token, json={"name": name, "versions": versions, **extra})
+    assert r.status_code == 201, r.text
+    return r.json()
+
+
+def scoring_servers(hub, name) -> list[dict]:
+    """The executor's records of the endpoint's scoring servers (pid, socket) from its store."""
+    with sqlite3.connect(hub.data_dir / "executor.sqlite") as db:
+        rows = db.execute(
+            "SELECT s.model, s.version, s.handle, s.retired FROM scoring_servers s JOIN endpoints e ON e.id = s.endpoint_id"
+            " WHERE e.name = ?",
+            (name,),
+        ).fetchall()
+    return [{"model": m, "version": v, "handle": json.loads(h) if h else None, "retired": r} for m, v, h, r in rows]
+
+
+def alive(pid: int) -> bool:
+    try:
+        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+    except psutil.Error:
+        return False
+
+
+@pytest.fixture(scope="module")
+def main(hub, people, model):
+    """An endpoint of the owner: champion (version 1) at 80 %, version 2 at 20 %."""
+    name = f"main-{RUN}"
+    created = deploy(hub, people["owner_token"], name, [
+        {"model": model["name"], "version": "champion", "weight": 80},
+        {"model": model["name"], "version": "2", "weight": 20},
+    ])
+    assert created["status"] == "starting"
+    assert created["invocation_url"] == f"/services/executor/endpoints/{name}/invocations"
+    wait_status(hub, name, people["owner_token"])
+    return name
+
+
+def test_deploy_resolves_the_alias_and_serves(hub, people, model, main):
+    endpoint = hub.executor("GET", f"endpoints/{main}", people["owner_token"]).json()
+    assert endpoint["owner"] == people["owner"] and endpoint["status"] == "ready" and endpoint["reason"] is None
+    assert [(v["model"], v["version"], v["alias"], v["weight"], v["status"]) for v in endpoint["versions"]] == [
+        (model["name"], "1", "champion", 80, "ready"),
+        (model["name"], "2", None, 20, "ready"),
+    ]
+    r = invoke(hub, main, people["owner_token"], model["input"])
+    assert r.status_code == 200, r.text
+    assert len(r.json()["predictions"]) == 3
+    assert r.headers["X-Notebench-Model-Version"] in (f"{model['name']}/1", f"{model['name']}/2")
+    # Each version is its own process, as the owner's OS account when Notebench runs as root.
+    servers = scoring_servers(hub, main)
+    assert len(servers) == 2 and all(alive(s["handle"]["pid"]) for s in servers)
+    if os.geteuid() == 0:
+        for server in servers:
+            assert psutil.Process(server["handle"]["pid"]).username() == f"nb-{people['owner']}"
+
+
+def test_ownership_matrix(hub, people, model, main):
+    owner, other, admin = people["owner_token"], people["other_token"], hub.admin_token
+    body = {"versions": [{"model": model["name"], "version": "champion", "weight": 80},
+                         {"model": model["name"], "version": "2", "weight": 20}]}
+    reads = [("GET", f"endpoints/{main}"), ("GET", f"endpoints/{main}/metrics"), ("GET", f"endpoints/{main}/requests")]
+    for method, path in reads + [("PATCH", f"endpoints/{main}"), ("DELETE", f"endpoints/{main}"), ("GET", "endpoints"),
+                                 ("POST", "endpoints")]:
+        r = hub.executor(method, path, "", json=body if method in ("PATCH", "POST") else None)
+        assert r.status_code == 401, (method, path, r.text)
+        if path != "endpoints":  # others' endpoints do not exist for them
+            r = hub.executor(method, path, other, json=body if method == "PATCH" else None)
+            assert r.status_code == 404, (method, path, r.text)
+            assert r.json()["status"] == 404
+    for method, path in reads:
+        assert hub.executor(method, path, owner).status_code == 200, path
+        assert hub.executor(method, path, admin).status_code == 200, path
+    assert main not in [e["name"] for e in hub.executor("GET", "endpoints", other).json()["endpoints"]]
+    assert main in [e["name"] for e in hub.executor("GET", "endpoints", owner).json()["endpoints"]]
+    assert main in [e["name"] for e in hub.executor("GET", "endpoints", admin).json()["endpoints"]]
+    # Invocations: anonymous 401, another user 404, the owner and an admin 200.
+    assert invoke(hub, main, None, model["input"]).status_code == 401
+    assert invoke(hub, main, "not-a-token", model["input"]).status_code == 401
+    assert invoke(hub, main, other, model["input"]).status_code == 404
+    assert invoke(hub, main, owner, model["input"]).status_code == 200
+    assert invoke(hub, main, admin, model["input"]).status_code == 200
+    # An admin may change others' endpoints (same versions: nothing to start).
+    r = hub.executor("PATCH", f"endpoints/{main}", admin, json=body)
+    assert r.status_code == 200, r.text
+    wait_status(hub, main, owner)
+
+
+def test_an_invoke_only_token_invokes_and_does_nothing_else(hub, people, model, main):
+    owner = people["owner"]
+    r = hub.api("POST", f"/users/{owner}/tokens", people["owner_token"], json={"scopes": [f"{INVOKE_SCOPE}!user"], "note": "invoke"})
+    assert r.status_code == 201, r.text
+    token = r.json()["token"]
+    assert invoke(hub, main, token, model["input"]).status_code == 200
+    assert hub.executor("GET", "jobs", token).status_code == 403
+    assert hub.executor("GET", "endpoints", token).status_code == 403
+    assert hub.api("GET", f"/users/{owner}", token).status_code == 403
+    # Someone else's invoke-only token cannot invoke the owner's endpoint.
+    r = hub.api("POST", f"/users/{people['other']}/tokens", people["other_token"], json={"scopes": [f"{INVOKE_SCOPE}!user"]})
+    assert invoke(hub, main, r.json()["token"], model["input"]).status_code == 404
+    # A token of the owner's without the scope cannot invoke.
+    r = hub.api("POST", f"/users/{owner}/tokens", people["owner_token"], json={"scopes": ["access:services"]})
+    assert invoke(hub, main, r.json()["token"], model["input"]).status_code == 403
+
+
+@pytest.mark.parametrize(
+    "change, field",
+    [
+        ({"name": "Bad_Name"}, "name"),
+        ({"name": "-dash"}, "name"),
+        ({"versions": []}, "versions"),
+        ({"versions": [{"model": "M", "version": "1", "weight": 90}]}, "versions"),
+        ({"versions": [{"model": "M", "version": "1", "weight": 101}]}, "versions.0.weight"),
+        ({"versions": [{"model": "no-such-model", "version": "1", "weight": 100}]}, "versions.0.model"),
+        ({"versions": [{"model": "M", "version": "99", "weight": 100}]}, "versions.0.version"),
+        ({"versions": [{"model": "M", "version": "no-such-alias", "weight": 100}]}, "versions.0.version"),
+        ({"versions": [{"model": "M", "version": "champion", "weight": 50}, {"model": "M", "version": "1", "weight": 50}]},
+         "versions.1.version"),
+        ({"profile": "no-such-profile"}, "profile"),
+        ({"extra": 1}, "extra"),
+    ],
+)
+def test_bad_input_names_the_field(hub, people, model, change, field):
+    body = {"name": f"bad-{RUN}", "versions": [{"model": model["name"], "version": "1", "weight": 100}], **change}
+    body["versions"] = [{**v, "model": model["name"] if v["model"] == "M" else v["model"]} for v in body["versions"]]
+    r = hub.executor("POST", "endpoints", people["owner_token"], json=body)
+    assert r.status_code == 400, r.text
+    assert r.json()["field"] == field, r.text
+    assert hub.executor("GET", f"endpoints/bad-{RUN}", people["owner_token"]).status_code == 404
+
+
+def test_other_bad_requests(hub, people, model, main):
+    owner = people["owner_token"]
+    # Names are unique across users.
+    r = hub.executor("POST", "endpoints", people["other_token"],
+                     json={"name": main, "versions": [{"model": model["name"], "version": "1", "weight": 100}]})
+    assert r.status_code in (400, 409), r.text  # the other user may not read the owner's model, or the name is taken
+    r = hub.executor("POST", "endpoints", owner, json={"name": main, "versions": [{"model": model["name"], "version": "1", "weight": 100}]})
+    assert r.status_code == 409 and r.json()["field"] == "name"
+    # Another user cannot deploy the owner's model by name, unless they may read it (MLflow decides).
+    r = hub.executor("PATCH", f"endpoints/{main}", owner, json={"versions": [{"model": model["name"], "version": "1", "weight": 50}]})
+    assert r.status_code == 400 and r.json()["field"] == "versions"
+    # Invocations with input the model cannot score: 400 from the scoring server, naming the version.
+    r = invoke(hub, main, owner, {"dataframe_split": {"columns": ["x"], "data": [["not a number"]]}})
+    assert r.status_code == 400 and r.json()["field"] == "body"
+    assert r.headers["X-Notebench-Model-Version"].startswith(model["name"] + "/")
+    r = requests.post(f"{hub.url}/services/executor/endpoints/{main}/invocations", data=b"{not json",
+                      headers={"Authorization": f"token {owner}", "Content-Type": "application/json"}, timeout=60)
+    assert r.status_code == 400
+    assert invoke(hub, f"nothing-{RUN}", owner, model["input"]).status_code == 404
+
+
+def test_traffic_split_within_3_points_over_10000_requests(hub, people, model, main):
+    counts = {}
+    lock = threading.Lock()
+
+    def batch(n):
+        seen = {}
+        with requests.Session() as session:
+            for _ in range(n):
+                r = invoke(hub, main, people["owner_token"], model["input"], session)
+                assert r.status_code == 200, r.text
+                version = r.headers["X-Notebench-Model-Version"]
+                seen[version] = seen.get(version, 0) + 1
+        with lock:
+            for k, v in seen.items():
+                counts[k] = counts.get(k, 0) + v
+
+    with concurrent.futures.ThreadPoolExecutor(4) as pool:
+        list(pool.map(batch, [2500] * 4))
+    assert sum(counts.values()) == 10_000
+    share = counts.get(f"{model['name']}/1", 0) / 100
+    assert abs(share - 80) <= 3, counts
+
+
+def test_metrics_and_the_sample_of_requests(hub, people, model, main):
+    owner = people["owner_token"]
+    r = invoke(hub, main, owner, model["input"])
+    assert r.status_code == 200
+    metrics = hub.executor("GET", f"endpoints/{main}/metrics", owner).json()
+    by_version = {v["version"]: v for v in metrics["versions"]}
+    assert set(by_version) >= {"1", "2"}
+    for version in ("1", "2"):
+        m = by_version[version]
+        assert m["model"] == model["name"] and m["requests"] > 0
+        assert 0 < m["latency_ms"]["p50"] <= m["latency_ms"]["p99"]
+        assert m["series"] and sum(p["requests"] for p in m["series"]) <= m["requests"]
+    r = hub.executor("GET", f"endpoints/{main}/requests", owner)
+    assert r.status_code == 200 and r.headers["Content-Type"].startswith("application/x-ndjson")
+    samples = [json.loads(line) for line in r.text.splitlines()]
+    assert 0 < len(samples) <= 1000
+    last = samples[-1]
+    assert set(last) == {"time", "model", "version", "latency_ms", "status", "inputs", "outputs"}
+    assert last["inputs"] == model["input"] and last["status"] == 200
+    assert len(last["outputs"]["predictions"]) == 3
+
+
+def test_rolling_update_fails_no_request(hub, people, model):
+    owner = people["owner_token"]
+    name = f"roll-{RUN}"
+    deploy(hub, owner, name, [{"model": model["name"], "version": "1", "weight": 100}])
+    wait_status(hub, name, owner)
+    old_pid = scoring_servers(hub, name)[0]["handle"]["pid"]
+    results, stop = [], threading.Event()
+
+    def hammer():
+        with requests.Session() as session:
+            while not stop.is_set():
+                r = invoke(hub, name, owner, model["input"], session)
+                results.append((r.status_code, r.headers.get("X-Notebench-Model-Version")))
+
+    clients = [threading.Thread(target=hammer) for _ in range(3)]
+    for c in clients:
+        c.start()
+    try:
+        wait_for(lambda: len(results) > 50, 60, message="traffic before the update")
+        r = hub.executor("PATCH", f"endpoints/{name}", owner, json={"versions": [{"model": model["name"], "version": "2", "weight": 100}]})
+        assert r.status_code == 200, r.text
+        assert r.json()["status"] == "updating"
+        wait_status(hub, name, owner)
+        wait_for(lambda: not alive(old_pid), 60, message="the replaced server stopped")
+        served = len(results)
+        wait_for(lambda: len(results) > served + 50, 60, message="traffic after the update")
+    finally:
+        stop.set()
+        for c in clients:
+            c.join()
+    failed = [r for r in results if r[0] != 200]
+    assert not failed, failed[:5]
+    versions = [v for _, v in results]
+    assert versions[0] == f"{model['name']}/1" and versions[-1] == f"{model['name']}/2"
+    switch = versions.index(f"{model['name']}/2")
+    assert set(versions[switch + 10:]) == {f"{model['name']}/2"}  # a few in flight finish on the old one
+    endpoint = hub.executor("GET", f"endpoints/{name}", owner).json()
+    assert [(v["version"], v["weight"]) for v in endpoint["versions"]] == [("2", 100)]
+
+
+def test_a_failed_update_keeps_the_previous_versions(hub, people, model, main):
+    owner = people["owner_token"]
+    before = hub.executor("GET", f"endpoints/{main}", owner).json()["versions"]
+    # Version 3 is registered but is no pyfunc model: its scoring server exits while loading.
+    r = hub.executor("PATCH", f"endpoints/{main}", owner, json={"versions": [
+        {"model": model["name"], "version": "1", "weight": 50}, {"model": model["name"], "version": "3", "weight": 50}]})
+    assert r.status_code == 200, r.text
+    endpoint = wait_status(hub, main, owner)
+    assert endpoint["reason"].startswith("update failed, previous versions kept: " + model["name"] + "/3 did not start")
+    assert [(v["version"], v["alias"], v["weight"]) for v in endpoint["versions"]] == [
+        (v["version"], v["alias"], v["weight"]) for v in before]
+    seen = set()
+    with requests.Session() as session:
+        for _ in range(20):
+            r = invoke(hub, main, owner, model["input"], session)
+            assert r.status_code == 200, r.text
+            seen.add(r.headers["X-Notebench-Model-Version"])
+    assert f"{model['name']}/3" not in seen
+    assert [s["version"] for s in scoring_servers(hub, main)] == ["1", "2"]
+
+
+def executor_process(hub):
+    for p in psutil.process_iter(["cmdline"]):
+        try:
+            if "notebench.executor" in " ".join(p.info["cmdline"] or []) and "scoring_host" not in " ".join(
+                p.info["cmdline"] or []
+            ) and p.environ().get("NOTEBENCH_DATA_DIR") == str(hub.data_dir):
+                return p
+        except psutil.Error:
+            continue
+    return None
+
+
+def test_endpoints_come_back_after_the_executor_is_killed(hub, people, model, main):
+    owner = people["owner_token"]
+    before = {s["version"]: s["handle"]["pid"] for s in scoring_servers(hub, main)}
+    old = executor_process(hub)
+    old.send_signal(signal.SIGKILL)
+    # One scoring server dies too: it is started again; the other is adopted as it runs.
+    os.killpg(os.getpgid(before["2"]), signal.SIGKILL)
+    wait_for(lambda: (p := executor_process(hub)) and p.pid != old.pid, 120, message="executor restarted")
+    wait_for(lambda: hub.executor("GET", "jobs", owner).status_code == 200, 120, message="executor answering")
+    wait_status(hub, main, owner)
+    after = {s["version"]: s["handle"]["pid"] for s in scoring_servers(hub, main)}
+    assert after["1"] == before["1"]  # adopted
+    assert after["2"] != before["2"] and alive(after["2"])  # restarted
+    seen = set()
+    with requests.Session() as session:
+        for _ in range(50):
+            r = invoke(hub, main, owner, model["input"], session)
+            assert r.status_code == 200, r.text
+            seen.add(r.headers["X-Notebench-Model-Version"])
+    assert seen == {f"{model['name']}/1", f"{model['name']}/2"}
+
+
+def test_delete_stops_everything(hub, people, model, main):
+    owner = people["owner_token"]
+    pids = [s["handle"]["pid"] for s in scoring_servers(hub, main)]
+    r = hub.executor("DELETE", f"endpoints/{main}", people["other_token"])
+    assert r.status_code == 404
+    r = hub.executor("DELETE", f"endpoints/{main}", hub.admin_token)
+    assert r.status_code == 204
+    assert not any(alive(pid) for pid in pids)
+    assert hub.executor("GET", f"endpoints/{main}", owner).status_code == 404
+    assert invoke(hub, main, owner, model["input"]).status_code == 404
+    assert scoring_servers(hub, main) == []
