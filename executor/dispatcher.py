@@ -96,9 +96,17 @@ class Dispatcher:
         except ProfileError as e:
             raise JobError(400, "profile", str(e))
         try:
-            self.app.profiles.get(request.worker_profile or profile.name)
+            worker = self.app.profiles.get(request.worker_profile or profile.name)
         except ProfileError as e:
             raise JobError(400, "worker_profile", str(e))
+        # A job that needs more GPUs than the machine has would wait in the queue forever.
+        have = len(self.app.gpus.all_devices())
+        if profile.gpus > have:
+            raise JobError(400, "profile", f"profile {profile.name!r} needs {profile.gpus} GPU(s); this machine has {have}")
+        need = profile.gpus + request.workers * worker.gpus
+        if need > have:
+            raise JobError(400, "worker_profile", f"{request.workers} worker(s) of profile {worker.name!r} and the job's "
+                           f"own {profile.gpus} need {need} GPU(s); this machine has {have}")
         kernel = request.kernel or request.notebook.get("metadata", {}).get("kernelspec", {}).get("name") or "python3"
         if kernel not in self.app.kernel_names():
             raise JobError(400, "kernel", f"unknown kernel {kernel!r}; available: {', '.join(sorted(self.app.kernel_names()))}")
@@ -190,7 +198,10 @@ class Dispatcher:
             return None
         try:
             profile = self.app.profiles.get(job.profile)
-            return profile, self.app.gpus.acquire(f"job:{job.id}", profile.gpus)
+            worker = self.app.profiles.get(job.worker_profile or job.profile)
+            # One lease for the kernel's GPUs and each Dask worker's (split in _spec), all or none.
+            need = profile.gpus + (job.workers * worker.gpus if job.workers else 0)
+            return profile, self.app.gpus.acquire(f"job:{job.id}", need)
         except Exception as e:
             if not isinstance(e, NoFreeGPUs):
                 log.exception("could not lease GPUs for job %s; it stays queued", job.id)
@@ -219,14 +230,16 @@ class Dispatcher:
         self._update(job.id, runner_pid=pid)
         self._watchers[job.id] = asyncio.ensure_future(self._watch(job.id, pid))
 
-    async def _spec(self, job: Job, profile, gpus: list[str]) -> JobSpec:
+    async def _spec(self, job: Job, profile, leased: list[str]) -> JobSpec:
+        worker = self.app.profiles.get(job.worker_profile or job.profile)
+        gpus, rest = leased[: profile.gpus], leased[profile.gpus :]
+        worker_gpus = [rest[i * worker.gpus : (i + 1) * worker.gpus] for i in range(job.workers)] if worker.gpus else []
         env = await self.app.runner_env(job.owner, profile, gpus)
         kernel_env = {"NOTEBENCH_JOB_ID": str(job.id)}
         if self.app.mlflow:
             job.mlflow_run_id = await self.app.mlflow.start(job, "input.ipynb")
             kernel_env["MLFLOW_RUN_ID"] = job.mlflow_run_id
             self._update(job.id, mlflow_run_id=job.mlflow_run_id)
-        worker = self.app.profiles.get(job.worker_profile or job.profile)
         return JobSpec(
             job_id=job.id,
             owner=job.owner,
@@ -242,6 +255,7 @@ class Dispatcher:
             env=env,
             kernel_env=kernel_env,
             gpus=gpus,
+            worker_gpus=worker_gpus,
         )
 
     # --- watching --------------------------------------------------------------------------
@@ -291,8 +305,6 @@ class Dispatcher:
         finally:
             self._watchers.pop(job_id, None)
             self._cancel_requested.discard(job_id)
-            if hasattr(self.backend, "forget"):
-                self.backend.forget(pid)
 
     def _update_progress(self, job_id: int, job_dir: Path) -> None:
         progress = notebook_progress(job_dir / "output.ipynb")

@@ -1,8 +1,11 @@
 """One job's process, run as the job's owner: papermill on a kernel that was started ahead of time.
 
-The executor starts a runner before any job is known (the warm pool): it imports papermill and
-starts the kernel, then waits for one job spec, as a JSON line, on stdin. So a job starts on a
-warm kernel; the kernel is never reused (the runner exits after one job).
+The executor keeps, per owner, a runner factory (``--factory``): a process, as the owner, that
+imported papermill once and forks a runner on request, so a runner costs no Python start-up nor
+imports. A runner starts its kernel, says it is ready on its channel (a socket to the executor),
+then waits there for one job spec, as a JSON line. The executor asks for runners before jobs
+arrive (the warm pool), so a job starts on a warm kernel; the kernel is never reused (the runner
+exits after one job).
 
 The runner reports to the job directory, not to its parent, so a job outlives a crashed executor:
 ``events.jsonl`` (JSON lines: started, finished), ``output.ipynb`` (saved after every cell by
@@ -14,6 +17,8 @@ from __future__ import annotations
 import json
 import logging
 import os
+import signal
+import socket
 import sys
 import time
 from pathlib import Path
@@ -53,6 +58,29 @@ def run_silently(kc, code: str) -> None:
             return
 
 
+def gpu_workers_cluster_class():
+    from distributed import LocalCluster
+
+    class GPUWorkersCluster(LocalCluster):
+        """A LocalCluster whose workers each see their own leased GPUs (CUDA_VISIBLE_DEVICES)."""
+
+        def __init__(self, *, worker_gpus: list, n_workers: int, **kwargs):
+            self.worker_gpus = worker_gpus
+            super().__init__(n_workers=0, **kwargs)  # then one spec per worker, through scale()
+            self.scale(n_workers)
+            self.wait_for_workers(n_workers)
+
+        def new_worker_spec(self):
+            # scale() adds workers one at a time: the n-th new one gets the n-th device list.
+            devices = ",".join(self.worker_gpus[len(self.worker_spec) % len(self.worker_gpus)])
+            return {
+                name: {**worker, "options": {**worker["options"], "env": {**worker["options"].get("env", {}), "CUDA_VISIBLE_DEVICES": devices}}}
+                for name, worker in super().new_worker_spec().items()
+            }
+
+    return GPUWorkersCluster
+
+
 def start_dask(spec: dict, job_dir: Path, env: dict):
     """The job's Dask cluster, for the job only: TLS with a key made for this job (kept in its 0700
     directory) and no HTTP endpoints, so no other local account can reach it and run code as the
@@ -65,8 +93,12 @@ def start_dask(spec: dict, job_dir: Path, env: dict):
     pem = job_dir / "dask-tls.pem"
     with os.fdopen(os.open(pem, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "w") as f:
         f.write(security.tls_client_cert + security.tls_client_key)  # self-signed: also the CA
+    worker_gpus = spec.get("worker_gpus") or []
     with dask.config.set({"distributed.scheduler.http.routes": []}):
-        cluster = LocalCluster(
+        cluster_class = gpu_workers_cluster_class() if worker_gpus else LocalCluster
+        options = {"worker_gpus": worker_gpus} if worker_gpus else {}
+        cluster = cluster_class(
+            **options,
             n_workers=spec["workers"],
             threads_per_worker=spec.get("worker_threads") or 1,
             memory_limit=spec.get("worker_memory") or "auto",
@@ -167,15 +199,15 @@ def import_papermill():
     return ReadyKernelClient
 
 
-def main() -> int:
-    kernel_name, cwd = sys.argv[1], sys.argv[2]
-    client_class = import_papermill()  # before the job arrives
+def run_one_job(kernel_name: str, cwd: str, channel: socket.socket, client_class) -> int:
     km, kc = start_kernel(kernel_name, cwd)
     client_class.ready_kc = kc
-    print(json.dumps({"event": "ready", "kernel_pid": km.provisioner.process.pid}), flush=True)
+    kernel_pid = km.provisioner.process.pid
+    channel.sendall(json.dumps({"event": "ready", "pid": os.getpid(), "kernel_pid": kernel_pid}).encode() + b"\n")
 
-    line = sys.stdin.readline()
-    if not line.strip():  # the executor let this warm runner go
+    line = channel.makefile("r").readline()
+    channel.close()
+    if not line.strip():  # the executor let this warm runner go (or is gone)
         kc.stop_channels()
         km.shutdown_kernel(now=True)
         return 0
@@ -187,7 +219,7 @@ def main() -> int:
     os.dup2(log, 1)
     os.dup2(log, 2)
     logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr, force=True)
-    emit(events, event="started", kernel_pid=km.provisioner.process.pid, runner_pid=os.getpid())
+    emit(events, event="started", kernel_pid=kernel_pid, runner_pid=os.getpid())
     result = {"status": "failed", "error": {"ename": "RunnerError", "evalue": "the runner stopped", "cell_index": None}}
     try:
         result = run_job(spec, km, kc)
@@ -198,6 +230,41 @@ def main() -> int:
         kc.stop_channels()
         km.shutdown_kernel(now=True)
     return 0
+
+
+def factory(control: socket.socket, client_class) -> int:
+    """Fork a runner for each request on ``control`` (a SOCK_SEQPACKET socket): a JSON message
+    {kernel, cwd, env} carrying the runner's channel as a file descriptor. Ends at EOF."""
+    signal.signal(signal.SIGCHLD, signal.SIG_IGN)  # runners are reaped as they end: no zombies
+    while True:
+        message, fds, _flags, _addr = socket.recv_fds(control, 256 * 1024, 1)
+        if not message:
+            return 0
+        request = json.loads(message)
+        if os.fork() == 0:
+            code = 1
+            try:
+                control.close()
+                signal.signal(signal.SIGCHLD, signal.SIG_DFL)  # the runner waits for its kernel
+                os.setsid()  # a process group of its own: killed as a whole
+                os.environ.update(request["env"])
+                code = run_one_job(request["kernel"], request["cwd"], socket.socket(fileno=fds[0]), client_class)
+            except BaseException:
+                logging.exception("runner failed")
+            finally:
+                sys.stdout.flush()
+                sys.stderr.flush()
+                os._exit(code)
+        for fd in fds:
+            os.close(fd)
+
+
+def main() -> int:
+    if sys.argv[1:2] != ["--factory"] or len(sys.argv) != 3:
+        print("usage: python -m notebench.executor.runner --factory CONTROL_FD (started by the executor)", file=sys.stderr)
+        return 2
+    client_class = import_papermill()  # once, before any runner is asked for
+    return factory(socket.socket(fileno=int(sys.argv[2])), client_class)
 
 
 if __name__ == "__main__":

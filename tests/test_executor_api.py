@@ -81,11 +81,10 @@ def warm_runner(hub, user: str):
     home = str(home_of(hub, user))
     for p in psutil.process_iter(["cmdline"]):
         try:
-            cmd = p.info["cmdline"] or []
-            if "notebench.executor.runner" not in " ".join(cmd) or cmd[-1] != home:
+            if "notebench.executor.runner" not in " ".join(p.info["cmdline"] or []):
                 continue
-            has_kernel = any("ipykernel" in " ".join(k.cmdline()) for k in p.children())
-            if has_kernel and not any(f.path.endswith("/log.txt") for f in p.open_files()):
+            kernels = [k for k in p.children() if "ipykernel" in " ".join(k.cmdline())]
+            if any(k.cwd() == home for k in kernels) and not any(f.path.endswith("/log.txt") for f in p.open_files()):
                 return p
         except psutil.Error:
             continue

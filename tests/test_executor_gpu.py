@@ -50,3 +50,34 @@ def test_gpu_job_waits_for_a_gpu_held_by_a_server_and_never_shares_it(hub):
 
     with sqlite3.connect(hub.data_dir / "notebench.sqlite") as db:
         assert db.execute("select count(*) from gpu_leases").fetchone()[0] == 0
+
+
+WORKER_GPUS = """
+import os
+from distributed import Client
+with Client(dask_scheduler_address) as client:
+    seen = client.run(lambda: os.environ["CUDA_VISIBLE_DEVICES"])
+print("WORKER_GPUS=" + ",".join(sorted(seen.values())))
+print("GPUS=" + os.environ["CUDA_VISIBLE_DEVICES"])
+"""
+
+
+def test_dask_workers_of_a_gpu_worker_profile_each_lease_their_own_gpu(hub):
+    token = hub.new_user("gpu-workers")
+    body = {"notebook": notebook(WORKER_GPUS, parameters="dask_scheduler_address = ''"), "profile": "cpu",
+            "workers": 2, "worker_profile": "gpu", "name": "gpu-workers"}
+    job = hub.executor("POST", "jobs", token, json=body).json()
+    done = hub.wait_job(job["id"], token, timeout=300)
+    assert done["status"] == "succeeded", hub.executor("GET", f"jobs/{job['id']}/log", token).text
+    log = hub.executor("GET", f"jobs/{job['id']}/log", token).text
+    worker_gpus = next(line.split("=", 1)[1].strip() for line in log.splitlines() if line.startswith("WORKER_GPUS="))
+    assert worker_gpus == "0,1"  # one GPU each, none shared
+    assert gpus_of(hub, job["id"], token) == ""  # the notebook's own kernel is on the CPU profile
+
+
+def test_a_job_needing_more_gpus_than_the_machine_has_is_refused(hub):
+    token = hub.new_user("gpu-greedy")
+    body = {"notebook": notebook("print(1)"), "workers": 3, "worker_profile": "gpu"}
+    r = hub.executor("POST", "jobs", token, json=body)
+    assert r.status_code == 400 and r.json()["field"] == "worker_profile", r.text
+    assert "3 GPU(s)" in r.json()["message"]

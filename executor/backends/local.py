@@ -12,6 +12,7 @@ import asyncio
 import json
 import os
 import signal
+import socket
 import sys
 from collections import Counter, defaultdict
 from dataclasses import asdict
@@ -27,22 +28,57 @@ RUNNER = [sys.executable, "-m", "notebench.executor.runner"]
 
 
 class WarmRunner:
-    def __init__(self, proc: asyncio.subprocess.Process):
-        self.proc = proc
+    """A runner (forked by its owner's factory) as seen from the executor: its channel and pid."""
+
+    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter):
+        self.reader, self.writer = reader, writer
+        self.pid: int | None = None
         self.ready = asyncio.ensure_future(self._wait_ready())
 
     async def _wait_ready(self) -> bool:
-        line = await self.proc.stdout.readline()
-        return bool(line) and json.loads(line).get("event") == "ready"
+        line = await self.reader.readline()
+        if not line:
+            return False
+        event = json.loads(line)
+        self.pid = event.get("pid")
+        return event.get("event") == "ready"
+
+    def alive(self) -> bool:
+        if self.ready.done() and not self.ready.result():
+            return False
+        return not self.reader.at_eof() and (self.pid is None or psutil.pid_exists(self.pid))
+
+    async def assign(self, spec: JobSpec) -> int:
+        self.writer.write((json.dumps(asdict(spec)) + "\n").encode())
+        await self.writer.drain()
+        self.writer.close()
+        return self.pid
+
+    def let_go(self) -> None:
+        self.writer.close()  # EOF: the runner shuts its kernel down and exits
+
+
+class RunnerFactory:
+    """The owner's runner factory process (runner.py --factory), and its control socket."""
+
+    def __init__(self, proc: asyncio.subprocess.Process, control: socket.socket):
+        self.proc, self.control = proc, control
 
     def alive(self) -> bool:
         return self.proc.returncode is None
 
-    async def assign(self, spec: JobSpec) -> int:
-        self.proc.stdin.write((json.dumps(asdict(spec)) + "\n").encode())
-        await self.proc.stdin.drain()
-        self.proc.stdin.close()
-        return self.proc.pid
+    async def runner(self, kernel: str, cwd: str, env: dict) -> WarmRunner:
+        ours, theirs = socket.socketpair()
+        try:
+            request = json.dumps({"kernel": kernel, "cwd": cwd, "env": env}).encode()
+            socket.send_fds(self.control, [request], [theirs.fileno()])
+        finally:
+            theirs.close()
+        reader, writer = await asyncio.open_unix_connection(sock=ours)
+        return WarmRunner(reader, writer)
+
+    def close(self) -> None:
+        self.control.close()  # EOF: the factory exits (its runners live on)
 
 
 class LocalBackend(Backend):
@@ -60,24 +96,40 @@ class LocalBackend(Backend):
         super().__init__(**kwargs)
         self._pools: dict[tuple, list[WarmRunner]] = defaultdict(list)
         self._spawning: Counter = Counter()  # runners being started, per pool
-        self._children: dict[int, asyncio.subprocess.Process] = {}
+        self._factories: dict[str, RunnerFactory] = {}
+
+    async def _factory(self, owner: str) -> RunnerFactory:
+        factory = self._factories.get(owner)
+        if factory is not None and factory.alive():
+            return factory
+        self.accounts.prepare(owner)
+        # SOCK_SEQPACKET keeps each request one message, with the runner's channel attached.
+        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        try:
+            proc = await asyncio.create_subprocess_exec(
+                *RUNNER,
+                "--factory",
+                str(theirs.fileno()),
+                pass_fds=(theirs.fileno(),),
+                stdin=asyncio.subprocess.DEVNULL,
+                env=self.accounts.env(owner),
+                cwd="/",
+                preexec_fn=self.accounts.preexec(owner),
+                start_new_session=True,
+            )
+        finally:
+            theirs.close()
+        self._factories[owner] = factory = RunnerFactory(proc, ours)
+        return factory
 
     async def _spawn_runner(self, owner: str, kernel: str, env: dict) -> WarmRunner:
-        self.accounts.prepare(owner)
-        full_env = {**self.accounts.env(owner), **env}
-        proc = await asyncio.create_subprocess_exec(
-            *RUNNER,
-            kernel,
-            self.accounts.home(owner),
-            stdin=asyncio.subprocess.PIPE,
-            stdout=asyncio.subprocess.PIPE,
-            env=full_env,
-            cwd="/",
-            preexec_fn=self.accounts.preexec(owner),
-            start_new_session=True,  # its own process group: killed as a whole
-        )
-        self._children[proc.pid] = proc
-        return WarmRunner(proc)
+        home = self.accounts.home(owner)
+        factory = await self._factory(owner)
+        try:
+            return await factory.runner(kernel, home, env)
+        except OSError:  # the factory died (it is restarted once)
+            factory.close()
+            return await (await self._factory(owner)).runner(kernel, home, env)
 
     def _refill(self, key: tuple, env: dict) -> None:
         owner, kernel, _profile = key
@@ -99,8 +151,7 @@ class LocalBackend(Backend):
     def _retire(self, key: tuple, runner: WarmRunner) -> None:
         if runner in self._pools[key]:
             self._pools[key].remove(runner)
-            if runner.alive():
-                runner.proc.stdin.close()  # EOF: the runner shuts its kernel down and exits
+            runner.let_go()
 
     def prewarm(self, owner: str, kernel: str, profile: str, env: dict) -> None:
         """Start warm runners for this owner/kernel/profile if there are not enough."""
@@ -119,14 +170,12 @@ class LocalBackend(Backend):
         if runner is None:  # nothing warm (first job, GPU job, or the pool is drained): start cold
             runner = await self._spawn_runner(spec.owner, spec.kernel, spec.env)
             if not await runner.ready:
-                raise RuntimeError(f"the runner for kernel {spec.kernel!r} did not start (exit {runner.proc.returncode})")
+                raise RuntimeError(f"the runner for kernel {spec.kernel!r} did not start (see the executor's log)")
         return await runner.assign(spec)
 
     def is_running(self, handle: int) -> bool:
-        proc = self._children.get(handle)
-        if proc is not None:
-            return proc.returncode is None
-        try:  # re-attached after an executor restart: not our child
+        # Runners are the factories' children (and live on after an executor restart).
+        try:
             p = psutil.Process(handle)
             return p.status() != psutil.STATUS_ZOMBIE and "notebench.executor.runner" in " ".join(p.cmdline())
         except psutil.Error:
@@ -158,19 +207,17 @@ class LocalBackend(Backend):
             except psutil.Error:
                 pass
 
-    def forget(self, handle: int) -> None:
-        self._children.pop(handle, None)
-
     async def close(self) -> None:
-        for pool in self._pools.values():
-            for runner in pool:
-                if runner.alive():
-                    runner.proc.stdin.close()  # EOF: the runner shuts its kernel down and exits
         runners = [r for pool in self._pools.values() for r in pool]
-        if runners:
-            _, late = await asyncio.wait([asyncio.ensure_future(r.proc.wait()) for r in runners], timeout=10)
-            if late:
-                for runner in runners:
-                    if runner.alive():
-                        self.kill(runner.proc.pid)
+        procs = []
+        for runner in runners:
+            if runner.pid and self.is_running(runner.pid):
+                procs.append(psutil.Process(runner.pid))
+            runner.let_go()
+        for factory in self._factories.values():
+            factory.close()
+        _, late = await asyncio.to_thread(psutil.wait_procs, procs, timeout=10)
+        for p in late:  # did not shut down in time: stop them
+            self.kill(p.pid)
         self._pools.clear()
+        self._factories.clear()
