@@ -154,9 +154,9 @@ class Executor(Application):
             xsrf_cookies=True,
         )
         server = HTTPServer(app, max_body_size=self.max_body_bytes + 1, xheaders=True)
+        self.endpoints.recover()  # before listening: no invocation finds an endpoint unknown
         server.listen(url.port, url.hostname)
         await self.dispatcher.recover()
-        await self.endpoints.recover()
         loop_task = asyncio.ensure_future(self.schedule_loop())
         flush_task = asyncio.ensure_future(self.endpoints.flush_loop())
         stop = asyncio.Event()

@@ -280,7 +280,7 @@ class Endpoints(LoggingConfigurable):
         targets = []
         for server in servers:  # weight 0 too: never picked, but kept (a rollback restores it)
             upstream = self.router.upstream(server.id, lambda h=server.handle: self.backend.open_connection(h))
-            targets.append(Target(server.id, server.model, server.version, server.weight, upstream))
+            targets.append(Target(server.id, server.model, server.version, server.weight, upstream, server.alias))
         return Route(endpoint.id, endpoint.name, endpoint.owner, targets)
 
     async def _roll(self, endpoint_id: int) -> None:
@@ -319,13 +319,14 @@ class Endpoints(LoggingConfigurable):
     async def _fail(self, endpoint, wanted, replaced, live: Route | None, reason: str) -> None:
         if live is not None and live.targets:
             # A rolling update that cannot finish: the versions serving now go on, as they were.
-            serving = {t.server_id: t.weight for t in live.targets}
+            serving = {t.server_id: (t.weight, t.alias) for t in live.targets}
             dropped = [x for x in wanted + replaced if x.id not in serving]
             await asyncio.gather(*(self.backend.stop(x.handle) for x in dropped if x.handle))
             with self.sessions() as s:
                 s.execute(sa.delete(ScoringServer).where(ScoringServer.id.in_([x.id for x in dropped])))
-                for server_id, weight in serving.items():
-                    s.execute(sa.update(ScoringServer).where(ScoringServer.id == server_id).values(weight=weight, retired=False))
+                for server_id, (weight, alias) in serving.items():
+                    s.execute(sa.update(ScoringServer).where(ScoringServer.id == server_id)
+                              .values(weight=weight, alias=alias, retired=False))
                 s.commit()
             self._set(Endpoint, endpoint.id, status="ready", reason=f"update failed, previous versions kept: {reason}",
                       updated_at=utcnow())
@@ -345,21 +346,23 @@ class Endpoints(LoggingConfigurable):
 
     # --- executor start and stop -------------------------------------------------------------
 
-    async def recover(self) -> None:
-        """Adopt the scoring servers that outlived the previous executor, restart the dead ones."""
+    def recover(self) -> None:
+        """Adopt the scoring servers that outlived the previous executor, restart the dead ones
+        (in the background: the endpoints are known to the router at once, serving once ready)."""
         with self.sessions() as s:
             mine = sa.or_(ScoringServer.executor_id == self.app.executor_id, ScoringServer.executor_id.is_(None))
             ids = s.scalars(sa.select(ScoringServer.endpoint_id).where(mine).distinct()).all()
             endpoints = s.scalars(sa.select(Endpoint).where(Endpoint.id.in_(ids))).all()
         for endpoint in endpoints:
-            with self.sessions() as s:
-                retired = [x for x in self._servers(s, endpoint.id) if x.retired]
-            await self._retire(retired)  # no request can be in flight to them: this router is new
             if endpoint.status == "failed":
                 self.router.set_route(Route(endpoint.id, endpoint.name, endpoint.owner, reason=endpoint.reason or "failed"))
                 continue
             self.router.set_route(Route(endpoint.id, endpoint.name, endpoint.owner, reason="starting after a restart"))
-            self._start_task(endpoint.id)
+            with self.sessions() as s:
+                wanted = [x for x in self._servers(s, endpoint.id) if not x.retired]
+            if endpoint.status == "ready" and not all(x.handle and self.backend.is_running(x.handle) for x in wanted):
+                self._set(Endpoint, endpoint.id, status="starting", reason="a scoring server is started again after a restart")
+            self._start_task(endpoint.id)  # also stops servers an update was replacing
 
     async def flush_samples(self) -> None:
         """Write the requests sampled since the last flush, keeping the latest ``max_samples`` per endpoint."""

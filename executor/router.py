@@ -130,6 +130,7 @@ class Target:
     version: str
     weight: int
     upstream: Upstream
+    alias: str | None = None  # as recorded (kept so that a failed update can restore it)
     current: int = 0  # smooth weighted round-robin state
 
     @property

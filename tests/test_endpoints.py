@@ -185,7 +185,8 @@ def test_an_invoke_only_token_invokes_and_does_nothing_else(hub, people, model, 
     assert invoke(hub, main, token, model["input"]).status_code == 200
     assert hub.executor("GET", "jobs", token).status_code == 403
     assert hub.executor("GET", "endpoints", token).status_code == 403
-    assert hub.api("GET", f"/users/{owner}", token).status_code == 403
+    assert hub.api("POST", f"/users/{owner}/server", token).status_code == 403  # cannot start (or reach) the server
+    assert hub.api("POST", f"/users/{owner}/tokens", token, json={}).status_code == 403  # nor make itself a better token
     # Someone else's invoke-only token cannot invoke the owner's endpoint.
     r = hub.api("POST", f"/users/{people['other']}/tokens", people["other_token"], json={"scopes": [f"{INVOKE_SCOPE}!user"]})
     assert invoke(hub, main, r.json()["token"], model["input"]).status_code == 404
@@ -368,6 +369,7 @@ def test_endpoints_come_back_after_the_executor_is_killed(hub, people, model, ma
     os.killpg(os.getpgid(before["2"]), signal.SIGKILL)
     wait_for(lambda: (p := executor_process(hub)) and p.pid != old.pid, 120, message="executor restarted")
     wait_for(lambda: hub.executor("GET", "jobs", owner).status_code == 200, 120, message="executor answering")
+    wait_for(lambda: scoring_servers(hub, main)[1]["handle"]["pid"] != before["2"], 120, message="version 2 started again")
     wait_status(hub, main, owner)
     after = {s["version"]: s["handle"]["pid"] for s in scoring_servers(hub, main)}
     assert after["1"] == before["1"]  # adopted
