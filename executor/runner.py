@@ -165,22 +165,13 @@ def run_job(spec: dict, km, kc) -> dict:
 
 
 def import_papermill():
-    """Import papermill (most of the runner's start-up) with its client on our ready kernel client.
+    """Import papermill (most of the runner's start-up, without its optional imports: see
+    imports.py) with its client on our ready kernel client."""
+    from notebench.executor.imports import without_optional_imports
 
-    Two imports papermill never needs here are kept out (bench/executor: runner+kernel 2.1 → 0.9
-    CPU-s): jsonschema's optional IRI format checker (rfc3987_syntax builds parsers at import) and
-    pyarrow (hdfs:// paths only)."""
-    blocked = {name: sys.modules.get(name) for name in ("rfc3987_syntax", "pyarrow", "pyarrow.fs")}
-    sys.modules.update(dict.fromkeys(blocked))
-    try:
+    with without_optional_imports():
         import papermill.engines
         from papermill.clientwrap import PapermillNotebookClient
-    finally:
-        for name, module in blocked.items():
-            if module is None:
-                sys.modules.pop(name, None)
-            else:
-                sys.modules[name] = module
 
     class ReadyKernelClient(PapermillNotebookClient):
         """nbclient would make a second client and wait for it (kernel_info, then 0.2 s of iopub
@@ -232,10 +223,19 @@ def run_one_job(kernel_name: str, cwd: str, channel: socket.socket, client_class
     return 0
 
 
+def reap_runners(*_signal) -> None:
+    """Wait for the runners that ended (no zombies; their CPU time is accounted to the factory)."""
+    try:
+        while os.waitpid(-1, os.WNOHANG)[0] > 0:
+            pass
+    except ChildProcessError:
+        pass
+
+
 def factory(control: socket.socket, client_class) -> int:
     """Fork a runner for each request on ``control`` (a SOCK_SEQPACKET socket): a JSON message
     {kernel, cwd, env} carrying the runner's channel as a file descriptor. Ends at EOF."""
-    signal.signal(signal.SIGCHLD, signal.SIG_IGN)  # runners are reaped as they end: no zombies
+    signal.signal(signal.SIGCHLD, reap_runners)
     while True:
         message, fds, _flags, _addr = socket.recv_fds(control, 256 * 1024, 1)
         if not message:
