@@ -159,6 +159,7 @@ class Executor(Application):
         await self.dispatcher.recover()
         loop_task = asyncio.ensure_future(self.schedule_loop())
         flush_task = asyncio.ensure_future(self.endpoints.flush_loop())
+        watch_task = asyncio.ensure_future(self.endpoints.watch_loop())
         stop = asyncio.Event()
         for sig in (signal.SIGTERM, signal.SIGINT):
             asyncio.get_running_loop().add_signal_handler(sig, stop.set)
@@ -166,6 +167,7 @@ class Executor(Application):
         await stop.wait()
         loop_task.cancel()
         flush_task.cancel()
+        watch_task.cancel()
         server.stop()
         await self.dispatcher.close()  # running jobs keep running; a restart re-attaches to them
         await self.endpoints.close()  # so do scoring servers: a restart adopts them

@@ -95,6 +95,7 @@ class Endpoints(LoggingConfigurable):
         config=True
     )
     sample_flush_seconds = Integer(1, help="How often sampled requests are written to the store.").tag(config=True)
+    watch_seconds = Integer(2, help="How often scoring servers are checked (one that died is started again).").tag(config=True)
 
     def __init__(self, app, **kwargs):
         super().__init__(parent=app, **kwargs)
@@ -328,7 +329,7 @@ class Endpoints(LoggingConfigurable):
                     s.execute(sa.update(ScoringServer).where(ScoringServer.id == server_id)
                               .values(weight=weight, alias=alias, retired=False))
                 s.commit()
-            self._set(Endpoint, endpoint.id, status="ready", reason=f"update failed, previous versions kept: {reason}",
+            self._set(Endpoint, endpoint.id, status="ready", reason=f"not applied, the versions before are kept: {reason}",
                       updated_at=utcnow())
             return
         # Nothing serving: the endpoint has failed; stop what did start.
@@ -363,6 +364,31 @@ class Endpoints(LoggingConfigurable):
             if endpoint.status == "ready" and not all(x.handle and self.backend.is_running(x.handle) for x in wanted):
                 self._set(Endpoint, endpoint.id, status="starting", reason="a scoring server is started again after a restart")
             self._start_task(endpoint.id)  # also stops servers an update was replacing
+
+    def restart_dead_servers(self) -> None:
+        """Start again the scoring servers of serving endpoints that died (until then, the
+        router sends their share to the other versions, if any)."""
+        for route in list(self.router.routes.values()):
+            task = self._tasks.get(route.endpoint_id)
+            if not route.targets or (task is not None and not task.done()):
+                continue
+            with self.sessions() as s:
+                servers = [x for x in self._servers(s, route.endpoint_id) if not x.retired]
+            # Only servers that were ready: one that failed to start stays failed (no restart loop).
+            dead = [x for x in servers if x.status == "ready" and not (x.handle and self.backend.is_running(x.handle))]
+            if dead:
+                names = ", ".join(f"{x.model}/{x.version}" for x in dead)
+                self.log.warning("endpoint %s: the scoring server of %s exited; starting it again", route.name, names)
+                self._set(Endpoint, route.endpoint_id, status="starting", reason=f"the scoring server of {names} exited; starting it again")
+                self._start_task(route.endpoint_id)
+
+    async def watch_loop(self) -> None:
+        while True:
+            await asyncio.sleep(self.watch_seconds)
+            try:
+                self.restart_dead_servers()
+            except Exception:
+                self.log.exception("checking scoring servers failed")
 
     async def flush_samples(self) -> None:
         """Write the requests sampled since the last flush, keeping the latest ``max_samples`` per endpoint."""

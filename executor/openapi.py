@@ -6,8 +6,8 @@ compared with it by the tests, so the file in the repo is always the API that ru
 
 from __future__ import annotations
 
-from .db import STATUSES
-from .models import JobRequest, SchedulePatch, ScheduleRequest
+from .db import ENDPOINT_STATUSES, SERVER_STATUSES, STATUSES
+from .models import EndpointCreate, EndpointPatch, JobRequest, SchedulePatch, ScheduleRequest
 
 ERROR = {
     "type": "object",
@@ -88,6 +88,55 @@ PROFILES = {
     },
 }
 
+ENDPOINT = {
+    "type": "object",
+    "required": ["name", "owner", "profile", "status", "reason", "created_at", "updated_at", "invocation_url", "versions"],
+    "properties": {
+        "name": {"type": "string"},
+        "owner": {"type": "string"},
+        "profile": {"type": "string"},
+        "status": {"type": "string", "enum": list(ENDPOINT_STATUSES)},
+        "reason": {"type": ["string", "null"], "description": "Why it failed (or why an update was not applied)"},
+        "created_at": {"type": "string", "format": "date-time"},
+        "updated_at": {"type": "string", "format": "date-time"},
+        "invocation_url": {"type": "string", "description": "POST MLflow scoring input here (a token with the invoke scope)"},
+        "versions": {"type": "array", "items": {
+            "type": "object",
+            "required": ["model", "version", "alias", "weight", "status", "reason"],
+            "properties": {
+                "model": {"type": "string"},
+                "version": {"type": "string", "description": "The version served (an alias resolved at deploy)"},
+                "alias": {"type": ["string", "null"], "description": "The alias it was deployed by, if any"},
+                "weight": {"type": "integer"},
+                "status": {"type": "string", "enum": list(SERVER_STATUSES)},
+                "reason": {"type": ["string", "null"]},
+            },
+        }},
+    },
+}
+
+NULLABLE_MS = {"type": ["number", "null"]}
+METRICS = {
+    "type": "object",
+    "required": ["versions"],
+    "properties": {"versions": {"type": "array", "items": {
+        "type": "object",
+        "required": ["model", "version", "requests", "errors", "latency_ms", "series"],
+        "properties": {
+            "model": {"type": "string"},
+            "version": {"type": "string"},
+            "requests": {"type": "integer"},
+            "errors": {"type": "integer"},
+            "latency_ms": {"type": "object", "required": ["p50", "p99"], "properties": {"p50": NULLABLE_MS, "p99": NULLABLE_MS}},
+            "series": {"type": "array", "items": {
+                "type": "object",
+                "required": ["t", "requests", "p50_ms"],
+                "properties": {"t": {"type": "string", "format": "date-time"}, "requests": {"type": "integer"}, "p50_ms": NULLABLE_MS},
+            }},
+        },
+    }}},
+}
+
 
 def _ref(name):
     return {"$ref": f"#/components/schemas/{name}"}
@@ -99,22 +148,26 @@ def _json(schema):
 
 def _errors(*codes):
     text = {400: "Bad input (the body names the field)", 401: "Not authenticated", 403: "Not allowed",
-            404: "Not found (or not yours)", 413: "Body too large (field: body)"}
+            404: "Not found (or not yours)", 409: "Conflict (the field says with what)", 413: "Body too large (field: body)",
+            503: "Not available here (MLflow is not enabled)"}
     return {str(c): {"description": text[c], "content": _json(_ref("Error"))} for c in codes}
 
 
 def spec(prefix: str = "/services/executor/") -> dict:
     job_id = [{"name": "job_id", "in": "path", "required": True, "schema": {"type": "integer"}}]
     schedule_id = [{"name": "schedule_id", "in": "path", "required": True, "schema": {"type": "integer"}}]
-    schemas = {"Error": ERROR, "Job": JOB, "Schedule": SCHEDULE}
-    for model in (JobRequest, ScheduleRequest, SchedulePatch):
+    endpoint_name = [{"name": "name", "in": "path", "required": True, "schema": {"type": "string"}}]
+    schemas = {"Error": ERROR, "Job": JOB, "Schedule": SCHEDULE, "Endpoint": ENDPOINT}
+    for model in (JobRequest, ScheduleRequest, SchedulePatch, EndpointCreate, EndpointPatch):
         schema = model.model_json_schema(ref_template="#/components/schemas/{model}")
         schemas.update(schema.pop("$defs", {}))
         schemas[model.__name__] = schema
     common = _errors(400, 401, 403, 413)  # any request: unknown query parameters (400), a body over the limit (413)
     return {
         "openapi": "3.1.0",
-        "info": {"title": "Notebench executor", "version": "1", "description": "Notebook jobs and schedules. Authenticate with a JupyterHub API token "
+        "info": {"title": "Notebench executor", "version": "1", "description": "Notebook jobs and schedules; model endpoints (invoked at "
+                 f"{prefix}endpoints/<name>/invocations with MLflow scoring input and a token holding the "
+                 "custom:notebench-endpoints:invoke scope). Authenticate with a JupyterHub API token "
                  "(Authorization: token <token>, or Bearer) or the hub's OAuth cookie: a browser navigating here "
                  "without one is sent through the hub's login; writes with the cookie need the X-XSRFToken header. "
                  "Errors are {status, message, field}, field naming the offending request field or parameter."},
@@ -189,6 +242,34 @@ def spec(prefix: str = "/services/executor/") -> dict:
                           "responses": {"200": {"description": "The schedule", "content": _json(_ref("Schedule"))}, **_errors(404), **common}},
                 "delete": {"summary": "Delete a schedule (its past jobs stay)", "parameters": schedule_id,
                            "responses": {"204": {"description": "Deleted"}, **_errors(404), **common}},
+            },
+            "/endpoints": {
+                "get": {"summary": "Your model endpoints (admins: everyone's)",
+                        "responses": {"200": {"description": "Endpoints", "content": _json({"type": "object", "required": ["endpoints"], "properties": {"endpoints": {"type": "array", "items": _ref("Endpoint")}}})}, **common}},
+                "post": {"summary": "Deploy model versions (or aliases, resolved now) behind a new endpoint, traffic split by weight",
+                         "requestBody": {"required": True, "content": _json(_ref("EndpointCreate"))},
+                         "responses": {"201": {"description": "Created; starting (poll until ready)", "content": _json(_ref("Endpoint"))},
+                                       **_errors(409, 503), **common}},
+            },
+            "/endpoints/{name}": {
+                "get": {"summary": "One endpoint", "parameters": endpoint_name,
+                        "responses": {"200": {"description": "The endpoint", "content": _json(_ref("Endpoint"))}, **_errors(404), **common}},
+                "patch": {"summary": "Change versions and weights (rolling: no request fails)", "parameters": endpoint_name,
+                          "requestBody": {"required": True, "content": _json(_ref("EndpointPatch"))},
+                          "responses": {"200": {"description": "The endpoint, updating", "content": _json(_ref("Endpoint"))},
+                                        **_errors(404, 409, 503), **common}},
+                "delete": {"summary": "Stop and delete an endpoint", "parameters": endpoint_name,
+                           "responses": {"204": {"description": "Deleted"}, **_errors(404), **common}},
+            },
+            "/endpoints/{name}/metrics": {
+                "get": {"summary": "Requests, errors and latency per version (since the executor started), per minute too",
+                        "parameters": endpoint_name,
+                        "responses": {"200": {"description": "Metrics", "content": _json(METRICS)}, **_errors(404), **common}},
+            },
+            "/endpoints/{name}/requests": {
+                "get": {"summary": "The stored sample of requests, as JSON lines", "parameters": endpoint_name,
+                        "responses": {"200": {"description": 'One {"time", "model", "version", "latency_ms", "status", "inputs", "outputs"} per line',
+                                              "content": {"application/x-ndjson": {"schema": {"type": "string"}}}}, **_errors(404), **common}},
             },
         },
     }

@@ -330,14 +330,22 @@ class InvocationHandler(web.RequestHandler):
             return self.error(503, f"endpoint {name} is not serving: {route.reason}")
         target = route.pick()
         body = self.request.body
+        content_type = self.request.headers.get("Content-Type", "application/json")
         try:
-            response = await asyncio.wait_for(
-                target.upstream.post("/invocations", body, self.request.headers.get("Content-Type", "application/json")),
-                UPSTREAM_TIMEOUT_S,
-            )
+            async with asyncio.timeout(UPSTREAM_TIMEOUT_S):  # no task of its own, unlike wait_for
+                response = await target.upstream.post("/invocations", body, content_type)
         except (UpstreamError, OSError, asyncio.TimeoutError) as e:
             response = Response(502, b"application/json", b"")
             message = f"{target.label} did not answer: {type(e).__name__}: {e}"
+            if isinstance(e, OSError):  # not reachable (it died): another version may answer meanwhile
+                for other in route.targets:
+                    if other is not target and other.weight > 0:
+                        try:
+                            async with asyncio.timeout(UPSTREAM_TIMEOUT_S):
+                                response, target = await other.upstream.post("/invocations", body, content_type), other
+                            break
+                        except (UpstreamError, OSError, asyncio.TimeoutError):
+                            continue
         self.set_header("X-Notebench-Model-Version", target.label)
         if response.status < 400:
             self.set_status(response.status)

@@ -1,8 +1,8 @@
 """Model endpoints: the endpoints API, the router (/services/executor/endpoints/<name>/invocations)
 and the local scoring servers, against the session's real hub, MLflow and executor.
 
-Models are real: a tiny scikit-learn model is trained, logged and registered (two versions, the
-first with the alias "champion") in the hub's MLflow as the owner.
+Models are real: a tiny scikit-learn model is trained, logged and registered (tests/registry.py: versions
+1 "champion", 2, and 3 that cannot load) in the hub's MLflow as the owner.
 """
 
 import concurrent.futures
@@ -10,8 +10,6 @@ import json
 import os
 import signal
 import sqlite3
-import subprocess
-import sys
 import threading
 import uuid
 
@@ -20,32 +18,10 @@ import pytest
 import requests
 
 from launcher import wait_for
+from registry import register_model
 
 RUN = uuid.uuid4().hex[:6]  # OS accounts outlive test runs: names are per run
 INVOKE_SCOPE = "custom:notebench-endpoints:invoke"
-
-REGISTER = r"""
-import json, sys
-import mlflow, numpy as np, pandas as pd
-from mlflow import MlflowClient
-from sklearn.linear_model import LogisticRegression
-
-name = sys.argv[1]
-rng = np.random.RandomState(0)
-X = pd.DataFrame(rng.rand(60, 3), columns=["a", "b", "c"])
-mlflow.set_experiment(f"endpoints-{name}")
-for version, label in enumerate([X["a"] > 0.5, X["b"] > 0.5], start=1):
-    with mlflow.start_run():
-        model = LogisticRegression().fit(X, label.astype(int))
-        mlflow.sklearn.log_model(model, name="model", registered_model_name=name, input_example=X.head(2))
-client = MlflowClient()
-client.set_registered_model_alias(name, "champion", "1")
-# Version 3: registered, but no model (its scoring server cannot load it).
-with mlflow.start_run() as run:
-    mlflow.log_text("artifact_path: junk\nflavors: {}\n", "junk/MLmodel")
-client.create_model_version(name, source=f"runs:/{run.info.run_id}/junk", run_id=run.info.run_id)
-print(json.dumps({"dataframe_split": {"columns": ["a", "b", "c"], "data": X.head(3).values.tolist()}}))
-"""
 
 
 @pytest.fixture(scope="module")
@@ -58,10 +34,7 @@ def people(hub):
 def model(hub, people):
     """A registered model of the owner with versions 1 (alias champion), 2, and 3 (broken); a scoring input."""
     name = f"clf-{RUN}"
-    env = dict(os.environ, MLFLOW_TRACKING_URI=f"{hub.url}/services/mlflow", MLFLOW_TRACKING_TOKEN=people["owner_token"])
-    out = subprocess.run([sys.executable, "-c", REGISTER, name], env=env, capture_output=True, text=True, timeout=300)
-    assert out.returncode == 0, out.stderr[-3000:]
-    return {"name": name, "input": json.loads(out.stdout.strip().splitlines()[-1])}
+    return {"name": name, "input": register_model(hub.url, people["owner_token"], name)}
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -335,7 +308,7 @@ def test_a_failed_update_keeps_the_previous_versions(hub, people, model, main):
         {"model": model["name"], "version": "1", "weight": 50}, {"model": model["name"], "version": "3", "weight": 50}]})
     assert r.status_code == 200, r.text
     endpoint = wait_status(hub, main, owner)
-    assert endpoint["reason"].startswith("update failed, previous versions kept: " + model["name"] + "/3 did not start")
+    assert endpoint["reason"].startswith("not applied, the versions before are kept: " + model["name"] + "/3 did not start")
     assert [(v["version"], v["alias"], v["weight"]) for v in endpoint["versions"]] == [
         (v["version"], v["alias"], v["weight"]) for v in before]
     seen = set()
@@ -346,6 +319,24 @@ def test_a_failed_update_keeps_the_previous_versions(hub, people, model, main):
             seen.add(r.headers["X-Notebench-Model-Version"])
     assert f"{model['name']}/3" not in seen
     assert [s["version"] for s in scoring_servers(hub, main)] == ["1", "2"]
+
+
+def test_a_scoring_server_that_dies_is_started_again(hub, people, model, main):
+    owner = people["owner_token"]
+    before = {s["version"]: s["handle"]["pid"] for s in scoring_servers(hub, main)}
+    os.killpg(os.getpgid(before["2"]), signal.SIGKILL)
+    # Meanwhile the other version answers what would have gone to the dead one.
+    with requests.Session() as session:
+        for _ in range(30):
+            r = invoke(hub, main, owner, model["input"], session)
+            assert r.status_code == 200, r.text
+    wait_for(lambda: scoring_servers(hub, main)[1]["handle"]["pid"] != before["2"], 120, message="version 2 started again")
+    wait_status(hub, main, owner)
+    seen = set()
+    with requests.Session() as session:
+        for _ in range(30):
+            seen.add(invoke(hub, main, owner, model["input"], session).headers["X-Notebench-Model-Version"])
+    assert seen == {f"{model['name']}/1", f"{model['name']}/2"}
 
 
 def executor_process(hub):
