@@ -13,7 +13,10 @@ if context.is_offline_mode():
 else:
     engine = make_engine(url)
     with engine.connect() as connection:
-        context.configure(connection=connection, target_metadata=Base.metadata, render_as_batch=True)
+        # SQLite's DDL is transactional, though Alembic assumes not and commits after each
+        # revision: that would let go of the lock below between revisions.
+        context.configure(connection=connection, target_metadata=Base.metadata, render_as_batch=True,
+                          transactional_ddl=True)
         with context.begin_transaction():
             # Executors starting together on an empty database migrate one after the other.
             if connection.dialect.name == "postgresql":
