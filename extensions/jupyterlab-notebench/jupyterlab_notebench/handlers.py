@@ -29,7 +29,15 @@ JOB_FIELDS = ("parameters", "profile", "timeout_seconds", "workers", "worker_pro
 OUTPUT_DIR = "job-outputs"
 
 
-class NotebenchHandler(APIHandler):
+class SameOriginOnly:
+    """No CORS headers at all: only JupyterLab, on this server's own origin, calls these handlers.
+    (jupyter_server would otherwise echo any Origin back to token-authenticated requests.)"""
+
+    def set_cors_headers(self) -> None:
+        pass
+
+
+class NotebenchHandler(SameOriginOnly, APIHandler):
     auth_resource = "notebench"
 
     def body(self) -> dict:
@@ -153,7 +161,7 @@ class JobOutputHandler(NotebenchHandler):
         self.reply({"path": path})
 
 
-class JobOutputHtmlHandler(JupyterHandler):
+class JobOutputHtmlHandler(SameOriginOnly, JupyterHandler):
     """The job's output as HTML. It is the user's own output, but it may carry scripts: serve it
     sandboxed (an opaque origin, no access to this server's cookies or API)."""
 
@@ -346,8 +354,9 @@ class AliasesHandler(NotebenchHandler):
     @web.authenticated
     @authorized
     async def delete(self):
-        query = {"name": self.get_query_argument("name"), "alias": self.get_query_argument("alias")}
-        await call("mlflow", ["registered-models", "alias"], "DELETE", query=query)
+        alias = {"name": self.get_query_argument("name"), "alias": self.get_query_argument("alias")}
+        # MLflow reads a DELETE's parameters from its JSON body.
+        await call("mlflow", ["registered-models", "alias"], "DELETE", alias)
         self.set_status(204)
         self.finish()
 
