@@ -322,3 +322,58 @@ def hub_mlflow(hub, token, path, **kwargs):
                      headers={"Authorization": f"token {token}"}, timeout=30, **kwargs)
     r.raise_for_status()
     return r.json()
+
+
+# --- endpoints through the real executor -------------------------------------------------------
+
+
+async def wait_endpoint(jp_fetch, name, timeout=180):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        endpoint = await fetch_json(jp_fetch, "endpoints", name)
+        if endpoint["status"] in ("ready", "failed"):
+            return endpoint
+        await asyncio.sleep(0.2)  # polling interval while the scoring servers start
+    raise TimeoutError(f"endpoint {name} not ready")
+
+
+async def test_deploy_try_it_and_metrics(jp_fetch, jp_root_dir, hub, as_ada):
+    (jp_root_dir / "train-model.ipynb").write_bytes(TRAIN_NOTEBOOK.read_bytes())
+    job = await fetch_json(jp_fetch, "jobs", method="POST", body={"path": "train-model.ipynb"})
+    assert (await wait_job(jp_fetch, job["id"]))["status"] == "succeeded"
+    run = next(r for r in (await fetch_json(jp_fetch, "models", "runs"))["runs"] if r["job_id"] == str(job["id"]))
+    model = f"iris-deploy-{as_ada[0]}"
+    v1 = await fetch_json(jp_fetch, "models", "versions", method="POST", body={"model_id": run["model_id"], "name": model})
+    v2 = await fetch_json(jp_fetch, "models", "versions", method="POST", body={"model_id": run["model_id"], "name": model})
+    await fetch_json(jp_fetch, "models", "aliases", method="POST", body={"name": model, "alias": "champion", "version": v1["version"]})
+
+    name = f"ext-{as_ada[0]}"
+    versions = [{"model": model, "version": "champion", "weight": 80}, {"model": model, "version": v2["version"], "weight": 20}]
+    created = await fetch_json(jp_fetch, "endpoints", method="POST", body={"name": name, "versions": versions})
+    assert created["name"] == name and created["owner"] == as_ada[0]
+    endpoint = await wait_endpoint(jp_fetch, name)
+    assert endpoint["status"] == "ready", endpoint
+    assert {(v["version"], v["weight"]) for v in endpoint["versions"]} == {(v1["version"], 80), (v2["version"], 20)}
+    assert name in [e["name"] for e in (await fetch_json(jp_fetch, "endpoints"))["endpoints"]]
+
+    # "Try it" sends the model's logged input example and reports who answered.
+    example = (await fetch_json(jp_fetch, "endpoints", name, "example"))["payload"]
+    assert "dataframe_split" in example
+    answered = set()
+    for _ in range(10):
+        result = await fetch_json(jp_fetch, "endpoints", name, "invoke", method="POST", body={})
+        assert result["status"] == 200 and len(result["predictions"]) == len(example["dataframe_split"]["data"])
+        answered.add(result["version"])
+    assert answered == {f"{model}/{v1['version']}", f"{model}/{v2['version']}"}  # 80/20 over 10 requests
+
+    metrics = await fetch_json(jp_fetch, "endpoints", name, "metrics")
+    assert sum(v["requests"] for v in metrics["versions"]) >= 10
+
+    patched = await fetch_json(jp_fetch, "endpoints", name, method="PATCH",
+                               body={"versions": [{"model": model, "version": v2["version"], "weight": 100}]})
+    assert patched["name"] == name
+    assert (await wait_endpoint(jp_fetch, name))["versions"][0]["weight"] == 100
+    await jp_fetch("notebench", "endpoints", name, method="DELETE")
+    with pytest.raises(HTTPClientError) as e:
+        await jp_fetch("notebench", "endpoints", name)
+    assert e.value.code == 404
