@@ -281,14 +281,16 @@ async def test_others_jobs_are_not_found(jp_fetch, hub, as_ada):
 
 async def test_runs_register_and_aliases(jp_fetch, jp_root_dir, hub, as_ada):
     (jp_root_dir / "train-model.ipynb").write_bytes(TRAIN_NOTEBOOK.read_bytes())
-    job = await fetch_json(jp_fetch, "jobs", method="POST", body={"path": "train-model.ipynb", "parameters": {"C": 0.7}})
+    # C is a float in the notebook: sent as JSON 1 it still arrives as 1.0.
+    job = await fetch_json(jp_fetch, "jobs", method="POST", body={"path": "train-model.ipynb", "parameters": {"C": 1, "max_iter": 300}})
+    assert job["parameters"] == {"C": 1.0, "max_iter": 300} and type(job["parameters"]["C"]) is float
     job = await wait_job(jp_fetch, job["id"])
     assert job["status"] == "succeeded", job
 
     runs = (await fetch_json(jp_fetch, "models", "runs"))["runs"]
     run = next(r for r in runs if r["job_id"] == str(job["id"]))
     assert run["run_id"] == job["mlflow_run_id"] and run["experiment"] == f"{as_ada[0]}/train-model"
-    assert 0.5 < run["metrics"]["accuracy"] <= 1 and run["params"]["C"] == "0.7"
+    assert 0.5 < run["metrics"]["accuracy"] <= 1 and run["params"]["C"] == "1.0"
 
     name = f"iris-{as_ada[0]}"
     version = await fetch_json(jp_fetch, "models", "versions", method="POST",

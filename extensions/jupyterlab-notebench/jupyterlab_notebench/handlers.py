@@ -99,6 +99,19 @@ async def read_notebook(contents_manager, path: str) -> dict:
     return json.loads(json.dumps(model["content"]))
 
 
+def keep_float_types(notebook: dict, parameters: dict) -> dict:
+    """JSON (and so the browser) writes 1.0 as 1: give float parameters of the notebook floats back,
+    so papermill injects `C = 1.0`, not `C = 1`."""
+    try:
+        declared = {p["name"]: p["type"] for p in notebook_parameters(notebook)["parameters"]}
+    except ValueError:
+        return parameters
+    return {
+        name: float(value) if declared.get(name) == "float" and type(value) is int else value
+        for name, value in parameters.items()
+    }
+
+
 def job_cwd(contents_manager, notebook_path: str) -> str:
     """The notebook's directory relative to the home directory, as the executor wants `cwd`."""
     root = getattr(contents_manager, "root_dir", None) or os.getcwd()
@@ -124,6 +137,7 @@ class JobsHandler(NotebenchHandler):
         path = _text(body, "path")
         notebook = await read_notebook(self.contents_manager, path)
         job = {k: body[k] for k in JOB_FIELDS if body.get(k) is not None}
+        job["parameters"] = keep_float_types(notebook, job.get("parameters") or {})
         job.setdefault("name", posixpath.splitext(posixpath.basename(path))[0])
         job.update(notebook=notebook, cwd=job_cwd(self.contents_manager, path))
         self.reply((await call("executor", ["jobs"], "POST", job)).json(), 201)

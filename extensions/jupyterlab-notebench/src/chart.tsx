@@ -25,7 +25,7 @@ export function LineChart(props: {
       <figcaption>
         {props.title} <small>(max {max < 1e-6 ? 0 : Math.round(max * 10) / 10}{props.unit ?? ''})</small>
       </figcaption>
-      <svg width={width} height={height} role="img" aria-label={props.title}>
+      <svg viewBox={`0 0 ${width} ${height}`} width="100%" role="img" aria-label={props.title}>
         <rect x={0} y={0} width={width} height={height} className="nb-chart-frame" />
         {props.metrics.map((m, i) => {
           const points = m.series

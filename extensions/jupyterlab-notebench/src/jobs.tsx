@@ -51,8 +51,10 @@ function initialValue(parameter: Parameter): string | boolean {
     case 'expression':
       return String(parameter.default ?? '');
     case 'int':
-    case 'float':
       return String(parameter.default);
+    case 'float':
+      // Show 1.0 rather than 1, so the field reads as the float it is.
+      return Number.isInteger(parameter.default) ? parameter.default.toFixed(1) : String(parameter.default);
     default:
       return JSON.stringify(parameter.default);
   }
@@ -100,6 +102,7 @@ function RunForm(props: { path: string | null; onSubmitted: () => void }): JSX.E
     if (!path) {
       return;
     }
+    setMessage(null);
     try {
       const chosen: Record<string, unknown> = {};
       for (const p of parameters) {

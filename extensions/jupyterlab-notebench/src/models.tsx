@@ -100,6 +100,12 @@ function RunsTable(props: { runs: ModelRun[]; onRegistered: () => void }): JSX.E
                   {r.run_name}
                   {r.job_id ? ` · job #${r.job_id}` : ''}
                 </small>
+                <br />
+                <small className="nb-params">
+                  {Object.entries(r.params)
+                    .map(([k, v]) => `${k}=${v}`)
+                    .join(', ')}
+                </small>
               </td>
               {metricKeys.map(k => (
                 <td key={k}>{formatMetric(r.metrics[k])}</td>
