@@ -107,6 +107,7 @@ class Endpoints(LoggingConfigurable):
         self.registry = ModelRegistry(app.mlflow_url, app.tokens) if app.mlflow_url else None
         self.router = Router(samples_per_second=self.samples_per_second)
         self._tasks: dict[int, asyncio.Task] = {}
+        self._deleting: set[int] = set()  # no more changes to these (the watcher must not restart them)
         self._flush_lock = asyncio.Lock()
 
     # --- reading --------------------------------------------------------------------------------
@@ -220,6 +221,13 @@ class Endpoints(LoggingConfigurable):
         return self.find(endpoint.name)
 
     async def delete(self, endpoint: Endpoint) -> None:
+        self._deleting.add(endpoint.id)
+        try:
+            await self._delete(endpoint)
+        finally:
+            self._deleting.discard(endpoint.id)
+
+    async def _delete(self, endpoint: Endpoint) -> None:
         task = self._tasks.pop(endpoint.id, None)
         if task is not None and not task.done():
             task.cancel()
@@ -237,7 +245,8 @@ class Endpoints(LoggingConfigurable):
     # --- bringing an endpoint to what the store says --------------------------------------------
 
     def _start_task(self, endpoint_id: int) -> None:
-        self._tasks[endpoint_id] = asyncio.ensure_future(self._roll(endpoint_id))
+        if endpoint_id not in self._deleting:
+            self._tasks[endpoint_id] = asyncio.ensure_future(self._roll(endpoint_id))
 
     def _set(self, model, object_id: int, **values) -> None:
         with self.sessions() as s:
@@ -288,6 +297,8 @@ class Endpoints(LoggingConfigurable):
         with self.sessions() as s:
             endpoint = s.get(Endpoint, endpoint_id)
             servers = self._servers(s, endpoint_id)
+        if endpoint is None:  # deleted meanwhile
+            return
         wanted = [x for x in servers if not x.retired]
         replaced = [x for x in servers if x.retired]
         self.backend.prewarm(endpoint.owner)
@@ -370,7 +381,7 @@ class Endpoints(LoggingConfigurable):
         router sends their share to the other versions, if any)."""
         for route in list(self.router.routes.values()):
             task = self._tasks.get(route.endpoint_id)
-            if not route.targets or (task is not None and not task.done()):
+            if not route.targets or (task is not None and not task.done()) or route.endpoint_id in self._deleting:
                 continue
             with self.sessions() as s:
                 servers = [x for x in self._servers(s, route.endpoint_id) if not x.retired]

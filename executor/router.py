@@ -49,15 +49,13 @@ class Response:
 
 async def _read_response(reader: asyncio.StreamReader) -> tuple[Response, bool]:
     """One HTTP/1.1 response; returns it and whether the connection may be used again."""
-    status_line = await reader.readuntil(b"\r\n")
+    head = await reader.readuntil(b"\r\n\r\n")  # the status line and the headers, in one read
+    status_line, *lines = head[:-4].split(b"\r\n")
     parts = status_line.split(b" ", 2)
     if len(parts) < 2 or not parts[0].startswith(b"HTTP/1."):
         raise UpstreamError(f"not an HTTP response: {status_line[:80]!r}")
     headers = {}
-    while True:
-        line = await reader.readuntil(b"\r\n")
-        if line == b"\r\n":
-            break
+    for line in lines:
         name, _, value = line.partition(b":")
         headers[name.strip().lower()] = value.strip()
     keep_alive = headers.get(b"connection", b"").lower() != b"close"
@@ -337,7 +335,7 @@ class InvocationHandler(web.RequestHandler):
         except (UpstreamError, OSError, asyncio.TimeoutError) as e:
             response = Response(502, b"application/json", b"")
             message = f"{target.label} did not answer: {type(e).__name__}: {e}"
-            if isinstance(e, OSError):  # not reachable (it died): another version may answer meanwhile
+            if not isinstance(e, asyncio.TimeoutError):  # it died: another version may answer meanwhile
                 for other in route.targets:
                     if other is not target and other.weight > 0:
                         try:

@@ -79,6 +79,10 @@ def scoring_servers(hub, name) -> list[dict]:
     return [{"model": m, "version": v, "handle": json.loads(h) if h else None, "retired": r} for m, v, h, r in rows]
 
 
+def pid_of(hub, name, version) -> int | None:
+    return next((s["handle"] or {}).get("pid") for s in scoring_servers(hub, name) if s["version"] == version)
+
+
 def alive(pid: int) -> bool:
     try:
         return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
@@ -159,6 +163,9 @@ def test_an_invoke_only_token_invokes_and_does_nothing_else(hub, people, model, 
     assert hub.executor("GET", "jobs", token).status_code == 403
     assert hub.executor("GET", "endpoints", token).status_code == 403
     assert hub.api("POST", f"/users/{owner}/server", token).status_code == 403  # cannot start (or reach) the server
+    r = requests.get(f"{hub.url}/services/mlflow/api/2.0/mlflow/experiments/search?max_results=1",
+                     headers={"Authorization": f"Bearer {token}"}, timeout=60)
+    assert r.status_code in (401, 403), r.text  # nor MLflow
     assert hub.api("POST", f"/users/{owner}/tokens", token, json={}).status_code == 403  # nor make itself a better token
     # Someone else's invoke-only token cannot invoke the owner's endpoint.
     r = hub.api("POST", f"/users/{people['other']}/tokens", people["other_token"], json={"scopes": [f"{INVOKE_SCOPE}!user"]})
@@ -330,8 +337,9 @@ def test_a_scoring_server_that_dies_is_started_again(hub, people, model, main):
         for _ in range(30):
             r = invoke(hub, main, owner, model["input"], session)
             assert r.status_code == 200, r.text
-    wait_for(lambda: scoring_servers(hub, main)[1]["handle"]["pid"] != before["2"], 120, message="version 2 started again")
-    wait_status(hub, main, owner)
+    wait_for(lambda: pid_of(hub, main, "2") != before["2"], 120, message="version 2 started again")
+    endpoint = wait_status(hub, main, owner)
+    assert [v["status"] for v in endpoint["versions"]] == ["ready", "ready"], endpoint
     seen = set()
     with requests.Session() as session:
         for _ in range(30):
@@ -360,8 +368,9 @@ def test_endpoints_come_back_after_the_executor_is_killed(hub, people, model, ma
     os.killpg(os.getpgid(before["2"]), signal.SIGKILL)
     wait_for(lambda: (p := executor_process(hub)) and p.pid != old.pid, 120, message="executor restarted")
     wait_for(lambda: hub.executor("GET", "jobs", owner).status_code == 200, 120, message="executor answering")
-    wait_for(lambda: scoring_servers(hub, main)[1]["handle"]["pid"] != before["2"], 120, message="version 2 started again")
-    wait_status(hub, main, owner)
+    wait_for(lambda: pid_of(hub, main, "2") != before["2"], 120, message="version 2 started again")
+    endpoint = wait_status(hub, main, owner)
+    assert [v["status"] for v in endpoint["versions"]] == ["ready", "ready"], endpoint
     after = {s["version"]: s["handle"]["pid"] for s in scoring_servers(hub, main)}
     assert after["1"] == before["1"]  # adopted
     assert after["2"] != before["2"] and alive(after["2"])  # restarted

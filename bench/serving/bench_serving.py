@@ -10,13 +10,16 @@ Starts its own Notebench (tests/launcher.Hub), registers a scikit-learn model as
   one after the other, --deploy-pause seconds apart (each deleted after). The first deploy of a
   user has no warm scoring process yet (cold); the others find the one the previous deploy had
   started (the product's normal path; back to back, a deploy waits for that process's imports);
-- latency p50/p99 of --requests invocations one after another on one kept-alive connection, and
+- latency p50/p99 of --requests invocations one after another on one kept-alive connection (in
+  --rounds rounds, the targets taking turns), and
   throughput (requests/s) with --concurrency connections for --seconds, against:
   router (proxy): the invocation URL through the hub's public port (configurable-http-proxy + router);
   router: the executor's own port (the router alone);
   direct: the endpoint's scoring server, on its Unix socket;
   mlflow serve: ``mlflow models serve -m models:/<model>/1 --env-manager local --workers 1``.
-  Router overhead = p50(router) - p50(direct); the goals: ≤ 1 ms, and throughput ≥ 0.9× direct.
+  Also the executor's CPU time per request (the router's own work, whatever the scheduling).
+  Router overhead = p50(router) - p50(direct) (the median of the per-round differences); the
+  goals: ≤ 1 ms, and throughput ≥ 0.9× direct.
 
 The client is one asyncio process (aiohttp); it shares the machine's cores with what it measures.
 """
@@ -38,6 +41,7 @@ import time
 from pathlib import Path
 
 import aiohttp
+import psutil
 import requests
 
 REPO = Path(__file__).resolve().parents[2]
@@ -70,13 +74,13 @@ def deploy_and_wait(hub: Hub, token: str, name: str, model: str) -> float:
 
 async def latencies(session: aiohttp.ClientSession, url: str, headers: dict, body: bytes, n: int) -> list[float]:
     times = []
-    for i in range(n + 50):  # the first 50 warm up
+    for i in range(n + 20):  # the first 20 warm up
         started = time.perf_counter()
         async with session.post(url, data=body, headers=headers) as r:
             await r.read()
             if r.status != 200:
                 raise SystemExit(f"{url}: {r.status} {await r.text()}")
-        if i >= 50:
+        if i >= 20:
             times.append((time.perf_counter() - started) * 1000)
     return times
 
@@ -101,22 +105,44 @@ async def throughput(make_session, url: str, headers: dict, body: bytes, seconds
 
 
 async def measure(targets: dict, body: bytes, args) -> dict:
+    """Latency in --rounds rounds, the targets taking turns (so that a change in the machine's load
+    hits them alike), then throughput of each."""
+    times = {label: [] for label in targets}
+    round_p50 = {label: [] for label in targets}
+    cpu_ms = {label: 0.0 for label in targets}  # the executor's CPU time (the router's work)
+    sessions = {label: make_session() for label, (make_session, _, _) in targets.items()}
+    try:
+        for _ in range(args.rounds):
+            for label, (_, url, headers) in targets.items():
+                cpu = sum(args.executor.cpu_times()[:2])
+                batch = await latencies(sessions[label], url, headers, body, args.requests // args.rounds)
+                cpu_ms[label] += (sum(args.executor.cpu_times()[:2]) - cpu) * 1000
+                times[label] += batch
+                round_p50[label].append(statistics.median(batch))
+    finally:
+        for session in sessions.values():
+            await session.close()
     results = {}
     for label, (make_session, url, headers) in targets.items():
-        async with make_session() as session:
-            times = await latencies(session, url, headers, body, args.requests)
         rps = await throughput(make_session, url, headers, body, args.seconds, args.concurrency)
-        q = statistics.quantiles(times, n=100)
-        results[label] = {"p50": statistics.median(times), "p99": q[98], "rps": rps}
-        print(f"  {label:16} p50 {results[label]['p50']:.3f} ms  p99 {q[98]:.3f} ms  {rps:.0f} req/s  (load {load()})", flush=True)
+        q = statistics.quantiles(times[label], n=100)
+        results[label] = {"p50": statistics.median(times[label]), "p99": q[98], "rps": rps, "round_p50": round_p50[label]}
+        print(f"  {label:16} p50 {results[label]['p50']:.3f} ms  p99 {q[98]:.3f} ms  {rps:.0f} req/s  "
+              f"executor CPU {cpu_ms[label] / len(times[label]):.3f} ms/request  (load {load()})", flush=True)
     return results
+
+
+def overhead(results: dict, label: str) -> float:
+    """Median over rounds of p50(label) - p50(direct) in the same round."""
+    return statistics.median(a - b for a, b in zip(results[label]["round_p50"], results["direct"]["round_p50"]))
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--deploys", type=int, default=6)
     parser.add_argument("--deploy-pause", type=float, default=10, help="seconds between deploys (as a user clicks)")
-    parser.add_argument("--requests", type=int, default=2000)
+    parser.add_argument("--requests", type=int, default=4000)
+    parser.add_argument("--rounds", type=int, default=8)
     parser.add_argument("--seconds", type=float, default=10)
     parser.add_argument("--concurrency", type=int, default=8)
     args = parser.parse_args()
@@ -150,6 +176,9 @@ def main() -> None:
                 "SELECT s.handle FROM scoring_servers s JOIN endpoints e ON e.id = s.endpoint_id WHERE e.name = ?", (name,)
             ).fetchone()[0])
         executor_port = json.loads((hub.data_dir / "ports.json").read_text())["executor"]
+        args.executor = next(p for p in psutil.process_iter(["cmdline"])
+                             if p.info["cmdline"] and p.info["cmdline"][1:] == ["-m", "notebench.executor"]
+                             and p.environ().get("NOTEBENCH_DATA_DIR") == str(hub.data_dir))
 
         port = free_port()
         serve_env = dict(os.environ, MLFLOW_TRACKING_URI=f"{hub.url}/services/mlflow", MLFLOW_TRACKING_TOKEN=token,
@@ -173,16 +202,17 @@ def main() -> None:
             "direct": (uds, "http://scoring-server/invocations", plain),
             "mlflow serve": (tcp, f"http://127.0.0.1:{port}/invocations", plain),
         }
-        print(f"invocations: {args.requests} sequential, then {args.concurrency} connections for {args.seconds:.0f} s", flush=True)
+        print(f"invocations: {args.requests} sequential in {args.rounds} rounds, then {args.concurrency} connections for {args.seconds:.0f} s", flush=True)
         results = asyncio.run(measure(targets, body, args))
-        direct, router = results["direct"], results["router"]
-        print(f"router overhead p50 {router['p50'] - direct['p50']:.3f} ms "
-              f"(through the proxy {results['router (proxy)']['p50'] - direct['p50']:.3f} ms); "
-              f"throughput router/direct {router['rps'] / direct['rps']:.2f}x, "
+        direct = results["direct"]
+        print(f"router overhead p50 {overhead(results, 'router'):.3f} ms "
+              f"(through the proxy {overhead(results, 'router (proxy)'):.3f} ms; median over rounds of the p50 differences); "
+              f"throughput router/direct {results['router']['rps'] / direct['rps']:.2f}x, "
               f"proxy+router/direct {results['router (proxy)']['rps'] / direct['rps']:.2f}x, "
               f"mlflow serve/direct {results['mlflow serve']['rps'] / direct['rps']:.2f}x", flush=True)
-        hub.executor("DELETE", f"endpoints/{name}", token)
     finally:
+        for endpoint in hub.executor("GET", "endpoints").json()["endpoints"]:  # scoring servers outlive the hub
+            hub.executor("DELETE", f"endpoints/{endpoint['name']}")
         if serve is not None:
             os.killpg(serve.pid, signal.SIGTERM)
             serve.wait(30)
