@@ -52,6 +52,17 @@ def invoke(hub, name, token, payload, session=None):
     )
 
 
+def versions_answering(hub, name, token, payload, n) -> set:
+    """Invoke ``n`` times (all must succeed); the versions that answered."""
+    seen = set()
+    with requests.Session() as session:
+        for _ in range(n):
+            r = invoke(hub, name, token, payload, session)
+            assert r.status_code == 200, r.text
+            seen.add(r.headers["X-Notebench-Model-Version"])
+    return seen
+
+
 def wait_status(hub, name, token, status="ready", timeout=180):
     def reached():
         endpoint = hub.executor("GET", f"endpoints/{name}", token).json()
@@ -318,13 +329,7 @@ def test_a_failed_update_keeps_the_previous_versions(hub, people, model, main):
     assert endpoint["reason"].startswith("not applied, the versions before are kept: " + model["name"] + "/3 did not start")
     assert [(v["version"], v["alias"], v["weight"]) for v in endpoint["versions"]] == [
         (v["version"], v["alias"], v["weight"]) for v in before]
-    seen = set()
-    with requests.Session() as session:
-        for _ in range(20):
-            r = invoke(hub, main, owner, model["input"], session)
-            assert r.status_code == 200, r.text
-            seen.add(r.headers["X-Notebench-Model-Version"])
-    assert f"{model['name']}/3" not in seen
+    assert f"{model['name']}/3" not in versions_answering(hub, main, owner, model["input"], 20)
     assert [s["version"] for s in scoring_servers(hub, main)] == ["1", "2"]
 
 
@@ -333,18 +338,11 @@ def test_a_scoring_server_that_dies_is_started_again(hub, people, model, main):
     before = {s["version"]: s["handle"]["pid"] for s in scoring_servers(hub, main)}
     os.killpg(os.getpgid(before["2"]), signal.SIGKILL)
     # Meanwhile the other version answers what would have gone to the dead one.
-    with requests.Session() as session:
-        for _ in range(30):
-            r = invoke(hub, main, owner, model["input"], session)
-            assert r.status_code == 200, r.text
+    versions_answering(hub, main, owner, model["input"], 30)
     wait_for(lambda: pid_of(hub, main, "2") != before["2"], 120, message="version 2 started again")
     endpoint = wait_status(hub, main, owner)
     assert [v["status"] for v in endpoint["versions"]] == ["ready", "ready"], endpoint
-    seen = set()
-    with requests.Session() as session:
-        for _ in range(30):
-            seen.add(invoke(hub, main, owner, model["input"], session).headers["X-Notebench-Model-Version"])
-    assert seen == {f"{model['name']}/1", f"{model['name']}/2"}
+    assert versions_answering(hub, main, owner, model["input"], 30) == {f"{model['name']}/1", f"{model['name']}/2"}
 
 
 def executor_process(hub):
@@ -374,13 +372,7 @@ def test_endpoints_come_back_after_the_executor_is_killed(hub, people, model, ma
     after = {s["version"]: s["handle"]["pid"] for s in scoring_servers(hub, main)}
     assert after["1"] == before["1"]  # adopted
     assert after["2"] != before["2"] and alive(after["2"])  # restarted
-    seen = set()
-    with requests.Session() as session:
-        for _ in range(50):
-            r = invoke(hub, main, owner, model["input"], session)
-            assert r.status_code == 200, r.text
-            seen.add(r.headers["X-Notebench-Model-Version"])
-    assert seen == {f"{model['name']}/1", f"{model['name']}/2"}
+    assert versions_answering(hub, main, owner, model["input"], 50) == {f"{model['name']}/1", f"{model['name']}/2"}
 
 
 def test_delete_stops_everything(hub, people, model, main):
