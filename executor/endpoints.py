@@ -196,12 +196,22 @@ class Endpoints(LoggingConfigurable):
         self._start_task(endpoint.id)
         return endpoint
 
-    async def update(self, endpoint: Endpoint, request: EndpointPatch) -> Endpoint:
+    def _check_unchanging(self, endpoint: Endpoint) -> None:
         task = self._tasks.get(endpoint.id)
+        if endpoint.id in self._deleting:
+            raise EndpointError(404, None, f"no endpoint {endpoint.name}")
         if task is not None and not task.done():
-            raise EndpointError(409, None, f"endpoint {endpoint.name} is changing ({endpoint.status}): try again once it is ready")
+            raise EndpointError(409, None, f"endpoint {endpoint.name} is changing: try again once it is ready")
+
+    async def update(self, endpoint: Endpoint, request: EndpointPatch) -> Endpoint:
+        self._check_unchanging(endpoint)
         resolved = await self._resolve(endpoint.owner, request.versions)
+        # Again: another PATCH or a DELETE may have come while MLflow was asked (from here on
+        # nothing awaits until the change is recorded and its task started).
+        self._check_unchanging(endpoint)
         with self.sessions() as s:
+            if s.get(Endpoint, endpoint.id) is None:
+                raise EndpointError(404, None, f"no endpoint {endpoint.name}")
             current = {(x.model, x.version): x for x in self._servers(s, endpoint.id) if not x.retired}
             for wanted, version, alias in resolved:
                 server = current.pop((wanted.model, version), None)
