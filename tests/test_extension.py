@@ -2,6 +2,7 @@
 (pytest-jupyter), forwarding to the real executor and MLflow of a running Notebench hub."""
 
 import asyncio
+import functools
 import json
 import subprocess
 import sys
@@ -16,11 +17,25 @@ from tornado.httpclient import HTTPClientError
 from jupyterlab_notebench.parameters import notebook_parameters, parse_parameters
 from jupyterlab_notebench.upstream import upstream_url
 
-pytest_plugins = ["pytest_jupyter.jupyter_server"]
+# pytest-jupyter's fixtures for this module only (as `pytest_plugins` they would apply to the whole
+# session, and its autouse event-loop fixture would close the loops of other modules' tests).
+from pytest_jupyter.jupyter_core import *  # noqa: E402,F401,F403
+from pytest_jupyter.jupyter_server import *  # noqa: E402,F401,F403
 
 REPO = Path(__file__).resolve().parent.parent
 VENV_BIN = Path(sys.executable).parent
 TRAIN_NOTEBOOK = REPO / "examples" / "train-model.ipynb"
+
+
+def on_server_loop(test):
+    """Run an async test on pytest-jupyter's event loop, where its server runs (pytest-jupyter's own
+    hook for that is a session-wide plugin, which this module does not load)."""
+
+    @functools.wraps(test)
+    def run(**kwargs):
+        return asyncio.get_event_loop().run_until_complete(test(**kwargs))
+
+    return run
 
 
 @pytest.fixture
@@ -151,6 +166,7 @@ ROUTES = [
 
 
 @pytest.mark.parametrize("auth", ["none", "wrong token"])
+@on_server_loop
 async def test_every_handler_requires_authentication(jp_fetch, jp_base_url, as_ada, auth):
     header = {"Authorization": "" if auth == "none" else "token not-a-real-token"}
     for method, path in ROUTES:
@@ -164,6 +180,7 @@ async def test_every_handler_requires_authentication(jp_fetch, jp_base_url, as_a
             assert e.value.code in (401, 403), (method, path, e.value.code)
 
 
+@on_server_loop
 async def test_no_cors_wildcard(jp_fetch, as_ada):
     for parts in [("profiles",), ("jobs",)]:
         response = await jp_fetch("notebench", *parts, headers={"Origin": "http://evil.example"})
@@ -185,6 +202,7 @@ def test_upstream_urls_stay_under_their_prefix(monkeypatch):
         upstream_url("hub", ["api", "users"])
 
 
+@on_server_loop
 async def test_crafted_paths_reach_no_other_upstream(jp_fetch, jp_root_dir, hub, as_ada):
     # Routes only take digits for job ids and slugs for endpoint names: anything else is no route.
     for parts in [
@@ -214,12 +232,14 @@ async def test_crafted_paths_reach_no_other_upstream(jp_fetch, jp_root_dir, hub,
 # --- jobs through the real executor ------------------------------------------------------------
 
 
+@on_server_loop
 async def test_profiles_are_the_executors(jp_fetch, hub, as_ada):
     ours = await fetch_json(jp_fetch, "profiles")
     theirs = hub.executor("GET", "profiles", as_ada[1]).json()
     assert ours == theirs and {p["name"] for p in ours["profiles"]} >= {"cpu"}
 
 
+@on_server_loop
 async def test_run_a_notebook_as_a_job(jp_fetch, jp_root_dir, hub, as_ada):
     write_notebook(jp_root_dir, "work/double.ipynb", "x = 1  # the number\nlabel = 'a'", "print(label, x * 2)")
     params = await fetch_json(jp_fetch, "parameters", params={"path": "work/double.ipynb"})
@@ -249,6 +269,7 @@ async def test_run_a_notebook_as_a_job(jp_fetch, jp_root_dir, hub, as_ada):
     assert b"answer 42" in response.body
 
 
+@on_server_loop
 async def test_failed_job_shows_cell_and_message(jp_fetch, jp_root_dir, as_ada):
     write_notebook(jp_root_dir, "broken.ipynb", "n = 0", "1 / n")
     job = await fetch_json(jp_fetch, "jobs", method="POST", body={"path": "broken.ipynb"})
@@ -257,6 +278,7 @@ async def test_failed_job_shows_cell_and_message(jp_fetch, jp_root_dir, as_ada):
     assert job["error"]["ename"] == "ZeroDivisionError" and job["error"]["cell_index"] is not None
 
 
+@on_server_loop
 async def test_cancel_a_job(jp_fetch, jp_root_dir, as_ada):
     write_notebook(jp_root_dir, "slow.ipynb", "seconds = 300", "import time\ntime.sleep(seconds)")
     job = await fetch_json(jp_fetch, "jobs", method="POST", body={"path": "slow.ipynb"})
@@ -265,6 +287,7 @@ async def test_cancel_a_job(jp_fetch, jp_root_dir, as_ada):
     assert (await wait_job(jp_fetch, job["id"]))["status"] == "cancelled"
 
 
+@on_server_loop
 async def test_others_jobs_are_not_found(jp_fetch, hub, as_ada):
     bob = hub.new_user("extbob")
     nb = json.loads(json.dumps(new_notebook(cells=[new_code_cell("1")])))
@@ -279,6 +302,7 @@ async def test_others_jobs_are_not_found(jp_fetch, hub, as_ada):
 # --- models through the real MLflow ------------------------------------------------------------
 
 
+@on_server_loop
 async def test_runs_register_and_aliases(jp_fetch, jp_root_dir, hub, as_ada):
     (jp_root_dir / "train-model.ipynb").write_bytes(TRAIN_NOTEBOOK.read_bytes())
     # C is a float in the notebook: sent as JSON 1 it still arrives as 1.0.
@@ -339,6 +363,7 @@ async def wait_endpoint(jp_fetch, name, timeout=180):
     raise TimeoutError(f"endpoint {name} not ready")
 
 
+@on_server_loop
 async def test_deploy_try_it_and_metrics(jp_fetch, jp_root_dir, hub, as_ada):
     (jp_root_dir / "train-model.ipynb").write_bytes(TRAIN_NOTEBOOK.read_bytes())
     job = await fetch_json(jp_fetch, "jobs", method="POST", body={"path": "train-model.ipynb"})

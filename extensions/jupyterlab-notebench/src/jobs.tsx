@@ -3,6 +3,7 @@ import { ReactWidget } from '@jupyterlab/ui-components';
 import * as React from 'react';
 
 import { api, Job, Parameter, Profile, query } from './api';
+import { usePolling } from './polling';
 
 export interface IJobActions {
   openOutput(job: Job, cellIndex?: number | null): Promise<void>;
@@ -249,31 +250,23 @@ function JobsList(props: { actions: IJobActions; refresh: number }): JSX.Element
   const [error, setError] = React.useState('');
   const [tick, setTick] = React.useState(0);
 
-  React.useEffect(() => {
-    let stopped = false;
-    let timer: number | undefined;
-    const load = async () => {
+  usePolling(
+    async isCurrent => {
       try {
         const page = await api<{ jobs: Job[] }>('jobs?limit=50');
-        if (!stopped) {
+        if (isCurrent()) {
           setJobs(page.jobs);
           setError('');
         }
       } catch (e: any) {
-        if (!stopped) {
+        if (isCurrent()) {
           setError(e.message);
         }
       }
-      if (!stopped) {
-        timer = window.setTimeout(load, POLL_MS);
-      }
-    };
-    load();
-    return () => {
-      stopped = true;
-      window.clearTimeout(timer);
-    };
-  }, [props.refresh, tick]);
+    },
+    POLL_MS,
+    [props.refresh, tick]
+  );
 
   return (
     <div className="nb-section">

@@ -12,6 +12,7 @@ import {
   VersionMetrics
 } from './api';
 import { Legend, LineChart } from './chart';
+import { usePolling } from './polling';
 
 const ENDPOINT_POLL_MS = 3000;
 const ALIASES = ['champion', 'challenger'];
@@ -336,28 +337,20 @@ function EndpointCard(props: { endpoint: Endpoint; models: RegisteredModel[]; on
   const [metrics, setMetrics] = React.useState<VersionMetrics[]>([]);
   const { error, run } = useAsync();
 
-  React.useEffect(() => {
-    let stopped = false;
-    let timer: number | undefined;
-    const load = async () => {
+  usePolling(
+    async isCurrent => {
       try {
         const m = await api<{ versions: VersionMetrics[] }>(`endpoints/${endpoint.name}/metrics`);
-        if (!stopped) {
+        if (isCurrent()) {
           setMetrics(m.versions);
         }
       } catch {
         // Metrics are optional decoration; the endpoint's status shows real problems.
       }
-      if (!stopped) {
-        timer = window.setTimeout(load, ENDPOINT_POLL_MS);
-      }
-    };
-    load();
-    return () => {
-      stopped = true;
-      window.clearTimeout(timer);
-    };
-  }, [endpoint.name, result]);
+    },
+    ENDPOINT_POLL_MS,
+    [endpoint.name, result]
+  );
 
   const tryIt = () =>
     run(async () => {
@@ -460,31 +453,23 @@ function Endpoints(props: { models: RegisteredModel[]; refresh: number }): JSX.E
   const [endpoints, setEndpoints] = React.useState<Endpoint[] | null>(null);
   const [error, setError] = React.useState('');
   const [tick, setTick] = React.useState(0);
-  React.useEffect(() => {
-    let stopped = false;
-    let timer: number | undefined;
-    const load = async () => {
+  usePolling(
+    async isCurrent => {
       try {
         const r = await api<{ endpoints: Endpoint[] }>('endpoints');
-        if (!stopped) {
+        if (isCurrent()) {
           setEndpoints(r.endpoints);
           setError('');
         }
       } catch (e: any) {
-        if (!stopped) {
+        if (isCurrent()) {
           setError(e.message);
         }
       }
-      if (!stopped) {
-        timer = window.setTimeout(load, ENDPOINT_POLL_MS);
-      }
-    };
-    load();
-    return () => {
-      stopped = true;
-      window.clearTimeout(timer);
-    };
-  }, [props.refresh, tick]);
+    },
+    ENDPOINT_POLL_MS,
+    [props.refresh, tick]
+  );
   return (
     <div>
       <DeployForm models={props.models} onDeployed={() => setTick(tick + 1)} />
