@@ -97,6 +97,13 @@ def test_run_register_deploy_try(hub, browser, person):
     page.locator(".nb-run-as-job-button").first.click(timeout=120_000)
     form = page.locator('form[aria-label="Run as job"]')
     expect(form).to_contain_text("train-model.ipynb")
+
+    # The file browser's context menu has it too, for notebooks.
+    page.locator('.lm-TabBar-tab[data-id="filebrowser"]').click()
+    page.locator('.jp-DirListing-item[data-file-type="notebook"]', has_text="train-model.ipynb").click(button="right")
+    page.locator(".lm-Menu-item", has_text="Run as job").click()
+    expect(form).to_be_visible()
+    expect(form).to_contain_text("train-model.ipynb")
     expect(form.locator('input[name="param-C"]')).to_have_value("1.0")
     expect(form.locator('select[name="profile"]')).to_have_value("cpu")
 
