@@ -14,6 +14,7 @@ import pytest
 from nbformat.v4 import new_code_cell, new_notebook
 from tornado.httpclient import HTTPClientError
 
+from jupyterlab_notebench.handlers import job_cwd
 from jupyterlab_notebench.parameters import notebook_parameters, parse_parameters
 from jupyterlab_notebench.upstream import upstream_url
 
@@ -136,6 +137,21 @@ def test_parameters_cell_parsing():
         "has_parameters_cell": False,
         "parameters": [],
     }
+
+
+def test_job_cwd_is_the_notebooks_directory_under_home(tmp_path, monkeypatch):
+    home = tmp_path / "home"
+    (home / "work" / "deep").mkdir(parents=True)
+    monkeypatch.setenv("HOME", str(home))
+
+    class Contents:
+        root_dir = str(home)
+
+    assert job_cwd(Contents, "work/deep/a.ipynb") == "work/deep"
+    assert job_cwd(Contents, "a.ipynb") == ""
+    Contents.root_dir = str(tmp_path)  # a server rooted above home: outside home means home
+    assert job_cwd(Contents, "elsewhere/a.ipynb") == ""
+    assert job_cwd(Contents, "home/work/a.ipynb") == "work"
 
 
 # --- authentication and SSRF -------------------------------------------------------------------

@@ -361,7 +361,10 @@ class AliasesHandler(NotebenchHandler):
     @authorized
     async def post(self):
         body = self.body()
-        alias = {"name": _text(body, "name"), "alias": _text(body, "alias"), "version": str(_text(body, "version"))}
+        version = str(body.get("version", ""))
+        if not version.isdigit():
+            raise web.HTTPError(400, "version must be a version number")
+        alias = {"name": _text(body, "name"), "alias": _text(body, "alias"), "version": version}
         await call("mlflow", ["registered-models", "alias"], "POST", alias)
         self.reply(alias)
 
@@ -382,6 +385,8 @@ def _versions(body: dict) -> list:
     versions = body.get("versions")
     if not isinstance(versions, list) or not versions:
         raise web.HTTPError(400, "versions must be a non-empty list")
+    if not all(isinstance(v, dict) for v in versions):
+        raise web.HTTPError(400, "each of versions must be an object {model, version, weight}")
     return [{"model": v.get("model"), "version": str(v.get("version")), "weight": v.get("weight")} for v in versions]
 
 
