@@ -370,7 +370,7 @@ class Endpoints(LoggingConfigurable):
 
     def recover(self) -> None:
         """Adopt the scoring servers that outlived the previous executor, restart the dead ones
-        (in the background: the endpoints are known to the router at once, serving once ready)."""
+        (in the background: the endpoints are known to the router at once)."""
         with self.sessions() as s:
             mine = sa.or_(ScoringServer.executor_id == self.app.executor_id, ScoringServer.executor_id.is_(None))
             ids = s.scalars(sa.select(ScoringServer.endpoint_id).where(mine).distinct()).all()
@@ -379,10 +379,16 @@ class Endpoints(LoggingConfigurable):
             if endpoint.status == "failed":
                 self.router.set_route(Route(endpoint.id, endpoint.name, endpoint.owner, reason=endpoint.reason or "failed"))
                 continue
-            self.router.set_route(Route(endpoint.id, endpoint.name, endpoint.owner, reason="starting after a restart"))
             with self.sessions() as s:
                 wanted = [x for x in self._servers(s, endpoint.id) if not x.retired]
-            if endpoint.status == "ready" and not all(x.handle and self.backend.is_running(x.handle) for x in wanted):
+            running = [x for x in wanted if x.handle and self.backend.is_running(x.handle)]
+            if endpoint.status == "ready" and running and all(x.handle for x in wanted):
+                # Serve at once with the live servers; the share of dead ones goes to the others
+                # until they are started again.
+                self.router.set_route(self._route(endpoint, wanted))
+            else:
+                self.router.set_route(Route(endpoint.id, endpoint.name, endpoint.owner, reason="starting after a restart"))
+            if endpoint.status == "ready" and len(running) < len(wanted):
                 self._set(Endpoint, endpoint.id, status="starting", reason="a scoring server is started again after a restart")
             self._start_task(endpoint.id)  # also stops servers an update was replacing
 

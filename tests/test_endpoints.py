@@ -366,6 +366,8 @@ def test_endpoints_come_back_after_the_executor_is_killed(hub, people, model, ma
     os.killpg(os.getpgid(before["2"]), signal.SIGKILL)
     wait_for(lambda: (p := executor_process(hub)) and p.pid != old.pid, 120, message="executor restarted")
     wait_for(lambda: hub.executor("GET", "jobs", owner).status_code == 200, 120, message="executor answering")
+    # The new executor serves at once, with the live server while version 2 is started again.
+    assert f"{model['name']}/1" in versions_answering(hub, main, owner, model["input"], 10)
     wait_for(lambda: pid_of(hub, main, "2") != before["2"], 120, message="version 2 started again")
     endpoint = wait_status(hub, main, owner)
     assert [v["status"] for v in endpoint["versions"]] == ["ready", "ready"], endpoint
