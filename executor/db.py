@@ -61,6 +61,8 @@ class Job(Base):
     profile: Mapped[str] = mapped_column(sa.String(64))
     kernel: Mapped[str] = mapped_column(sa.String(128))
     cwd: Mapped[str] = mapped_column(sa.String(1024), default="")
+    # The notebook's path in the owner's files, when the submitter said (metadata.notebench.path).
+    notebook_path: Mapped[str | None] = mapped_column(sa.String(1024))
     workers: Mapped[int] = mapped_column(default=0)
     worker_profile: Mapped[str | None] = mapped_column(sa.String(64))
     timeout_seconds: Mapped[int] = mapped_column()
@@ -86,6 +88,7 @@ class Job(Base):
             "profile": self.profile,
             "kernel": self.kernel,
             "cwd": self.cwd,
+            "notebook_path": self.notebook_path,
             "workers": self.workers,
             "worker_profile": self.worker_profile,
             "timeout_seconds": self.timeout_seconds,

@@ -118,9 +118,12 @@ class Dispatcher:
 
     async def submit(self, owner: str, request: JobRequest, schedule_id: int | None = None) -> Job:
         profile, kernel, cwd = self.resolve(owner, request)
-        notebook_name = request.notebook.get("metadata", {}).get("notebench", {}).get("path") or "notebook.ipynb"
+        notebook_path = request.notebook.get("metadata", {}).get("notebench", {}).get("path")
+        if not isinstance(notebook_path, str) or not notebook_path:
+            notebook_path = None
         job = Job(
-            name=request.name or Path(notebook_name).stem,
+            name=request.name or Path(notebook_path or "notebook.ipynb").stem,
+            notebook_path=notebook_path[:1024] if notebook_path else None,
             owner=owner,
             status="queued",
             parameters=request.parameters,
@@ -237,7 +240,7 @@ class Dispatcher:
         env = await self.app.runner_env(job.owner, profile, gpus)
         kernel_env = {"NOTEBENCH_JOB_ID": str(job.id)}
         if self.app.mlflow:
-            job.mlflow_run_id = await self.app.mlflow.start(job, "input.ipynb")
+            job.mlflow_run_id = await self.app.mlflow.start(job, job.notebook_path or "input.ipynb")
             kernel_env["MLFLOW_RUN_ID"] = job.mlflow_run_id
             self._update(job.id, mlflow_run_id=job.mlflow_run_id)
         return JobSpec(

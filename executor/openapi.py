@@ -24,7 +24,7 @@ DATETIME = {"type": ["string", "null"], "format": "date-time"}
 JOB = {
     "type": "object",
     "required": ["id", "name", "owner", "status", "created_at", "started_at", "finished_at", "parameters", "profile", "kernel", "cwd",
-                 "workers", "worker_profile", "timeout_seconds", "progress", "error", "mlflow_run_id", "schedule_id"],
+                 "notebook_path", "workers", "worker_profile", "timeout_seconds", "progress", "error", "mlflow_run_id", "schedule_id"],
     "properties": {
         "id": {"type": "integer"},
         "name": {"type": "string"},
@@ -37,6 +37,7 @@ JOB = {
         "profile": {"type": "string"},
         "kernel": {"type": "string"},
         "cwd": {"type": "string"},
+        "notebook_path": {"type": ["string", "null"], "description": "The notebook's path in the owner's files, as the submitter gave it (metadata.notebench.path)"},
         "workers": {"type": "integer"},
         "worker_profile": {"type": ["string", "null"]},
         "timeout_seconds": {"type": "integer"},

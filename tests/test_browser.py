@@ -185,6 +185,8 @@ def test_run_register_deploy_try(hub, browser, person):
     page.set_viewport_size({"width": 1600, "height": 1500})  # the whole panel, unscrolled
     screenshot(page, panel, "models-panel")
     page.close()
+    # Scoring servers outlive the hub (as jobs do): stop this one.
+    assert hub.executor("DELETE", "endpoints/iris", hub.admin_token).status_code == 204
 
     # The latest screenshots are the ones the README shows.
     docs = REPO / "docs" / "screenshots"

@@ -624,6 +624,17 @@ def test_the_mlflow_run_of_a_job(hub, people):
     assert hub.executor("GET", f"jobs/{job['id']}", people["other_token"]).status_code == 404
 
 
+def test_the_notebook_path_names_the_job_and_tags_its_run(hub, people):
+    token = people["owner_token"]
+    nb = notebook("print(1)")
+    nb["metadata"]["notebench"] = {"path": "projects/churn/train.ipynb"}
+    job = hub.executor("POST", "jobs", token, json={"notebook": nb}).json()
+    assert job["name"] == "train" and job["notebook_path"] == "projects/churn/train.ipynb"
+    job = hub.wait_job(job["id"], token)
+    tags = {t["key"]: t["value"] for t in finished_run(hub, token, job["mlflow_run_id"], "FINISHED")["data"]["tags"]}
+    assert tags["notebench.notebook"] == "projects/churn/train.ipynb"
+
+
 def test_the_mlflow_run_of_a_failed_job(hub, people, failed_job):
     token = people["owner_token"]
     run = finished_run(hub, token, failed_job["mlflow_run_id"], "FAILED")

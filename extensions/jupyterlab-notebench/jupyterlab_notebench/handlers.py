@@ -136,6 +136,8 @@ class JobsHandler(NotebenchHandler):
         body = self.body()
         path = _text(body, "path")
         notebook = await read_notebook(self.contents_manager, path)
+        # The executor names the job and tags its MLflow run with the notebook's path.
+        notebook.setdefault("metadata", {}).setdefault("notebench", {})["path"] = path
         job = {k: body[k] for k in JOB_FIELDS if body.get(k) is not None}
         job["parameters"] = keep_float_types(notebook, job.get("parameters") or {})
         job.setdefault("name", posixpath.splitext(posixpath.basename(path))[0])
