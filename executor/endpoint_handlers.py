@@ -30,6 +30,10 @@ class EndpointsHandler(EndpointAPIHandler):
     async def get(self):
         endpoints = self.endpoints.list(None if self.is_admin else self.user_name)
         self.write_json({"endpoints": [self.endpoints.to_dict(e) for e in endpoints]})
+        if self.app.mlflow_url:
+            # Listed by the Models panel, which deploys: a user's first deploy then finds a scoring
+            # process with its imports done (cold, it takes 4-10 s here; warm, about 1 s).
+            self.endpoints.backend.prewarm(self.user_name)
 
     async def post(self):
         request = self.parse(EndpointCreate)

@@ -134,6 +134,29 @@ def test_deploy_resolves_the_alias_and_serves(hub, people, model, main):
             assert psutil.Process(server["handle"]["pid"]).username() == f"nb-{people['owner']}"
 
 
+def scoring_hosts_of(user: str) -> list:
+    found = []
+    for p in psutil.process_iter(["cmdline"]):
+        try:
+            if "notebench.executor.scoring_host" in " ".join(p.info["cmdline"] or []) and (
+                p.username() == f"nb-{user}" or p.environ().get("HOME", "").endswith(f"/{user}")
+            ):
+                found.append(p)
+        except psutil.Error:
+            continue
+    return found
+
+
+def test_listing_endpoints_prepares_the_users_first_deploy(hub):
+    user = f"ep-warm-{RUN}"
+    token = hub.new_user(user)
+    assert not scoring_hosts_of(user)
+    assert hub.executor("GET", "endpoints", token).json() == {"endpoints": []}
+    wait_for(lambda: scoring_hosts_of(user), 60, message=f"a warm scoring process of {user}")
+    hub.executor("GET", "endpoints", token)  # the panel polls: still one process, not one per listing
+    assert len(scoring_hosts_of(user)) == 1
+
+
 def test_ownership_matrix(hub, people, model, main):
     owner, other, admin = people["owner_token"], people["other_token"], hub.admin_token
     body = {"versions": [{"model": model["name"], "version": "champion", "weight": 80},

@@ -14,6 +14,7 @@ outlive an executor restart: the handle (pid, start time, socket) finds them aga
 from __future__ import annotations
 
 import asyncio
+import collections
 import json
 import os
 import shutil
@@ -76,6 +77,7 @@ class LocalEndpointBackend(EndpointBackend):
     def __init__(self, **kwargs):
         super().__init__(**kwargs)
         self._warm: dict[str, list[WarmHost]] = {}
+        self._spawning: collections.Counter = collections.Counter()  # warm processes being started, per owner
         self._children: dict[int, asyncio.subprocess.Process] = {}
 
     # --- warm processes ------------------------------------------------------------------------
@@ -110,9 +112,13 @@ class LocalEndpointBackend(EndpointBackend):
         pool[:] = [h for h in pool if h.alive()]
 
         async def add():
-            pool.append(await self._spawn_host(owner))
+            try:
+                pool.append(await self._spawn_host(owner))
+            finally:
+                self._spawning[owner] -= 1
 
-        for _ in range(self.warm_hosts - len(pool)):
+        for _ in range(self.warm_hosts - len(pool) - self._spawning[owner]):
+            self._spawning[owner] += 1
             asyncio.ensure_future(add())
 
     async def _take_host(self, owner: str) -> WarmHost:
