@@ -10,6 +10,8 @@ Starts its own Notebench (tests/launcher.Hub), registers a scikit-learn model as
   one after the other, --deploy-pause seconds apart (each deleted after). The first deploy of a
   user has no warm scoring process yet (cold); the others find the one the previous deploy had
   started (the product's normal path; back to back, a deploy waits for that process's imports);
+  then the first deploy of a second user --deploy-pause seconds after listing endpoints (as the
+  Models panel does when it opens, which prepares a warm scoring process);
 - latency p50/p99 of --requests invocations one after another on one kept-alive connection (in
   --rounds rounds, the targets taking turns), and
   throughput (requests/s) with --concurrency connections for --seconds, against:
@@ -168,6 +170,18 @@ def main() -> None:
         warm = statistics.median(times[1:]) if len(times) > 1 else float("nan")
         print(f"deploy→ready: first of the user (cold) {times[0]:.2f} s, then ({args.deploy_pause:.0f} s apart) median "
               f"{warm:.2f} s ({', '.join(f'{t:.2f}' for t in times[1:])}); load {load()}", flush=True)
+
+        # A user's first deploy from the Models panel: the panel lists endpoints when it opens.
+        panel_user = f"bench-{os.urandom(3).hex()}"
+        panel_token = hub.new_user(panel_user)
+        panel_model = f"bench-{os.urandom(3).hex()}"
+        register_model(hub.url, panel_token, panel_model)
+        hub.executor("GET", "endpoints", panel_token).raise_for_status()
+        time.sleep(args.deploy_pause)  # filling in the deploy form
+        first = deploy_and_wait(hub, panel_token, f"panel-{panel_model}", panel_model)
+        hub.executor("DELETE", f"endpoints/panel-{panel_model}", panel_token).raise_for_status()
+        print(f"deploy→ready: first of a user whose Models panel opened {args.deploy_pause:.0f} s before: {first:.2f} s; "
+              f"load {load()}", flush=True)
 
         name = f"bench-{model}"
         deploy_and_wait(hub, token, name, model)
