@@ -54,6 +54,11 @@ def read_events(path: Path, offset: int) -> tuple[list[dict], int]:
     return [json.loads(line) for line in complete.splitlines() if line.strip()], offset + len(complete)
 
 
+def gpus_needed(profile, worker, workers: int) -> int:
+    """GPUs a job leases: its kernel's, and each Dask worker's (in one lease, all or none)."""
+    return profile.gpus + workers * worker.gpus
+
+
 def notebook_progress(path: Path) -> tuple[int, int] | None:
     try:
         nb = json.loads(read_job_file(path, limit=MAX_NOTEBOOK_BYTES) or b"")
@@ -103,7 +108,7 @@ class Dispatcher:
         have = len(self.app.gpus.all_devices())
         if profile.gpus > have:
             raise JobError(400, "profile", f"profile {profile.name!r} needs {profile.gpus} GPU(s); this machine has {have}")
-        need = profile.gpus + request.workers * worker.gpus
+        need = gpus_needed(profile, worker, request.workers)
         if need > have:
             raise JobError(400, "worker_profile", f"{request.workers} worker(s) of profile {worker.name!r} and the job's "
                            f"own {profile.gpus} need {need} GPU(s); this machine has {have}")
@@ -202,9 +207,7 @@ class Dispatcher:
         try:
             profile = self.app.profiles.get(job.profile)
             worker = self.app.profiles.get(job.worker_profile or job.profile)
-            # One lease for the kernel's GPUs and each Dask worker's (split in _spec), all or none.
-            need = profile.gpus + (job.workers * worker.gpus if job.workers else 0)
-            return profile, self.app.gpus.acquire(f"job:{job.id}", need)
+            return profile, self.app.gpus.acquire(f"job:{job.id}", gpus_needed(profile, worker, job.workers))  # split in _spec
         except Exception as e:
             if not isinstance(e, NoFreeGPUs):
                 log.exception("could not lease GPUs for job %s; it stays queued", job.id)

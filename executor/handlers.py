@@ -494,6 +494,7 @@ class ProfilesHandler(APIHandler):
     """What a job may ask for: the hub's profiles and the kernels installed (the panel's pickers)."""
 
     async def get(self):
+        default = self.app.profiles.get(None).name
         profiles = [
             {
                 "name": p.name,
@@ -502,7 +503,7 @@ class ProfilesHandler(APIHandler):
                 "gpus": p.gpus,
                 "cpu_limit": p.cpu_limit,
                 "mem_limit": p.mem_limit,
-                "default": p.name == self.app.profiles.get(None).name,
+                "default": p.name == default,
             }
             for p in self.app.profiles.all()
         ]

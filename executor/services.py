@@ -87,7 +87,8 @@ class MlflowRuns:
             return await self._find_or_create_experiment(owner, name)
 
     async def start(self, job, notebook_name: str) -> str:
-        experiment_id = await self._experiment_id(job.owner, f"{job.owner}/{job.name}")
+        experiment = f"{job.owner}/{job.name}"
+        experiment_id = await self._experiment_id(job.owner, experiment)
         tags = {
             "mlflow.runName": f"job-{job.id}",
             "mlflow.user": job.owner,
@@ -106,8 +107,8 @@ class MlflowRuns:
             if e.code not in (400, 404):
                 raise
             # The experiment was deleted since we looked it up: look again, once.
-            self._experiment_ids.pop((job.owner, f"{job.owner}/{job.name}"), None)
-            create["experiment_id"] = await self._experiment_id(job.owner, f"{job.owner}/{job.name}")
+            self._experiment_ids.pop((job.owner, experiment), None)
+            create["experiment_id"] = await self._experiment_id(job.owner, experiment)
             run = await self._call(job.owner, "POST", "/api/2.0/mlflow/runs/create", create)
         run_id = run["run"]["info"]["run_id"]
         self._run_experiments[run_id] = run["run"]["info"]["experiment_id"]
