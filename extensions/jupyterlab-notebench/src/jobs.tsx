@@ -3,7 +3,7 @@ import { ReactWidget } from '@jupyterlab/ui-components';
 import * as React from 'react';
 
 import { api, Job, Parameter, Profile, query } from './api';
-import { usePolling } from './polling';
+import { useAsync, usePolled } from './hooks';
 
 export interface IJobActions {
   openOutput(job: Job, cellIndex?: number | null): Promise<void>;
@@ -196,13 +196,9 @@ function RunForm(props: { path: string | null; onSubmitted: () => void }): JSX.E
 
 function JobRow(props: { job: Job; actions: IJobActions; onChange: () => void }): JSX.Element {
   const { job, actions } = props;
-  const [error, setError] = React.useState('');
+  const { error, run } = useAsync();
   const { cells_completed, cells_total } = job.progress;
   const percent = cells_total ? Math.round((100 * cells_completed) / cells_total) : 0;
-  const run = (f: () => Promise<unknown>) => () => {
-    setError('');
-    f().catch(e => setError(e.message));
-  };
   return (
     <li className={`nb-job nb-status-${job.status}`} data-job-id={job.id}>
       <div className="nb-job-head">
@@ -228,14 +224,14 @@ function JobRow(props: { job: Job; actions: IJobActions; onChange: () => void })
       )}
       <div className="nb-actions">
         {ACTIVE.includes(job.status) && (
-          <button onClick={run(() => api(`jobs/${job.id}/cancel`, 'POST').then(props.onChange))}>Cancel</button>
+          <button onClick={() => run(() => api(`jobs/${job.id}/cancel`, 'POST').then(props.onChange))}>Cancel</button>
         )}
         {job.started_at && !ACTIVE.includes(job.status) && (
           <>
-            <button onClick={run(() => actions.openOutput(job))}>Open output</button>
+            <button onClick={() => run(() => actions.openOutput(job))}>Open output</button>
             <button onClick={() => actions.openHtml(job)}>HTML</button>
             {job.error?.cell_index !== null && job.error?.cell_index !== undefined && (
-              <button onClick={run(() => actions.openOutput(job, job.error?.cell_index))}>Failing cell</button>
+              <button onClick={() => run(() => actions.openOutput(job, job.error?.cell_index))}>Failing cell</button>
             )}
           </>
         )}
@@ -246,38 +242,19 @@ function JobRow(props: { job: Job; actions: IJobActions; onChange: () => void })
 }
 
 function JobsList(props: { actions: IJobActions; refresh: number }): JSX.Element {
-  const [jobs, setJobs] = React.useState<Job[]>([]);
-  const [error, setError] = React.useState('');
-  const [tick, setTick] = React.useState(0);
-
-  usePolling(
-    async isCurrent => {
-      try {
-        const page = await api<{ jobs: Job[] }>('jobs?limit=50');
-        if (isCurrent()) {
-          setJobs(page.jobs);
-          setError('');
-        }
-      } catch (e: any) {
-        if (isCurrent()) {
-          setError(e.message);
-        }
-      }
-    },
-    POLL_MS,
-    [props.refresh, tick]
-  );
+  const { data, error, refresh } = usePolled(() => api<{ jobs: Job[] }>('jobs?limit=50'), POLL_MS, [props.refresh]);
+  const jobs = data?.jobs ?? [];
 
   return (
     <div className="nb-section">
       <div className="nb-section-title">
-        Your jobs <button onClick={() => setTick(tick + 1)} title="Refresh">↻</button>
+        Your jobs <button onClick={refresh} title="Refresh">↻</button>
       </div>
       {error && <p className="nb-error">{error}</p>}
       {jobs.length === 0 && !error && <p className="nb-hint">No jobs yet.</p>}
       <ul className="nb-jobs">
         {jobs.map(job => (
-          <JobRow key={job.id} job={job} actions={props.actions} onChange={() => setTick(tick + 1)} />
+          <JobRow key={job.id} job={job} actions={props.actions} onChange={refresh} />
         ))}
       </ul>
     </div>

@@ -12,19 +12,10 @@ import {
   VersionMetrics
 } from './api';
 import { Legend, LineChart } from './chart';
-import { usePolling } from './polling';
+import { useAsync, usePolled, usePolling } from './hooks';
 
 const ENDPOINT_POLL_MS = 3000;
 const ALIASES = ['champion', 'challenger'];
-
-function useAsync() {
-  const [error, setError] = React.useState('');
-  const run = (f: () => Promise<unknown>) => {
-    setError('');
-    return f().catch(e => setError(e.message));
-  };
-  return { error, run };
-}
 
 function formatMetric(value: number | undefined): string {
   return value === undefined ? '–' : Number.isInteger(value) ? String(value) : value.toFixed(4);
@@ -450,32 +441,16 @@ function EndpointCard(props: { endpoint: Endpoint; models: RegisteredModel[]; on
 }
 
 function Endpoints(props: { models: RegisteredModel[]; refresh: number }): JSX.Element {
-  const [endpoints, setEndpoints] = React.useState<Endpoint[] | null>(null);
-  const [error, setError] = React.useState('');
-  const [tick, setTick] = React.useState(0);
-  usePolling(
-    async isCurrent => {
-      try {
-        const r = await api<{ endpoints: Endpoint[] }>('endpoints');
-        if (isCurrent()) {
-          setEndpoints(r.endpoints);
-          setError('');
-        }
-      } catch (e: any) {
-        if (isCurrent()) {
-          setError(e.message);
-        }
-      }
-    },
-    ENDPOINT_POLL_MS,
-    [props.refresh, tick]
-  );
+  const { data, error, refresh } = usePolled(() => api<{ endpoints: Endpoint[] }>('endpoints'), ENDPOINT_POLL_MS, [
+    props.refresh
+  ]);
+  const endpoints = data?.endpoints;
   return (
     <div>
-      <DeployForm models={props.models} onDeployed={() => setTick(tick + 1)} />
+      <DeployForm models={props.models} onDeployed={refresh} />
       {error && <p className="nb-error">Endpoints: {error}</p>}
       {endpoints?.map(e => (
-        <EndpointCard key={e.name} endpoint={e} models={props.models} onChange={() => setTick(tick + 1)} />
+        <EndpointCard key={e.name} endpoint={e} models={props.models} onChange={refresh} />
       ))}
     </div>
   );
