@@ -3,9 +3,16 @@
 As kubespawner's objects.py does: every manifest is a plain dict made here from its inputs, so
 tests validate and inspect exactly what the backends send. ``EXECUTOR_RULES`` lists the API calls
 the backends make (the chart renders the executor's Role from it; docs/kubernetes.md).
+
+Every user workload pod (job, Dask scheduler and workers, model server) gets the trust boundary of
+docs/kubernetes.md: the contract's labels (``notebench.io/workload: user`` selects it for the
+chart's deny-by-default NetworkPolicy), non-root, no privilege escalation, no capabilities,
+RuntimeDefault seccomp, no service-account token, and the profile's resources.
 """
 
 from __future__ import annotations
+
+from dask_kubernetes.operator import make_cluster_spec
 
 # Exactly the verbs executor/backends/kubernetes.py and kubernetes_endpoints.py call.
 EXECUTOR_RULES = [
@@ -14,8 +21,9 @@ EXECUTOR_RULES = [
     # The pods of jobs and model servers: found by label for their logs and why they fail.
     {"apiGroups": [""], "resources": ["pods"], "verbs": ["list"]},
     {"apiGroups": [""], "resources": ["pods/log"], "verbs": ["get"]},
-    # A job's upload token (owned by its Job: deleted with it).
-    {"apiGroups": [""], "resources": ["secrets"], "verbs": ["create"]},
+    # A job's or model server's secrets (upload token, the owner's MLflow token), owned by its
+    # Job or Deployment (deleted with it); patched when a model server is started again.
+    {"apiGroups": [""], "resources": ["secrets"], "verbs": ["create", "patch"]},
     # A distributed job's pods may talk to each other (owned by the Job).
     {"apiGroups": ["networking.k8s.io"], "resources": ["networkpolicies"], "verbs": ["create"]},
     # A distributed job's Dask cluster (dask-kubernetes operator; owned by the Job, deleted at its end).
@@ -24,3 +32,240 @@ EXECUTOR_RULES = [
     {"apiGroups": ["apps"], "resources": ["deployments"], "verbs": ["create", "delete", "get", "patch"]},
     {"apiGroups": [""], "resources": ["services"], "verbs": ["create", "delete", "patch"]},
 ]
+
+HOME = "/home/jovyan"
+NOTEBOOK_CONTAINER = "notebook"
+MODEL_SERVER_PORT = 8080
+DASK_SCHEDULER_PORT = 8786
+# Kubernetes names are DNS labels (63 characters); a DaskCluster's longest child name is
+# "<cluster>-default-worker-<10 hex>" (dask-kubernetes), so names leave room for that suffix.
+MAX_NAME = 63 - len("-default-worker-0123456789")
+
+# Label keys (docs/kubernetes.md); JOB_ID and SERVER_ID find one job's or server's objects.
+COMPONENT = "app.kubernetes.io/component"
+INSTANCE = "app.kubernetes.io/instance"
+WORKLOAD = "notebench.io/workload"
+OWNER = "notebench.io/owner"
+EXECUTOR = "notebench.io/executor"
+JOB_ID = "notebench.io/job-id"
+SERVER_ID = "notebench.io/server-id"
+
+
+def object_name(release: str, kind: str, number: int) -> str:
+    """``<release>-<kind>-<number>``, short enough for every object named after it."""
+    suffix = f"-{kind}-{number}"
+    return release[: MAX_NAME - len(suffix)].rstrip("-") + suffix
+
+
+def labels(release: str, component: str, owner_slug: str | None = None, **extra: str) -> dict:
+    """The contract's labels; with ``owner_slug``, those of a user workload."""
+    result = {"app.kubernetes.io/name": "notebench", INSTANCE: release, COMPONENT: component}
+    if owner_slug is not None:
+        result |= {WORKLOAD: "user", OWNER: owner_slug}
+    return result | extra
+
+
+def selector(**match: str) -> str:
+    """A labelSelector query value."""
+    return ",".join(f"{key}={value}" for key, value in match.items())
+
+
+def owner_reference(kind: str, api_version: str, name: str, uid: str) -> dict:
+    """Makes the object garbage-collected with its owner (a Job, a Deployment)."""
+    return {"apiVersion": api_version, "kind": kind, "name": name, "uid": uid, "controller": True,
+            "blockOwnerDeletion": True}
+
+
+def container_security_context() -> dict:
+    return {
+        "runAsNonRoot": True,
+        "allowPrivilegeEscalation": False,
+        "capabilities": {"drop": ["ALL"]},
+        "seccompProfile": {"type": "RuntimeDefault"},
+    }
+
+
+def pod_security_context(uid: int, gid: int) -> dict:
+    return {"runAsNonRoot": True, "runAsUser": uid, "runAsGroup": gid, "fsGroup": gid,
+            "seccompProfile": {"type": "RuntimeDefault"}}
+
+
+def resources(cpu: float | None, memory: int | None, gpus: int) -> dict:
+    """Requests equal to limits (the profile is what the job gets); GPUs only when asked for."""
+    limits = {}
+    if cpu:
+        limits["cpu"] = str(cpu)
+    if memory:
+        limits["memory"] = str(memory)
+    if gpus:
+        limits["nvidia.com/gpu"] = str(gpus)
+    return {"limits": limits, "requests": dict(limits)} if limits else {}
+
+
+def profile_resources(profile) -> dict:
+    return resources(profile.cpu_limit, profile.mem_limit, profile.gpus)
+
+
+def env_list(env: dict) -> list[dict]:
+    return [{"name": key, "value": str(value)} for key, value in sorted(env.items())]
+
+
+def user_pod_spec(*, containers: list[dict], profile, uid: int, gid: int, home_claim: str | None,
+                  restart_policy: str) -> dict:
+    """A user workload's pod spec: the boundary, the profile's placement, the owner's home."""
+    volumes, mounts = [], []
+    if home_claim:
+        volumes.append({"name": "home", "persistentVolumeClaim": {"claimName": home_claim}})
+        mounts.append({"name": "home", "mountPath": HOME})
+    spec = {
+        "automountServiceAccountToken": False,
+        "enableServiceLinks": False,
+        "restartPolicy": restart_policy,
+        "securityContext": pod_security_context(uid, gid),
+        "containers": [{**c, "securityContext": container_security_context(), "volumeMounts": mounts}
+                       for c in containers],
+    }
+    if volumes:
+        spec["volumes"] = volumes
+    if profile.node_selector:
+        spec["nodeSelector"] = dict(profile.node_selector)
+    if profile.tolerations:
+        spec["tolerations"] = list(profile.tolerations)
+    return spec
+
+
+# --- notebook jobs -----------------------------------------------------------------------------
+
+
+def env_secret(*, name: str, namespace: str, labels: dict, env: dict, owner: dict) -> dict:
+    """A pod's secret environment (a job's upload token, the owner's MLflow token), owned by the
+    object whose pods read it (a Job, a Deployment): deleted with it."""
+    return {
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "metadata": {"name": name, "namespace": namespace, "labels": labels, "ownerReferences": [owner]},
+        "type": "Opaque",
+        "stringData": {key: str(value) for key, value in env.items()},
+    }
+
+
+def notebook_job(*, name: str, namespace: str, labels: dict, image: str, command: list[str], env: dict,
+                 secret_name: str, profile, uid: int, gid: int, home_claim: str | None,
+                 deadline_seconds: int, ttl_seconds: int) -> dict:
+    """The batch/v1 Job running the notebook once (no retries: a notebook is not idempotent)."""
+    container = {
+        "name": NOTEBOOK_CONTAINER,
+        "image": image,
+        "command": command,
+        "workingDir": HOME,
+        "env": env_list(env),
+        "envFrom": [{"secretRef": {"name": secret_name}}],
+        "resources": profile_resources(profile),
+    }
+    return {
+        "apiVersion": "batch/v1",
+        "kind": "Job",
+        "metadata": {"name": name, "namespace": namespace, "labels": labels},
+        "spec": {
+            "backoffLimit": 0,
+            "activeDeadlineSeconds": deadline_seconds,
+            "ttlSecondsAfterFinished": ttl_seconds,  # a backstop: the executor deletes it once read
+            "template": {
+                "metadata": {"labels": labels},
+                "spec": user_pod_spec(containers=[container], profile=profile, uid=uid, gid=gid,
+                                      home_claim=home_claim, restart_policy="Never"),
+            },
+        },
+    }
+
+
+def dask_cluster(*, name: str, namespace: str, labels: dict, image: str, env: dict, secret_name: str,
+                 workers: int, worker_threads: int, worker_profile, scheduler_profile, uid: int, gid: int,
+                 home_claim: str | None, owner: dict) -> dict:
+    """The job's DaskCluster (dask-kubernetes operator): dask-kubernetes' own spec, made into user
+    workloads. No TLS: the job's NetworkPolicy lets only its own pods reach the scheduler."""
+    cluster = make_cluster_spec(name=name, image=image, n_workers=workers)
+    cluster["metadata"] |= {"namespace": namespace, "labels": labels, "ownerReferences": [owner]}
+    parts = {
+        "scheduler": ("dask-scheduler", scheduler_profile, []),
+        "worker": ("dask-worker", worker_profile, ["--nthreads", str(worker_threads),
+                                                   "--memory-limit", str(worker_profile.mem_limit or "auto")]),
+    }
+    for part, (component, profile, extra_args) in parts.items():
+        pod = cluster["spec"][part]["spec"]
+        (container,) = pod["containers"]
+        container["args"] = [*container["args"], *extra_args]
+        container["env"] = env_list(env)
+        container["envFrom"] = [{"secretRef": {"name": secret_name}}]
+        container["resources"] = profile_resources(profile)
+        cluster["spec"][part]["metadata"] = {"labels": {**labels, COMPONENT: component}}
+        cluster["spec"][part]["spec"] = user_pod_spec(containers=[container], profile=profile, uid=uid, gid=gid,
+                                                      home_claim=home_claim, restart_policy="Always")
+    return cluster
+
+
+def scheduler_address(cluster_name: str, namespace: str) -> str:
+    return f"tcp://{cluster_name}-scheduler.{namespace}:{DASK_SCHEDULER_PORT}"
+
+
+def job_network_policy(*, name: str, namespace: str, labels: dict, job_id: int, owner: dict) -> dict:
+    """Lets one distributed job's pods (its notebook, scheduler, workers) reach each other; the
+    chart's deny-by-default policy forbids everything else between user pods."""
+    pods = {"matchLabels": {INSTANCE: labels[INSTANCE], JOB_ID: str(job_id)}}
+    return {
+        "apiVersion": "networking.k8s.io/v1",
+        "kind": "NetworkPolicy",
+        "metadata": {"name": name, "namespace": namespace, "labels": labels, "ownerReferences": [owner]},
+        "spec": {
+            "podSelector": pods,
+            "policyTypes": ["Ingress", "Egress"],
+            "ingress": [{"from": [{"podSelector": pods}]}],
+            "egress": [{"to": [{"podSelector": pods}]}],
+        },
+    }
+
+
+# --- model servers -----------------------------------------------------------------------------
+
+
+def model_server_deployment(*, name: str, namespace: str, labels: dict, image: str, model_uri: str, env: dict,
+                            secret_name: str, profile, uid: int, gid: int) -> dict:
+    """One model version behind MLflow's scoring server (``mlflow models serve``), one replica."""
+    container = {
+        "name": "model-server",
+        "image": image,
+        "command": ["mlflow", "models", "serve", "--model-uri", model_uri, "--host", "0.0.0.0",
+                    "--port", str(MODEL_SERVER_PORT), "--env-manager", "local"],
+        "env": env_list(env),
+        "envFrom": [{"secretRef": {"name": secret_name}}],
+        "ports": [{"name": "http", "containerPort": MODEL_SERVER_PORT}],
+        "readinessProbe": {"httpGet": {"path": "/ping", "port": "http"}, "periodSeconds": 2},
+        "resources": profile_resources(profile),
+    }
+    return {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": {"name": name, "namespace": namespace, "labels": labels},
+        "spec": {
+            "replicas": 1,
+            "selector": {"matchLabels": {INSTANCE: labels[INSTANCE], SERVER_ID: labels[SERVER_ID]}},
+            "template": {
+                "metadata": {"labels": labels},
+                "spec": user_pod_spec(containers=[container], profile=profile, uid=uid, gid=gid, home_claim=None,
+                                      restart_policy="Always"),
+            },
+        },
+    }
+
+
+def model_server_service(*, name: str, namespace: str, labels: dict) -> dict:
+    return {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": {"name": name, "namespace": namespace, "labels": labels},
+        "spec": {
+            "type": "ClusterIP",
+            "selector": {INSTANCE: labels[INSTANCE], SERVER_ID: labels[SERVER_ID]},
+            "ports": [{"name": "http", "port": MODEL_SERVER_PORT, "targetPort": "http"}],
+        },
+    }
