@@ -33,3 +33,42 @@ def validate_all(objects: list[dict], version: str = KUBERNETES_VERSION) -> None
     assert objects, "no objects to validate"
     for obj in objects:
         validate(obj, version)
+
+
+def pod_spec(obj: dict) -> dict | None:
+    """The pod spec of a Pod, or of the pod template of a workload object (Deployment, StatefulSet,
+    DaemonSet, ReplicaSet, Job, CronJob); None for other objects."""
+    kind = obj.get("kind")
+    if kind == "Pod":
+        return obj["spec"]
+    if kind == "CronJob":
+        return obj["spec"]["jobTemplate"]["spec"]["template"]["spec"]
+    if kind in ("Deployment", "StatefulSet", "DaemonSet", "ReplicaSet", "Job"):
+        return obj["spec"]["template"]["spec"]
+    return None
+
+
+def pod_labels(obj: dict) -> dict:
+    """The labels of a Pod, or of the pods a workload object makes."""
+    if obj.get("kind") == "Pod":
+        return obj["metadata"].get("labels") or {}
+    if obj.get("kind") == "CronJob":
+        return obj["spec"]["jobTemplate"]["spec"]["template"]["metadata"].get("labels") or {}
+    return obj["spec"]["template"]["metadata"].get("labels") or {}
+
+
+def selector_matches(selector: dict, labels: dict) -> bool:
+    """Does a Kubernetes label selector (matchLabels, matchExpressions) select these labels?"""
+    if any(labels.get(key) != value for key, value in (selector.get("matchLabels") or {}).items()):
+        return False
+    for expression in selector.get("matchExpressions") or []:
+        key, operator, values = expression["key"], expression["operator"], expression.get("values") or []
+        if operator == "In" and labels.get(key) not in values:
+            return False
+        if operator == "NotIn" and key in labels and labels[key] in values:
+            return False
+        if operator == "Exists" and key not in labels:
+            return False
+        if operator == "DoesNotExist" and key in labels:
+            return False
+    return True
