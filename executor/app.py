@@ -3,6 +3,11 @@
 Configured like JupyterHub, with traitlets: the operator's config file (the one given to
 `notebench up --config`) is read too, so ``c.Profiles``, ``c.GPUInventory``, ``c.UserAccounts``
 are the hub's own and ``c.Executor`` / ``c.LocalBackend`` tune the executor.
+
+``c.Executor.backend_class`` and ``c.Executor.endpoint_backend_class`` choose where jobs and
+scoring servers run ("local" processes, the default, or "kubernetes"). On Kubernetes
+(``NOTEBENCH_MODE=kubernetes``) the chart's values file configures the executor
+(executor/backends/kubernetes.py, ``config_from_values``; docs/kubernetes.md).
 """
 
 from __future__ import annotations
@@ -18,7 +23,7 @@ from urllib.parse import urlparse
 from jupyter_client.kernelspec import KernelSpecManager
 from tornado import web
 from tornado.httpserver import HTTPServer
-from traitlets import Integer, Unicode, default
+from traitlets import Integer, Type, Unicode, default
 from traitlets.config import Application
 
 from notebench.hub.accounts import UserAccounts
@@ -26,7 +31,7 @@ from notebench.hub.gpus import GPUInventory
 from notebench.hub.profiles import Profiles
 
 from . import db
-from .backends.local import LocalBackend
+from .backends.base import Backend, EndpointBackend
 from .dispatcher import Dispatcher
 from .endpoints import Endpoints
 from .handlers import next_run, routes
@@ -34,8 +39,35 @@ from .models import JobRequest
 from .services import HubTokens, MlflowRuns
 
 
+class NamedType(Type):
+    """A class trait that also takes a short name for a class (as JupyterHub's spawner_class does)."""
+
+    def __init__(self, names: dict[str, str], **kwargs):
+        self.names = names
+        super().__init__(**kwargs)
+
+    def validate(self, obj, value):
+        return super().validate(obj, self.names.get(value, value))
+
+
 class Executor(Application):
     name = "notebench-executor"
+
+    backend_class = NamedType(
+        {"local": "notebench.executor.backends.local.LocalBackend",
+         "kubernetes": "notebench.executor.backends.kubernetes.KubernetesBackend"},
+        default_value="notebench.executor.backends.local.LocalBackend",
+        klass=Backend,
+        help="Where jobs run: 'local', 'kubernetes', or a Backend subclass (or its import name).",
+    ).tag(config=True)
+
+    endpoint_backend_class = NamedType(
+        {"local": "notebench.executor.backends.local_endpoints.LocalEndpointBackend",
+         "kubernetes": "notebench.executor.backends.kubernetes_endpoints.KubernetesEndpointBackend"},
+        default_value="notebench.executor.backends.local_endpoints.LocalEndpointBackend",
+        klass=EndpointBackend,
+        help="Where scoring servers run: 'local', 'kubernetes', or an EndpointBackend subclass.",
+    ).tag(config=True)
 
     data_dir = Unicode(help="Notebench's data dir (NOTEBENCH_DATA_DIR).").tag(config=True)
 
@@ -49,11 +81,13 @@ class Executor(Application):
     def _db_url(self):
         return f"sqlite:///{Path(self.data_dir) / 'executor.sqlite'}"
 
-    executor_id = Unicode(help="Names this executor in the jobs it runs (default: the host name).").tag(config=True)
+    executor_id = Unicode(
+        help="Names this executor in the jobs it runs (default: POD_NAME on Kubernetes, else the host name)."
+    ).tag(config=True)
 
     @default("executor_id")
     def _executor_id(self):
-        return socket.gethostname()
+        return os.environ.get("POD_NAME") or socket.gethostname()
 
     max_running_jobs = Integer(4, help="Jobs running at once, in all.").tag(config=True)
     max_running_jobs_per_user = Integer(2, help="Jobs running at once per user.").tag(config=True)
@@ -72,19 +106,33 @@ class Executor(Application):
     def _mlflow_url(self):
         return os.environ.get("NOTEBENCH_MLFLOW_URL", "")
 
+    job_mlflow_url = Unicode(help="MLflow tracking URI given to jobs (default: the public URL's /services/mlflow).").tag(
+        config=True
+    )
+
+    @default("job_mlflow_url")
+    def _job_mlflow_url(self):
+        return f"{self.public_url}/services/mlflow"
+
     def initialize(self, argv=None):
         super().initialize(argv)
+        if os.environ.get("NOTEBENCH_MODE") == "kubernetes":
+            from .backends.kubernetes import config_from_values
+
+            self.update_config(config_from_values(os.environ))
         user_config = os.environ.get("NOTEBENCH_USER_CONFIG")
         if user_config:
             self.load_config_file(user_config)
         data = Path(self.data_dir)
         self.config.GPUInventory.setdefault("db_url", f"sqlite:///{data / 'notebench.sqlite'}")
         self.config.UserAccounts.setdefault("shared_homes_dir", str(data / "homes"))
+        self.config.LocalEndpointBackend.setdefault("servers_dir", str(data / "executor" / "endpoints"))
         self.sessions = db.connect(self.db_url)
         self.profiles = Profiles(parent=self)
         self.gpus = GPUInventory(parent=self)
         self.accounts = UserAccounts(parent=self)
-        self.backend = LocalBackend(parent=self, accounts=self.accounts)
+        self.backend = self.backend_class(parent=self, accounts=self.accounts, profiles=self.profiles)
+        self.endpoint_backend = self.endpoint_backend_class(parent=self, accounts=self.accounts, profiles=self.profiles)
         self.tokens = HubTokens(os.environ["JUPYTERHUB_API_URL"], os.environ["JUPYTERHUB_API_TOKEN"])
         self.mlflow = MlflowRuns(self.mlflow_url, self.tokens) if self.mlflow_url else None
         self.dispatcher = Dispatcher(self)
@@ -106,7 +154,7 @@ class Executor(Application):
             "CUDA_VISIBLE_DEVICES": ",".join(gpus),  # empty for CPU jobs: they never see a GPU
         }
         if self.mlflow:
-            env["MLFLOW_TRACKING_URI"] = f"{self.public_url}/services/mlflow"
+            env["MLFLOW_TRACKING_URI"] = self.job_mlflow_url
             env["MLFLOW_TRACKING_TOKEN"] = await self.tokens.token_for(owner)
         return env
 
@@ -154,7 +202,7 @@ class Executor(Application):
             xsrf_cookies=True,
         )
         server = HTTPServer(app, max_body_size=self.max_body_bytes + 1, xheaders=True)
-        self.endpoints.recover()  # before listening: no invocation finds an endpoint unknown
+        await self.endpoints.recover()  # before listening: no invocation finds an endpoint unknown
         server.listen(url.port, url.hostname)
         await self.dispatcher.recover()
         loop_task = asyncio.ensure_future(self.schedule_loop())

@@ -22,7 +22,7 @@ import sqlalchemy as sa
 from notebench.hub.gpus import NoFreeGPUs
 from notebench.hub.profiles import ProfileError
 
-from .backends.base import JobSpec
+from .backends.base import JobSpec, RecordedJob
 from .db import Job, utcnow
 from .jobfiles import read_job_file
 from .models import JobRequest
@@ -104,18 +104,19 @@ class Dispatcher:
             worker = self.app.profiles.get(request.worker_profile or profile.name)
         except ProfileError as e:
             raise JobError(400, "worker_profile", str(e))
-        # A job that needs more GPUs than the machine has would wait in the queue forever.
-        have = len(self.app.gpus.all_devices())
-        if profile.gpus > have:
-            raise JobError(400, "profile", f"profile {profile.name!r} needs {profile.gpus} GPU(s); this machine has {have}")
-        need = gpus_needed(profile, worker, request.workers)
-        if need > have:
-            raise JobError(400, "worker_profile", f"{request.workers} worker(s) of profile {worker.name!r} and the job's "
-                           f"own {profile.gpus} need {need} GPU(s); this machine has {have}")
+        if self.backend.leases_gpus:
+            # A job that needs more GPUs than the machine has would wait in the queue forever.
+            have = len(self.app.gpus.all_devices())
+            if profile.gpus > have:
+                raise JobError(400, "profile", f"profile {profile.name!r} needs {profile.gpus} GPU(s); this machine has {have}")
+            need = gpus_needed(profile, worker, request.workers)
+            if need > have:
+                raise JobError(400, "worker_profile", f"{request.workers} worker(s) of profile {worker.name!r} and the job's "
+                               f"own {profile.gpus} need {need} GPU(s); this machine has {have}")
         kernel = request.kernel or request.notebook.get("metadata", {}).get("kernelspec", {}).get("name") or "python3"
         if kernel not in self.app.kernel_names():
             raise JobError(400, "kernel", f"unknown kernel {kernel!r}; available: {', '.join(sorted(self.app.kernel_names()))}")
-        home = Path(self.app.accounts.home(owner)).resolve()
+        home = Path(self.backend.home(owner)).resolve()
         cwd = (home / request.cwd).resolve() if request.cwd else home
         if cwd != home and home not in cwd.parents:
             raise JobError(400, "cwd", "cwd must stay inside your home directory")
@@ -147,11 +148,7 @@ class Dispatcher:
         job_dir = self.job_dir(job.id)
         job_dir.mkdir(parents=True, exist_ok=True)
         nbformat.write(nbformat.from_dict(request.notebook), str(job_dir / "input.ipynb"))
-        self.app.accounts.prepare(owner)
-        uid, gid = self.app.accounts.uid_gid(owner)
-        for path in (job_dir, job_dir / "input.ipynb"):
-            os.chown(path, uid, gid)  # the runner, as the owner, writes its output here
-        os.chmod(job_dir, 0o700)
+        self.backend.prepare(owner, str(job_dir))
         asyncio.ensure_future(self.dispatch())
         return job
 
@@ -207,6 +204,8 @@ class Dispatcher:
         try:
             profile = self.app.profiles.get(job.profile)
             worker = self.app.profiles.get(job.worker_profile or job.profile)
+            if not self.backend.leases_gpus:
+                return profile, []
             return profile, self.app.gpus.acquire(f"job:{job.id}", gpus_needed(profile, worker, job.workers))  # split in _spec
         except Exception as e:
             if not isinstance(e, NoFreeGPUs):
@@ -224,7 +223,7 @@ class Dispatcher:
     async def _start(self, job: Job, profile, gpus: list[str]) -> None:
         try:
             spec = await self._spec(job, profile, gpus)
-            pid = await self.backend.start(spec)
+            handle = await self.backend.start(spec)
         except Exception as e:
             log.exception("job %s could not start", job.id)
             # _finish releases the GPUs too.
@@ -232,9 +231,11 @@ class Dispatcher:
             return
         finally:
             self._starting.pop(job.id, None)
-        self.app.gpus.set_pid(f"job:{job.id}", pid)
+        pid = self.backend.pid(handle)
+        if pid is not None:
+            self.app.gpus.set_pid(f"job:{job.id}", pid)
         self._update(job.id, runner_pid=pid)
-        self._watchers[job.id] = asyncio.ensure_future(self._watch(job.id, pid))
+        self._watchers[job.id] = asyncio.ensure_future(self._watch(job.id, handle))
 
     async def _spec(self, job: Job, profile, leased: list[str]) -> JobSpec:
         worker = self.app.profiles.get(job.worker_profile or job.profile)
@@ -262,11 +263,12 @@ class Dispatcher:
             kernel_env=kernel_env,
             gpus=gpus,
             worker_gpus=worker_gpus,
+            worker_profile=worker.name,
         )
 
     # --- watching --------------------------------------------------------------------------
 
-    async def _watch(self, job_id: int, pid: int) -> None:
+    async def _watch(self, job_id: int, handle) -> None:
         job_dir = self.job_dir(job_id)
         offset, kernel_pid, last_mtime = 0, None, 0.0
         with self.sessions() as s:
@@ -280,7 +282,7 @@ class Dispatcher:
                         kernel_pid = event.get("kernel_pid")
                     elif event["event"] == "finished":
                         self._update_progress(job_id, job_dir)
-                        await self._finish(job_id, event["status"], event.get("error"))
+                        await self._finish(job_id, event["status"], event.get("error"), handle)
                         return
                 try:
                     mtime = (job_dir / "output.ipynb").stat().st_mtime
@@ -291,20 +293,21 @@ class Dispatcher:
                     self._update_progress(job_id, job_dir)
                 if job_id in self._cancel_requested or time.time() > deadline:
                     status = "cancelled" if job_id in self._cancel_requested else "timed_out"
-                    self.backend.kill(pid, [kernel_pid] if kernel_pid else [])
+                    await self.backend.kill(handle, [kernel_pid] if kernel_pid else [])
                     self._update_progress(job_id, job_dir)
                     error = None
                     if status == "timed_out":
                         error = {"ename": "Timeout", "evalue": f"the job ran longer than {job.timeout_seconds} s", "cell_index": None}
-                    await self._finish(job_id, status, error)
+                    await self._finish(job_id, status, error, handle)
                     return
-                if not self.backend.is_running(pid):
+                if not await self.backend.is_running(handle):
                     events, offset = read_events(job_dir / "events.jsonl", offset)
                     if any(e["event"] == "finished" for e in events):
                         continue  # it finished between our two reads: handle it above
-                    self.backend.kill(pid, [kernel_pid] if kernel_pid else [])
+                    await self.backend.kill(handle, [kernel_pid] if kernel_pid else [])
                     await self._finish(
-                        job_id, "failed", {"ename": "RunnerDied", "evalue": "the job's process ended unexpectedly", "cell_index": None}
+                        job_id, "failed", {"ename": "RunnerDied", "evalue": "the job's process ended unexpectedly", "cell_index": None},
+                        handle,
                     )
                     return
                 await asyncio.sleep(0.05)
@@ -317,10 +320,15 @@ class Dispatcher:
         if progress:
             self._update(job_id, cells_completed=progress[0], cells_total=progress[1])
 
-    async def _finish(self, job_id: int, status: str, error: dict | None) -> None:
+    async def _finish(self, job_id: int, status: str, error: dict | None, handle=None) -> None:
         with self.sessions() as s:
             job = s.get(Job, job_id)
         self.app.gpus.release(f"job:{job_id}")
+        if handle is not None:
+            try:
+                await self.backend.clean_up(handle)
+            except Exception:
+                log.exception("could not clean up after job %s", job_id)
         if job.status in ("running", "queued") and job.mlflow_run_id and self.app.mlflow:
             # The MLflow run is closed first, so whoever sees the job finished also finds its run complete.
             job.status = status
@@ -355,10 +363,11 @@ class Dispatcher:
             running = s.scalars(
                 sa.select(Job).where(Job.status == "running", Job.executor_id == self.executor_id)
             ).all()
+        handles = await self.backend.find([RecordedJob(j.id, str(self.job_dir(j.id)), j.runner_pid) for j in running])
         for job in running:
-            if job.runner_pid and self.backend.is_running(job.runner_pid):
-                log.info("re-attaching to job %s (pid %s)", job.id, job.runner_pid)
-                self._watchers[job.id] = asyncio.ensure_future(self._watch(job.id, job.runner_pid))
+            if job.id in handles:
+                log.info("re-attaching to job %s (%s)", job.id, handles[job.id])
+                self._watchers[job.id] = asyncio.ensure_future(self._watch(job.id, handles[job.id]))
                 continue
             events, _ = read_events(self.job_dir(job.id) / "events.jsonl", 0)
             finished = [e for e in events if e["event"] == "finished"]

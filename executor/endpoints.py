@@ -20,7 +20,6 @@ from __future__ import annotations
 import asyncio
 import json
 from datetime import datetime, timezone
-from pathlib import Path
 from urllib.parse import urlencode
 
 import sqlalchemy as sa
@@ -31,7 +30,6 @@ from traitlets.config import LoggingConfigurable
 from notebench.hub.profiles import ProfileError
 
 from .backends.base import ScoringServerFailed, ScoringServerSpec
-from .backends.local_endpoints import LocalEndpointBackend
 from .db import Endpoint, RequestSample, ScoringServer, iso, utcnow
 from .models import EndpointCreate, EndpointPatch, EndpointVersion
 from .router import Route, Router, Target
@@ -101,9 +99,7 @@ class Endpoints(LoggingConfigurable):
         super().__init__(parent=app, **kwargs)
         self.app = app
         self.sessions = app.sessions
-        self.backend = LocalEndpointBackend(
-            parent=app, accounts=app.accounts, servers_dir=str(Path(app.data_dir) / "executor" / "endpoints")
-        )
+        self.backend = app.endpoint_backend
         self.registry = ModelRegistry(app.mlflow_url, app.tokens) if app.mlflow_url else None
         self.router = Router(samples_per_second=self.samples_per_second)
         self._tasks: dict[int, asyncio.Task] = {}
@@ -266,7 +262,7 @@ class Endpoints(LoggingConfigurable):
     async def _serve(self, endpoint: Endpoint, server: ScoringServer) -> None:
         """Make ``server`` run and answer: adopt it if it runs, else start it."""
         handle = server.handle
-        if handle is None or not self.backend.is_running(handle):
+        if handle is None or not await self.backend.is_running(handle):
             if handle is not None:  # it died: its connections are of no use
                 await self.router.drain([server.id], timeout=0)
                 await self.backend.stop(handle)
@@ -368,7 +364,7 @@ class Endpoints(LoggingConfigurable):
 
     # --- executor start and stop -------------------------------------------------------------
 
-    def recover(self) -> None:
+    async def recover(self) -> None:
         """Adopt the scoring servers that outlived the previous executor, restart the dead ones
         (in the background: the endpoints are known to the router at once)."""
         with self.sessions() as s:
@@ -381,7 +377,7 @@ class Endpoints(LoggingConfigurable):
                 continue
             with self.sessions() as s:
                 wanted = [x for x in self._servers(s, endpoint.id) if not x.retired]
-            running = [x for x in wanted if x.handle and self.backend.is_running(x.handle)]
+            running = [x for x in wanted if x.handle and await self.backend.is_running(x.handle)]
             if endpoint.status == "ready" and running and all(x.handle for x in wanted):
                 # Serve at once with the live servers; the share of dead ones goes to the others
                 # until they are started again.
@@ -392,7 +388,7 @@ class Endpoints(LoggingConfigurable):
                 self._set(Endpoint, endpoint.id, status="starting", reason="a scoring server is started again after a restart")
             self._start_task(endpoint.id)  # also stops servers an update was replacing
 
-    def restart_dead_servers(self) -> None:
+    async def restart_dead_servers(self) -> None:
         """Start again the scoring servers of serving endpoints that died (until then, the
         router sends their share to the other versions, if any)."""
         for route in list(self.router.routes.values()):
@@ -402,7 +398,7 @@ class Endpoints(LoggingConfigurable):
             with self.sessions() as s:
                 servers = [x for x in self._servers(s, route.endpoint_id) if not x.retired]
             # Only servers that were ready: one that failed to start stays failed (no restart loop).
-            dead = [x for x in servers if x.status == "ready" and not (x.handle and self.backend.is_running(x.handle))]
+            dead = [x for x in servers if x.status == "ready" and not (x.handle and await self.backend.is_running(x.handle))]
             if dead:
                 names = ", ".join(f"{x.model}/{x.version}" for x in dead)
                 self.log.warning("endpoint %s: the scoring server of %s exited; starting it again", route.name, names)
@@ -413,7 +409,7 @@ class Endpoints(LoggingConfigurable):
         while True:
             await asyncio.sleep(self.watch_seconds)
             try:
-                self.restart_dead_servers()
+                await self.restart_dead_servers()
             except Exception:
                 self.log.exception("checking scoring servers failed")
 

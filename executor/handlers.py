@@ -35,7 +35,7 @@ from tornado.iostream import StreamClosedError
 from zoneinfo import ZoneInfo
 
 from .db import FINAL, STATUSES, Job, Schedule, utcnow
-from .dispatcher import JobError
+from .dispatcher import MAX_NOTEBOOK_BYTES, JobError
 from .jobfiles import read_job_file
 from .models import JobRequest, SchedulePatch, ScheduleRequest
 
@@ -393,6 +393,60 @@ class OutputHandler(APIHandler):
         return data
 
 
+@web.stream_request_body
+class JobFilesHandler(web.RequestHandler):
+    """A job pod's own calls (the Kubernetes backend's jobs): GET its input notebook, PUT its
+    output notebook. Authenticated by the job's token, not a user's (the pod holds no hub token);
+    backends whose jobs write the job directory themselves accept no token (403)."""
+
+    def initialize(self):
+        self.app = self.settings["executor"]
+        self._part: Path | None = None
+        self._file = None
+
+    def check_xsrf_cookie(self):
+        pass  # a token, never a cookie, authenticates these calls
+
+    def prepare(self):
+        job_id, _name = self.path_args
+        token = self.request.headers.get("Authorization", "").removeprefix("token ").strip()
+        number = int(job_id) if len(job_id) <= 19 else MAX_ID + 1
+        with self.app.sessions() as s:
+            job = s.get(Job, number) if number <= MAX_ID else None
+        if job is None or job.status != "running" or not token or not self.app.backend.check_job_token(job.id, token):
+            raise web.HTTPError(403, "not this job's token, or the job does not run")
+        self.job_dir = self.app.dispatcher.job_dir(job.id)
+        if self.request.method == "PUT":
+            self.request.connection.set_max_body_size(MAX_NOTEBOOK_BYTES)
+            self._part = self.job_dir / "output.ipynb.part"
+            self._file = open(self._part, "wb")
+
+    def data_received(self, chunk: bytes) -> None:
+        if self._file is not None:
+            self._file.write(chunk)
+
+    def get(self, job_id, name):
+        if name != "input":
+            raise web.HTTPError(405)
+        self.set_header("Content-Type", "application/x-ipynb+json")
+        self.finish((self.job_dir / "input.ipynb").read_bytes())
+
+    def put(self, job_id, name):
+        if name != "output":
+            raise web.HTTPError(405)
+        self._file.close()
+        os.replace(self._part, self.job_dir / "output.ipynb")  # readers never see half a notebook
+        self.set_status(204)
+        self.finish()
+
+    def on_finish(self):
+        if self._file is not None and not self._file.closed:  # the upload broke off
+            self._file.close()
+            self._part.unlink(missing_ok=True)
+
+    on_connection_close = on_finish
+
+
 def attachment(filename: str) -> str:
     """A Content-Disposition header for any file name (RFC 6266: an ASCII fallback and the UTF-8 name)."""
     fallback = re.sub(r"[^A-Za-z0-9._-]+", "_", filename) or "output.ipynb"
@@ -546,6 +600,7 @@ def routes(prefix: str) -> list:
         (api + r"jobs/([0-9]+)/cancel", CancelHandler),
         (api + r"jobs/([0-9]+)/log", LogHandler),
         (api + r"jobs/([0-9]+)/output(\.html)?", OutputHandler),
+        (api + r"jobs/([0-9]+)/files/(input|output)", JobFilesHandler),
         (api + "schedules", SchedulesHandler),
         (api + r"schedules/([0-9]+)", ScheduleHandler),
         *endpoint_routes(prefix),

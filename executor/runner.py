@@ -10,6 +10,12 @@ exits after one job).
 The runner reports to the job directory, not to its parent, so a job outlives a crashed executor:
 ``events.jsonl`` (JSON lines: started, finished), ``output.ipynb`` (saved after every cell by
 papermill) and ``log.txt`` (stdout/stderr and the cells' output).
+
+On Kubernetes (``--pod``) the runner is a job pod's one process and the job directory is the
+executor's, not the pod's: it fetches the input notebook from the executor, writes events to
+stdout (the pod log, which the executor follows) as lines starting with ``EVENT_PREFIX``, and
+hands the output notebook to the executor while the job runs and at its end, before its
+'finished' event; both calls carry the job's own token (docs/kubernetes.md).
 """
 
 from __future__ import annotations
@@ -19,9 +25,17 @@ import logging
 import os
 import signal
 import socket
+import subprocess
 import sys
+import tempfile
+import threading
 import time
 from pathlib import Path
+
+
+EVENT_PREFIX = "\x1enotebench-event "
+UPLOAD_EVERY_SECONDS = 5
+UPLOAD_RETRY_SECONDS = 600  # the last upload waits this long for an executor being restarted
 
 
 def emit(events_path: Path, **event) -> None:
@@ -117,6 +131,14 @@ def start_dask(spec: dict, job_dir: Path, env: dict):
     return cluster, client_env
 
 
+def wait_for_dask(address: str, workers: int, timeout: float = 600) -> None:
+    """Wait until the job's Dask cluster (pods being scheduled and pulled) has all its workers."""
+    from distributed import Client
+
+    with Client(address, timeout=timeout) as client:
+        client.wait_for_workers(workers, timeout=timeout)
+
+
 def failed_cell(job_dir: Path, error) -> int:
     """Index of the failing cell in the output notebook (papermill's own index skips its marker cells)."""
     try:
@@ -136,7 +158,10 @@ def run_job(spec: dict, km, kc) -> dict:
     cluster = None
     try:
         env = {k: str(v) for k, v in (spec.get("kernel_env") or {}).items()}
-        if spec.get("workers"):
+        if spec.get("dask_scheduler_address"):  # Kubernetes: the executor made the job's cluster
+            wait_for_dask(spec["dask_scheduler_address"], spec["workers"])
+            parameters["dask_scheduler_address"] = spec["dask_scheduler_address"]
+        elif spec.get("workers"):
             cluster, client_env = start_dask(spec, job_dir, env)
             env.update(client_env)
             parameters["dask_scheduler_address"] = cluster.scheduler_address
@@ -212,15 +237,30 @@ def run_one_job(kernel_name: str, cwd: str, channel: socket.socket, client_class
     logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr, force=True)
     emit(events, event="started", kernel_pid=kernel_pid, runner_pid=os.getpid())
     result = {"status": "failed", "error": {"ename": "RunnerError", "evalue": "the runner stopped", "cell_index": None}}
+    # A job's GPUs go to the next job as soon as it is reported finished: a GPU job's kernel (and
+    # its GPU memory) must be gone first. Other jobs report first (the shutdown is ~0.1 s the owner
+    # need not wait); the kernel is in the runner's process group, which the executor kills if we die.
+    holds_gpus = bool(os.environ.get("CUDA_VISIBLE_DEVICES"))
     try:
         result = run_job(spec, km, kc)
     finally:
-        # Reported before the kernel goes (its shutdown is ~0.1 s the job's owner need not wait);
-        # the kernel is in the runner's process group, which the executor kills if we die here.
+        if holds_gpus:
+            stop_kernel(km, kc)
         emit(events, event="finished", **result)
-        kc.stop_channels()
-        km.shutdown_kernel(now=True)
+        if not holds_gpus:
+            stop_kernel(km, kc)
     return 0
+
+
+def stop_kernel(km, kc) -> None:
+    """Shut the kernel down and wait until its process has exited and been reaped."""
+    process = km.provisioner.process
+    kc.stop_channels()
+    km.shutdown_kernel(now=True)  # waits 5 s at most; a GPU context can take longer to tear down
+    try:
+        process.wait(timeout=120)
+    except subprocess.TimeoutExpired:
+        logging.warning("kernel %s still exiting after 120 s", process.pid)
 
 
 def reap_runners(*_signal) -> None:
@@ -232,10 +272,21 @@ def reap_runners(*_signal) -> None:
         pass
 
 
+def become_subreaper() -> None:
+    """Orphans of this factory's runners (a kernel whose runner exited first, a process a notebook
+    left behind) are re-parented here and reaped by reap_runners, not left as zombies under a
+    PID 1 that may not reap (containers, some VMs)."""
+    import ctypes
+
+    PR_SET_CHILD_SUBREAPER = 36
+    ctypes.CDLL(None, use_errno=True).prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)
+
+
 def factory(control: socket.socket, client_class) -> int:
     """Fork a runner for each request on ``control`` (a SOCK_SEQPACKET socket): a JSON message
     {kernel, cwd, env} carrying the runner's channel as a file descriptor. Ends at EOF."""
     signal.signal(signal.SIGCHLD, reap_runners)
+    become_subreaper()
     while True:
         message, fds, _flags, _addr = socket.recv_fds(control, 256 * 1024, 1)
         if not message:
@@ -259,9 +310,100 @@ def factory(control: socket.socket, client_class) -> int:
             os.close(fd)
 
 
+def print_event(**event) -> None:
+    event["time"] = time.time()
+    sys.stdout.write(EVENT_PREFIX + json.dumps(event) + "\n")
+    sys.stdout.flush()
+
+
+def executor_call(method: str, url: str, token: str, body: bytes | None = None) -> bytes:
+    import urllib.request
+
+    request = urllib.request.Request(url, data=body, method=method, headers={"Authorization": f"token {token}"})
+    with urllib.request.urlopen(request, timeout=120) as response:
+        return response.read()
+
+
+class OutputUploader:
+    """Hands output.ipynb to the executor whenever papermill has saved it anew (progress, and
+    partial output if the job is stopped), and once more at the end, retrying."""
+
+    def __init__(self, path: Path, url: str, token: str):
+        self.path, self.url, self.token = path, url, token
+        self.sent_mtime = None
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self._loop, daemon=True)
+        self.thread.start()
+
+    def _send_if_changed(self) -> None:
+        try:
+            mtime = self.path.stat().st_mtime_ns
+        except FileNotFoundError:
+            return
+        if mtime != self.sent_mtime:
+            executor_call("PUT", self.url, self.token, self.path.read_bytes())
+            self.sent_mtime = mtime
+
+    def _loop(self) -> None:
+        while not self.stop.wait(UPLOAD_EVERY_SECONDS):
+            try:
+                self._send_if_changed()
+            except Exception as e:  # the executor may be restarting: the next round sends it
+                logging.warning("could not hand the output notebook to the executor yet: %s", e)
+
+    def finish(self) -> None:
+        self.stop.set()
+        self.thread.join()
+        deadline = time.monotonic() + UPLOAD_RETRY_SECONDS
+        while True:
+            try:
+                self._send_if_changed()
+                return
+            except Exception as e:
+                if time.monotonic() > deadline:
+                    logging.error("the output notebook could not be handed to the executor: %s", e)
+                    return
+                logging.warning("could not hand the output notebook to the executor yet (retrying): %s", e)
+                time.sleep(UPLOAD_EVERY_SECONDS)
+
+
+def run_in_pod() -> int:
+    """A Kubernetes job pod's runner: one job, from NOTEBENCH_JOB_SPEC (docs/kubernetes.md)."""
+    spec = json.loads(os.environ.pop("NOTEBENCH_JOB_SPEC"))
+    url, token = os.environ.pop("NOTEBENCH_JOB_FILES_URL"), os.environ.pop("NOTEBENCH_JOB_TOKEN")
+    job_dir = Path(tempfile.mkdtemp(prefix="notebench-job-"))
+    spec["job_dir"] = str(job_dir)
+    logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr, force=True)
+    print_event(event="started")
+    result = {"status": "failed", "error": {"ename": "RunnerError", "evalue": "the runner stopped", "cell_index": None}}
+    uploader = None
+    try:
+        (job_dir / "input.ipynb").write_bytes(executor_call("GET", f"{url}/input", token))
+        client_class = import_papermill()
+        km, kc = start_kernel(spec["kernel"], spec["cwd"])
+        client_class.ready_kc = kc
+        uploader = OutputUploader(job_dir / "output.ipynb", f"{url}/output", token)
+        try:
+            result = run_job(spec, km, kc)
+        finally:
+            kc.stop_channels()
+            km.shutdown_kernel(now=True)
+    except Exception as e:
+        logging.exception("the job could not run")
+        result = {"status": "failed", "error": {"ename": type(e).__name__, "evalue": str(e), "cell_index": None}}
+    finally:
+        if uploader is not None:
+            uploader.finish()  # the output is in before the executor reads 'finished'
+        print_event(event="finished", **result)
+    return 0
+
+
 def main() -> int:
+    if sys.argv[1:] == ["--pod"]:
+        return run_in_pod()
     if sys.argv[1:2] != ["--factory"] or len(sys.argv) != 3:
-        print("usage: python -m notebench.executor.runner --factory CONTROL_FD (started by the executor)", file=sys.stderr)
+        print("usage: python -m notebench.executor.runner --factory CONTROL_FD | --pod (started by the executor)",
+              file=sys.stderr)
         return 2
     client_class = import_papermill()  # once, before any runner is asked for
     return factory(socket.socket(fileno=int(sys.argv[2])), client_class)

@@ -7,9 +7,15 @@ it again after a restart.
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass, field
+from typing import Any
 
+from traitlets import Instance
 from traitlets.config import LoggingConfigurable
+
+from notebench.hub.accounts import UserAccounts
+from notebench.hub.profiles import Profiles
 
 
 @dataclass
@@ -31,23 +37,70 @@ class JobSpec:
     kernel_env: dict = field(default_factory=dict)  # set inside the kernel before the notebook runs
     gpus: list = field(default_factory=list)  # the kernel's (CUDA_VISIBLE_DEVICES)
     worker_gpus: list = field(default_factory=list)  # each Dask worker's devices, when its profile has GPUs
+    worker_profile: str = ""  # the Dask workers' profile (the job's when empty)
+
+
+@dataclass
+class RecordedJob:
+    """A job the store says is running on this executor, as a restarted executor finds it."""
+
+    job_id: int
+    job_dir: str
+    pid: int | None  # what ``Backend.pid`` gave for its handle
 
 
 class Backend(LoggingConfigurable):
-    async def start(self, spec: JobSpec) -> int:
-        """Start the job; returns the pid (or another handle) to record for re-attaching."""
+    """Runs jobs. A handle (what ``start`` returns) is the backend's own: the dispatcher passes it
+    back, and records ``pid(handle)`` to find the job again after a restart (``find``).
+
+    A job reports to its job directory (``events.jsonl``: started, finished; ``log.txt``;
+    ``output.ipynb``), where the dispatcher reads it, however the backend gets it there.
+    """
+
+    accounts = Instance(UserAccounts, allow_none=True)
+    profiles = Instance(Profiles, allow_none=True)
+
+    # Whether the executor leases this machine's GPUs to jobs (GPUInventory); else the backend's
+    # scheduler places jobs on GPUs (Kubernetes: nvidia.com/gpu limits).
+    leases_gpus = True
+
+    def home(self, owner: str) -> str:
+        """The owner's home, as the job sees it (jobs' working directories are inside it)."""
+        return self.accounts.home(owner)
+
+    def prepare(self, owner: str, job_dir: str) -> None:
+        """Make the new job directory (with input.ipynb) ready for the job to report into."""
+
+    async def start(self, spec: JobSpec) -> Any:
+        """Start the job; returns its handle."""
         raise NotImplementedError
 
-    def is_running(self, handle: int) -> bool:
-        """Whether the job started with ``handle`` still runs (also after an executor restart)."""
+    def pid(self, handle: Any) -> int | None:
+        """The process to record for ``handle`` (GPU leases, ``find``), if the job is a local process."""
+        return None
+
+    async def find(self, jobs: list[RecordedJob]) -> dict[int, Any]:
+        """After an executor restart: the handles of those ``jobs`` that can still be watched (by job id)."""
+        raise NotImplementedError
+
+    async def is_running(self, handle: Any) -> bool:
+        """Whether the job still runs, or has reports still to bring to its job directory."""
         raise NotImplementedError
 
     def prewarm(self, owner: str, kernel: str, profile: str, env: dict) -> None:
         """Get ready for a job of this owner/kernel/profile that is likely to come (optional)."""
 
-    def kill(self, handle: int) -> None:
-        """Stop the job and everything it started (kernel, Dask workers), at once."""
+    async def kill(self, handle: Any, extra_pids=()) -> None:
+        """Stop the job and everything it started (kernel, Dask workers), at once. ``extra_pids``:
+        processes the job reported (its kernel), for backends whose jobs are local processes."""
         raise NotImplementedError
+
+    async def clean_up(self, handle: Any) -> None:
+        """The job ended and its reports are in: let go of what is left of it (optional)."""
+
+    def check_job_token(self, job_id: int, token: str) -> bool:
+        """Whether ``token`` is job ``job_id``'s own (jobs that hand their files to the executor's API)."""
+        return False
 
     async def close(self) -> None:
         """Let go of idle resources (warm kernels). Running jobs are left running."""
@@ -77,6 +130,12 @@ class EndpointBackend(LoggingConfigurable):
     executor restart.
     """
 
+    accounts = Instance(UserAccounts, allow_none=True)
+    profiles = Instance(Profiles, allow_none=True)
+
+    def prewarm(self, owner: str) -> None:
+        """Get ready for a deploy of ``owner`` that is likely to come (optional)."""
+
     async def start(self, spec: ScoringServerSpec) -> dict:
         """Start serving; returns the handle (at once: the server loads its model meanwhile)."""
         raise NotImplementedError
@@ -85,13 +144,28 @@ class EndpointBackend(LoggingConfigurable):
         """Return once the server answers; raise ScoringServerFailed if it will not."""
         raise NotImplementedError
 
-    def is_running(self, handle: dict) -> bool:
+    async def is_running(self, handle: dict) -> bool:
         """Whether the server still runs (also one started before an executor restart)."""
         raise NotImplementedError
 
     async def open_connection(self, handle: dict):
         """A new (reader, writer) stream pair to the server's HTTP port, for the router's pool."""
         raise NotImplementedError
+
+    async def ping(self, handle: dict) -> bool:
+        """Whether the server answers its health check (MLflow's ``/ping``)."""
+        try:
+            reader, writer = await self.open_connection(handle)
+        except OSError:
+            return False
+        try:
+            writer.write(b"GET /ping HTTP/1.1\r\nHost: scoring-server\r\nConnection: close\r\n\r\n")
+            status = await asyncio.wait_for(reader.readline(), 10)
+            return status.split(b" ")[1:2] == [b"200"]
+        except (OSError, asyncio.TimeoutError, IndexError):
+            return False
+        finally:
+            writer.close()
 
     async def stop(self, handle: dict) -> None:
         """Stop the server and anything it started."""

@@ -18,11 +18,9 @@ from collections import Counter, defaultdict
 from dataclasses import asdict
 
 import psutil
-from traitlets import Instance, Integer
+from traitlets import Integer
 
-from notebench.hub.accounts import UserAccounts
-
-from .base import Backend, JobSpec
+from .base import Backend, JobSpec, RecordedJob
 
 RUNNER = [sys.executable, "-m", "notebench.executor.runner"]
 
@@ -89,8 +87,6 @@ class LocalBackend(Backend):
     warm_runner_idle_seconds = Integer(
         900, help="A warm runner nobody took within this time is let go (its memory back; the next job starts cold)."
     ).tag(config=True)
-
-    accounts = Instance(UserAccounts)
 
     def __init__(self, **kwargs):
         super().__init__(**kwargs)
@@ -173,15 +169,34 @@ class LocalBackend(Backend):
                 raise RuntimeError(f"the runner for kernel {spec.kernel!r} did not start (see the executor's log)")
         return await runner.assign(spec)
 
-    def is_running(self, handle: int) -> bool:
+    def prepare(self, owner: str, job_dir: str) -> None:
+        self.accounts.prepare(owner)
+        uid, gid = self.accounts.uid_gid(owner)
+        for path in (job_dir, os.path.join(job_dir, "input.ipynb")):
+            os.chown(path, uid, gid)  # the runner, as the owner, writes its output here
+        os.chmod(job_dir, 0o700)
+
+    def pid(self, handle: int) -> int:
+        return handle
+
+    async def find(self, jobs: list[RecordedJob]) -> dict[int, int]:
+        return {job.job_id: job.pid for job in jobs if job.pid and self._runs(job.pid)}
+
+    async def is_running(self, handle: int) -> bool:
+        return self._runs(handle)
+
+    def _runs(self, pid: int) -> bool:
         # Runners are the factories' children (and live on after an executor restart).
         try:
-            p = psutil.Process(handle)
+            p = psutil.Process(pid)
             return p.status() != psutil.STATUS_ZOMBIE and "notebench.executor.runner" in " ".join(p.cmdline())
         except psutil.Error:
             return False
 
-    def kill(self, handle: int, extra_pids=()) -> None:
+    async def kill(self, handle: int, extra_pids=()) -> None:
+        self._kill(handle, extra_pids)
+
+    def _kill(self, handle: int, extra_pids=()) -> None:
         """SIGKILL the runner, its kernel, Dask workers and anything they started, by process group."""
         procs = []
         for pid in (handle, *extra_pids):
@@ -211,13 +226,13 @@ class LocalBackend(Backend):
         runners = [r for pool in self._pools.values() for r in pool]
         procs = []
         for runner in runners:
-            if runner.pid and self.is_running(runner.pid):
+            if runner.pid and self._runs(runner.pid):
                 procs.append(psutil.Process(runner.pid))
             runner.let_go()
         for factory in self._factories.values():
             factory.close()
         _, late = await asyncio.to_thread(psutil.wait_procs, procs, timeout=10)
         for p in late:  # did not shut down in time: stop them
-            self.kill(p.pid)
+            self._kill(p.pid)
         self._pools.clear()
         self._factories.clear()

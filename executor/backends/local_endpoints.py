@@ -26,9 +26,7 @@ import time
 from pathlib import Path
 
 import psutil
-from traitlets import Instance, Integer, List, Unicode
-
-from notebench.hub.accounts import UserAccounts
+from traitlets import Integer, List, Unicode
 
 from ..jobfiles import read_job_file
 from .base import EndpointBackend, ScoringServerFailed, ScoringServerSpec
@@ -71,8 +69,6 @@ class LocalEndpointBackend(EndpointBackend):
         ["mlflow.pyfunc.scoring_server", "uvicorn", "mlflow.sklearn", "sklearn.linear_model", "sklearn.ensemble", "skops.io"],
         help="Modules a warm scoring process imports before it gets its model (missing ones are skipped).",
     ).tag(config=True)
-
-    accounts = Instance(UserAccounts)
 
     def __init__(self, **kwargs):
         super().__init__(**kwargs)
@@ -173,7 +169,7 @@ class LocalEndpointBackend(EndpointBackend):
         except psutil.Error:
             return None
 
-    def is_running(self, handle: dict) -> bool:
+    async def is_running(self, handle: dict) -> bool:
         return self._process(handle) is not None
 
     def log_tail(self, handle: dict, lines: int = 15) -> str:
@@ -188,27 +184,13 @@ class LocalEndpointBackend(EndpointBackend):
     async def wait_ready(self, handle: dict, timeout: float) -> None:
         deadline = time.monotonic() + timeout
         while True:
-            if not self.is_running(handle):
+            if self._process(handle) is None:
                 raise ScoringServerFailed(f"the scoring server exited:\n{self.log_tail(handle)}")
-            if os.path.exists(handle["socket"]) and await self._ping(handle):
+            if os.path.exists(handle["socket"]) and await self.ping(handle):
                 return
             if time.monotonic() > deadline:
                 raise ScoringServerFailed(f"the scoring server was not ready within {timeout:.0f} s:\n{self.log_tail(handle)}")
             await asyncio.sleep(0.05)
-
-    async def _ping(self, handle: dict) -> bool:
-        try:
-            reader, writer = await self.open_connection(handle)
-        except OSError:
-            return False
-        try:
-            writer.write(b"GET /ping HTTP/1.1\r\nHost: scoring-server\r\nConnection: close\r\n\r\n")
-            status = await asyncio.wait_for(reader.readline(), 10)
-            return status.split(b" ")[1:2] == [b"200"]
-        except (OSError, asyncio.TimeoutError, IndexError):
-            return False
-        finally:
-            writer.close()
 
     async def open_connection(self, handle: dict):
         reader, writer = await asyncio.open_unix_connection(handle["socket"])

@@ -1,0 +1,488 @@
+"""Jobs as Kubernetes Jobs, distributed jobs with a dask-kubernetes DaskCluster (docs/kubernetes.md).
+
+A job is a batch/v1 Job, named after the job (``<release>-job-<id>``: creating it twice fails, so
+a job never runs twice), running ``python -m notebench.executor.runner --pod`` in the owner's
+image, with the profile's resources, the owner's home PVC and the user-workload boundary. The
+executor's data PVC is ReadWriteOnce, so job pods never mount it; instead:
+
+- the pod writes its events (started, finished) and its log on stdout: the executor follows the
+  pod log and writes them into the job directory (``events.jsonl``, ``log.txt``);
+- the pod fetches its input notebook and hands back its output notebook (while it runs, and at
+  its end before saying 'finished') through the executor's API (``api/jobs/<id>/files/...``),
+  with a token only that job has (derived from the executor's secret; it reaches the pod in a
+  Secret owned by the Job).
+
+So the dispatcher reads the job directory as it does for local jobs. After an executor restart
+the Jobs are found again by their labels, and their pod logs read again from the start.
+A job with workers also gets a DaskCluster and a NetworkPolicy letting only its own pods talk to
+each other, all owned by the Job: deleting the Job (its end, a cancel) deletes them with its pods.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import hmac
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import yaml
+from kubernetes_asyncio.client import ApiClient, Configuration
+from kubernetes_asyncio.client.exceptions import ApiException
+from kubernetes_asyncio.config import load_incluster_config
+from kubespawner.slugs import safe_slug
+from traitlets import Float, Integer, Unicode, default
+from traitlets.config import Config, LoggingConfigurable
+
+from ..runner import EVENT_PREFIX
+from .base import Backend, JobSpec, RecordedJob
+from .kubernetes_objects import (
+    COMPONENT, EXECUTOR, HOME, INSTANCE, JOB_ID, NOTEBOOK_CONTAINER, dask_cluster, env_secret, job_network_policy,
+    labels, notebook_job, object_name, owner_reference, scheduler_address, selector,
+)
+
+DASK_CLUSTER = "notebench.io/dask-cluster"  # on a distributed job's Job: its cluster's name
+FAILED_WAITING = {"ErrImagePull", "ImagePullBackOff", "InvalidImageName", "CrashLoopBackOff", "CreateContainerError"}
+
+
+class KubeAPI:
+    """The backends' Kubernetes REST calls, through kubernetes_asyncio's ApiClient (its in-cluster
+    credentials, TLS and errors); objects go and come as plain dicts (kubernetes_objects.py)."""
+
+    def __init__(self, client: ApiClient):
+        self.client = client
+
+    @classmethod
+    def in_cluster(cls) -> "KubeAPI":
+        configuration = Configuration()
+        load_incluster_config(client_configuration=configuration)
+        return cls(ApiClient(configuration))
+
+    def _call(self, method: str, path: str, query: dict | None, body, content_type: str, **options):
+        return self.client.call_api(
+            path, method, query_params=list((query or {}).items()),
+            header_params={"Accept": "application/json", "Content-Type": content_type}, body=body,
+            auth_settings=["BearerToken"], **options,
+        )
+
+    async def call(self, method: str, path: str, query: dict | None = None, body=None,
+                   content_type: str = "application/json") -> dict:
+        return await self._call(method, path, query, body, content_type, _return_http_data_only=True,
+                                response_types_map={200: "object", 201: "object", 202: "object"})
+
+    async def get(self, path: str, query: dict | None = None) -> dict | None:
+        """The object, or None if there is none."""
+        try:
+            return await self.call("GET", path, query)
+        except ApiException as e:
+            if e.status == 404:
+                return None
+            raise
+
+    async def delete(self, path: str) -> None:
+        """Delete with its dependents (pods, owned objects) in the background; gone already is fine."""
+        try:
+            await self.call("DELETE", path, {"propagationPolicy": "Background"})
+        except ApiException as e:
+            if e.status != 404:
+                raise
+
+    async def apply(self, collection: str, obj: dict) -> dict:
+        """Create ``obj`` in ``collection``; if it exists (left from before), make it ``obj``."""
+        try:
+            return await self.call("POST", collection, body=obj)
+        except ApiException as e:
+            if e.status != 409:
+                raise
+        path = f"{collection}/{obj['metadata']['name']}"
+        return await self.call("PATCH", path, body=obj, content_type="application/merge-patch+json")
+
+    async def stream(self, path: str, query: dict):
+        """The raw response (aiohttp), for reading a log as it is written."""
+        response = await self._call("GET", path, query, None, "application/json", _preload_content=False)
+        if response.status != 200:
+            text = await response.text()
+            response.release()
+            raise ApiException(status=response.status, reason=text[:500])
+        return response
+
+    async def close(self) -> None:
+        await self.client.close()
+
+
+def read_values(path: str) -> dict:
+    with open(path) as f:
+        return yaml.safe_load(f) or {}
+
+
+def image_name(image: dict | None) -> str:
+    """``name:tag`` of a chart's image dict (``{name, tag}``)."""
+    if not image or not image.get("name"):
+        return ""
+    return f"{image['name']}:{image['tag']}" if image.get("tag") else image["name"]
+
+
+def config_from_values(env: dict) -> Config:
+    """The executor's configuration on Kubernetes, from the chart's values (NOTEBENCH_VALUES) and
+    the pod's environment (docs/kubernetes.md says which)."""
+    values = read_values(env.get("NOTEBENCH_VALUES", "/etc/notebench/values.yaml"))
+    singleuser = values.get("singleuser") or {}
+    executor = values.get("executor") or {}
+    c = Config()
+    c.Executor.backend_class = "kubernetes"
+    c.Executor.endpoint_backend_class = "kubernetes"
+    if env.get("POD_NAME"):
+        c.Executor.executor_id = env["POD_NAME"]
+    if env.get("NOTEBENCH_EXECUTOR_DB_URL"):
+        c.Executor.db_url = env["NOTEBENCH_EXECUTOR_DB_URL"]
+    if env.get("NOTEBENCH_MLFLOW_URL"):
+        c.Executor.job_mlflow_url = env["NOTEBENCH_MLFLOW_URL"]  # pods reach MLflow in the cluster
+    if values.get("profiles"):
+        c.Profiles.profiles = values["profiles"]
+    user_image = image_name(singleuser.get("image"))
+    storage = singleuser.get("storage") or {}
+    for section in ("KubernetesBackend", "KubernetesEndpointBackend"):
+        c[section].namespace = env.get("POD_NAMESPACE", "default")
+        c[section].release = env.get("NOTEBENCH_RELEASE", "notebench")
+        c[section].uid = int(singleuser.get("uid", 1000))
+        c[section].gid = int(singleuser.get("fsGid", 100))
+    c.KubernetesBackend.image = user_image
+    c.KubernetesBackend.home_claim = "" if storage.get("type") == "none" else "home-{owner}"
+    if env.get("NOTEBENCH_EXECUTOR_URL"):
+        c.KubernetesBackend.executor_url = env["NOTEBENCH_EXECUTOR_URL"]
+    c.KubernetesEndpointBackend.image = image_name((executor.get("modelServer") or {}).get("image")) or user_image
+    return c
+
+
+class KubernetesSettings(LoggingConfigurable):
+    """Traits both Kubernetes backends have (``c.KubernetesSettings`` sets them for both)."""
+
+    namespace = Unicode(help="Namespace of the backend's objects (default: POD_NAMESPACE).").tag(config=True)
+
+    @default("namespace")
+    def _namespace(self):
+        return os.environ.get("POD_NAMESPACE", "default")
+
+    release = Unicode(help="The Helm release: objects' names and app.kubernetes.io/instance label.").tag(config=True)
+
+    @default("release")
+    def _release(self):
+        return os.environ.get("NOTEBENCH_RELEASE", "notebench")
+
+    image = Unicode(help="Image of the pods (a profile's image wins for jobs).").tag(config=True)
+    uid = Integer(1000, help="User id the pods run as (never root).").tag(config=True)
+    gid = Integer(100, help="Group id the pods run as, and of their volumes (fsGroup).").tag(config=True)
+    poll_seconds = Float(2.0, help="How often objects are looked at while waiting on them.").tag(config=True)
+
+    _api: KubeAPI | None = None
+
+    @property
+    def api(self) -> KubeAPI:
+        if self._api is None:
+            self._api = KubeAPI.in_cluster()
+        return self._api
+
+    @api.setter
+    def api(self, api: KubeAPI) -> None:
+        self._api = api
+
+    def image_for(self, profile) -> str:
+        image = profile.image or self.image
+        if not image:
+            raise RuntimeError(f"no image for profile {profile.name!r}: set the profile's image or the chart's singleuser.image")
+        return image
+
+    @staticmethod
+    def without_device_mask(env: dict) -> dict:
+        # Local jobs are given their leased GPUs in CUDA_VISIBLE_DEVICES ('' for none); in a pod
+        # the device plugin exposes exactly the pod's GPUs, which '' would hide.
+        return {k: v for k, v in env.items() if k != "CUDA_VISIBLE_DEVICES"}
+
+
+@dataclass
+class JobRun:
+    """A job's Job as the executor follows it: its pod log goes to the job directory."""
+
+    name: str
+    job_id: int
+    job_dir: Path
+    dask_cluster: str | None
+    task: asyncio.Task | None = None
+    finished: bool = False  # its 'finished' event was read
+    done: bool = False  # the Job has ended and its log is read to the end
+
+
+class KubernetesBackend(KubernetesSettings, Backend):
+    leases_gpus = False
+
+    home_claim = Unicode(
+        "home-{owner}", help="PVC mounted as the owner's home in job and Dask pods ({owner}: the safe slug; '' for none)."
+    ).tag(config=True)
+
+    executor_url = Unicode(help="The executor's URL inside the cluster, for job pods (NOTEBENCH_EXECUTOR_URL).").tag(config=True)
+
+    @default("executor_url")
+    def _executor_url(self):
+        return os.environ.get("NOTEBENCH_EXECUTOR_URL", "")
+
+    service_prefix = Unicode(help="The executor's URL prefix.").tag(config=True)
+
+    @default("service_prefix")
+    def _service_prefix(self):
+        return os.environ.get("JUPYTERHUB_SERVICE_PREFIX", "/services/executor/")
+
+    token_key = Unicode(help="Secret that jobs' tokens are derived from (default: the executor's hub API token).").tag(
+        config=True
+    )
+
+    @default("token_key")
+    def _token_key(self):
+        return os.environ.get("JUPYTERHUB_API_TOKEN", "")
+
+    executor_id = Unicode(help="This executor's id, on its Jobs' notebench.io/executor label.").tag(config=True)
+
+    @default("executor_id")
+    def _executor_id(self):
+        return getattr(self.parent, "executor_id", "") or os.environ.get("POD_NAME", "")
+
+    deadline_margin_seconds = Integer(
+        120, help="A Job's activeDeadlineSeconds is the job's timeout plus this (the executor stops it first)."
+    ).tag(config=True)
+
+    finished_ttl_seconds = Integer(
+        7 * 24 * 3600, help="An ended Job the executor did not delete (it was down) is deleted after this long."
+    ).tag(config=True)
+
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        self._runs: dict[str, JobRun] = {}
+
+    # --- names and tokens ---------------------------------------------------------------------------
+
+    def _collection(self, group: str, resource: str) -> str:
+        return f"/{group}/namespaces/{self.namespace}/{resource}"
+
+    def _jobs(self) -> str:
+        return self._collection("apis/batch/v1", "jobs")
+
+    def _dask_clusters(self) -> str:
+        return self._collection("apis/kubernetes.dask.org/v1", "daskclusters")
+
+    def job_token(self, job_id: int) -> str:
+        if not self.token_key:
+            raise RuntimeError("no key for jobs' tokens: set c.KubernetesBackend.token_key (or JUPYTERHUB_API_TOKEN)")
+        return hmac.new(self.token_key.encode(), f"notebench-job:{job_id}".encode(), hashlib.sha256).hexdigest()
+
+    def check_job_token(self, job_id: int, token: str) -> bool:
+        return bool(self.token_key) and hmac.compare_digest(self.job_token(job_id), token)
+
+    def home(self, owner: str) -> str:
+        return HOME
+
+    # --- starting ----------------------------------------------------------------------------------
+
+    def objects(self, spec: JobSpec) -> dict:
+        """What ``start`` creates for ``spec``, in order (the Job first: the others are its)."""
+        profile = self.profiles.get(spec.profile)
+        worker = self.profiles.get(spec.worker_profile or spec.profile)
+        name = object_name(self.release, "job", spec.job_id)
+        cluster = object_name(self.release, "dask", spec.job_id) if spec.workers else None
+        owner_slug = safe_slug(spec.owner)
+        job_labels = labels(self.release, "job", owner_slug, **{JOB_ID: str(spec.job_id), EXECUTOR: self.executor_id})
+        if cluster:
+            job_labels[DASK_CLUSTER] = cluster
+        home_claim = self.home_claim.format(owner=owner_slug) if self.home_claim else None
+        pod_spec = {
+            "job_id": spec.job_id, "kernel": spec.kernel, "cwd": spec.cwd, "parameters": spec.parameters,
+            "workers": spec.workers, "kernel_env": spec.kernel_env,
+            "dask_scheduler_address": scheduler_address(cluster, self.namespace) if cluster else None,
+        }
+        files_url = f"{self.executor_url.rstrip('/')}{self.service_prefix}api/jobs/{spec.job_id}/files"
+        common = dict(namespace=self.namespace, uid=self.uid, gid=self.gid, home_claim=home_claim)
+        job = notebook_job(
+            name=name, labels=job_labels, image=self.image_for(profile),
+            command=["python", "-m", "notebench.executor.runner", "--pod"],
+            env={"NOTEBENCH_JOB_SPEC": json.dumps(pod_spec), "NOTEBENCH_JOB_FILES_URL": files_url, "HOME": HOME},
+            secret_name=name, profile=profile, deadline_seconds=spec.timeout_seconds + self.deadline_margin_seconds,
+            ttl_seconds=self.finished_ttl_seconds, **common,
+        )
+        secret_env = {**self.without_device_mask(spec.env), "NOTEBENCH_JOB_TOKEN": self.job_token(spec.job_id)}
+
+        def owned(job_uid: str) -> list[tuple[str, dict]]:
+            owner = owner_reference("Job", "batch/v1", name, job_uid)
+            made = [(self._collection("api/v1", "secrets"),
+                     env_secret(name=name, namespace=self.namespace, labels=job_labels, env=secret_env, owner=owner))]
+            if cluster:
+                made.append((self._collection("apis/networking.k8s.io/v1", "networkpolicies"),
+                             job_network_policy(name=name, namespace=self.namespace, labels=job_labels,
+                                                job_id=spec.job_id, owner=owner)))
+                made.append((self._dask_clusters(), dask_cluster(
+                    name=cluster, labels=job_labels, image=self.image_for(worker), env={**spec.kernel_env, "HOME": HOME},
+                    secret_name=name, workers=spec.workers, worker_threads=spec.worker_threads or 1,
+                    worker_profile=worker, scheduler_profile=profile, owner=owner, **common)))
+            return made
+
+        return {"name": name, "cluster": cluster, "job": job, "owned": owned}
+
+    async def start(self, spec: JobSpec) -> str:
+        made = self.objects(spec)
+        created = await self.api.call("POST", self._jobs(), body=made["job"])
+        try:
+            for collection, obj in made["owned"](created["metadata"]["uid"]):
+                await self.api.call("POST", collection, body=obj)
+        except BaseException:
+            await self._delete(made["name"], made["cluster"])
+            raise
+        self._attach(made["name"], spec.job_id, Path(spec.job_dir), made["cluster"])
+        return made["name"]
+
+    def _attach(self, name: str, job_id: int, job_dir: Path, cluster: str | None) -> None:
+        # The pod log is read from its start: what an earlier executor wrote is written again.
+        for report in ("events.jsonl", "log.txt"):
+            (job_dir / report).write_bytes(b"")
+        run = self._runs[name] = JobRun(name, job_id, job_dir, cluster)
+        run.task = asyncio.ensure_future(self._follow(run))
+
+    # --- following a job --------------------------------------------------------------------------
+
+    async def _pod(self, run: JobRun) -> dict | None:
+        pods = await self.api.call("GET", self._collection("api/v1", "pods"),
+                                   {"labelSelector": selector(**{INSTANCE: self.release, COMPONENT: "job", JOB_ID: run.job_id})})
+        return pods["items"][0] if pods.get("items") else None
+
+    async def _follow(self, run: JobRun) -> None:
+        consumed, pod = 0, None
+        try:
+            while True:
+                pod = await self._pod(run)
+                phase = (pod or {}).get("status", {}).get("phase")
+                if phase in ("Running", "Succeeded", "Failed"):
+                    read = await self._read_log(run, pod["metadata"]["name"], consumed, final=phase != "Running")
+                    if phase != "Running":
+                        break
+                    if read == consumed:  # the container ended, its phase not yet updated
+                        await asyncio.sleep(self.poll_seconds)
+                    consumed = read
+                    continue
+                job = await self.api.get(f"{self._jobs()}/{run.name}")
+                if job is None or job_ended(job):
+                    break
+                await asyncio.sleep(self.poll_seconds)
+            if not run.finished:
+                job = await self.api.get(f"{self._jobs()}/{run.name}")
+                self._write_event(run, {"event": "finished", "status": "failed", "error": why_failed(job, pod)})
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            self.log.exception("following job %s's pod failed", run.job_id)
+        finally:
+            run.done = True
+
+    async def _read_log(self, run: JobRun, pod: str, consumed: int, final: bool) -> int:
+        """Read the pod log from byte ``consumed`` on (as it is written); returns where it stopped."""
+        path = f"{self._collection('api/v1', 'pods')}/{pod}/log"
+        response = await self.api.stream(path, {"container": NOTEBOOK_CONTAINER, "follow": "true"})
+        skip, pending = consumed, b""
+        try:
+            async for chunk in response.content.iter_any():
+                if skip:
+                    dropped = min(skip, len(chunk))
+                    chunk, skip = chunk[dropped:], skip - dropped
+                pending += chunk
+                if b"\n" in pending:  # whole lines only: a line being written waits for its end
+                    complete, _, pending = pending.rpartition(b"\n")
+                    self._write_lines(run, complete + b"\n")
+                    consumed += len(complete) + 1
+        finally:
+            response.release()
+        if final and pending:  # the container has ended: its last line has no newline
+            self._write_lines(run, pending + b"\n")
+            consumed += len(pending)
+        return consumed
+
+    def _write_lines(self, run: JobRun, data: bytes) -> None:
+        prefix = EVENT_PREFIX.encode()
+        log, events = [], []
+        for line in data.splitlines(keepends=True):
+            if line.startswith(prefix):
+                events.append(line[len(prefix):])
+            else:
+                log.append(line)
+        with open(run.job_dir / "log.txt", "ab") as f:
+            f.write(b"".join(log))
+        for line in events:
+            try:
+                self._write_event(run, json.loads(line))
+            except ValueError:
+                self.log.warning("job %s: unreadable event %r", run.job_id, line[:200])
+
+    def _write_event(self, run: JobRun, event: dict) -> None:
+        run.finished = run.finished or event.get("event") == "finished"
+        with open(run.job_dir / "events.jsonl", "a") as f:
+            f.write(json.dumps(event) + "\n")
+
+    # --- the rest of the interface ------------------------------------------------------------------
+
+    async def is_running(self, handle: str) -> bool:
+        run = self._runs.get(handle)
+        return run is not None and not run.done
+
+    async def find(self, jobs: list[RecordedJob]) -> dict[int, str]:
+        wanted = {job.job_id: job for job in jobs}
+        listed = await self.api.call("GET", self._jobs(), {"labelSelector": selector(
+            **{INSTANCE: self.release, COMPONENT: "job", EXECUTOR: self.executor_id})})
+        handles = {}
+        for item in listed.get("items", []):
+            meta = item["metadata"]
+            job_id, cluster = int(meta["labels"][JOB_ID]), meta["labels"].get(DASK_CLUSTER)
+            if job_id in wanted and not meta.get("deletionTimestamp"):
+                self._attach(meta["name"], job_id, Path(wanted[job_id].job_dir), cluster)
+                handles[job_id] = meta["name"]
+            else:  # the job ended while the executor was going down, before its Job was deleted
+                await self._delete(meta["name"], cluster)
+        return handles
+
+    async def _delete(self, name: str, cluster: str | None) -> None:
+        if cluster:  # at once: the Job's garbage collection would get there too, later
+            await self.api.delete(f"{self._dask_clusters()}/{cluster}")
+        await self.api.delete(f"{self._jobs()}/{name}")
+
+    async def kill(self, handle: str, extra_pids=()) -> None:
+        run = self._runs.pop(handle, None)
+        if run is not None and run.task is not None:
+            run.task.cancel()
+        await self._delete(handle, run.dask_cluster if run else None)
+
+    async def clean_up(self, handle: str) -> None:
+        await self.kill(handle)
+
+    async def close(self) -> None:
+        for run in self._runs.values():
+            if run.task is not None:
+                run.task.cancel()
+        await asyncio.gather(*(r.task for r in self._runs.values() if r.task), return_exceptions=True)
+        if self._api is not None:
+            await self._api.close()
+
+
+def job_ended(job: dict) -> bool:
+    status = job.get("status") or {}
+    conditions = {c["type"] for c in status.get("conditions") or [] if c.get("status") == "True"}
+    return bool(conditions & {"Complete", "Failed"}) or bool(status.get("succeeded") or status.get("failed"))
+
+
+def why_failed(job: dict | None, pod: dict | None) -> dict:
+    """The error of a job whose pod ended without saying 'finished' (killed, out of memory, deadline)."""
+    for status in ((pod or {}).get("status") or {}).get("containerStatuses") or []:
+        terminated = (status.get("state") or {}).get("terminated")
+        if terminated:
+            return {"ename": terminated.get("reason") or "PodFailed",
+                    "evalue": f"the job's container ended with exit code {terminated.get('exitCode')}", "cell_index": None}
+    if job is None:
+        return {"ename": "JobDeleted", "evalue": "the job's Kubernetes Job was deleted", "cell_index": None}
+    for condition in (job.get("status") or {}).get("conditions") or []:
+        if condition.get("type") == "Failed" and condition.get("status") == "True":
+            return {"ename": condition.get("reason") or "JobFailed", "evalue": condition.get("message") or "", "cell_index": None}
+    return {"ename": "PodFailed", "evalue": "the job's pod ended without a result", "cell_index": None}

@@ -1,0 +1,115 @@
+"""Scoring servers on Kubernetes: a Deployment (one replica) and a Service per model version.
+
+The executor's router (executor/router.py) splits an endpoint's traffic between its versions as
+it does locally: ``open_connection`` connects to the version's Service. The Deployment restarts
+a crashed server itself, so a server "runs" as long as its Deployment exists. The owner's MLflow
+token reaches the pod in a Secret owned by the Deployment. (KServe is not used.)
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+from kubespawner.slugs import safe_slug
+from kubernetes_asyncio.client.exceptions import ApiException
+
+from .base import EndpointBackend, ScoringServerFailed, ScoringServerSpec
+from .kubernetes import FAILED_WAITING, KubernetesSettings
+from .kubernetes_objects import (
+    INSTANCE, MODEL_SERVER_PORT, SERVER_ID, env_secret, labels, model_server_deployment, model_server_service,
+    object_name, owner_reference, selector,
+)
+
+LOG_TAIL_LINES = 15
+
+
+class KubernetesEndpointBackend(KubernetesSettings, EndpointBackend):
+    def _collection(self, group: str, resource: str) -> str:
+        return f"/{group}/namespaces/{self.namespace}/{resource}"
+
+    def objects(self, spec: ScoringServerSpec) -> dict:
+        """What ``start`` applies: the Deployment, then (owned by it) the Secret, and the Service."""
+        profile = self.profiles.get(spec.profile)
+        name = object_name(self.release, "model", spec.server_id)
+        server_labels = labels(self.release, "model-server", safe_slug(spec.owner), **{SERVER_ID: str(spec.server_id)})
+        deployment = model_server_deployment(
+            name=name, namespace=self.namespace, labels=server_labels, image=self.image or self.image_for(profile),  # the model-server image first
+            model_uri=spec.model_uri, env={"HOME": "/tmp"}, secret_name=name, profile=profile, uid=self.uid, gid=self.gid,
+        )
+        return {
+            "name": name,
+            "deployment": deployment,
+            "secret": lambda uid: env_secret(
+                name=name, namespace=self.namespace, labels=server_labels, env=self.without_device_mask(spec.env),
+                owner=owner_reference("Deployment", "apps/v1", name, uid)),
+            "service": model_server_service(name=name, namespace=self.namespace, labels=server_labels),
+        }
+
+    async def start(self, spec: ScoringServerSpec) -> dict:
+        made = self.objects(spec)
+        deployment = await self.api.apply(self._collection("apis/apps/v1", "deployments"), made["deployment"])
+        await self.api.apply(self._collection("api/v1", "secrets"), made["secret"](deployment["metadata"]["uid"]))
+        await self.api.apply(self._collection("api/v1", "services"), made["service"])
+        return {"name": made["name"], "namespace": self.namespace, "port": MODEL_SERVER_PORT, "server_id": spec.server_id}
+
+    def _deployment(self, handle: dict) -> str:
+        return f"/apis/apps/v1/namespaces/{handle['namespace']}/deployments/{handle['name']}"
+
+    async def is_running(self, handle: dict) -> bool:
+        deployment = await self.api.get(self._deployment(handle))
+        return deployment is not None and not deployment["metadata"].get("deletionTimestamp")
+
+    async def wait_ready(self, handle: dict, timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        while True:
+            deployment = await self.api.get(self._deployment(handle))
+            if deployment is None:
+                raise ScoringServerFailed("the scoring server's Deployment was deleted")
+            if (deployment.get("status") or {}).get("readyReplicas") and await self.ping(handle):
+                return
+            problem = await self._problem(handle)
+            if problem:
+                raise ScoringServerFailed(problem)
+            if time.monotonic() > deadline:
+                raise ScoringServerFailed(f"the scoring server was not ready within {timeout:.0f} s")
+            await asyncio.sleep(self.poll_seconds)
+
+    async def _problem(self, handle: dict) -> str | None:
+        """Why the server's pod will not serve (a bad image, a crash), with its last log lines."""
+        pods = await self.api.call("GET", f"/api/v1/namespaces/{handle['namespace']}/pods",
+                                   {"labelSelector": selector(**{INSTANCE: self.release, SERVER_ID: handle["server_id"]})})
+        for pod in pods.get("items", []):
+            for status in (pod.get("status") or {}).get("containerStatuses") or []:
+                waiting = (status.get("state") or {}).get("waiting") or {}
+                crashed = (status.get("lastState") or {}).get("terminated")
+                if waiting.get("reason") in FAILED_WAITING or crashed:
+                    reason = waiting.get("reason") or f"exited with code {crashed.get('exitCode')}"
+                    tail = await self._log_tail(handle, pod["metadata"]["name"], previous=bool(crashed))
+                    return f"the scoring server's container: {reason} {waiting.get('message', '')}".rstrip() + f"\n{tail}"
+        return None
+
+    async def _log_tail(self, handle: dict, pod: str, previous: bool) -> str:
+        path = f"/api/v1/namespaces/{handle['namespace']}/pods/{pod}/log"
+        query = {"container": "model-server", "tailLines": str(LOG_TAIL_LINES), "previous": str(previous).lower()}
+        try:
+            response = await self.api.stream(path, query)
+        except ApiException:
+            return ""
+        try:
+            return (await response.read()).decode("utf-8", "replace")
+        finally:
+            response.release()
+
+    async def open_connection(self, handle: dict):
+        return await asyncio.open_connection(f"{handle['name']}.{handle['namespace']}.svc", handle["port"])
+
+    async def stop(self, handle: dict) -> None:
+        # uvicorn finishes the requests it has on SIGTERM (the pod's grace period).
+        await self.api.delete(self._deployment(handle))
+        await self.api.delete(f"/api/v1/namespaces/{handle['namespace']}/services/{handle['name']}")
+
+    async def close(self) -> None:
+        if self._api is not None:
+            await self._api.close()
+
