@@ -316,12 +316,11 @@ def test_database_urls_are_built_from_the_postgresql_password(default_objects, g
     name = f"NOTEBENCH_{component.upper()}_DB_URL"
     for objects, host, secret in [(default_objects, f"{FULLNAME}-postgresql:5432", f"{FULLNAME}-secrets"),
                                   (gpu_oidc_objects, "pg.example.org:5432", "notebench-db")]:
-        env = list(env_of(one(objects, "Deployment", f"{FULLNAME}-{component}")))
-        values = env_of(one(objects, "Deployment", f"{FULLNAME}-{component}"))
-        assert values[name]["value"] == f"postgresql+psycopg://notebench:$(NOTEBENCH_POSTGRESQL_PASSWORD)@{host}/{database}"
+        env = env_of(one(objects, "Deployment", f"{FULLNAME}-{component}"))
+        assert env[name]["value"] == f"postgresql+psycopg://notebench:$(NOTEBENCH_POSTGRESQL_PASSWORD)@{host}/{database}"
         # Kubernetes expands $(VAR) only from env defined before it
-        assert env.index("NOTEBENCH_POSTGRESQL_PASSWORD") < env.index(name)
-        assert secret_key(values, "NOTEBENCH_POSTGRESQL_PASSWORD") == (secret, "postgresql-password")
+        assert list(env).index("NOTEBENCH_POSTGRESQL_PASSWORD") < list(env).index(name)
+        assert secret_key(env, "NOTEBENCH_POSTGRESQL_PASSWORD") == (secret, "postgresql-password")
 
 
 def test_postgresql_makes_the_three_databases(default_objects, gpu_oidc_objects):
@@ -332,7 +331,8 @@ def test_postgresql_makes_the_three_databases(default_objects, gpu_oidc_objects)
     assert not [o for o in gpu_oidc_objects if o["kind"] == "StatefulSet"], "an external database needs no PostgreSQL"
 
 
-def test_secrets_are_generated_once_and_given_ones_are_used(chart):
+def test_secrets_are_random_at_install_and_given_ones_are_used(chart):
+    """The first-install path (offline, `lookup` finds no Secret); upgrades keep the values `lookup` finds."""
     first = one(objects_of(render(chart)), "Secret", f"{FULLNAME}-secrets")
     second = one(objects_of(render(chart)), "Secret", f"{FULLNAME}-secrets")
     assert first["metadata"]["annotations"]["helm.sh/resource-policy"] == "keep"

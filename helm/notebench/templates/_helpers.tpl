@@ -89,16 +89,15 @@ imagePullSecrets:
 {{- define "notebench.mlflowUrl" -}}http://{{ include "notebench.fullname" . }}-mlflow:5000{{- end }}
 
 {{/*
-Secrets: a value from <fullname>-secrets if it exists already (kept across upgrades, found by
-`lookup`), else the value given, else a new random one. Call with (dict "root" $ "key" "proxy-token" "given" "").
+A secret's value, base64: the value given in the values, else the one <fullname>-secrets already
+holds (found by `lookup`: kept across upgrades), else a new random one.
+Call with (dict "existing" <the Secret's data, or an empty dict> "key" "proxy-token" "given" "").
 */}}
 {{- define "notebench.secretValue" -}}
-{{- $existing := lookup "v1" "Secret" .root.Release.Namespace (printf "%s-secrets" (include "notebench.fullname" .root)) | default dict -}}
-{{- $data := get $existing "data" | default dict -}}
 {{- if .given -}}
 {{- .given | b64enc -}}
-{{- else if hasKey $data .key -}}
-{{- get $data .key -}}
+{{- else if hasKey .existing .key -}}
+{{- get .existing .key -}}
 {{- else -}}
 {{- /* 64 hex digits (32 bytes): JupyterHub's crypt key and cookie secret must be hex */ -}}
 {{- randAlphaNum 64 | sha256sum | b64enc -}}
