@@ -158,6 +158,25 @@ class Executor(Application):
             env["MLFLOW_TRACKING_TOKEN"] = await self.tokens.token_for(owner)
         return env
 
+    async def adopt(self) -> None:
+        """Take over the running jobs and the scoring servers of executors that are gone: on
+        Kubernetes the executor pod this one replaced (a Deployment's new pod has a new POD_NAME)."""
+        import sqlalchemy as sa
+
+        with self.sessions() as s:
+            others = set(s.scalars(sa.select(db.Job.executor_id).where(db.Job.status == "running").distinct()))
+            others |= set(s.scalars(sa.select(db.ScoringServer.executor_id).distinct()))
+        others -= {None, self.executor_id}
+        gone = await self.backend.gone_executors(others) if others else set()
+        if gone:
+            with self.sessions() as s:
+                s.execute(sa.update(db.Job).where(db.Job.status == "running", db.Job.executor_id.in_(gone))
+                          .values(executor_id=self.executor_id))
+                s.execute(sa.update(db.ScoringServer).where(db.ScoringServer.executor_id.in_(gone))
+                          .values(executor_id=self.executor_id))
+                s.commit()
+            self.log.info("took over the jobs and scoring servers of executor(s) gone: %s", ", ".join(sorted(gone)))
+
     async def check_schedules(self) -> None:
         """Submit the jobs of due schedules: once per due schedule, however many ticks were missed,
         and by one executor only (compare-and-set on next_run_at)."""
@@ -202,6 +221,7 @@ class Executor(Application):
             xsrf_cookies=True,
         )
         server = HTTPServer(app, max_body_size=self.max_body_bytes + 1, xheaders=True)
+        await self.adopt()
         await self.endpoints.recover()  # before listening: no invocation finds an endpoint unknown
         server.listen(url.port, url.hostname)
         await self.dispatcher.recover()

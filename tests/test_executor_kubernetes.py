@@ -104,23 +104,27 @@ class CannedResponse:
 
 class Recorder:
     """Stands in for the aiohttp session of kubernetes_asyncio's REST client: records every request
-    and answers with the response queued for its method and path (the last one queued repeats)."""
+    and answers with the response queued for its method and path (and, if queued so, a text its
+    query holds); the last one queued repeats."""
 
     def __init__(self):
         self.calls: list[Call] = []
         self.canned: dict[tuple, deque] = defaultdict(deque)
         self.unexpected: list[Call] = []
 
-    def answer(self, method: str, path: str, status: int = 200, body=None, raw: bytes | None = None) -> None:
+    def answer(self, method: str, path: str, status: int = 200, body=None, raw: bytes | None = None,
+               when: str = "") -> None:
         data = raw if raw is not None else json.dumps(body if body is not None else {}).encode()
-        self.canned[(method, path)].append((status, data))
+        self.canned[(method, path, when)].append((status, data))
 
     async def request(self, method, url, headers=None, data=None, **_options):
         parts = urlsplit(url)
         headers = {k.lower(): v for k, v in (headers or {}).items()}
-        call = Call(method, parts.path, dict(parse_qsl(parts.query)), headers, json.loads(data) if data else None)
+        query = dict(parse_qsl(parts.query))
+        call = Call(method, parts.path, query, headers, json.loads(data) if data else None)
         self.calls.append(call)
-        queue = self.canned.get((method, parts.path))
+        matching = [key for key in self.canned if key[:2] == (method, parts.path) and key[2] in json.dumps(query)]
+        queue = self.canned[max(matching, key=lambda key: len(key[2]))] if matching else None
         if not queue:
             self.unexpected.append(call)
             return CannedResponse(500, b'{"message": "no canned answer"}')
@@ -254,6 +258,7 @@ def test_a_distributed_gpu_jobs_objects_are_valid_and_inside_the_boundary(tmp_pa
     assert container["image"] == "example.org/user-cuda:1"  # the profile's image
     assert container["command"] == ["python", "-m", "notebench.executor.runner", "--pod"]
     assert container["resources"]["limits"] == {"cpu": "4", "memory": str(16 * 1024**3), "nvidia.com/gpu": "1"}
+    assert "NVIDIA_VISIBLE_DEVICES" not in {e["name"] for e in container["env"]}
     plain = {e["name"]: e["value"] for e in container["env"]}
     assert "owner-token" not in json.dumps(job), "secrets stay out of the Job"
     pod_spec = json.loads(plain["NOTEBENCH_JOB_SPEC"])
@@ -291,6 +296,10 @@ def test_a_cpu_jobs_pod_has_no_gpu_and_no_home_when_storage_is_off(tmp_path):
     made = backend.objects(job_spec(tmp_path))
     assert_user_pod(as_pod("p", made["job"]["spec"]["template"]), gpus=0, home=False)
     assert made["cluster"] is None and [obj["kind"] for _, obj in made["owned"]("u")] == ["Secret"]
+    (container,) = made["job"]["spec"]["template"]["spec"]["containers"]
+    assert {"name": "NVIDIA_VISIBLE_DEVICES", "value": "void"} in container["env"]  # a CUDA image sees no GPU
+    assert container["resources"] == {"limits": {"cpu": "2", "memory": str(4 * 1024**3)},
+                                      "requests": {"cpu": "2", "memory": str(4 * 1024**3)}}
 
 
 def test_model_server_objects_are_valid_and_inside_the_boundary():
@@ -465,10 +474,18 @@ async def recover(tmp_path: Path):
     job_dir = tmp_path / "7"
     job_dir.mkdir()
     (job_dir / "log.txt").write_text("written before the restart\n")
+    gone, other = "nbrel-executor-5d9f-old", "nbrel-executor-5d9f-other"
     listed = {"items": [
-        {"metadata": {"name": "nbrel-job-7", "labels": {"notebench.io/job-id": "7"}}},
-        {"metadata": {"name": "nbrel-job-8", "labels": {"notebench.io/job-id": "8", "notebench.io/dask-cluster": "nbrel-dask-8"}}},
+        # 7 ran under the executor pod this one replaced (the store says it is ours now: adopted)
+        {"metadata": {"name": "nbrel-job-7", "labels": {"notebench.io/job-id": "7", "notebench.io/executor": gone}}},
+        # 8 ended while that pod went down
+        {"metadata": {"name": "nbrel-job-8", "labels": {"notebench.io/job-id": "8", "notebench.io/executor": gone,
+                                                         "notebench.io/dask-cluster": "nbrel-dask-8"}}},
+        # 10 is another executor's, which runs
+        {"metadata": {"name": "nbrel-job-10", "labels": {"notebench.io/job-id": "10", "notebench.io/executor": other}}},
     ]}
+    recorder.answer("GET", PODS, body={"items": [{"metadata": {"name": EXECUTOR_ID}}, {"metadata": {"name": other}}]},
+                    when="component=executor")
     recorder.answer("GET", JOBS, body=listed)
     recorder.answer("DELETE", f"{CLUSTERS}/nbrel-dask-8")
     recorder.answer("DELETE", f"{JOBS}/nbrel-job-8")
@@ -482,14 +499,44 @@ def test_recovery_finds_jobs_by_labels_and_deletes_what_is_left_of_ended_ones(tm
     async def scenario():
         backend, recorder, handles = await recover(tmp_path)
         assert handles == {7: "nbrel-job-7"}  # 9 has no Job: the dispatcher fails it; none runs twice
-        list_call = recorder.calls[0]
+        executors_call, list_call = recorder.calls[:2]
+        assert executors_call.query == {"labelSelector": "app.kubernetes.io/instance=nbrel,app.kubernetes.io/component=executor"}
         assert (list_call.method, list_call.path) == ("GET", JOBS)
-        assert list_call.query == {"labelSelector": f"app.kubernetes.io/instance=nbrel,app.kubernetes.io/component=job,notebench.io/executor={EXECUTOR_ID}"}
+        assert list_call.query == {"labelSelector": "app.kubernetes.io/instance=nbrel,app.kubernetes.io/component=job"}
+        assert await backend.gone_executors({"nbrel-executor-5d9f-old", "nbrel-executor-5d9f-other"}) == {"nbrel-executor-5d9f-old"}
         assert [c.path for c in recorder.made("DELETE")] == [f"{CLUSTERS}/nbrel-dask-8", f"{JOBS}/nbrel-job-8"]
         await until(lambda: backend._runs["nbrel-job-7"].done, "the pod log to be read again")
         assert (tmp_path / "7" / "log.txt").read_text() == "whole log\n"  # read again from the start, not doubled
         events, _ = read_events(tmp_path / "7" / "events.jsonl", 0)
         assert [e["status"] for e in events] == ["succeeded"]
+
+    asyncio.run(scenario())
+
+
+def test_a_restarted_executor_takes_over_the_work_of_the_pod_it_replaced(tmp_path):
+    async def scenario():
+        api, recorder = await kube_api()
+        executor = Executor(executor_id=EXECUTOR_ID)
+        executor.sessions = db.connect(f"sqlite:///{tmp_path / 'executor.sqlite'}")
+        executor.backend = job_backend(api)
+        gone, other = "nbrel-executor-5d9f-old", "nbrel-executor-5d9f-other"
+        with executor.sessions() as s:
+            for status, executor_id in (("running", gone), ("running", other), ("succeeded", gone)):
+                s.add(db.Job(name="t", owner="alice", status=status, parameters={}, profile="cpu", kernel="python3",
+                             cwd="/home/jovyan", workers=0, timeout_seconds=600, executor_id=executor_id))
+            endpoint = db.Endpoint(name="churn", owner="alice", profile="cpu")
+            s.add(endpoint)
+            s.flush()
+            s.add(db.ScoringServer(endpoint_id=endpoint.id, model="churn", version="1", weight=100, executor_id=gone))
+            s.commit()
+        recorder.answer("GET", PODS, body={"items": [{"metadata": {"name": EXECUTOR_ID}}, {"metadata": {"name": other}}]},
+                        when="component=executor")
+        await executor.adopt()
+        with executor.sessions() as s:
+            jobs = [(j.status, j.executor_id) for j in s.query(db.Job).order_by(db.Job.id)]
+            servers = [x.executor_id for x in s.query(db.ScoringServer)]
+        assert jobs == [("running", EXECUTOR_ID), ("running", other), ("succeeded", gone)]
+        assert servers == [EXECUTOR_ID]
 
     asyncio.run(scenario())
 
@@ -628,7 +675,7 @@ async def start_server_twice():
     recorder.answer("POST", SERVICES, 201)
     first = await backend.start(SERVER_SPEC)
     for path in (DEPLOYMENTS, SECRETS, SERVICES):
-        recorder.canned[("POST", path)] = deque([(409, b'{"reason": "AlreadyExists"}')])
+        recorder.canned[("POST", path, "")] = deque([(409, b'{"reason": "AlreadyExists"}')])
     recorder.answer("PATCH", f"{DEPLOYMENTS}/nbrel-model-12", body={"metadata": {"uid": "dep-uid"}})
     recorder.answer("PATCH", f"{SECRETS}/nbrel-model-12")
     recorder.answer("PATCH", f"{SERVICES}/nbrel-model-12")
@@ -649,7 +696,7 @@ def test_a_model_server_is_a_deployment_its_secret_and_a_service(tmp_path):
 
         recorder.answer("GET", f"{DEPLOYMENTS}/nbrel-model-12", body={"metadata": {"name": "nbrel-model-12"}})
         assert await backend.is_running(HANDLE) is True
-        recorder.canned[("GET", f"{DEPLOYMENTS}/nbrel-model-12")] = deque([(404, b"{}")])
+        recorder.canned[("GET", f"{DEPLOYMENTS}/nbrel-model-12", "")] = deque([(404, b"{}")])
         assert await backend.is_running(HANDLE) is False
 
         recorder.answer("DELETE", f"{DEPLOYMENTS}/nbrel-model-12")
@@ -720,10 +767,12 @@ def test_a_ready_model_server_is_reached_through_its_service(monkeypatch):
 
 def test_the_values_file_configures_the_kubernetes_backends(tmp_path):
     values = tmp_path / "values.yaml"
-    values.write_text(json.dumps({
-        "profiles": PROFILES,
-        "singleuser": {"image": {"name": "example.org/user", "tag": "2"}, "uid": 1001, "fsGid": 101, "storage": {"type": "dynamic"}},
-        "executor": {"modelServer": {"image": {"name": "example.org/model-server", "tag": "3"}}},
+    values.write_text(json.dumps({  # the chart's keys (helm/notebench/values.yaml)
+        "imagePullSecrets": ["registry-login"],
+        "singleuser": {"image": {"repository": "example.org/user", "tag": "2", "pullPolicy": "Always"}, "uid": 1001,
+                       "fsGid": 101, "storage": {"storageClass": "", "size": "10Gi"}, "profiles": PROFILES},
+        "executor": {"maxRunningJobs": 9, "maxRunningJobsPerUser": 3,
+                     "modelServer": {"image": {"repository": "example.org/model-server", "tag": "3", "pullPolicy": "IfNotPresent"}}},
     }))
     env = {"NOTEBENCH_VALUES": str(values), "POD_NAME": "nb-executor-0", "POD_NAMESPACE": "team-a",
            "NOTEBENCH_RELEASE": "nb", "NOTEBENCH_EXECUTOR_URL": "http://nb-executor:8090",
@@ -732,12 +781,16 @@ def test_the_values_file_configures_the_kubernetes_backends(tmp_path):
     assert executor.backend_class is KubernetesBackend and executor.endpoint_backend_class is KubernetesEndpointBackend
     assert executor.executor_id == "nb-executor-0"
     assert executor.job_mlflow_url == "http://nb-mlflow:5000/services/mlflow"
-    jobs = executor.backend_class(parent=executor, profiles=Profiles(parent=executor))
+    assert (executor.max_running_jobs, executor.max_running_jobs_per_user) == (9, 3)
+    jobs = executor.backend_class(parent=executor, profiles=Profiles(parent=executor), token_key=KEY)
     assert (jobs.namespace, jobs.release, jobs.image, jobs.uid, jobs.gid) == ("team-a", "nb", "example.org/user:2", 1001, 101)
     assert jobs.executor_id == "nb-executor-0" and jobs.executor_url == "http://nb-executor:8090"
     assert jobs.home_claim == "home-{owner}" and [p.name for p in jobs.profiles.all()] == ["cpu", "gpu"]
+    pod = jobs.objects(job_spec(tmp_path))["job"]["spec"]["template"]["spec"]
+    assert pod["imagePullSecrets"] == [{"name": "registry-login"}]
+    assert pod["containers"][0]["imagePullPolicy"] == "Always"
     servers = executor.endpoint_backend_class(parent=executor)
-    assert (servers.namespace, servers.image) == ("team-a", "example.org/model-server:3")
+    assert (servers.namespace, servers.image, servers.image_pull_policy) == ("team-a", "example.org/model-server:3", "IfNotPresent")
 
 
 def test_backends_are_chosen_by_name_and_local_is_the_default(monkeypatch):

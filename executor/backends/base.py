@@ -83,6 +83,12 @@ class Backend(LoggingConfigurable):
         """After an executor restart: the handles of those ``jobs`` that can still be watched (by job id)."""
         raise NotImplementedError
 
+    async def gone_executors(self, executor_ids: set[str]) -> set[str]:
+        """Those of these other executors that are known to be gone for good: a restarted executor
+        takes over their jobs and scoring servers (Kubernetes: the pod this one replaces). Local
+        executors are known by their host names, which stay: none."""
+        return set()
+
     async def is_running(self, handle: Any) -> bool:
         """Whether the job still runs, or has reports still to bring to its job directory."""
         raise NotImplementedError

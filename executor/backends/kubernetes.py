@@ -33,13 +33,13 @@ from kubernetes_asyncio.client import ApiClient, Configuration
 from kubernetes_asyncio.client.exceptions import ApiException
 from kubernetes_asyncio.config import load_incluster_config
 from kubespawner.slugs import safe_slug
-from traitlets import Float, Integer, Unicode, default
+from traitlets import Float, Integer, List, Unicode, default
 from traitlets.config import Config, LoggingConfigurable
 
 from ..runner import EVENT_PREFIX
 from .base import Backend, JobSpec, RecordedJob
 from .kubernetes_objects import (
-    COMPONENT, EXECUTOR, HOME, INSTANCE, JOB_ID, NOTEBOOK_CONTAINER, dask_cluster, env_secret, job_network_policy,
+    COMPONENT, EXECUTOR, HOME, INSTANCE, JOB_ID, NOTEBOOK_CONTAINER, PodSettings, dask_cluster, env_secret, job_network_policy,
     labels, notebook_job, object_name, owner_reference, scheduler_address, selector,
 )
 
@@ -118,10 +118,10 @@ def read_values(path: str) -> dict:
 
 
 def image_name(image: dict | None) -> str:
-    """``name:tag`` of a chart's image dict (``{name, tag}``)."""
-    if not image or not image.get("name"):
+    """``repository:tag`` of a chart's image (``{repository, tag, pullPolicy}``)."""
+    if not image or not image.get("repository"):
         return ""
-    return f"{image['name']}:{image['tag']}" if image.get("tag") else image["name"]
+    return f"{image['repository']}:{image['tag']}" if image.get("tag") else image["repository"]
 
 
 def config_from_values(env: dict) -> Config:
@@ -130,6 +130,7 @@ def config_from_values(env: dict) -> Config:
     values = read_values(env.get("NOTEBENCH_VALUES", "/etc/notebench/values.yaml"))
     singleuser = values.get("singleuser") or {}
     executor = values.get("executor") or {}
+    model_server_image = (executor.get("modelServer") or {}).get("image") or {}
     c = Config()
     c.Executor.backend_class = "kubernetes"
     c.Executor.endpoint_backend_class = "kubernetes"
@@ -139,20 +140,24 @@ def config_from_values(env: dict) -> Config:
         c.Executor.db_url = env["NOTEBENCH_EXECUTOR_DB_URL"]
     if env.get("NOTEBENCH_MLFLOW_URL"):
         c.Executor.job_mlflow_url = env["NOTEBENCH_MLFLOW_URL"]  # pods reach MLflow in the cluster
-    if values.get("profiles"):
-        c.Profiles.profiles = values["profiles"]
-    user_image = image_name(singleuser.get("image"))
-    storage = singleuser.get("storage") or {}
-    for section in ("KubernetesBackend", "KubernetesEndpointBackend"):
-        c[section].namespace = env.get("POD_NAMESPACE", "default")
-        c[section].release = env.get("NOTEBENCH_RELEASE", "notebench")
-        c[section].uid = int(singleuser.get("uid", 1000))
-        c[section].gid = int(singleuser.get("fsGid", 100))
-    c.KubernetesBackend.image = user_image
-    c.KubernetesBackend.home_claim = "" if storage.get("type") == "none" else "home-{owner}"
+    for key, trait in (("maxRunningJobs", "max_running_jobs"), ("maxRunningJobsPerUser", "max_running_jobs_per_user")):
+        if key in executor:
+            c.Executor[trait] = int(executor[key])
+    if singleuser.get("profiles"):
+        c.Profiles.profiles = singleuser["profiles"]
+    # Both backends (c.KubernetesSettings): where, as whom, with which pull settings.
+    c.KubernetesSettings.namespace = env.get("POD_NAMESPACE", "default")
+    c.KubernetesSettings.release = env.get("NOTEBENCH_RELEASE", "notebench")
+    c.KubernetesSettings.uid = int(singleuser.get("uid", 1000))
+    c.KubernetesSettings.gid = int(singleuser.get("fsGid", 100))
+    c.KubernetesSettings.image_pull_secrets = list(values.get("imagePullSecrets") or [])
+    user_image = singleuser.get("image") or {}
+    c.KubernetesBackend.image = image_name(user_image)
+    c.KubernetesBackend.image_pull_policy = user_image.get("pullPolicy", "IfNotPresent")
     if env.get("NOTEBENCH_EXECUTOR_URL"):
         c.KubernetesBackend.executor_url = env["NOTEBENCH_EXECUTOR_URL"]
-    c.KubernetesEndpointBackend.image = image_name((executor.get("modelServer") or {}).get("image")) or user_image
+    c.KubernetesEndpointBackend.image = image_name(model_server_image) or image_name(user_image)
+    c.KubernetesEndpointBackend.image_pull_policy = model_server_image.get("pullPolicy", "IfNotPresent")
     return c
 
 
@@ -172,6 +177,8 @@ class KubernetesSettings(LoggingConfigurable):
         return os.environ.get("NOTEBENCH_RELEASE", "notebench")
 
     image = Unicode(help="Image of the pods (a profile's image wins for jobs).").tag(config=True)
+    image_pull_policy = Unicode("IfNotPresent", help="imagePullPolicy of the pods' containers.").tag(config=True)
+    image_pull_secrets = List(Unicode(), help="Names of the Secrets the pods pull their images with.").tag(config=True)
     uid = Integer(1000, help="User id the pods run as (never root).").tag(config=True)
     gid = Integer(100, help="Group id the pods run as, and of their volumes (fsGroup).").tag(config=True)
     poll_seconds = Float(2.0, help="How often objects are looked at while waiting on them.").tag(config=True)
@@ -187,6 +194,9 @@ class KubernetesSettings(LoggingConfigurable):
     @api.setter
     def api(self, api: KubeAPI) -> None:
         self._api = api
+
+    def pod_settings(self, home_claim: str | None = None) -> PodSettings:
+        return PodSettings(self.uid, self.gid, home_claim, self.image_pull_policy, tuple(self.image_pull_secrets))
 
     def image_for(self, profile) -> str:
         image = profile.image or self.image
@@ -300,7 +310,7 @@ class KubernetesBackend(KubernetesSettings, Backend):
             "dask_scheduler_address": scheduler_address(cluster, self.namespace) if cluster else None,
         }
         files_url = f"{self.executor_url.rstrip('/')}{self.service_prefix}api/jobs/{spec.job_id}/files"
-        common = dict(namespace=self.namespace, uid=self.uid, gid=self.gid, home_claim=home_claim)
+        common = dict(namespace=self.namespace, pod=self.pod_settings(home_claim))
         job = notebook_job(
             name=name, labels=job_labels, image=self.image_for(profile),
             command=["python", "-m", "notebench.executor.runner", "--pod"],
@@ -429,10 +439,21 @@ class KubernetesBackend(KubernetesSettings, Backend):
         run = self._runs.get(handle)
         return run is not None and not run.done
 
+    async def _live_executors(self) -> set[str]:
+        """The executor pods of this release that exist (this one too)."""
+        pods = await self.api.call("GET", self._collection("api/v1", "pods"),
+                                   {"labelSelector": selector(**{INSTANCE: self.release, COMPONENT: "executor"})})
+        return {pod["metadata"]["name"] for pod in pods.get("items", [])} | {self.executor_id}
+
+    async def gone_executors(self, executor_ids: set[str]) -> set[str]:
+        return executor_ids - await self._live_executors()
+
     async def find(self, jobs: list[RecordedJob]) -> dict[int, str]:
+        """The store says which jobs are this executor's (ones it adopted too): their Jobs are
+        found by labels. Jobs of ended jobs, left by this executor or a gone one, are deleted."""
         wanted = {job.job_id: job for job in jobs}
-        listed = await self.api.call("GET", self._jobs(), {"labelSelector": selector(
-            **{INSTANCE: self.release, COMPONENT: "job", EXECUTOR: self.executor_id})})
+        live = await self._live_executors()
+        listed = await self.api.call("GET", self._jobs(), {"labelSelector": selector(**{INSTANCE: self.release, COMPONENT: "job"})})
         handles = {}
         for item in listed.get("items", []):
             meta = item["metadata"]
@@ -440,8 +461,8 @@ class KubernetesBackend(KubernetesSettings, Backend):
             if job_id in wanted and not meta.get("deletionTimestamp"):
                 self._attach(meta["name"], job_id, Path(wanted[job_id].job_dir), cluster)
                 handles[job_id] = meta["name"]
-            else:  # the job ended while the executor was going down, before its Job was deleted
-                await self._delete(meta["name"], cluster)
+            elif meta["labels"].get(EXECUTOR) == self.executor_id or meta["labels"].get(EXECUTOR) not in live:
+                await self._delete(meta["name"], cluster)  # its job ended while its executor went down
         return handles
 
     async def _delete(self, name: str, cluster: str | None) -> None:

@@ -35,7 +35,7 @@ class KubernetesEndpointBackend(KubernetesSettings, EndpointBackend):
         server_labels = labels(self.release, "model-server", safe_slug(spec.owner), **{SERVER_ID: str(spec.server_id)})
         deployment = model_server_deployment(
             name=name, namespace=self.namespace, labels=server_labels, image=self.image or self.image_for(profile),  # the model-server image first
-            model_uri=spec.model_uri, env={"HOME": "/tmp"}, secret_name=name, profile=profile, uid=self.uid, gid=self.gid,
+            model_uri=spec.model_uri, env={"HOME": "/tmp"}, secret_name=name, profile=profile, pod=self.pod_settings(),
         )
         return {
             "name": name,

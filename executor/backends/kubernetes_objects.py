@@ -12,6 +12,8 @@ RuntimeDefault seccomp, no service-account token, and the profile's resources.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from dask_kubernetes.operator import make_cluster_spec
 
 # Exactly the verbs executor/backends/kubernetes.py and kubernetes_endpoints.py call.
@@ -85,46 +87,60 @@ def container_security_context() -> dict:
     }
 
 
+@dataclass(frozen=True)
+class PodSettings:
+    """What every user workload pod of an owner shares: who it runs as, their home, image pulls."""
+
+    uid: int
+    gid: int
+    home_claim: str | None = None
+    pull_policy: str = "IfNotPresent"
+    pull_secrets: tuple = ()
+
+
 def pod_security_context(uid: int, gid: int) -> dict:
     return {"runAsNonRoot": True, "runAsUser": uid, "runAsGroup": gid, "fsGroup": gid,
             "seccompProfile": {"type": "RuntimeDefault"}}
 
 
-def resources(cpu: float | None, memory: int | None, gpus: int) -> dict:
-    """Requests equal to limits (the profile is what the job gets); GPUs only when asked for."""
-    limits = {}
-    if cpu:
-        limits["cpu"] = str(cpu)
-    if memory:
-        limits["memory"] = str(memory)
-    if gpus:
-        limits["nvidia.com/gpu"] = str(gpus)
-    return {"limits": limits, "requests": dict(limits)} if limits else {}
-
-
 def profile_resources(profile) -> dict:
-    return resources(profile.cpu_limit, profile.mem_limit, profile.gpus)
+    """The profile's limits; requests are its requests where it has them, else its limits.
+    GPUs only for profiles with GPUs."""
+    limits, requests = {}, {}
+    for key, limit, request in (("cpu", profile.cpu_limit, getattr(profile, "cpu_request", None)),
+                                ("memory", profile.mem_limit, getattr(profile, "mem_request", None))):
+        if limit:
+            limits[key] = str(limit)
+        if request or limit:
+            requests[key] = str(request or limit)
+    if profile.gpus:
+        limits["nvidia.com/gpu"] = requests["nvidia.com/gpu"] = str(profile.gpus)
+    return {key: value for key, value in (("limits", limits), ("requests", requests)) if value}
 
 
 def env_list(env: dict) -> list[dict]:
     return [{"name": key, "value": str(value)} for key, value in sorted(env.items())]
 
 
-def user_pod_spec(*, containers: list[dict], profile, uid: int, gid: int, home_claim: str | None,
-                  restart_policy: str) -> dict:
+def user_pod_spec(*, containers: list[dict], profile, pod: PodSettings, restart_policy: str) -> dict:
     """A user workload's pod spec: the boundary, the profile's placement, the owner's home."""
     volumes, mounts = [], []
-    if home_claim:
-        volumes.append({"name": "home", "persistentVolumeClaim": {"claimName": home_claim}})
+    if pod.home_claim:
+        volumes.append({"name": "home", "persistentVolumeClaim": {"claimName": pod.home_claim}})
         mounts.append({"name": "home", "mountPath": HOME})
+    # CUDA images say NVIDIA_VISIBLE_DEVICES=all: on a GPU node a pod without GPUs would get them all.
+    no_gpus = [] if profile.gpus else [{"name": "NVIDIA_VISIBLE_DEVICES", "value": "void"}]
     spec = {
         "automountServiceAccountToken": False,
         "enableServiceLinks": False,
         "restartPolicy": restart_policy,
-        "securityContext": pod_security_context(uid, gid),
-        "containers": [{**c, "securityContext": container_security_context(), "volumeMounts": mounts}
+        "securityContext": pod_security_context(pod.uid, pod.gid),
+        "containers": [{**c, "imagePullPolicy": pod.pull_policy, "env": [*c.get("env", []), *no_gpus],
+                        "securityContext": container_security_context(), "volumeMounts": mounts}
                        for c in containers],
     }
+    if pod.pull_secrets:
+        spec["imagePullSecrets"] = [{"name": name} for name in pod.pull_secrets]
     if volumes:
         spec["volumes"] = volumes
     if profile.node_selector:
@@ -150,8 +166,7 @@ def env_secret(*, name: str, namespace: str, labels: dict, env: dict, owner: dic
 
 
 def notebook_job(*, name: str, namespace: str, labels: dict, image: str, command: list[str], env: dict,
-                 secret_name: str, profile, uid: int, gid: int, home_claim: str | None,
-                 deadline_seconds: int, ttl_seconds: int) -> dict:
+                 secret_name: str, profile, pod: PodSettings, deadline_seconds: int, ttl_seconds: int) -> dict:
     """The batch/v1 Job running the notebook once (no retries: a notebook is not idempotent)."""
     container = {
         "name": NOTEBOOK_CONTAINER,
@@ -172,16 +187,15 @@ def notebook_job(*, name: str, namespace: str, labels: dict, image: str, command
             "ttlSecondsAfterFinished": ttl_seconds,  # a backstop: the executor deletes it once read
             "template": {
                 "metadata": {"labels": labels},
-                "spec": user_pod_spec(containers=[container], profile=profile, uid=uid, gid=gid,
-                                      home_claim=home_claim, restart_policy="Never"),
+                "spec": user_pod_spec(containers=[container], profile=profile, pod=pod, restart_policy="Never"),
             },
         },
     }
 
 
 def dask_cluster(*, name: str, namespace: str, labels: dict, image: str, env: dict, secret_name: str,
-                 workers: int, worker_threads: int, worker_profile, scheduler_profile, uid: int, gid: int,
-                 home_claim: str | None, owner: dict) -> dict:
+                 workers: int, worker_threads: int, worker_profile, scheduler_profile, pod: PodSettings,
+                 owner: dict) -> dict:
     """The job's DaskCluster (dask-kubernetes operator): dask-kubernetes' own spec, made into user
     workloads. No TLS: the job's NetworkPolicy lets only its own pods reach the scheduler."""
     cluster = make_cluster_spec(name=name, image=image, n_workers=workers)
@@ -192,15 +206,14 @@ def dask_cluster(*, name: str, namespace: str, labels: dict, image: str, env: di
                                                    "--memory-limit", str(worker_profile.mem_limit or "auto")]),
     }
     for part, (component, profile, extra_args) in parts.items():
-        pod = cluster["spec"][part]["spec"]
-        (container,) = pod["containers"]
+        (container,) = cluster["spec"][part]["spec"]["containers"]
         container["args"] = [*container["args"], *extra_args]
         container["env"] = env_list(env)
         container["envFrom"] = [{"secretRef": {"name": secret_name}}]
         container["resources"] = profile_resources(profile)
         cluster["spec"][part]["metadata"] = {"labels": {**labels, COMPONENT: component}}
-        cluster["spec"][part]["spec"] = user_pod_spec(containers=[container], profile=profile, uid=uid, gid=gid,
-                                                      home_claim=home_claim, restart_policy="Always")
+        cluster["spec"][part]["spec"] = user_pod_spec(containers=[container], profile=profile, pod=pod,
+                                                      restart_policy="Always")
     return cluster
 
 
@@ -229,7 +242,7 @@ def job_network_policy(*, name: str, namespace: str, labels: dict, job_id: int, 
 
 
 def model_server_deployment(*, name: str, namespace: str, labels: dict, image: str, model_uri: str, env: dict,
-                            secret_name: str, profile, uid: int, gid: int) -> dict:
+                            secret_name: str, profile, pod: PodSettings) -> dict:
     """One model version behind MLflow's scoring server (``mlflow models serve``), one replica."""
     container = {
         "name": "model-server",
@@ -251,8 +264,7 @@ def model_server_deployment(*, name: str, namespace: str, labels: dict, image: s
             "selector": {"matchLabels": {INSTANCE: labels[INSTANCE], SERVER_ID: labels[SERVER_ID]}},
             "template": {
                 "metadata": {"labels": labels},
-                "spec": user_pod_spec(containers=[container], profile=profile, uid=uid, gid=gid, home_claim=None,
-                                      restart_policy="Always"),
+                "spec": user_pod_spec(containers=[container], profile=profile, pod=pod, restart_policy="Always"),
             },
         },
     }
