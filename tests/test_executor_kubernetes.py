@@ -286,7 +286,8 @@ def test_a_distributed_gpu_jobs_objects_are_valid_and_inside_the_boundary(tmp_pa
     assert worker["metadata"]["labels"]["app.kubernetes.io/component"] == "dask-worker"
     assert worker["metadata"]["labels"]["notebench.io/job-id"] == "7"  # inside the job's NetworkPolicy
     args = worker["spec"]["containers"][0]["args"]
-    assert args[args.index("--nthreads") + 1] == "2"
+    assert args[:2] == ["dask", "worker"] and args[args.index("--nthreads") + 1] == "2"
+    assert scheduler["spec"]["containers"][0]["args"][:2] == ["dask", "scheduler"]  # the commands distributed has
     assert worker["spec"]["containers"][0]["image"] == "example.org/user:1"
     assert worker["spec"]["containers"][0]["envFrom"] == [{"secretRef": {"name": "nbrel-job-7"}}]
 

@@ -198,8 +198,12 @@ def dask_cluster(*, name: str, namespace: str, labels: dict, image: str, env: di
                  owner: dict) -> dict:
     """The job's DaskCluster (dask-kubernetes operator): dask-kubernetes' own spec, made into user
     workloads. No TLS: the job's NetworkPolicy lets only its own pods reach the scheduler."""
-    cluster = make_cluster_spec(name=name, image=image, n_workers=workers)
+    # distributed ships only the ``dask`` command now (no ``dask-scheduler``/``dask-worker``).
+    cluster = make_cluster_spec(name=name, image=image, n_workers=workers, worker_command="dask worker")
     cluster["metadata"] |= {"namespace": namespace, "labels": labels, "ownerReferences": [owner]}
+    scheduler_args = cluster["spec"]["scheduler"]["spec"]["containers"][0]["args"]
+    if scheduler_args[0] == "dask-scheduler":
+        scheduler_args[:1] = ["dask", "scheduler"]
     parts = {
         "scheduler": ("dask-scheduler", scheduler_profile, []),
         "worker": ("dask-worker", worker_profile, ["--nthreads", str(worker_threads),
