@@ -386,12 +386,13 @@ def test_a_failed_start_deletes_the_job_it_made(tmp_path):
     asyncio.run(scenario())
 
 
-def test_a_broken_log_stream_is_read_on_without_losing_or_repeating_lines(tmp_path):
+def test_a_broken_log_stream_and_api_errors_lose_or_repeat_no_line(tmp_path):
     async def scenario():
         api, recorder = await kube_api()
         backend = job_backend(api)
         recorder.answer("POST", JOBS, 201, {"metadata": {"name": "nbrel-job-7", "uid": "job-uid"}})
         recorder.answer("POST", SECRETS, 201)
+        recorder.answer("GET", PODS, 500, {"message": "the API server restarts"})  # waited out
         recorder.answer("GET", PODS, body=running_pod("Running"))
         recorder.answer("GET", PODS, body=running_pod("Succeeded"))
         recorder.answer("GET", LOG, raw=b"one\ntwo (half")  # the connection drops mid-line
@@ -399,7 +400,7 @@ def test_a_broken_log_stream_is_read_on_without_losing_or_repeating_lines(tmp_pa
         handle = await backend.start(job_spec(tmp_path))
         await until(lambda: backend._runs[handle].done, "the pod log to be read")
         assert (tmp_path / "7" / "log.txt").read_text() == "one\ntwo (half) done\nbye\n"
-        assert len(recorder.made("GET", "/log")) == 2
+        assert len(recorder.made("GET", "/log")) == 2 and len(recorder.made("GET", "/pods")) == 3
         assert not recorder.unexpected
 
     asyncio.run(scenario())

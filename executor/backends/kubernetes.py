@@ -28,6 +28,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+import aiohttp
 import yaml
 from kubernetes_asyncio.client import ApiClient, Configuration
 from kubernetes_asyncio.client.exceptions import ApiException
@@ -220,6 +221,7 @@ class JobRun:
     job_dir: Path
     dask_cluster: str | None
     task: asyncio.Task | None = None
+    consumed: int = 0  # bytes of the pod log already in the job directory
     finished: bool = False  # its 'finished' event was read
     done: bool = False  # the Job has ended and its log is read to the end
 
@@ -363,22 +365,28 @@ class KubernetesBackend(KubernetesSettings, Backend):
         return pods["items"][0] if pods.get("items") else None
 
     async def _follow(self, run: JobRun) -> None:
-        consumed, pod = 0, None
+        """Bring the pod log to the job directory until the Job has ended and its log is read.
+        The API failing now and then (a restarting API server) is waited out: the job's own
+        timeout ends a job whose pod can never be read."""
+        pod = None
         try:
             while True:
-                pod = await self._pod(run)
-                phase = (pod or {}).get("status", {}).get("phase")
-                if phase in ("Running", "Succeeded", "Failed"):
-                    read = await self._read_log(run, pod["metadata"]["name"], consumed, final=phase != "Running")
-                    if phase != "Running":
+                try:
+                    pod = await self._pod(run)
+                    phase = (pod or {}).get("status", {}).get("phase")
+                    if phase in ("Running", "Succeeded", "Failed"):
+                        before = run.consumed
+                        await self._read_log(run, pod["metadata"]["name"], final=phase != "Running")
+                        if phase != "Running":
+                            break
+                        if run.consumed == before:  # the container ended, its phase not yet updated
+                            await asyncio.sleep(self.poll_seconds)
+                        continue
+                    job = await self.api.get(f"{self._jobs()}/{run.name}")
+                    if job is None or job_ended(job):
                         break
-                    if read == consumed:  # the container ended, its phase not yet updated
-                        await asyncio.sleep(self.poll_seconds)
-                    consumed = read
-                    continue
-                job = await self.api.get(f"{self._jobs()}/{run.name}")
-                if job is None or job_ended(job):
-                    break
+                except (ApiException, OSError, asyncio.TimeoutError, aiohttp.ClientError) as e:
+                    self.log.warning("job %s: reading its pod failed (trying again): %s", run.job_id, e)
                 await asyncio.sleep(self.poll_seconds)
             if not run.finished:
                 job = await self.api.get(f"{self._jobs()}/{run.name}")
@@ -390,11 +398,12 @@ class KubernetesBackend(KubernetesSettings, Backend):
         finally:
             run.done = True
 
-    async def _read_log(self, run: JobRun, pod: str, consumed: int, final: bool) -> int:
-        """Read the pod log from byte ``consumed`` on (as it is written); returns where it stopped."""
+    async def _read_log(self, run: JobRun, pod: str, final: bool) -> None:
+        """Read the pod log on from ``run.consumed`` (its bytes already in the job directory), as
+        it is written; ``final``: the container has ended."""
         path = f"{self._collection('api/v1', 'pods')}/{pod}/log"
         response = await self.api.stream(path, {"container": NOTEBOOK_CONTAINER, "follow": "true"})
-        skip, pending = consumed, b""
+        skip, pending = run.consumed, b""
         try:
             async for chunk in response.content.iter_any():
                 if skip:
@@ -404,13 +413,12 @@ class KubernetesBackend(KubernetesSettings, Backend):
                 if b"\n" in pending:  # whole lines only: a line being written waits for its end
                     complete, _, pending = pending.rpartition(b"\n")
                     self._write_lines(run, complete + b"\n")
-                    consumed += len(complete) + 1
+                    run.consumed += len(complete) + 1
         finally:
             response.release()
-        if final and pending:  # the container has ended: its last line has no newline
+        if final and pending:  # its last line has no newline
             self._write_lines(run, pending + b"\n")
-            consumed += len(pending)
-        return consumed
+            run.consumed += len(pending)
 
     def _write_lines(self, run: JobRun, data: bytes) -> None:
         prefix = EVENT_PREFIX.encode()
