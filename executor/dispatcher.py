@@ -298,7 +298,7 @@ class Dispatcher:
                     error = None
                     if status == "timed_out":
                         error = {"ename": "Timeout", "evalue": f"the job ran longer than {job.timeout_seconds} s", "cell_index": None}
-                    await self._finish(job_id, status, error, handle)
+                    await self._finish(job_id, status, error)
                     return
                 if not await self.backend.is_running(handle):
                     events, offset = read_events(job_dir / "events.jsonl", offset)
@@ -306,8 +306,7 @@ class Dispatcher:
                         continue  # it finished between our two reads: handle it above
                     await self.backend.kill(handle, [kernel_pid] if kernel_pid else [])
                     await self._finish(
-                        job_id, "failed", {"ename": "RunnerDied", "evalue": "the job's process ended unexpectedly", "cell_index": None},
-                        handle,
+                        job_id, "failed", {"ename": "RunnerDied", "evalue": "the job's process ended unexpectedly", "cell_index": None}
                     )
                     return
                 await asyncio.sleep(0.05)
@@ -321,6 +320,7 @@ class Dispatcher:
             self._update(job_id, cells_completed=progress[0], cells_total=progress[1])
 
     async def _finish(self, job_id: int, status: str, error: dict | None, handle=None) -> None:
+        """Record the job's end; ``handle``: it ended by itself, let the backend clean up after it."""
         with self.sessions() as s:
             job = s.get(Job, job_id)
         self.app.gpus.release(f"job:{job_id}")

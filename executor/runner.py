@@ -373,6 +373,8 @@ def run_in_pod() -> int:
     url, token = os.environ.pop("NOTEBENCH_JOB_FILES_URL"), os.environ.pop("NOTEBENCH_JOB_TOKEN")
     job_dir = Path(tempfile.mkdtemp(prefix="notebench-job-"))
     spec["job_dir"] = str(job_dir)
+    # The kernel's IPC sockets in the pod, not on the home volume (network filesystems may not have them).
+    os.environ["JUPYTER_RUNTIME_DIR"] = str(job_dir / "runtime")
     logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr, force=True)
     print_event(event="started")
     result = {"status": "failed", "error": {"ename": "RunnerError", "evalue": "the runner stopped", "cell_index": None}}

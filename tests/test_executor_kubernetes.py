@@ -13,7 +13,6 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import subprocess
 import sys
 import time
 from collections import defaultdict, deque
@@ -190,7 +189,7 @@ def job_spec(tmp_path: Path, job_id: int = 7, profile: str = "cpu", workers: int
     job_dir = tmp_path / str(job_id)
     job_dir.mkdir(exist_ok=True)
     return JobSpec(
-        job_id=job_id, owner="Alice@Example.org", job_dir=str(job_dir), kernel="python3", profile=profile,
+        job_id=job_id, owner=OWNER, job_dir=str(job_dir), kernel="python3", profile=profile,
         cwd="/home/jovyan/work", parameters={"alpha": 0.5}, timeout_seconds=600, workers=workers,
         worker_threads=2, worker_memory=None, worker_profile=worker_profile,
         env={"NOTEBENCH_PROFILE": profile, "CUDA_VISIBLE_DEVICES": "", "MLFLOW_TRACKING_TOKEN": "owner-token",
@@ -203,7 +202,10 @@ def as_pod(name: str, template: dict) -> dict:
     return {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": name, **template["metadata"]}, "spec": template["spec"]}
 
 
-def assert_user_pod(pod: dict, owner: str = safe_slug("Alice@Example.org"), gpus: int = 0, home: bool = True) -> None:
+OWNER = "Alice@Example.org, of the data-science team in the north-west office"  # long: slugs are cut at 48
+
+
+def assert_user_pod(pod: dict, owner: str = safe_slug(OWNER, max_length=48), gpus: int = 0, home: bool = True) -> None:
     validate(pod)
     labels, spec = pod["metadata"]["labels"], pod["spec"]
     assert labels["notebench.io/workload"] == "user" and labels["notebench.io/owner"] == owner

@@ -102,7 +102,7 @@ class Backend(LoggingConfigurable):
         raise NotImplementedError
 
     async def clean_up(self, handle: Any) -> None:
-        """The job ended and its reports are in: let go of what is left of it (optional)."""
+        """The job ended by itself (its 'finished' event is in): let go of what is left of it (optional)."""
 
     def check_job_token(self, job_id: int, token: str) -> bool:
         """Whether ``token`` is job ``job_id``'s own (jobs that hand their files to the executor's API)."""

@@ -33,7 +33,6 @@ import yaml
 from kubernetes_asyncio.client import ApiClient, Configuration
 from kubernetes_asyncio.client.exceptions import ApiException
 from kubernetes_asyncio.config import load_incluster_config
-from kubespawner.slugs import safe_slug
 from traitlets import Float, Integer, List, Unicode, default
 from traitlets.config import Config, LoggingConfigurable
 
@@ -41,7 +40,7 @@ from ..runner import EVENT_PREFIX
 from .base import Backend, JobSpec, RecordedJob
 from .kubernetes_objects import (
     COMPONENT, EXECUTOR, HOME, INSTANCE, JOB_ID, NOTEBOOK_CONTAINER, PodSettings, dask_cluster, env_secret, job_network_policy,
-    labels, notebook_job, object_name, owner_reference, scheduler_address, selector,
+    labels, notebook_job, object_name, owner_reference, owner_slug, scheduler_address, selector,
 )
 
 DASK_CLUSTER = "notebench.io/dask-cluster"  # on a distributed job's Job: its cluster's name
@@ -301,11 +300,11 @@ class KubernetesBackend(KubernetesSettings, Backend):
         worker = self.profiles.get(spec.worker_profile or spec.profile)
         name = object_name(self.release, "job", spec.job_id)
         cluster = object_name(self.release, "dask", spec.job_id) if spec.workers else None
-        owner_slug = safe_slug(spec.owner)
-        job_labels = labels(self.release, "job", owner_slug, **{JOB_ID: str(spec.job_id), EXECUTOR: self.executor_id})
+        slug = owner_slug(spec.owner)
+        job_labels = labels(self.release, "job", slug, **{JOB_ID: str(spec.job_id), EXECUTOR: self.executor_id})
         if cluster:
             job_labels[DASK_CLUSTER] = cluster
-        home_claim = self.home_claim.format(owner=owner_slug) if self.home_claim else None
+        home_claim = self.home_claim.format(owner=slug) if self.home_claim else None
         pod_spec = {
             "job_id": spec.job_id, "kernel": spec.kernel, "cwd": spec.cwd, "parameters": spec.parameters,
             "workers": spec.workers, "kernel_env": spec.kernel_env,

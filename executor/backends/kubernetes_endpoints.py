@@ -11,14 +11,13 @@ from __future__ import annotations
 import asyncio
 import time
 
-from kubespawner.slugs import safe_slug
 from kubernetes_asyncio.client.exceptions import ApiException
 
 from .base import EndpointBackend, ScoringServerFailed, ScoringServerSpec
 from .kubernetes import FAILED_WAITING, KubernetesSettings
 from .kubernetes_objects import (
     INSTANCE, MODEL_SERVER_PORT, SERVER_ID, env_secret, labels, model_server_deployment, model_server_service,
-    object_name, owner_reference, selector,
+    object_name, owner_reference, owner_slug, selector,
 )
 
 LOG_TAIL_LINES = 15
@@ -32,7 +31,7 @@ class KubernetesEndpointBackend(KubernetesSettings, EndpointBackend):
         """What ``start`` applies: the Deployment, then (owned by it) the Secret, and the Service."""
         profile = self.profiles.get(spec.profile)
         name = object_name(self.release, "model", spec.server_id)
-        server_labels = labels(self.release, "model-server", safe_slug(spec.owner), **{SERVER_ID: str(spec.server_id)})
+        server_labels = labels(self.release, "model-server", owner_slug(spec.owner), **{SERVER_ID: str(spec.server_id)})
         deployment = model_server_deployment(
             name=name, namespace=self.namespace, labels=server_labels, image=self.image or self.image_for(profile),  # the model-server image first
             model_uri=spec.model_uri, env={"HOME": "/tmp"}, secret_name=name, profile=profile, pod=self.pod_settings(),

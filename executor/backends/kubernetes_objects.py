@@ -15,6 +15,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from dask_kubernetes.operator import make_cluster_spec
+from kubespawner.slugs import safe_slug
 
 # Exactly the verbs executor/backends/kubernetes.py and kubernetes_endpoints.py call.
 EXECUTOR_RULES = [
@@ -57,6 +58,11 @@ def object_name(release: str, kind: str, number: int) -> str:
     """``<release>-<kind>-<number>``, short enough for every object named after it."""
     suffix = f"-{kind}-{number}"
     return release[: MAX_NAME - len(suffix)].rstrip("-") + suffix
+
+
+def owner_slug(user_name: str) -> str:
+    """The user's name in labels and PVC names: KubeSpawner's ``{username}`` (docs/kubernetes.md)."""
+    return safe_slug(user_name, max_length=48)
 
 
 def labels(release: str, component: str, owner_slug: str | None = None, **extra: str) -> dict:
