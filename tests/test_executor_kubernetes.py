@@ -282,7 +282,8 @@ def test_a_distributed_gpu_jobs_objects_are_valid_and_inside_the_boundary(tmp_pa
     assert cluster["spec"]["worker"]["replicas"] == 3
     scheduler = as_pod("scheduler", cluster["spec"]["scheduler"])
     worker = as_pod("worker", cluster["spec"]["worker"])
-    assert_user_pod(scheduler, gpus=1)  # the job's profile
+    assert_user_pod(scheduler, gpus=0)  # the job's CPUs and memory: no GPU, not on a GPU node
+    assert "nodeSelector" not in scheduler["spec"] and scheduler["spec"]["containers"][0]["resources"]["limits"]["cpu"] == "4"
     assert_user_pod(worker, gpus=0)  # the workers' (CPU) profile
     assert scheduler["metadata"]["labels"]["app.kubernetes.io/component"] == "dask-scheduler"
     assert worker["metadata"]["labels"]["app.kubernetes.io/component"] == "dask-worker"

@@ -25,7 +25,7 @@ import hashlib
 import hmac
 import json
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import aiohttp
@@ -332,7 +332,7 @@ class KubernetesBackend(KubernetesSettings, Backend):
                 made.append((self._dask_clusters(), dask_cluster(
                     name=cluster, labels=job_labels, image=self.image_for(worker), env={**spec.kernel_env, "HOME": HOME},
                     secret_name=name, workers=spec.workers, worker_threads=spec.worker_threads or 1,
-                    worker_profile=worker, scheduler_profile=profile, owner=owner, **common)))
+                    worker_profile=worker, scheduler_profile=without_gpus(profile), owner=owner, **common)))
             return made
 
         return {"name": name, "cluster": cluster, "job": job, "owned": owned}
@@ -493,6 +493,11 @@ class KubernetesBackend(KubernetesSettings, Backend):
         await asyncio.gather(*(r.task for r in self._runs.values() if r.task), return_exceptions=True)
         if self._api is not None:
             await self._api.close()
+
+
+def without_gpus(profile):
+    """The profile's CPUs and memory only (a Dask scheduler computes nothing: no GPU, no GPU node)."""
+    return replace(profile, gpus=0, node_selector={}, tolerations=[])
 
 
 def job_ended(job: dict) -> bool:
