@@ -111,6 +111,12 @@ def cmd_up(args) -> int:
     return proc.wait()
 
 
+def cmd_hub(args) -> int:
+    """JupyterHub with Notebench's config, in the foreground (the hub pod's command: the config
+    comes from NOTEBENCH_MODE=kubernetes, NOTEBENCH_VALUES and the chart's env)."""
+    os.execv(sys.executable, [sys.executable, "-m", "jupyterhub", "-f", str(HERE / "jupyterhub_config.py")])
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="notebench", description="Notebench: a data-science workbench on JupyterHub")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -120,6 +126,8 @@ def main(argv=None) -> int:
     up.add_argument("--data-dir", default=default_data_dir(), help="where all state lives")
     up.add_argument("--config", help="a traitlets config file (e.g. profiles, OAuth) applied on top of the defaults")
     up.set_defaults(func=cmd_up)
+    hub = sub.add_parser("hub", help="run JupyterHub with Notebench's configuration (the Helm chart's hub pod)")
+    hub.set_defaults(func=cmd_hub)
     from notebench.executor.cli import add_jobs_commands  # the executor's own commands
 
     add_jobs_commands(sub)

@@ -4,6 +4,11 @@
 operator's config file (``notebench up --config FILE``: ordinary traitlets config, e.g.
 ``c.Profiles.profiles = [...]`` or ``c.JupyterHub.authenticator_class = "generic-oauth"``),
 then ``apply_services(c)``, which wires the hub-managed services from the final settings.
+
+What both modes share lives here too: scopes and roles (``apply_scopes``), the bootstrap admin
+(``apply_bootstrap_admin``), the services with their roles (``add_*_service``) and the user
+servers' arguments (``singleuser_args``).
+Kubernetes mode (notebench.hub.kubernetes) uses them with the chart's values.
 """
 
 from __future__ import annotations
@@ -98,6 +103,23 @@ def apply_defaults(c, data_dir: str) -> None:
     c.Spawner.http_timeout = 60
     c.GPUInventory.db_url = f"sqlite:///{data / 'notebench.sqlite'}"
 
+    apply_scopes(c)
+
+    c.Application.logging_config = {
+        "handlers": {
+            "notebench_file": {
+                "class": "logging.FileHandler",
+                "formatter": "notebench_file",
+                "filename": str(data / "logs" / "jupyterhub.log"),
+            }
+        },
+        "formatters": {"notebench_file": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
+        "loggers": {"JupyterHub": {"handlers": ["console", "notebench_file"], "level": "INFO"}},
+    }
+
+
+def apply_scopes(c) -> None:
+    """The custom scope, the users' role and what a server's own token may do."""
     # Users may reach every service; each service checks ownership itself.
     # Invoking one's own model endpoints is a scope of its own, so that a user can make a token
     # that can only invoke (POST /hub/api/users/NAME/tokens {"scopes": [ENDPOINT_INVOKE_SCOPE]}):
@@ -112,17 +134,19 @@ def apply_defaults(c, data_dir: str) -> None:
         "users:activity!user", "access:servers!server", "access:services", ENDPOINT_INVOKE_SCOPE + "!user"
     ]
 
-    c.Application.logging_config = {
-        "handlers": {
-            "notebench_file": {
-                "class": "logging.FileHandler",
-                "formatter": "notebench_file",
-                "filename": str(data / "logs" / "jupyterhub.log"),
-            }
-        },
-        "formatters": {"notebench_file": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
-        "loggers": {"JupyterHub": {"handlers": ["console", "notebench_file"], "level": "INFO"}},
-    }
+
+def singleuser_args(kernel_cull_idle_timeout: int, kernel_cull_interval: int = 300) -> list[str]:
+    """Arguments of every user server: idle kernels are culled, busy ones never (and count as
+    activity, through notebench.hub.singleuser), connected ones too."""
+    return [
+        f"--MappingKernelManager.cull_idle_timeout={kernel_cull_idle_timeout}",
+        f"--MappingKernelManager.cull_interval={kernel_cull_interval}",
+        "--MappingKernelManager.cull_busy=False",
+        "--MappingKernelManager.cull_connected=True",
+        "--ServerApp.jpserver_extensions=notebench.hub.singleuser=True",
+        # Off by default in JupyterLab 4 anyway; loading it scans for language servers at start.
+        "--ServerApp.jpserver_extensions=jupyter_lsp=False",
+    ]
 
 
 def _configured(section, key, default):
@@ -143,41 +167,34 @@ def apply_services(c) -> None:
     c.NotebenchSpawner.mlflow_url = f"{public}/services/mlflow"
     c.NotebenchSpawner.notebench_url = public
 
-    admin_token = os.environ.get("NOTEBENCH_ADMIN_TOKEN")
-    if admin_token:
-        c.JupyterHub.api_tokens = {admin_token: "admin"}
-    admin_password = os.environ.get("NOTEBENCH_ADMIN_PASSWORD")
-    if admin_password:
-        c.NotebenchNativeAuthenticator.admin_password = admin_password
-    bootstrap_admin(c)
+    apply_bootstrap_admin(c, os.environ)
 
     services = list(_configured(c.JupyterHub, "services", []))
     roles = list(_configured(c.JupyterHub, "load_roles", []))
     if nb.cull_idle_timeout:
-        services.append(
-            {
-                "name": "idle-culler",
-                "command": [
-                    sys.executable,
-                    "-m",
-                    "jupyterhub_idle_culler",
-                    f"--timeout={nb.cull_idle_timeout}",
-                    f"--cull-every={nb.cull_every}",
-                ],
-            }
-        )
-        roles.append(
-            {
-                "name": "idle-culler",
-                "scopes": ["list:users", "read:users:activity", "read:servers", "delete:servers"],
-                "services": ["idle-culler"],
-            }
-        )
+        add_idle_culler_service(services, roles, nb.cull_idle_timeout, nb.cull_every)
     if nb.mlflow_enabled:
-        add_mlflow_service(services, nb, ports["mlflow"])
+        add_mlflow_service(
+            services,
+            f"http://127.0.0.1:{ports['mlflow']}",
+            command=[sys.executable, "-m", "notebench.hub.mlflow_service"],
+            environment={
+                "NOTEBENCH_DATA_DIR": nb.data_dir,
+                "NOTEBENCH_MLFLOW_DEFAULT_PERMISSION": nb.mlflow_default_permission,
+            },
+        )
     if nb.executor_enabled:
         mlflow_url = f"http://127.0.0.1:{ports['mlflow']}/services/mlflow" if nb.mlflow_enabled else ""
-        add_executor_service(services, roles, nb, ports["executor"], public, mlflow_url)
+        env = {"NOTEBENCH_DATA_DIR": nb.data_dir, "NOTEBENCH_PUBLIC_URL": public, "NOTEBENCH_MLFLOW_URL": mlflow_url}
+        if os.environ.get("NOTEBENCH_USER_CONFIG"):
+            env["NOTEBENCH_USER_CONFIG"] = os.environ["NOTEBENCH_USER_CONFIG"]  # profiles, GPUs, c.Executor
+        add_executor_service(
+            services,
+            roles,
+            f"http://127.0.0.1:{ports['executor']}",
+            command=[sys.executable, "-m", "notebench.executor"],
+            environment=env,
+        )
     c.JupyterHub.services = services
     c.JupyterHub.load_roles = roles
 
@@ -189,6 +206,15 @@ def authenticator_class(c) -> type:
     from jupyterhub.app import JupyterHub
 
     return JupyterHub(config=c).authenticator_class
+
+
+def apply_bootstrap_admin(c, env) -> None:
+    """The bootstrap account 'admin': its API token and password from ``env``, and admin rights."""
+    if env.get("NOTEBENCH_ADMIN_TOKEN"):
+        c.JupyterHub.api_tokens = {env["NOTEBENCH_ADMIN_TOKEN"]: "admin"}
+    if env.get("NOTEBENCH_ADMIN_PASSWORD"):
+        c.NotebenchNativeAuthenticator.admin_password = env["NOTEBENCH_ADMIN_PASSWORD"]
+    bootstrap_admin(c)
 
 
 def bootstrap_admin(c) -> None:
@@ -216,33 +242,31 @@ def refuse_bootstrap_admin_login(authenticator, handler, authentication):
     return authentication
 
 
-def add_executor_service(services: list, roles: list, nb: Notebench, port: int, public: str, mlflow_url: str) -> None:
-    env = {"NOTEBENCH_DATA_DIR": nb.data_dir, "NOTEBENCH_PUBLIC_URL": public, "NOTEBENCH_MLFLOW_URL": mlflow_url}
-    if os.environ.get("NOTEBENCH_USER_CONFIG"):
-        env["NOTEBENCH_USER_CONFIG"] = os.environ["NOTEBENCH_USER_CONFIG"]  # profiles, GPUs, c.Executor
-    services.append(
+# The services. ``how`` says how the hub runs one (local mode: command and environment) or, when
+# it runs elsewhere (Kubernetes), the api_token it registers with.
+
+def add_idle_culler_service(services: list, roles: list, timeout: int, every: int, hub_api_url: str = "", **how) -> None:
+    """jupyterhub-idle-culler, run by the hub, with only the scopes it needs: no admin, no tokens."""
+    command = [sys.executable, "-m", "jupyterhub_idle_culler", f"--timeout={timeout}", f"--cull-every={every}"]
+    if hub_api_url:
+        command.append(f"--url={hub_api_url}")
+    services.append({"name": "idle-culler", "command": command, **how})
+    roles.append(
         {
-            "name": "executor",
-            "url": f"http://127.0.0.1:{port}",
-            "command": [sys.executable, "-m", "notebench.executor"],
-            "environment": env,
-            "oauth_no_confirm": True,
+            "name": "idle-culler",
+            "scopes": ["list:users", "read:users:activity", "read:servers", "delete:servers"],
+            "services": ["idle-culler"],
         }
     )
+
+
+def add_executor_service(services: list, roles: list, url: str, **how) -> None:
+    """The notebook execution service at /services/executor/."""
+    services.append({"name": "executor", "url": url, "oauth_no_confirm": True, **how})
     # Mint per-user tokens (scope access:services) so jobs reach MLflow as their owner.
     roles.append({"name": "executor", "scopes": ["tokens", "access:services"], "services": ["executor"]})
 
 
-def add_mlflow_service(services: list, nb: Notebench, port: int) -> None:
-    services.append(
-        {
-            "name": "mlflow",
-            "url": f"http://127.0.0.1:{port}",
-            "command": [sys.executable, "-m", "notebench.hub.mlflow_service"],
-            "environment": {
-                "NOTEBENCH_DATA_DIR": nb.data_dir,
-                "NOTEBENCH_MLFLOW_DEFAULT_PERMISSION": nb.mlflow_default_permission,
-            },
-            "oauth_no_confirm": True,
-        }
-    )
+def add_mlflow_service(services: list, url: str, **how) -> None:
+    """MLflow behind Notebench's front at /services/mlflow/: it only identifies users (no role)."""
+    services.append({"name": "mlflow", "url": url, "oauth_no_confirm": True, **how})

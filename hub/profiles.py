@@ -2,7 +2,8 @@
 
 A profile names the resources a server or a job gets. Local mode uses cpu/mem limits
 (cgroup v2 where the machine allows), GPU count (leases from the GPU inventory) and env;
-Kubernetes mode turns the same dicts into KubeSpawner's ``profile_list``.
+Kubernetes mode turns the same dicts into KubeSpawner's ``profile_list`` (requests, limits,
+``nvidia.com/gpu``, node selector, tolerations, image).
 """
 
 from __future__ import annotations
@@ -39,6 +40,9 @@ class Profile:
     cpu_limit: float | None = None
     mem_limit: int | None = None
     gpus: int = 0
+    # What Kubernetes reserves for the pod (default: the limits); local mode has no reservations.
+    cpu_request: float | None = None
+    mem_request: int | None = None
     image: str = ""
     env: dict = field(default_factory=dict)
     default: bool = False
@@ -58,30 +62,32 @@ class Profile:
         gpus = spec.get("gpus", 0)
         if not isinstance(gpus, int) or gpus < 0:
             raise ProfileError(f"profile {name!r}: gpus must be an integer >= 0, got {gpus!r}")
-        cpu = spec.get("cpu_limit")
-        if cpu is not None and (not isinstance(cpu, (int, float)) or cpu <= 0):
-            raise ProfileError(f"profile {name!r}: cpu_limit must be a positive number, got {cpu!r}")
-        try:
-            mem = parse_bytes(spec.get("mem_limit"))
-        except ValueError:
-            raise ProfileError(f"profile {name!r}: mem_limit {spec.get('mem_limit')!r} is not a size like '4G'")
-        return cls(**{**spec, "display_name": spec.get("display_name") or name, "mem_limit": mem})
+        cpu = {key: _cpus(name, key, spec.get(key)) for key in ("cpu_request", "cpu_limit")}
+        mem = {key: _bytes(name, key, spec.get(key)) for key in ("mem_request", "mem_limit")}
+        for request, limit in ((cpu["cpu_request"], cpu["cpu_limit"]), (mem["mem_request"], mem["mem_limit"])):
+            if request and limit and request > limit:
+                raise ProfileError(f"profile {name!r}: a request ({request}) cannot exceed its limit ({limit})")
+        return cls(**{**spec, "display_name": spec.get("display_name") or name, **cpu, **mem})
 
     def to_kubespawner(self) -> dict:
         """This profile as a KubeSpawner ``profile_list`` entry."""
-        overrides = {"environment": {**self.env, "NOTEBENCH_PROFILE": self.name}}
-        if self.image:
-            overrides["image"] = self.image
-        if self.cpu_limit:
-            overrides["cpu_limit"] = self.cpu_limit
-        if self.mem_limit:
-            overrides["mem_limit"] = self.mem_limit
-        if self.gpus:
-            overrides["extra_resource_limits"] = {"nvidia.com/gpu": str(self.gpus)}
-        if self.node_selector:
-            overrides["node_selector"] = dict(self.node_selector)
-        if self.tolerations:
-            overrides["tolerations"] = list(self.tolerations)
+        env = {**self.env, "NOTEBENCH_PROFILE": self.name}
+        if not self.gpus:
+            # CUDA images say NVIDIA_VISIBLE_DEVICES=all: on a GPU node the NVIDIA runtime would
+            # hand a CPU pod every GPU. "void" makes it an ordinary container.
+            env["NVIDIA_VISIBLE_DEVICES"] = "void"
+        overrides = {"environment": env}
+        resources = {
+            "image": self.image,
+            "cpu_guarantee": self.cpu_request,
+            "cpu_limit": self.cpu_limit,
+            "mem_guarantee": self.mem_request,
+            "mem_limit": self.mem_limit,
+            "extra_resource_limits": {"nvidia.com/gpu": str(self.gpus)} if self.gpus else None,
+            "node_selector": dict(self.node_selector),
+            "tolerations": list(self.tolerations),
+        }
+        overrides.update({key: value for key, value in resources.items() if value})
         return {
             "slug": self.name,
             "display_name": self.display_name,
@@ -89,6 +95,19 @@ class Profile:
             "default": self.default,
             "kubespawner_override": overrides,
         }
+
+
+def _cpus(profile: str, key: str, value) -> float | None:
+    if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0):
+        raise ProfileError(f"profile {profile!r}: {key} must be a positive number, got {value!r}")
+    return value
+
+
+def _bytes(profile: str, key: str, value) -> int | None:
+    try:
+        return parse_bytes(value)
+    except ValueError:
+        raise ProfileError(f"profile {profile!r}: {key} {value!r} is not a size like '4G'") from None
 
 
 DEFAULT_PROFILES = [
@@ -118,7 +137,8 @@ class Profiles(Configurable):
         Dict(),
         default_value=DEFAULT_PROFILES,
         help="""Profile definitions: dicts with name, display_name, description, cpu_limit,
-        mem_limit (e.g. '4G'), gpus, image (Kubernetes), env, default, node_selector, tolerations.""",
+        mem_limit (e.g. '4G'), gpus, env, default, and for Kubernetes only: cpu_request,
+        mem_request, image, node_selector, tolerations.""",
     ).tag(config=True)
 
     default_profile = Unicode(
