@@ -781,11 +781,11 @@ def test_the_values_file_configures_the_kubernetes_backends(tmp_path):
     }))
     env = {"NOTEBENCH_VALUES": str(values), "POD_NAME": "nb-executor-0", "POD_NAMESPACE": "team-a",
            "NOTEBENCH_RELEASE": "nb", "NOTEBENCH_EXECUTOR_URL": "http://nb-executor:8090",
-           "NOTEBENCH_MLFLOW_URL": "http://nb-mlflow:5000/services/mlflow"}
+           "NOTEBENCH_MLFLOW_URL": "http://nb-mlflow:5000"}
     executor = Executor(config=config_from_values(env))
     assert executor.backend_class is KubernetesBackend and executor.endpoint_backend_class is KubernetesEndpointBackend
     assert executor.executor_id == "nb-executor-0"
-    assert executor.job_mlflow_url == "http://nb-mlflow:5000/services/mlflow"
+    assert executor.mlflow_url == executor.job_mlflow_url == "http://nb-mlflow:5000/services/mlflow"
     assert (executor.max_running_jobs, executor.max_running_jobs_per_user) == (9, 3)
     jobs = executor.backend_class(parent=executor, profiles=Profiles(parent=executor), token_key=KEY)
     assert (jobs.namespace, jobs.release, jobs.image, jobs.uid, jobs.gid) == ("team-a", "nb", "example.org/user:2", 1001, 101)

@@ -139,7 +139,9 @@ def config_from_values(env: dict) -> Config:
     if env.get("NOTEBENCH_EXECUTOR_DB_URL"):
         c.Executor.db_url = env["NOTEBENCH_EXECUTOR_DB_URL"]
     if env.get("NOTEBENCH_MLFLOW_URL"):
-        c.Executor.job_mlflow_url = env["NOTEBENCH_MLFLOW_URL"]  # pods reach MLflow in the cluster
+        # The MLflow Service serves under the hub's prefix; the executor and its pods use it directly.
+        mlflow = env["NOTEBENCH_MLFLOW_URL"].rstrip("/") + "/services/mlflow"
+        c.Executor.mlflow_url = c.Executor.job_mlflow_url = mlflow
     for key, trait in (("maxRunningJobs", "max_running_jobs"), ("maxRunningJobsPerUser", "max_running_jobs_per_user")):
         if key in executor:
             c.Executor[trait] = int(executor[key])
