@@ -258,7 +258,7 @@ def test_a_distributed_gpu_jobs_objects_are_valid_and_inside_the_boundary(tmp_pa
     assert pod["spec"]["nodeSelector"] == {"gpu": "nvidia"} and pod["spec"]["tolerations"][0]["key"] == "nvidia.com/gpu"
     (container,) = pod["spec"]["containers"]
     assert container["image"] == "example.org/user-cuda:1"  # the profile's image
-    assert container["command"] == ["python", "-m", "notebench.executor.runner", "--pod"]
+    assert container["args"] == ["python", "-m", "notebench.executor.runner", "--pod"] and "command" not in container
     assert container["resources"]["limits"] == {"cpu": "4", "memory": str(16 * 1024**3), "nvidia.com/gpu": "1"}
     assert "NVIDIA_VISIBLE_DEVICES" not in {e["name"] for e in container["env"]}
     plain = {e["name"]: e["value"] for e in container["env"]}
@@ -317,7 +317,7 @@ def test_model_server_objects_are_valid_and_inside_the_boundary():
     assert_user_pod(as_pod("server", deployment["spec"]["template"]), owner="bob", home=False)
     (container,) = deployment["spec"]["template"]["spec"]["containers"]
     assert container["image"] == "example.org/model-server:1"
-    assert "models:/churn/3" in container["command"] and "bob-token" not in json.dumps(deployment)
+    assert "models:/churn/3" in container["args"] and "command" not in container and "bob-token" not in json.dumps(deployment)
     assert deployment["metadata"]["labels"]["app.kubernetes.io/component"] == "model-server"
     assert service["spec"]["selector"] == deployment["spec"]["selector"]["matchLabels"]
     assert secret["metadata"]["ownerReferences"][0]["kind"] == "Deployment"

@@ -316,7 +316,7 @@ class KubernetesBackend(KubernetesSettings, Backend):
         common = dict(namespace=self.namespace, pod=self.pod_settings(home_claim))
         job = notebook_job(
             name=name, labels=job_labels, image=self.image_for(profile),
-            command=["python", "-m", "notebench.executor.runner", "--pod"],
+            args=["python", "-m", "notebench.executor.runner", "--pod"],
             env={"NOTEBENCH_JOB_SPEC": json.dumps(pod_spec), "NOTEBENCH_JOB_FILES_URL": files_url, "HOME": HOME},
             secret_name=name, profile=profile, deadline_seconds=spec.timeout_seconds + self.deadline_margin_seconds,
             ttl_seconds=self.finished_ttl_seconds, **common,

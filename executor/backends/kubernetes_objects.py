@@ -171,13 +171,13 @@ def env_secret(*, name: str, namespace: str, labels: dict, env: dict, owner: dic
     }
 
 
-def notebook_job(*, name: str, namespace: str, labels: dict, image: str, command: list[str], env: dict,
+def notebook_job(*, name: str, namespace: str, labels: dict, image: str, args: list[str], env: dict,
                  secret_name: str, profile, pod: PodSettings, deadline_seconds: int, ttl_seconds: int) -> dict:
     """The batch/v1 Job running the notebook once (no retries: a notebook is not idempotent)."""
     container = {
         "name": NOTEBOOK_CONTAINER,
         "image": image,
-        "command": command,
+        "args": args,  # args, not command: the image's entrypoint (tini) stays PID 1
         "workingDir": HOME,
         "env": env_list(env),
         "envFrom": [{"secretRef": {"name": secret_name}}],
@@ -257,7 +257,7 @@ def model_server_deployment(*, name: str, namespace: str, labels: dict, image: s
     container = {
         "name": "model-server",
         "image": image,
-        "command": ["mlflow", "models", "serve", "--model-uri", model_uri, "--host", "0.0.0.0",
+        "args": ["mlflow", "models", "serve", "--model-uri", model_uri, "--host", "0.0.0.0",
                     "--port", str(MODEL_SERVER_PORT), "--env-manager", "local"],
         "env": env_list(env),
         "envFrom": [{"secretRef": {"name": secret_name}}],
