@@ -312,6 +312,8 @@ class KubernetesBackend(KubernetesSettings, Backend):
             "workers": spec.workers, "kernel_env": spec.kernel_env,
             "dask_scheduler_address": scheduler_address(cluster, self.namespace) if cluster else None,
         }
+        if not self.executor_url:
+            raise RuntimeError("job pods cannot reach the executor: set NOTEBENCH_EXECUTOR_URL (c.KubernetesBackend.executor_url)")
         files_url = f"{self.executor_url.rstrip('/')}{self.service_prefix}api/jobs/{spec.job_id}/files"
         common = dict(namespace=self.namespace, pod=self.pod_settings(home_claim))
         job = notebook_job(
