@@ -1,26 +1,33 @@
 """The hub on Kubernetes, without a cluster.
 
-JupyterHub itself loads and initializes hub/jupyterhub_config.py with NOTEBENCH_MODE=kubernetes,
-the chart's values (helm/notebench/values.yaml, and with ci/gpu-oidc-values.yaml on top) and the
-env the chart gives the hub pod (docs/kubernetes.md). For every profile, JupyterHub makes the
-user's KubeSpawner, KubeSpawner applies the profile (load_user_options) and builds the pod and the
-home PVC it would create; both are validated against Kubernetes 1.37 (strict) and inspected.
-Nothing here talks to a Kubernetes API server: building manifests needs none.
+The chart (helm/notebench) is rendered with Helm's own Go SDK, with its default values and with
+ci/gpu-oidc-values.yaml. JupyterHub itself then loads and initializes hub/jupyterhub_config.py
+with what the hub pod would get: the values file of the rendered ConfigMap and the env of the
+rendered hub Deployment (docs/kubernetes.md is the contract). For every profile, JupyterHub makes
+the user's KubeSpawner, KubeSpawner applies the profile (load_user_options) and builds the pod and
+the home PVC it would create; both are validated against Kubernetes 1.37 (strict), inspected, and
+matched against the chart's NetworkPolicies. Nothing talks to a Kubernetes API server (building
+manifests needs none) nor to PostgreSQL (the hub's database is SQLite here).
 """
 
 from __future__ import annotations
 
 import asyncio
-import copy
+import base64
+import os
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
+from urllib.parse import urlsplit
 
+import helm_python as helm
 import kubernetes_asyncio.config.kube_config
 import pytest
+import sqlalchemy
 import yaml
 from jupyterhub import orm
 from jupyterhub.app import JupyterHub
-from kube import validate
+from kube import pod_labels, pod_spec, selector_matches, validate, yaml_objects
 from kubernetes_asyncio.client import ApiClient
 from kubespawner.slugs import safe_slug
 
@@ -30,49 +37,51 @@ from notebench.hub.profiles import Profiles, parse_bytes
 
 ROOT = Path(__file__).resolve().parent.parent
 CHART = ROOT / "helm" / "notebench"
+GPU_OIDC_VALUES = yaml.safe_load((CHART / "ci" / "gpu-oidc-values.yaml").read_text())
 HUB_CONFIG = ROOT / "hub" / "jupyterhub_config.py"
-
-# What the chart's hub Deployment sets (docs/kubernetes.md), for a release "nb" in namespace "team".
-HUB_ENV = {
-    "NOTEBENCH_MODE": "kubernetes",
-    "NOTEBENCH_RELEASE": "nb",
-    "POD_NAMESPACE": "team",
-    "POD_NAME": "nb-hub-7d9f8-abcde",
-    "NOTEBENCH_HUB_URL": "http://nb-notebench-hub:8081",
-    "NOTEBENCH_EXECUTOR_URL": "http://nb-notebench-executor:8090",
-    "NOTEBENCH_MLFLOW_URL": "http://nb-notebench-mlflow:5000",
-    "NOTEBENCH_PROXY_API_URL": "http://nb-notebench-proxy-api:8001",
-    "NOTEBENCH_PROXY_PUBLIC_URL": "http://nb-notebench-proxy-public",
-    "CONFIGPROXY_AUTH_TOKEN": "proxy-token-" + "0" * 20,
-    "NOTEBENCH_ADMIN_PASSWORD": "bootstrap-password",
-    "NOTEBENCH_EXECUTOR_API_TOKEN": "executor-token-" + "1" * 20,
-    "NOTEBENCH_MLFLOW_API_TOKEN": "mlflow-token-" + "2" * 20,
-    "NOTEBENCH_CULLER_API_TOKEN": "culler-token-" + "3" * 20,
-    "NOTEBENCH_OIDC_CLIENT_SECRET": "oidc-client-secret",
-}
+RELEASE, NAMESPACE, FULLNAME = "nb", "team", "nb-notebench"
 USER = "Ada.Lovelace@Example.org"  # a name KubeSpawner has to slug
 SERVER_TOKEN = "server-token-of-ada"
 
 
-def merged(base: dict, override: dict) -> dict:
-    """Helm's merge of a values file onto the defaults: maps merge, everything else is replaced."""
-    out = copy.deepcopy(base)
-    for key, value in override.items():
-        out[key] = merged(out[key], value) if isinstance(value, dict) and isinstance(out.get(key), dict) else value
-    return out
+@dataclass
+class Rendered:
+    """What the chart gives the hub pod: the values file, the env (as Kubernetes resolves it),
+    and every object, for the NetworkPolicies."""
+
+    values: dict
+    env: dict
+    objects: list
 
 
-def chart_values(*files: str) -> dict:
-    """The values the hub reads from its ConfigMap: the chart's defaults with ``files`` on top,
-    secrets stripped and empty image tags set to the appVersion (as the chart renders them)."""
-    values = yaml.safe_load((CHART / "values.yaml").read_text())
-    for name in files:
-        values = merged(values, yaml.safe_load((CHART / name).read_text()))
-    app_version = yaml.safe_load((CHART / "Chart.yaml").read_text())["appVersion"]
-    for image in (values["hub"]["image"], values["singleuser"]["image"], values["executor"]["image"]):
-        image["tag"] = image.get("tag") or app_version
-    values["auth"]["oidc"].pop("clientSecret", None)
-    return values
+def render(values: dict | None = None) -> Rendered:
+    with helm.Chart.load(CHART) as chart:
+        files = chart.render(values or {}, name=RELEASE, namespace=NAMESPACE)
+    objects = [obj for name, text in files.items() if not name.endswith("NOTES.txt") for obj in yaml_objects(text)]
+    (config_map,) = [o for o in objects if o["kind"] == "ConfigMap" and o["metadata"]["name"] == f"{FULLNAME}-values"]
+    (hub,) = [o for o in objects if o["kind"] == "Deployment" and o["metadata"]["name"] == f"{FULLNAME}-hub"]
+    (container,) = hub["spec"]["template"]["spec"]["containers"]
+    secrets = {o["metadata"]["name"]: o.get("data", {}) for o in objects if o["kind"] == "Secret"}
+    return Rendered(yaml.safe_load(config_map["data"]["values.yaml"]), resolve_env(container["env"], secrets), objects)
+
+
+def resolve_env(env: list[dict], secrets: dict) -> dict:
+    """A container's env as the kubelet makes it: secret keys from the rendered Secrets (a stand-in
+    for a Secret the chart does not make, such as an existing one named in the values), the
+    downward API, and $(VAR) references to variables defined before."""
+    resolved = {}
+    for var in env:
+        source = var.get("valueFrom", {})
+        if "value" in var:
+            value = re.sub(r"\$\((\w+)\)", lambda m: resolved.get(m[1], m[0]), var["value"])
+        elif "secretKeyRef" in source:
+            ref = source["secretKeyRef"]
+            data = secrets.get(ref["name"], {})
+            value = base64.b64decode(data[ref["key"]]).decode() if ref["key"] in data else f"from-{ref['name']}-{ref['key']}"
+        else:
+            value = {"metadata.namespace": NAMESPACE, "metadata.name": f"{FULLNAME}-hub-0"}[source["fieldRef"]["fieldPath"]]
+        resolved[var["name"]] = value
+    return resolved
 
 
 @dataclass
@@ -80,10 +89,14 @@ class Hub:
     """What JupyterHub made of the config: the app and, per profile, KubeSpawner's objects."""
 
     app: JupyterHub
-    values: dict
+    chart: Rendered
     pods: dict = field(default_factory=dict)  # profile name -> Pod manifest
     pvcs: dict = field(default_factory=dict)  # profile name -> PVC manifest
     users: dict = field(default_factory=dict)  # profile name -> user name
+
+    @property
+    def values(self) -> dict:
+        return self.chart.values
 
     @property
     def profiles(self):
@@ -115,10 +128,11 @@ async def user_objects(app: JupyterHub, name: str, profile: str | None) -> tuple
         )
 
 
-def make_hub(values: dict, tmp_path: Path, env: dict | None = None) -> Hub:
-    """JupyterHub initialized from hub/jupyterhub_config.py with ``values``; a user per profile."""
+def make_hub(chart: Rendered, tmp_path: Path, env: dict | None = None) -> Hub:
+    """JupyterHub initialized from hub/jupyterhub_config.py as in the hub pod of ``chart`` (``env``
+    changes the pod's env); a user per profile, and one who chooses none."""
     values_file = tmp_path / "values.yaml"
-    values_file.write_text(yaml.safe_dump(values))
+    values_file.write_text(yaml.safe_dump(chart.values))
     kubeconfig = tmp_path / "kubeconfig"  # KubeSpawner loads one; nothing ever connects to it
     kubeconfig.write_text(
         yaml.safe_dump(
@@ -132,29 +146,36 @@ def make_hub(values: dict, tmp_path: Path, env: dict | None = None) -> Hub:
             }
         )
     )
+    pod_env = {
+        **chart.env,
+        "NOTEBENCH_VALUES": str(values_file),  # the ConfigMap's file
+        "NOTEBENCH_DATA_DIR": str(tmp_path),  # the pod's /srv/notebench
+        "NOTEBENCH_HUB_DB_URL": f"sqlite:///{tmp_path}/jupyterhub.sqlite",  # no PostgreSQL here
+        **(env or {}),
+    }
 
     async def run() -> Hub:
         app = JupyterHub(config_file=str(HUB_CONFIG))
         await app.initialize([])  # loads the config file as `jupyterhub -f` does, and checks it
-        hub = Hub(app=app, values=values)
+        hub = Hub(app=app, chart=chart)
         try:
             for profile in hub.profiles:
                 hub.users[profile.name] = user = f"{USER}-{profile.name}"
                 hub.pods[profile.name], hub.pvcs[profile.name] = await user_objects(app, user, profile.name)
             hub.users[""] = "ada"  # no profile chosen
             hub.pods[""], hub.pvcs[""] = await user_objects(app, "ada", None)
-
         finally:
             app.db.close()
         return hub
 
     with pytest.MonkeyPatch.context() as mp:
-        for key, value in {**HUB_ENV, "NOTEBENCH_VALUES": str(values_file), "NOTEBENCH_DATA_DIR": str(tmp_path), **(env or {})}.items():
+        for key in [k for k in os.environ if k.startswith(("NOTEBENCH_", "JUPYTERHUB_", "JPY_", "CONFIGPROXY_"))]:
+            mp.delenv(key)  # only what the pod gets
+        for key, value in pod_env.items():
             if value is None:
                 mp.delenv(key, raising=False)
             else:
                 mp.setenv(key, value)
-        mp.delenv("JPY_COOKIE_SECRET", raising=False)
         mp.delenv("KUBERNETES_SERVICE_HOST", raising=False)  # not in-cluster, even in a CI pod
         mp.setattr(kubernetes_asyncio.config.kube_config, "KUBE_CONFIG_DEFAULT_LOCATION", str(kubeconfig))
         return asyncio.run(run())
@@ -162,12 +183,12 @@ def make_hub(values: dict, tmp_path: Path, env: dict | None = None) -> Hub:
 
 @pytest.fixture(scope="module")
 def default_hub(tmp_path_factory):
-    return make_hub(chart_values(), tmp_path_factory.mktemp("default"))
+    return make_hub(render(), tmp_path_factory.mktemp("default"))
 
 
 @pytest.fixture(scope="module")
 def gpu_oidc_hub(tmp_path_factory):
-    return make_hub(chart_values("ci/gpu-oidc-values.yaml"), tmp_path_factory.mktemp("gpu-oidc"))
+    return make_hub(render(GPU_OIDC_VALUES), tmp_path_factory.mktemp("gpu-oidc"))
 
 
 @pytest.fixture(scope="module", params=["default", "gpu-oidc"])
@@ -181,19 +202,24 @@ def hub(request):
 def test_hub_listens_for_the_proxy_pod_and_user_pods(default_hub):
     app = default_hub.app
     assert app.hub_bind_url == "http://0.0.0.0:8081/hub/"
-    assert app.hub.url == "http://nb-notebench-hub:8081/hub/"  # how user pods and services reach it
+    assert app.hub.url == f"http://{FULLNAME}-hub:8081/hub/"  # how user pods and services reach it
     assert app.bind_url == "http://0.0.0.0:8000"  # the proxy's public port (in the proxy pod)
     assert app.proxy.should_start is False
-    assert app.proxy.api_url == HUB_ENV["NOTEBENCH_PROXY_API_URL"]
-    assert app.proxy.auth_token == HUB_ENV["CONFIGPROXY_AUTH_TOKEN"]
+    assert app.proxy.api_url == f"http://{FULLNAME}-proxy-api:8001"
+    assert app.proxy.auth_token == default_hub.chart.env["CONFIGPROXY_AUTH_TOKEN"]  # from <fullname>-secrets
+    assert app.cookie_secret == bytes.fromhex(default_hub.chart.env["JPY_COOKIE_SECRET"])
     assert app.cleanup_servers is False  # user pods outlive a hub restart
 
 
-def test_hub_database_is_the_one_the_chart_names(tmp_path):
-    url = f"sqlite:///{tmp_path}/from-the-chart.sqlite"  # stands in for the chart's PostgreSQL URL
-    hub = make_hub(chart_values(), tmp_path, env={"NOTEBENCH_HUB_DB_URL": url})
-    assert hub.app.db_url == url
-    assert (tmp_path / "from-the-chart.sqlite").exists()
+@pytest.mark.parametrize("values", [None, GPU_OIDC_VALUES], ids=["default", "gpu-oidc"])
+def test_hub_database_is_the_one_the_chart_names(values, tmp_path):
+    chart_url = sqlalchemy.make_url(render(values).env["NOTEBENCH_HUB_DB_URL"])
+    assert chart_url.drivername == "postgresql+psycopg" and chart_url.database == "hub"
+    sqlalchemy.create_engine(chart_url)  # its driver is installed (nothing connects yet)
+    # The hub uses whatever URL it is given (here a SQLite file stands in for PostgreSQL).
+    url = f"sqlite:///{tmp_path}/stand-in.sqlite"
+    assert make_hub(render(values), tmp_path, env={"NOTEBENCH_HUB_DB_URL": url}).app.db_url == url
+    assert (tmp_path / "stand-in.sqlite").exists()
 
 
 def test_services_and_roles_are_local_modes(hub):
@@ -201,10 +227,10 @@ def test_services_and_roles_are_local_modes(hub):
     services = {s["name"]: s for s in app.services}
     assert set(services) == {"idle-culler", "executor", "mlflow"}
     # The executor and MLflow run in their own pods: the hub routes to their Services and knows their tokens.
-    assert services["executor"]["url"] == HUB_ENV["NOTEBENCH_EXECUTOR_URL"]
-    assert services["executor"]["api_token"] == HUB_ENV["NOTEBENCH_EXECUTOR_API_TOKEN"]
-    assert services["mlflow"]["url"] == HUB_ENV["NOTEBENCH_MLFLOW_URL"]
-    assert services["mlflow"]["api_token"] == HUB_ENV["NOTEBENCH_MLFLOW_API_TOKEN"]
+    assert services["executor"]["url"] == f"http://{FULLNAME}-executor:8090"
+    assert services["executor"]["api_token"] == hub.chart.env["NOTEBENCH_EXECUTOR_API_TOKEN"]
+    assert services["mlflow"]["url"] == f"http://{FULLNAME}-mlflow:5000"
+    assert services["mlflow"]["api_token"] == hub.chart.env["NOTEBENCH_MLFLOW_API_TOKEN"]
     assert "command" not in services["executor"] and "command" not in services["mlflow"]
     roles = {r["name"]: r for r in app.load_roles}
     assert roles["user"]["scopes"] == ["self", "access:services", ENDPOINT_INVOKE_SCOPE + "!user"]
@@ -224,24 +250,20 @@ def test_idle_culler_runs_in_the_hub_pod_with_least_privilege(hub):
         f"--cull-every={cull['every']}",
         "--url=http://127.0.0.1:8081/hub/api",
     ]
-    assert culler["api_token"] == HUB_ENV["NOTEBENCH_CULLER_API_TOKEN"]
+    assert culler["api_token"] == hub.chart.env["NOTEBENCH_CULLER_API_TOKEN"]
     (role,) = [r for r in hub.app.load_roles if "idle-culler" in r.get("services", [])]
     assert sorted(role["scopes"]) == ["delete:servers", "list:users", "read:servers", "read:users:activity"]
 
 
 def test_culling_can_be_turned_off(tmp_path):
-    values = chart_values()
-    values["cull"]["enabled"] = False
-    hub = make_hub(values, tmp_path)
+    hub = make_hub(render({"cull": {"enabled": False}}), tmp_path)
     assert "idle-culler" not in {s["name"] for s in hub.app.services}
     assert not [r for r in hub.app.load_roles if r["name"] == "idle-culler"]
     assert "--MappingKernelManager.cull_idle_timeout=0" in container(hub.pods["cpu"])["args"]
 
 
 def test_user_pods_get_the_image_pull_secrets(tmp_path):
-    values = chart_values()
-    values["imagePullSecrets"] = ["registry-credentials"]
-    hub = make_hub(values, tmp_path)
+    hub = make_hub(render({"imagePullSecrets": ["registry-credentials"]}), tmp_path)
     for pod in hub.pods.values():
         assert pod["spec"]["imagePullSecrets"] == [{"name": "registry-credentials"}]
 
@@ -253,13 +275,13 @@ def test_native_auth_with_the_bootstrap_admin(default_hub):
     auth = default_hub.app.authenticator
     assert type(auth).__name__ == "NotebenchNativeAuthenticator"
     assert auth.admin_users == {"admin"} | set(default_hub.values["auth"]["adminUsers"])
-    assert auth.admin_password == HUB_ENV["NOTEBENCH_ADMIN_PASSWORD"]
+    assert auth.admin_password == default_hub.chart.env["NOTEBENCH_ADMIN_PASSWORD"]  # from <fullname>-secrets
 
 
 def test_native_auth_refuses_to_start_without_the_admin_password(tmp_path):
     # Else whoever signs up first as 'admin' would be hub admin.
     with pytest.raises(ConfigError, match="NOTEBENCH_ADMIN_PASSWORD"):
-        make_hub(chart_values(), tmp_path, env={"NOTEBENCH_ADMIN_PASSWORD": None})
+        make_hub(render(), tmp_path, env={"NOTEBENCH_ADMIN_PASSWORD": None})
 
 
 def test_oidc_settings_come_from_the_values(gpu_oidc_hub):
@@ -268,7 +290,9 @@ def test_oidc_settings_come_from_the_values(gpu_oidc_hub):
     assert type(auth).__name__ == "GenericOAuthenticator"
     assert auth.login_service == oidc["loginService"]
     assert auth.client_id == oidc["clientId"]
-    assert auth.client_secret == HUB_ENV["NOTEBENCH_OIDC_CLIENT_SECRET"]  # never from the values
+    # From the Secret the values name (never from the values file: the chart strips it).
+    assert auth.client_secret == "from-notebench-oidc-oidc-client-secret"
+    assert "clientSecret" not in oidc
     assert (auth.authorize_url, auth.token_url, auth.userdata_url) == (
         oidc["authorizeUrl"], oidc["tokenUrl"], oidc["userdataUrl"]
     )
@@ -284,15 +308,15 @@ def test_oidc_settings_come_from_the_values(gpu_oidc_hub):
 
 
 def test_oidc_needs_the_public_url_for_its_callback(tmp_path):
-    values = chart_values("ci/gpu-oidc-values.yaml")
-    values["publicUrl"] = ""
+    chart = render(GPU_OIDC_VALUES)
+    chart.values["publicUrl"] = ""  # whether or not the chart's schema lets that through
     with pytest.raises(ConfigError, match="publicUrl"):
-        make_hub(values, tmp_path)
+        make_hub(chart, tmp_path)
 
 
 def test_missing_env_is_named(tmp_path):
     with pytest.raises(ConfigError, match="NOTEBENCH_PROXY_API_URL"):
-        make_hub(chart_values(), tmp_path, env={"NOTEBENCH_PROXY_API_URL": None})
+        make_hub(render(), tmp_path, env={"NOTEBENCH_PROXY_API_URL": None})
 
 
 # --- user pods ----------------------------------------------------------------------------------
@@ -364,7 +388,7 @@ def test_user_pods_carry_the_labels_the_network_policies_select(hub):
     for profile, pod in hub.pods.items():
         labels = pod["metadata"]["labels"]
         assert labels["app.kubernetes.io/name"] == "notebench"
-        assert labels["app.kubernetes.io/instance"] == HUB_ENV["NOTEBENCH_RELEASE"]
+        assert labels["app.kubernetes.io/instance"] == RELEASE
         assert labels["app.kubernetes.io/component"] == "singleuser"
         assert labels["notebench.io/workload"] == "user"
         assert labels["notebench.io/owner"] == safe_slug(hub.users[profile], max_length=48)
@@ -386,6 +410,47 @@ def test_user_pods_are_restricted(hub):
         assert security["capabilities"] == {"drop": ["ALL"]}
         assert security["seccompProfile"] == {"type": "RuntimeDefault"}
         assert not security.get("privileged")
+
+
+def policies_selecting(objects: list, labels: dict) -> list[dict]:
+    return [o["spec"] for o in objects if o["kind"] == "NetworkPolicy" and selector_matches(o["spec"]["podSelector"], labels)]
+
+
+def service_backend(objects: list, url: str) -> tuple[dict, int]:
+    """The labels of the pods behind the Service a URL names, and the port they receive it on."""
+    parts = urlsplit(url)
+    (service,) = [o for o in objects if o["kind"] == "Service" and o["metadata"]["name"] == parts.hostname]
+    (port,) = [p for p in service["spec"]["ports"] if p["port"] == (parts.port or 80)]
+    (backend,) = [o for o in objects if pod_spec(o) and selector_matches({"matchLabels": service["spec"]["selector"]}, pod_labels(o))]
+    target = port.get("targetPort", port["port"])
+    if isinstance(target, str):  # a named container port
+        (target,) = [cp["containerPort"] for c in pod_spec(backend)["containers"] for cp in c.get("ports", []) if cp.get("name") == target]
+    return pod_labels(backend), target
+
+
+def egress_allowed(policies: list[dict], labels: dict, port: int) -> bool:
+    for policy in policies:
+        for rule in policy.get("egress") or []:
+            ports = [p.get("port") for p in rule.get("ports") or []]
+            peers = [peer["podSelector"] for peer in rule.get("to") or [] if "podSelector" in peer]
+            if (not ports or port in ports) and any(selector_matches(peer, labels) for peer in peers):
+                return True
+    return False
+
+
+def test_the_charts_network_policies_fence_user_pods_and_let_them_reach_their_services(hub):
+    for profile, pod in hub.pods.items():
+        policies = policies_selecting(hub.chart.objects, pod["metadata"]["labels"])
+        # Deny by default: one policy for both directions that allows nothing.
+        assert {"policyTypes": ["Ingress", "Egress"], "podSelector": {"matchLabels": {"notebench.io/workload": "user"}}} in policies
+        # JupyterLab's port is open to someone (the proxy and the hub).
+        port = container(pod)["ports"][0]["containerPort"]
+        assert any(port in [p.get("port") for rule in pol.get("ingress") or [] for p in rule.get("ports") or []] for pol in policies)
+        # What the server is told to talk to, it may reach.
+        env = hub.env(profile)
+        for url in (env["JUPYTERHUB_API_URL"], env["NOTEBENCH_URL"], env["MLFLOW_TRACKING_URI"]):
+            labels, target_port = service_backend(hub.chart.objects, url)
+            assert egress_allowed(policies, labels, target_port), f"{profile}: no egress to {url}"
 
 
 def test_each_user_has_a_home_pvc(hub):
@@ -421,10 +486,10 @@ def test_user_servers_cull_idle_kernels_and_find_the_services(hub):
         assert "--MappingKernelManager.cull_busy=False" in args
         assert "--ServerApp.jpserver_extensions=notebench.hub.singleuser=True" in args  # busy kernels are activity
         env = hub.env(profile)
-        assert env["JUPYTERHUB_API_URL"] == HUB_ENV["NOTEBENCH_HUB_URL"] + "/hub/api"
+        assert env["JUPYTERHUB_API_URL"] == f"http://{FULLNAME}-hub:8081/hub/api"
         assert env["JUPYTERHUB_ACTIVITY_INTERVAL"] == "300"
-        assert env["NOTEBENCH_URL"] == HUB_ENV["NOTEBENCH_PROXY_PUBLIC_URL"]
-        assert env["MLFLOW_TRACKING_URI"] == HUB_ENV["NOTEBENCH_MLFLOW_URL"] + "/services/mlflow"
+        assert env["NOTEBENCH_URL"] == f"http://{FULLNAME}-proxy-public"
+        assert env["MLFLOW_TRACKING_URI"] == f"http://{FULLNAME}-mlflow:5000/services/mlflow"
         assert env["MLFLOW_TRACKING_TOKEN"] == env["JUPYTERHUB_API_TOKEN"] == SERVER_TOKEN
         assert container(hub.pods[profile])["ports"] == [{"name": "notebook-port", "containerPort": 8888}]
 
