@@ -12,6 +12,8 @@ from __future__ import annotations
 from typing import Mapping
 
 import yaml
+from kubespawner import KubeSpawner
+from tornado import web
 
 from .config import (
     add_executor_service,
@@ -33,6 +35,20 @@ ACTIVITY_INTERVAL = 300
 
 class ConfigError(ValueError):
     """The chart's values or env lack something the hub needs; the message names it."""
+
+
+class NotebenchKubeSpawner(KubeSpawner):
+    """KubeSpawner taking the spawn requests local mode takes: ``{"profile": NAME}``, also in
+    JupyterHub 6's shape ``{"user_options": {"profile": NAME}}``; an unknown profile is a 400
+    naming the choices."""
+
+    async def load_user_options(self):
+        if isinstance(self.user_options.get("user_options"), dict):
+            self.user_options = self.user_options["user_options"]
+        try:
+            await super().load_user_options()
+        except ValueError as e:  # KubeSpawner's "No such profile: ... Options include: ..."
+            raise web.HTTPError(400, str(e), reason=str(e)) from None
 
 
 def load_values(path: str) -> dict:
@@ -108,7 +124,7 @@ def configure_auth(c, values: dict, env: Mapping[str, str]) -> None:
 
 def configure_spawner(c, values: dict, env: Mapping[str, str]) -> None:
     singleuser = values.get("singleuser") or {}
-    c.JupyterHub.spawner_class = "kubespawner.KubeSpawner"
+    c.JupyterHub.spawner_class = NotebenchKubeSpawner
     spawner = c.KubeSpawner
     spawner.namespace = required_env(env, "POD_NAMESPACE")
     image = singleuser.get("image") or {}

@@ -16,6 +16,7 @@ import asyncio
 import base64
 import os
 import re
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -30,9 +31,10 @@ from jupyterhub.app import JupyterHub
 from kube import pod_labels, pod_spec, selector_matches, validate, yaml_objects
 from kubernetes_asyncio.client import ApiClient
 from kubespawner.slugs import safe_slug
+from tornado import web
 
 from notebench.hub.config import ENDPOINT_INVOKE_SCOPE, refuse_bootstrap_admin_login
-from notebench.hub.kubernetes import ConfigError
+from notebench.hub.kubernetes import ConfigError, NotebenchKubeSpawner
 from notebench.hub.profiles import Profiles, parse_bytes
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -128,9 +130,9 @@ async def user_objects(app: JupyterHub, name: str, profile: str | None) -> tuple
         )
 
 
-def make_hub(chart: Rendered, tmp_path: Path, env: dict | None = None) -> Hub:
-    """JupyterHub initialized from hub/jupyterhub_config.py as in the hub pod of ``chart`` (``env``
-    changes the pod's env); a user per profile, and one who chooses none."""
+@contextmanager
+def in_hub_pod(chart: Rendered, tmp_path: Path, env: dict | None = None):
+    """The environment of the hub pod of ``chart`` (``env`` changes it) in this process."""
     values_file = tmp_path / "values.yaml"
     values_file.write_text(yaml.safe_dump(chart.values))
     kubeconfig = tmp_path / "kubeconfig"  # KubeSpawner loads one; nothing ever connects to it
@@ -153,6 +155,20 @@ def make_hub(chart: Rendered, tmp_path: Path, env: dict | None = None) -> Hub:
         "NOTEBENCH_HUB_DB_URL": f"sqlite:///{tmp_path}/jupyterhub.sqlite",  # no PostgreSQL here
         **(env or {}),
     }
+    with pytest.MonkeyPatch.context() as mp:
+        for key in [k for k in os.environ if k.startswith(("NOTEBENCH_", "JUPYTERHUB_", "JPY_", "CONFIGPROXY_"))]:
+            mp.delenv(key)  # only what the pod gets
+        for key, value in pod_env.items():
+            if value is not None:
+                mp.setenv(key, value)
+        mp.delenv("KUBERNETES_SERVICE_HOST", raising=False)  # not in-cluster, even in a CI pod
+        mp.setattr(kubernetes_asyncio.config.kube_config, "KUBE_CONFIG_DEFAULT_LOCATION", str(kubeconfig))
+        yield
+
+
+def make_hub(chart: Rendered, tmp_path: Path, env: dict | None = None) -> Hub:
+    """JupyterHub initialized from hub/jupyterhub_config.py in the hub pod of ``chart``; a user
+    per profile, and one who chooses none."""
 
     async def run() -> Hub:
         app = JupyterHub(config_file=str(HUB_CONFIG))
@@ -168,16 +184,7 @@ def make_hub(chart: Rendered, tmp_path: Path, env: dict | None = None) -> Hub:
             app.db.close()
         return hub
 
-    with pytest.MonkeyPatch.context() as mp:
-        for key in [k for k in os.environ if k.startswith(("NOTEBENCH_", "JUPYTERHUB_", "JPY_", "CONFIGPROXY_"))]:
-            mp.delenv(key)  # only what the pod gets
-        for key, value in pod_env.items():
-            if value is None:
-                mp.delenv(key, raising=False)
-            else:
-                mp.setenv(key, value)
-        mp.delenv("KUBERNETES_SERVICE_HOST", raising=False)  # not in-cluster, even in a CI pod
-        mp.setattr(kubernetes_asyncio.config.kube_config, "KUBE_CONFIG_DEFAULT_LOCATION", str(kubeconfig))
+    with in_hub_pod(chart, tmp_path, env):
         return asyncio.run(run())
 
 
@@ -320,6 +327,28 @@ def test_missing_env_is_named(tmp_path):
 
 
 # --- user pods ----------------------------------------------------------------------------------
+
+
+def test_spawn_requests_are_local_modes(tmp_path):
+    """{"profile": NAME} as the API body, JupyterHub 6's {"user_options": {...}} too; an unknown
+    profile is a 400 naming the choices."""
+
+    async def profile_env(user_options: dict) -> dict:
+        app = JupyterHub()
+        app.load_config_file(str(HUB_CONFIG))
+        spawner = app.spawner_class(config=app.config, _mock=True)
+        assert isinstance(spawner, NotebenchKubeSpawner)
+        spawner.user_options = user_options
+        await spawner.load_user_options()
+        return spawner.get_env()
+
+    with in_hub_pod(render(GPU_OIDC_VALUES), tmp_path):
+        assert asyncio.run(profile_env({"profile": "a100"}))["NOTEBENCH_PROFILE"] == "a100"
+        assert asyncio.run(profile_env({"user_options": {"profile": "a100x4"}}))["NOTEBENCH_PROFILE"] == "a100x4"
+        with pytest.raises(web.HTTPError) as refused:
+            asyncio.run(profile_env({"profile": "tpu"}))
+    assert refused.value.status_code == 400
+    assert "cpu, a100, a100x4" in refused.value.log_message
 
 
 def test_every_user_pod_and_pvc_is_a_valid_kubernetes_object(hub):
