@@ -8,7 +8,8 @@ user, and alternates --runs times:
   job:    POST the notebook to the executor API with profile `gpu`, poll until it succeeded, read
           its output notebook through the API;
   direct: the `papermill` CLI on the same notebook, same parameters, on GPU 0, as this account.
-While each job runs, `nvidia-smi` is sampled to record which process (and OS account) held the GPU.
+While each job runs, `nvidia-smi` is sampled to record which process (and OS account) held the GPU,
+and once more when the job is seen succeeded: its lease is free then, so nothing may be left on the GPU.
 Then one `cpu` job checks that a CPU job sees no GPU.
 
 Prints, per mode, medians of: training throughput measured inside the notebook (samples/s after
@@ -51,6 +52,21 @@ def result_from(nb: dict) -> dict:
     raise RuntimeError("the notebook printed no result line")
 
 
+def gpu_processes() -> list[dict]:
+    """The processes holding GPU memory now, with their OS account, parent and state (Z: zombie)."""
+    out = subprocess.run(
+        ["nvidia-smi", "--query-compute-apps=pid,used_memory", "--format=csv,noheader,nounits"],
+        capture_output=True, text=True,
+    ).stdout
+    found = []
+    for line in out.splitlines():
+        pid, mem = (part.strip() for part in line.split(","))
+        ps = subprocess.run(["ps", "-o", "user=,ppid=,stat=,args=", "-p", pid], capture_output=True, text=True).stdout.split(None, 3)
+        user, ppid, stat, cmd = (ps + ["?"] * 4)[:4]
+        found.append({"pid": int(pid), "user": user, "ppid": ppid, "stat": stat, "used_memory_mib": int(mem), "command": cmd.strip()[:100]})
+    return found
+
+
 class GPUProcessSampler(threading.Thread):
     """Polls nvidia-smi for the processes on the GPU and the OS account each one runs as."""
 
@@ -61,15 +77,8 @@ class GPUProcessSampler(threading.Thread):
 
     def run(self):
         while not self.stopping.is_set():
-            out = subprocess.run(
-                ["nvidia-smi", "--query-compute-apps=pid,used_memory", "--format=csv,noheader,nounits"],
-                capture_output=True, text=True,
-            ).stdout
-            for line in out.splitlines():
-                pid, mem = (part.strip() for part in line.split(","))
-                user = subprocess.run(["ps", "-o", "user=", "-p", pid], capture_output=True, text=True).stdout.strip()
-                cmd = subprocess.run(["ps", "-o", "args=", "-p", pid], capture_output=True, text=True).stdout.strip()
-                self.seen[int(pid)] = {"user": user, "used_memory_mib": int(mem), "command": cmd[:120]}
+            for process in gpu_processes():
+                self.seen[process["pid"]] = process
             self.stopping.wait(0.5)
 
     def stop(self) -> list[dict]:
@@ -88,13 +97,14 @@ def run_job(hub: Hub, token: str, nb: dict, profile: str, parameters: dict) -> d
     r.raise_for_status()
     job = hub.wait_job(r.json()["id"], token, timeout=1200)
     wall = time.perf_counter() - start
-    gpu_processes = sampler.stop()
+    left = gpu_processes()  # the job's GPU lease is free now: nothing of it may hold the GPU
+    seen = sampler.stop()
     if job["status"] != "succeeded":
         log = hub.executor("GET", f"/jobs/{job['id']}/log", token).text
         raise RuntimeError(f"job {job['id']} {job['status']}: {job.get('error')}\n{log[-3000:]}")
     output = hub.executor("GET", f"/jobs/{job['id']}/output", token).json()
     return {"mode": "job", "profile": profile, "job_id": job["id"], "wall_seconds": wall,
-            "gpu_processes": gpu_processes, **result_from(output)}
+            "gpu_processes": seen, "gpu_processes_left_at_success": left, **result_from(output)}
 
 
 def run_direct(notebook: Path, parameters: dict, workdir: Path) -> dict:
@@ -154,6 +164,7 @@ def main() -> int:
                       f"CUDA_VISIBLE_DEVICES={row['CUDA_VISIBLE_DEVICES']!r}, accuracy {row['accuracy']:.3f}", flush=True)
                 if mode == "job":
                     print(f"         GPU processes during the job: {row['gpu_processes']}", flush=True)
+                    print(f"         GPU processes left when it was reported succeeded: {row['gpu_processes_left_at_success']}", flush=True)
         cpu = run_job(hub, token, nb, "cpu", {"epochs": 2, "steps_per_epoch": 3, "batch_size": 16})
         print(f"cpu job: cuda_available={cpu['cuda_available']}, CUDA_VISIBLE_DEVICES={cpu['CUDA_VISIBLE_DEVICES']!r}, "
               f"device_count={cpu['device_count']}", flush=True)
@@ -174,6 +185,7 @@ def main() -> int:
         "direct_wall_seconds": median(direct, "wall_seconds"),
         "wall_ratio_direct_vs_job": median(direct, "wall_seconds") / median(jobs, "wall_seconds"),
         "cpu_job_saw_gpu": cpu["cuda_available"],
+        "gpu_processes_left_at_success": sum(len(r["gpu_processes_left_at_success"]) for r in jobs),
     }
     print(json.dumps(summary, indent=2))
     if args.out:
