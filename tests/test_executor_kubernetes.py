@@ -41,9 +41,12 @@ from notebench.executor.backends.kubernetes_endpoints import KubernetesEndpointB
 from notebench.executor.backends.kubernetes_objects import EXECUTOR_RULES  # noqa: E402
 from notebench.executor.backends.local import LocalBackend  # noqa: E402
 from notebench.executor.backends.local_endpoints import LocalEndpointBackend  # noqa: E402
-from notebench.executor.dispatcher import read_events  # noqa: E402
+from notebench.executor.dispatcher import Dispatcher, read_events  # noqa: E402
+from notebench.executor.models import JobRequest  # noqa: E402
 from notebench.executor.handlers import JobFilesHandler  # noqa: E402
 from notebench.executor.runner import EVENT_PREFIX  # noqa: E402
+from notebench.hub.accounts import UserAccounts  # noqa: E402
+from notebench.hub.gpus import GPUInventory  # noqa: E402
 from notebench.hub.profiles import Profiles  # noqa: E402
 
 NS = "nb-test"
@@ -553,6 +556,60 @@ def test_job_tokens_are_per_job_and_only_kubernetes_jobs_have_them(tmp_path):
     assert not backend.check_job_token(7, "")
     assert not job_backend(token_key="").check_job_token(7, "")
     assert not LocalBackend().check_job_token(7, backend.job_token(7))
+
+
+class DispatcherApp:
+    """What the dispatcher reads of the executor (executor/app.py), on Kubernetes: no GPU leases,
+    no MLflow; the store and data dir are real."""
+
+    max_running_jobs, max_running_jobs_per_user, mlflow = 4, 2, None
+
+    def __init__(self, tmp_path: Path, backend: KubernetesBackend):
+        self.data_dir, self.executor_id, self.backend = str(tmp_path), EXECUTOR_ID, backend
+        self.sessions = db.connect(f"sqlite:///{tmp_path / 'executor.sqlite'}")
+        self.profiles = backend.profiles
+        self.accounts = UserAccounts(isolate_users=False)
+        self.gpus = GPUInventory(db_url=f"sqlite:///{tmp_path / 'gpus.sqlite'}", devices=[])
+
+    def kernel_names(self) -> set:
+        return {"python3"}
+
+    async def runner_env(self, owner, profile, gpus) -> dict:
+        return {"NOTEBENCH_PROFILE": profile.name, "CUDA_VISIBLE_DEVICES": ",".join(gpus)}
+
+
+def test_the_dispatcher_runs_a_kubernetes_job_to_its_end_and_deletes_its_job(tmp_path):
+    """The dispatcher's one code path with this backend: submit, claim, start, watch the job
+    directory the pod log fills, finish, clean up."""
+
+    async def scenario():
+        api, recorder = await kube_api()
+        app = DispatcherApp(tmp_path, job_backend(api))
+        dispatcher = Dispatcher(app)
+        recorder.answer("POST", JOBS, 201, {"metadata": {"name": "nbrel-job-1", "uid": "job-uid"}})
+        recorder.answer("POST", SECRETS, 201)
+        recorder.answer("GET", PODS, body=running_pod("Succeeded"))
+        recorder.answer("GET", f"{PODS}/nbrel-job-7-abcde/log",
+                        raw=event_line(event="started") + b"cell output\n" + event_line(event="finished", status="succeeded"))
+        recorder.answer("DELETE", f"{JOBS}/nbrel-job-1")
+        notebook = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell("print('cell output')")])
+        job = await dispatcher.submit("alice", JobRequest.model_validate({"notebook": notebook, "profile": "gpu", "cwd": "work"}))
+
+        def status():
+            with app.sessions() as s:
+                return s.get(db.Job, job.id).status
+
+        await until(lambda: status() == "succeeded", "the job to succeed")
+        created = recorder.made("POST", "/jobs")[0].body
+        assert created["spec"]["template"]["spec"]["containers"][0]["resources"]["limits"]["nvidia.com/gpu"] == "1"
+        assert json.loads({e["name"]: e["value"] for e in created["spec"]["template"]["spec"]["containers"][0]["env"]}
+                          ["NOTEBENCH_JOB_SPEC"])["cwd"] == "/home/jovyan/work"  # the pod's home, not the executor's
+        assert (dispatcher.job_dir(job.id) / "log.txt").read_text() == "cell output\n"
+        await until(lambda: recorder.made("DELETE"), "the ended job's Job to be deleted")
+        assert not recorder.unexpected
+        await dispatcher.close()
+
+    asyncio.run(scenario())
 
 
 # --- the job pod's runner, with the executor's job-files handler ------------------------------------
