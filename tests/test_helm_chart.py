@@ -238,6 +238,28 @@ def test_the_executor_role_is_exactly_what_its_backends_call(rendered):
     assert binding["roleRef"]["name"] == role["metadata"]["name"]
 
 
+def test_the_executor_pod_configures_the_kubernetes_backends_the_chart_means(gpu_oidc_objects, tmp_path):
+    """The executor reads the rendered values file and its pod's env (config_from_values): the
+    images, profiles and Services it ends up with are the ones this release's values name."""
+    from notebench.executor.app import Executor
+    from notebench.executor.backends.kubernetes import config_from_values
+
+    values_file = tmp_path / "values.yaml"
+    values_file.write_text(one(gpu_oidc_objects, "ConfigMap", f"{FULLNAME}-values")["data"]["values.yaml"])
+    deployment = one(gpu_oidc_objects, "Deployment", f"{FULLNAME}-executor")
+    env = {name: e["value"] for name, e in env_of(deployment).items() if "value" in e}
+    env.update(NOTEBENCH_VALUES=str(values_file), POD_NAME=f"{FULLNAME}-executor-7d9f-x2", POD_NAMESPACE=NAMESPACE)
+    executor = Executor(config=config_from_values(env))
+    user_image = GPU_OIDC_VALUES["singleuser"]["image"]
+    assert executor.executor_id == f"{FULLNAME}-executor-7d9f-x2"
+    assert executor.mlflow_url == f"http://{FULLNAME}-mlflow:5000/services/mlflow"
+    config = executor.config
+    assert config.KubernetesBackend.image == f"{user_image['repository']}:{user_image['tag']}"
+    assert config.KubernetesBackend.executor_url == f"http://{FULLNAME}-executor:8090"
+    assert [p["name"] for p in config.Profiles.profiles] == [p["name"] for p in GPU_OIDC_VALUES["singleuser"]["profiles"]]
+    assert config.KubernetesSettings.release == RELEASE and config.KubernetesSettings.namespace == NAMESPACE
+
+
 def test_the_hub_role_is_kubespawners_and_nothing_more(rendered):
     role = one(rendered, "Role", f"{FULLNAME}-hub")
     by_resource = {r["resources"][0]: set(r["verbs"]) for r in role["rules"]}
