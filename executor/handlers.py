@@ -80,6 +80,27 @@ def _with_body(method):
     return wrapper
 
 
+def write_json_error(handler: web.RequestHandler, status_code: int, exc, body_complete: bool) -> None:
+    """Every executor error: a JSON body {status, message, field}, field naming what was wrong."""
+    body = {"status": status_code, "message": handler._reason, "field": None}
+    if isinstance(exc, FieldError):
+        body.update(message=exc.message, field=exc.field)
+    elif isinstance(exc, web.HTTPError) and exc.log_message:
+        body["message"] = exc.log_message
+    if status_code == 401:
+        handler.set_header("WWW-Authenticate", 'Bearer realm="notebench"')
+    if not body_complete:
+        # Answered before the body was read (an unsupported method, a body far too large):
+        # tornado closes the connection after this answer, so say so, or the proxy reuses the
+        # connection for its next request and gets a reset (a 503 for someone else).
+        handler.set_header("Connection", "close")
+    if status_code == 405:
+        allowed = [m for m in ("GET", "POST", "PATCH", "PUT", "DELETE") if m.lower() in type(handler).__dict__]
+        handler.set_header("Allow", ", ".join(allowed))
+    handler.set_header("Content-Type", "application/json")
+    handler.finish(json.dumps(body))
+
+
 @web.stream_request_body
 class APIHandler(HubOAuthenticated, web.RequestHandler):
     hub_auth_class = HubOAuth  # configured from the JUPYTERHUB_* environment the hub gives services
@@ -178,24 +199,7 @@ class APIHandler(HubOAuthenticated, web.RequestHandler):
     # --- answers ----------------------------------------------------------------------------------
 
     def write_error(self, status_code, **kwargs):
-        exc = kwargs.get("exc_info", (None, None))[1]
-        body = {"status": status_code, "message": self._reason, "field": None}
-        if isinstance(exc, FieldError):
-            body.update(message=exc.message, field=exc.field)
-        elif isinstance(exc, web.HTTPError) and exc.log_message:
-            body["message"] = exc.log_message
-        if status_code == 401:
-            self.set_header("WWW-Authenticate", 'Bearer realm="notebench"')
-        if not self._body_complete:
-            # Answered before the body was read (an unsupported method, a body far too large):
-            # tornado closes the connection after this answer, so say so, or the proxy reuses the
-            # connection for its next request and gets a reset (a 503 for someone else).
-            self.set_header("Connection", "close")
-        if status_code == 405:
-            allowed = [m for m in ("GET", "POST", "PATCH", "PUT", "DELETE") if m.lower() in type(self).__dict__]
-            self.set_header("Allow", ", ".join(allowed))
-        self.set_header("Content-Type", "application/json")
-        self.finish(json.dumps(body))
+        write_json_error(self, status_code, kwargs.get("exc_info", (None, None))[1], self._body_complete)
 
     def write_json(self, data, status: int = 200) -> None:
         self.set_status(status)
@@ -409,17 +413,23 @@ class JobFilesHandler(web.RequestHandler):
 
     def prepare(self):
         job_id, _name = self.path_args
-        token = self.request.headers.get("Authorization", "").removeprefix("token ").strip()
+        scheme, _, token = self.request.headers.get("Authorization", "").partition(" ")
+        token = token.strip() if scheme.lower() in ("token", "bearer") else ""
         number = int(job_id) if len(job_id) <= 19 else MAX_ID + 1
         with self.app.sessions() as s:
             job = s.get(Job, number) if number <= MAX_ID else None
-        if job is None or job.status != "running" or not token or not self.app.backend.check_job_token(job.id, token):
-            raise web.HTTPError(403, "not this job's token, or the job does not run")
+        if not token:
+            raise FieldError(401, "Authorization", "a running job's own token is needed (Authorization: token <token>)")
+        if job is None or job.status != "running" or not self.app.backend.check_job_token(job.id, token):
+            raise FieldError(403, "Authorization", "not this job's token, or the job does not run")
         self.job_dir = self.app.dispatcher.job_dir(job.id)
         if self.request.method == "PUT":
             self.request.connection.set_max_body_size(MAX_NOTEBOOK_BYTES)
             self._part = self.job_dir / "output.ipynb.part"
             self._file = open(self._part, "wb")
+
+    def write_error(self, status_code, **kwargs):
+        write_json_error(self, status_code, kwargs.get("exc_info", (None, None))[1], self.request.method != "PUT")
 
     def data_received(self, chunk: bytes) -> None:
         if self._file is not None:

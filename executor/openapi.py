@@ -176,7 +176,11 @@ def spec(prefix: str = "/services/executor/") -> dict:
         "security": [{"token": []}],
         "components": {
             "schemas": schemas,
-            "securitySchemes": {"token": {"type": "http", "scheme": "bearer", "description": "A JupyterHub API token"}},
+            "securitySchemes": {
+                "token": {"type": "http", "scheme": "bearer", "description": "A JupyterHub API token"},
+                "jobToken": {"type": "http", "scheme": "bearer",
+                             "description": "A running job's own token (its pod's Secret, Kubernetes backend); no hub token works here"},
+            },
         },
         "paths": {
             "/profiles": {
@@ -228,6 +232,18 @@ def spec(prefix: str = "/services/executor/") -> dict:
             "/jobs/{job_id}/output.html": {
                 "get": {"summary": "The output notebook as HTML", "parameters": job_id,
                         "responses": {"200": {"description": "HTML", "content": {"text/html": {"schema": {"type": "string"}}}}, **_errors(404), **common}},
+            },
+            "/jobs/{job_id}/files/input": {
+                "get": {"summary": "A job pod's own call (Kubernetes backend): the notebook it runs", "parameters": job_id,
+                        "security": [{"jobToken": []}],
+                        "responses": {"200": {"description": "ipynb", "content": {"application/x-ipynb+json": {"schema": {"type": "object"}}}},
+                                      **_errors(401, 403, 404)}},
+            },
+            "/jobs/{job_id}/files/output": {
+                "put": {"summary": "A job pod's own call (Kubernetes backend): its output notebook so far", "parameters": job_id,
+                        "security": [{"jobToken": []}],
+                        "requestBody": {"required": True, "content": {"application/x-ipynb+json": {"schema": {"type": "object"}}}},
+                        "responses": {"204": {"description": "Stored"}, **_errors(401, 403, 404)}},
             },
             "/schedules": {
                 "get": {"summary": "Your schedules (admins: everyone's)",

@@ -208,6 +208,18 @@ def test_ownership_of_every_object_endpoint(hub, people, done_job, schedule, met
         assert hub.executor("GET", f"jobs/{done_job['id']}", people["owner_token"]).json()["status"] == "succeeded"
 
 
+@pytest.mark.parametrize("who", WHO)
+@pytest.mark.parametrize("method,path", [("GET", "jobs/{job}/files/input"), ("PUT", "jobs/{job}/files/output")])
+def test_job_files_take_only_a_running_jobs_own_token(hub, people, done_job, method, path, who):
+    """The job pods' calls (Kubernetes backend): no hub token works there, not even the owner's or
+    an admin's; here (local backend, whose jobs write their own directory) no token works at all."""
+    token = {"anonymous": "", "other": people["other_token"], "owner": people["owner_token"], "admin": hub.admin_token}[who]
+    r = hub.executor(method, path.format(job=done_job["id"]), token, json={"cells": []} if method == "PUT" else None)
+    assert_error(r, 401 if who == "anonymous" else 403, "Authorization")
+    output = hub.executor("GET", f"jobs/{done_job['id']}/output", people["owner_token"])
+    assert output.status_code == 200 and output.json()["cells"], "the stored output was not touched"
+
+
 @pytest.mark.parametrize("method,path", [("GET", "jobs"), ("POST", "jobs"), ("GET", "schedules"), ("POST", "schedules"),
                                          ("GET", "openapi.json"), ("GET", "profiles"), ("GET", "no/such/thing")])
 def test_anonymous_gets_401_on_collections(hub, method, path):
