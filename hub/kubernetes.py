@@ -169,6 +169,7 @@ def configure_spawner(c, values: dict, env: Mapping[str, str]) -> None:
     spawner.storage_pvc_ensure = True
     spawner.storage_capacity = str(required(storage, "size", "singleuser.storage"))
     spawner.storage_access_modes = ["ReadWriteOnce"]
+    spawner.delete_pvc = False  # deleting a user in the hub must not delete their files
     if storage.get("storageClass"):
         spawner.storage_class = storage["storageClass"]  # else the cluster's default class
     # {pvc_name}: the name KubeSpawner remembers for this user, even if the template changes.

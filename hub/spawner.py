@@ -25,6 +25,7 @@ from traitlets import Integer, Unicode, default
 
 from .accounts import UserAccounts
 from .cgroups import CgroupLimits
+from .config import singleuser_args
 from .gpus import GPUInventory, NoFreeGPUs
 from .profiles import ProfileError, Profiles
 
@@ -129,16 +130,7 @@ class NotebenchSpawner(LocalProcessSpawner):
         return env
 
     def get_args(self):
-        args = super().get_args()
-        args += [
-            f"--MappingKernelManager.cull_idle_timeout={self.kernel_cull_idle_timeout}",
-            f"--MappingKernelManager.cull_interval={self.kernel_cull_interval}",
-            "--MappingKernelManager.cull_busy=False",
-            "--MappingKernelManager.cull_connected=True",
-            "--ServerApp.jpserver_extensions=notebench.hub.singleuser=True",
-            # Off by default in JupyterLab 4 anyway; loading it scans for language servers at start.
-            "--ServerApp.jpserver_extensions=jupyter_lsp=False",
-        ]
+        args = super().get_args() + singleuser_args(self.kernel_cull_idle_timeout, self.kernel_cull_interval)
         if os.geteuid() == 0 and not self.accounts.isolate_users:
             args.append("--allow-root")
         return args

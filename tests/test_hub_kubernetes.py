@@ -498,6 +498,7 @@ def test_each_user_has_a_home_pvc(hub):
         assert volume["persistentVolumeClaim"] == {"claimName": name}
         assert container(hub.pods[profile])["volumeMounts"] == [{"name": volume["name"], "mountPath": "/home/jovyan"}]
     assert hub.pvcs[""]["metadata"]["name"] == "home-ada"
+    assert hub.app.config.KubeSpawner.delete_pvc is False  # deleting a user in the hub keeps their files
 
 
 def test_gpu_oidc_values_set_the_storage_class_and_size(gpu_oidc_hub):
