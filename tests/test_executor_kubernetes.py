@@ -454,6 +454,30 @@ def test_a_job_past_its_deadline_before_its_pod_ran_fails_with_the_jobs_reason(t
     asyncio.run(scenario())
 
 
+def test_a_job_whose_image_cannot_be_pulled_fails_at_once_with_the_reason(tmp_path):
+    async def scenario():
+        api, recorder = await kube_api()
+        backend = job_backend(api)
+        recorder.answer("POST", JOBS, 201, {"metadata": {"name": "nbrel-job-7", "uid": "job-uid"}})
+        recorder.answer("POST", SECRETS, 201)
+        waiting = {"reason": "ImagePullBackOff", "message": 'Back-off pulling image "example.org/user:nope"'}
+        pending = {"items": [{"metadata": {"name": "nbrel-job-7-abcde"},
+                              "status": {"phase": "Pending", "containerStatuses": [{"name": "notebook", "state": {"waiting": waiting}}]}}]}
+        recorder.answer("GET", PODS, body=pending)
+        handle = await backend.start(job_spec(tmp_path))
+        await until(lambda: backend._runs[handle].done, "the stuck pod to be seen")
+        events, _ = read_events(tmp_path / "7" / "events.jsonl", 0)
+        assert events == [{"event": "finished", "status": "failed",
+                           "error": {"ename": "ImagePullBackOff", "evalue": waiting["message"], "cell_index": None}}]
+        assert not recorder.made("GET", "/log") and not recorder.unexpected
+        recorder.answer("DELETE", f"{JOBS}/nbrel-job-7", 200, {})
+        await backend.clean_up(handle)  # what the dispatcher does next: the Job goes, with its pod
+        (delete,) = recorder.made("DELETE", f"{JOBS}/nbrel-job-7")
+        assert delete.query == {"propagationPolicy": "Background"}
+
+    asyncio.run(scenario())
+
+
 def test_cancel_deletes_the_job_with_its_pods_and_stops_following(tmp_path):
     async def scenario():
         api, recorder = await kube_api()

@@ -377,6 +377,10 @@ class KubernetesBackend(KubernetesSettings, Backend):
                 try:
                     pod = await self._pod(run)
                     phase = (pod or {}).get("status", {}).get("phase")
+                    stuck = cannot_start(pod)
+                    if phase == "Pending" and stuck:  # fail now, not at the job's timeout
+                        self._write_event(run, {"event": "finished", "status": "failed", "error": stuck})
+                        break
                     if phase in ("Running", "Succeeded", "Failed"):
                         before = run.consumed
                         await self._read_log(run, pod["metadata"]["name"], final=phase != "Running")
@@ -502,6 +506,16 @@ class KubernetesBackend(KubernetesSettings, Backend):
 def without_gpus(profile):
     """The profile's CPUs and memory only (a Dask scheduler computes nothing: no GPU, no GPU node)."""
     return replace(profile, gpus=0, node_selector={}, tolerations=[])
+
+
+def cannot_start(pod: dict | None) -> dict | None:
+    """The error of a pod that will never start (its image cannot be pulled, its container not
+    made), or None."""
+    for status in ((pod or {}).get("status") or {}).get("containerStatuses") or []:
+        waiting = (status.get("state") or {}).get("waiting") or {}
+        if waiting.get("reason") in FAILED_WAITING:
+            return {"ename": waiting["reason"], "evalue": waiting.get("message") or "the job's pod cannot start", "cell_index": None}
+    return None
 
 
 def job_ended(job: dict) -> bool:
