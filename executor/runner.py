@@ -11,11 +11,7 @@ The runner reports to the job directory, not to its parent, so a job outlives a 
 ``events.jsonl`` (JSON lines: started, finished), ``output.ipynb`` (saved after every cell by
 papermill) and ``log.txt`` (stdout/stderr and the cells' output).
 
-On Kubernetes (``--pod``) the runner is a job pod's one process and the job directory is the
-executor's, not the pod's: it fetches the input notebook from the executor, writes events to
-stdout (the pod log, which the executor follows) as lines starting with ``EVENT_PREFIX``, and
-hands the output notebook to the executor while the job runs and at its end, before its
-'finished' event; both calls carry the job's own token (docs/kubernetes.md).
+On Kubernetes (``--pod``) the runner is a job pod's one process: see pod_runner.py.
 """
 
 from __future__ import annotations
@@ -27,15 +23,9 @@ import signal
 import socket
 import subprocess
 import sys
-import tempfile
-import threading
 import time
 from pathlib import Path
 
-
-EVENT_PREFIX = "\x1enotebench-event "
-UPLOAD_EVERY_SECONDS = 5
-UPLOAD_RETRY_SECONDS = 600  # the last upload waits this long for an executor being restarted
 
 
 def emit(events_path: Path, **event) -> None:
@@ -310,98 +300,10 @@ def factory(control: socket.socket, client_class) -> int:
             os.close(fd)
 
 
-def print_event(**event) -> None:
-    event["time"] = time.time()
-    sys.stdout.write(EVENT_PREFIX + json.dumps(event) + "\n")
-    sys.stdout.flush()
-
-
-def executor_call(method: str, url: str, token: str, body: bytes | None = None) -> bytes:
-    import urllib.request
-
-    request = urllib.request.Request(url, data=body, method=method, headers={"Authorization": f"token {token}"})
-    with urllib.request.urlopen(request, timeout=120) as response:
-        return response.read()
-
-
-class OutputUploader:
-    """Hands output.ipynb to the executor whenever papermill has saved it anew (progress, and
-    partial output if the job is stopped), and once more at the end, retrying."""
-
-    def __init__(self, path: Path, url: str, token: str):
-        self.path, self.url, self.token = path, url, token
-        self.sent_mtime = None
-        self.stop = threading.Event()
-        self.thread = threading.Thread(target=self._loop, daemon=True)
-        self.thread.start()
-
-    def _send_if_changed(self) -> None:
-        try:
-            mtime = self.path.stat().st_mtime_ns
-        except FileNotFoundError:
-            return
-        if mtime != self.sent_mtime:
-            executor_call("PUT", self.url, self.token, self.path.read_bytes())
-            self.sent_mtime = mtime
-
-    def _loop(self) -> None:
-        while not self.stop.wait(UPLOAD_EVERY_SECONDS):
-            try:
-                self._send_if_changed()
-            except Exception as e:  # the executor may be restarting: the next round sends it
-                logging.warning("could not hand the output notebook to the executor yet: %s", e)
-
-    def finish(self) -> None:
-        self.stop.set()
-        self.thread.join()
-        deadline = time.monotonic() + UPLOAD_RETRY_SECONDS
-        while True:
-            try:
-                self._send_if_changed()
-                return
-            except Exception as e:
-                if time.monotonic() > deadline:
-                    logging.error("the output notebook could not be handed to the executor: %s", e)
-                    return
-                logging.warning("could not hand the output notebook to the executor yet (retrying): %s", e)
-                time.sleep(UPLOAD_EVERY_SECONDS)
-
-
-def run_in_pod() -> int:
-    """A Kubernetes job pod's runner: one job, from NOTEBENCH_JOB_SPEC (docs/kubernetes.md)."""
-    spec = json.loads(os.environ.pop("NOTEBENCH_JOB_SPEC"))
-    url, token = os.environ.pop("NOTEBENCH_JOB_FILES_URL"), os.environ.pop("NOTEBENCH_JOB_TOKEN")
-    job_dir = Path(tempfile.mkdtemp(prefix="notebench-job-"))
-    spec["job_dir"] = str(job_dir)
-    # The kernel's IPC sockets in the pod, not on the home volume (network filesystems may not have them).
-    os.environ["JUPYTER_RUNTIME_DIR"] = str(job_dir / "runtime")
-    logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr, force=True)
-    print_event(event="started")
-    result = {"status": "failed", "error": {"ename": "RunnerError", "evalue": "the runner stopped", "cell_index": None}}
-    uploader = None
-    try:
-        (job_dir / "input.ipynb").write_bytes(executor_call("GET", f"{url}/input", token))
-        client_class = import_papermill()
-        km, kc = start_kernel(spec["kernel"], spec["cwd"])
-        client_class.ready_kc = kc
-        uploader = OutputUploader(job_dir / "output.ipynb", f"{url}/output", token)
-        try:
-            result = run_job(spec, km, kc)
-        finally:
-            kc.stop_channels()
-            km.shutdown_kernel(now=True)
-    except Exception as e:
-        logging.exception("the job could not run")
-        result = {"status": "failed", "error": {"ename": type(e).__name__, "evalue": str(e), "cell_index": None}}
-    finally:
-        if uploader is not None:
-            uploader.finish()  # the output is in before the executor reads 'finished'
-        print_event(event="finished", **result)
-    return 0
-
-
 def main() -> int:
     if sys.argv[1:] == ["--pod"]:
+        from notebench.executor.pod_runner import run_in_pod
+
         return run_in_pod()
     if sys.argv[1:2] != ["--factory"] or len(sys.argv) != 3:
         print("usage: python -m notebench.executor.runner --factory CONTROL_FD | --pod (started by the executor)",

@@ -44,7 +44,7 @@ from notebench.executor.backends.local_endpoints import LocalEndpointBackend  # 
 from notebench.executor.dispatcher import Dispatcher, read_events  # noqa: E402
 from notebench.executor.models import JobRequest  # noqa: E402
 from notebench.executor.handlers import JobFilesHandler  # noqa: E402
-from notebench.executor.runner import EVENT_PREFIX  # noqa: E402
+from notebench.executor.pod_runner import EVENT_PREFIX  # noqa: E402
 from notebench.hub.accounts import UserAccounts  # noqa: E402
 from notebench.hub.gpus import GPUInventory  # noqa: E402
 from notebench.hub.profiles import Profiles  # noqa: E402

@@ -36,7 +36,7 @@ from kubernetes_asyncio.config import load_incluster_config
 from traitlets import Float, Integer, List, Unicode, default
 from traitlets.config import Config, LoggingConfigurable
 
-from ..runner import EVENT_PREFIX
+from ..pod_runner import EVENT_PREFIX
 from .base import Backend, JobSpec, RecordedJob
 from .kubernetes_objects import (
     COMPONENT, EXECUTOR, HOME, INSTANCE, JOB_ID, NOTEBOOK_CONTAINER, PodSettings, dask_cluster, env_secret, job_network_policy,
