@@ -407,6 +407,7 @@ class JobFilesHandler(web.RequestHandler):
         self.app = self.settings["executor"]
         self._part: Path | None = None
         self._file = None
+        self._body_complete = False  # get/put run once the body is in; prepare runs before
 
     def check_xsrf_cookie(self):
         pass  # a token, never a cookie, authenticates these calls
@@ -429,19 +430,21 @@ class JobFilesHandler(web.RequestHandler):
             self._file = open(self._part, "wb")
 
     def write_error(self, status_code, **kwargs):
-        write_json_error(self, status_code, kwargs.get("exc_info", (None, None))[1], self.request.method != "PUT")
+        write_json_error(self, status_code, kwargs.get("exc_info", (None, None))[1], self._body_complete)
 
     def data_received(self, chunk: bytes) -> None:
         if self._file is not None:
             self._file.write(chunk)
 
     def get(self, job_id, name):
+        self._body_complete = True
         if name != "input":
             raise web.HTTPError(405)
         self.set_header("Content-Type", "application/x-ipynb+json")
         self.finish((self.job_dir / "input.ipynb").read_bytes())
 
     def put(self, job_id, name):
+        self._body_complete = True
         if name != "output":
             raise web.HTTPError(405)
         self._file.close()

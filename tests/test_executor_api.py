@@ -9,6 +9,7 @@ Users get random names: OS accounts (nb-<name>) are machine-wide and other hubs 
 
 from __future__ import annotations
 
+import http.client
 import json
 import os
 import pwd
@@ -218,6 +219,23 @@ def test_job_files_take_only_a_running_jobs_own_token(hub, people, done_job, met
     assert_error(r, 401 if who == "anonymous" else 403, "Authorization")
     output = hub.executor("GET", f"jobs/{done_job['id']}/output", people["owner_token"])
     assert output.status_code == 200 and output.json()["cells"], "the stored output was not touched"
+
+
+@pytest.mark.parametrize("method", ["GET", "PUT", "DELETE"])
+def test_refused_job_file_calls_say_the_connection_closes(hub, people, done_job, method):
+    """A refusal answered before the request body is read makes tornado close the connection: it
+    must say so (Connection: close), or the proxy reuses the closed connection and the next request
+    through it, maybe someone else's, fails with a 503. Asked of the executor itself, on one
+    kept-alive connection, as the proxy does."""
+    port = json.loads((hub.data_dir / "ports.json").read_text())["executor"]
+    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+    body = b"{}" if method == "PUT" else None
+    connection.request(method, f"/services/executor/api/jobs/{done_job['id']}/files/input", body=body,
+                       headers={"Authorization": f"token {people['other_token']}"})
+    response = connection.getresponse()
+    assert response.status == 403 and json.loads(response.read())["field"] == "Authorization"
+    assert response.getheader("Connection") == "close"
+    connection.close()
 
 
 @pytest.mark.parametrize("method,path", [("GET", "jobs"), ("POST", "jobs"), ("GET", "schedules"), ("POST", "schedules"),
