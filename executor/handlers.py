@@ -80,6 +80,15 @@ def _with_body(method):
     return wrapper
 
 
+def get_by_id(sessions, cls, object_id: str):
+    """The row whose id is ``object_id`` (digits, from a route), or None; ids past 64 bits exist nowhere."""
+    number = int(object_id) if len(object_id) <= 19 else MAX_ID + 1
+    if number > MAX_ID:
+        return None
+    with sessions() as s:
+        return s.get(cls, number)
+
+
 def write_json_error(handler: web.RequestHandler, status_code: int, exc, body_complete: bool) -> None:
     """Every executor error: a JSON body {status, message, field}, field naming what was wrong."""
     body = {"status": status_code, "message": handler._reason, "field": None}
@@ -231,11 +240,7 @@ class APIHandler(HubOAuthenticated, web.RequestHandler):
         return self.is_admin or owner == self.user_name
 
     def load(self, cls, object_id: str):
-        number = int(object_id) if len(object_id) <= 19 else MAX_ID + 1  # the routes match ASCII digits only
-        obj = None
-        if number <= MAX_ID:
-            with self.app.sessions() as s:
-                obj = s.get(cls, number)
+        obj = get_by_id(self.app.sessions, cls, object_id)
         if obj is None or not self.visible(obj.owner):
             raise FieldError(404, None, f"no {cls.__tablename__[:-1]} {object_id}")
         return obj
@@ -416,9 +421,7 @@ class JobFilesHandler(web.RequestHandler):
         job_id, _name = self.path_args
         scheme, _, token = self.request.headers.get("Authorization", "").partition(" ")
         token = token.strip() if scheme.lower() in ("token", "bearer") else ""
-        number = int(job_id) if len(job_id) <= 19 else MAX_ID + 1
-        with self.app.sessions() as s:
-            job = s.get(Job, number) if number <= MAX_ID else None
+        job = get_by_id(self.app.sessions, Job, job_id)
         if not token:
             raise FieldError(401, "Authorization", "a running job's own token is needed (Authorization: token <token>)")
         if job is None or job.status != "running" or not self.app.backend.check_job_token(job.id, token):
