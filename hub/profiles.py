@@ -69,14 +69,15 @@ class Profile:
                 raise ProfileError(f"profile {name!r}: a request ({request}) cannot exceed its limit ({limit})")
         return cls(**{**spec, "display_name": spec.get("display_name") or name, **cpu, **mem})
 
+    def kubernetes_gpu_env(self) -> dict:
+        """What a pod of this profile needs in its environment about GPUs: CUDA images say
+        NVIDIA_VISIBLE_DEVICES=all, so on a GPU node the NVIDIA runtime would hand a pod without
+        GPUs every GPU; "void" makes it an ordinary container."""
+        return {} if self.gpus else {"NVIDIA_VISIBLE_DEVICES": "void"}
+
     def to_kubespawner(self) -> dict:
         """This profile as a KubeSpawner ``profile_list`` entry."""
-        env = {**self.env, "NOTEBENCH_PROFILE": self.name}
-        if not self.gpus:
-            # CUDA images say NVIDIA_VISIBLE_DEVICES=all: on a GPU node the NVIDIA runtime would
-            # hand a CPU pod every GPU. "void" makes it an ordinary container.
-            env["NVIDIA_VISIBLE_DEVICES"] = "void"
-        overrides = {"environment": env}
+        overrides = {"environment": {**self.env, "NOTEBENCH_PROFILE": self.name, **self.kubernetes_gpu_env()}}
         resources = {
             "image": self.image,
             "cpu_guarantee": self.cpu_request,

@@ -113,8 +113,8 @@ def profile_resources(profile) -> dict:
     """The profile's limits; requests are its requests where it has them, else its limits.
     GPUs only for profiles with GPUs."""
     limits, requests = {}, {}
-    for key, limit, request in (("cpu", profile.cpu_limit, getattr(profile, "cpu_request", None)),
-                                ("memory", profile.mem_limit, getattr(profile, "mem_request", None))):
+    for key, limit, request in (("cpu", profile.cpu_limit, profile.cpu_request),
+                                ("memory", profile.mem_limit, profile.mem_request)):
         if limit:
             limits[key] = str(limit)
         if request or limit:
@@ -134,8 +134,7 @@ def user_pod_spec(*, containers: list[dict], profile, pod: PodSettings, restart_
     if pod.home_claim:
         volumes.append({"name": "home", "persistentVolumeClaim": {"claimName": pod.home_claim}})
         mounts.append({"name": "home", "mountPath": HOME})
-    # CUDA images say NVIDIA_VISIBLE_DEVICES=all: on a GPU node a pod without GPUs would get them all.
-    no_gpus = [] if profile.gpus else [{"name": "NVIDIA_VISIBLE_DEVICES", "value": "void"}]
+    no_gpus = env_list(profile.kubernetes_gpu_env())
     spec = {
         "automountServiceAccountToken": False,
         "enableServiceLinks": False,
