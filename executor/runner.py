@@ -27,7 +27,6 @@ import time
 from pathlib import Path
 
 
-
 def emit(events_path: Path, **event) -> None:
     event["time"] = time.time()
     with open(events_path, "a") as f:
@@ -214,8 +213,7 @@ def run_one_job(kernel_name: str, cwd: str, channel: socket.socket, client_class
     line = channel.makefile("r").readline()
     channel.close()
     if not line.strip():  # the executor let this warm runner go (or is gone)
-        kc.stop_channels()
-        km.shutdown_kernel(now=True)
+        stop_kernel(km, kc)
         return 0
     spec = json.loads(line)
     job_dir = Path(spec["job_dir"])
