@@ -17,6 +17,11 @@ def yaml_objects(text: str) -> list[dict]:
     return [doc for doc in yaml.safe_load_all(text) if doc]
 
 
+def chart_objects(files: dict[str, str]) -> list[dict]:
+    """The objects of a rendered chart ({template path: text}, as Helm renders it), NOTES.txt aside."""
+    return [obj for name, text in files.items() if not name.endswith("NOTES.txt") for obj in yaml_objects(text)]
+
+
 def validate(obj: dict, version: str = KUBERNETES_VERSION) -> None:
     """Raise AssertionError naming the object and the schema error, if ``obj`` is not valid."""
     name = f"{obj.get('kind')}/{(obj.get('metadata') or {}).get('name')}"

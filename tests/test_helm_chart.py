@@ -19,7 +19,7 @@ import yaml
 from notebench.executor.backends.kubernetes_objects import EXECUTOR_RULES
 from notebench.hub.profiles import Profile
 
-from kube import pod_labels, pod_spec, selector_matches, validate_all, yaml_objects
+from kube import chart_objects, pod_labels, pod_spec, selector_matches, validate_all
 
 CHART = Path(__file__).resolve().parent.parent / "helm" / "notebench"
 GPU_OIDC_VALUES = yaml.safe_load((CHART / "ci" / "gpu-oidc-values.yaml").read_text())
@@ -39,24 +39,20 @@ def render(chart, values=None) -> dict[str, str]:
     return chart.render(values or {}, name=RELEASE, namespace=NAMESPACE)
 
 
-def objects_of(files: dict[str, str]) -> list[dict]:
-    return [obj for name, text in files.items() if not name.endswith("NOTES.txt") for obj in yaml_objects(text)]
-
-
 @pytest.fixture(scope="module", params=["default", "gpu-oidc"])
 def rendered(request, chart) -> list[dict]:
     """The objects of the chart with default values, and with ci/gpu-oidc-values.yaml."""
-    return objects_of(render(chart, GPU_OIDC_VALUES if request.param == "gpu-oidc" else None))
+    return chart_objects(render(chart, GPU_OIDC_VALUES if request.param == "gpu-oidc" else None))
 
 
 @pytest.fixture(scope="module")
 def default_objects(chart):
-    return objects_of(render(chart))
+    return chart_objects(render(chart))
 
 
 @pytest.fixture(scope="module")
 def gpu_oidc_objects(chart):
-    return objects_of(render(chart, GPU_OIDC_VALUES))
+    return chart_objects(render(chart, GPU_OIDC_VALUES))
 
 
 def one(objects, kind, name):
@@ -202,7 +198,7 @@ def test_the_cloud_metadata_address_is_excepted_from_every_ip_block(rendered):
 def test_an_admin_listed_cidr_keeps_the_metadata_address_out(chart):
     values = {"networkPolicy": {"allowedEgress": [{"cidr": "169.254.0.0/16", "ports": [80]},
                                                   {"cidr": "10.1.0.0/16", "ports": [5432]}]}}
-    egress = one(objects_of(render(chart, values)), "NetworkPolicy", f"{FULLNAME}-user-egress")
+    egress = one(chart_objects(render(chart, values)), "NetworkPolicy", f"{FULLNAME}-user-egress")
     blocks = {p["ipBlock"]["cidr"]: p["ipBlock"] for r in egress["spec"]["egress"] for p in r["to"] if "ipBlock" in p}
     assert blocks["169.254.0.0/16"]["except"] == ["169.254.169.254/32"]
     assert "except" not in blocks["10.1.0.0/16"]  # an except outside the CIDR would be refused by the API server
@@ -355,8 +351,8 @@ def test_postgresql_makes_the_three_databases(default_objects, gpu_oidc_objects)
 
 def test_secrets_are_random_at_install_and_given_ones_are_used(chart):
     """The first-install path (offline, `lookup` finds no Secret); upgrades keep the values `lookup` finds."""
-    first = one(objects_of(render(chart)), "Secret", f"{FULLNAME}-secrets")
-    second = one(objects_of(render(chart)), "Secret", f"{FULLNAME}-secrets")
+    first = one(chart_objects(render(chart)), "Secret", f"{FULLNAME}-secrets")
+    second = one(chart_objects(render(chart)), "Secret", f"{FULLNAME}-secrets")
     assert first["metadata"]["annotations"]["helm.sh/resource-policy"] == "keep"
     keys = {"admin-password", "proxy-token", "hub-crypt-key", "hub-cookie-secret", "executor-api-token",
             "mlflow-api-token", "culler-api-token", "postgresql-password"}
@@ -365,7 +361,7 @@ def test_secrets_are_random_at_install_and_given_ones_are_used(chart):
         value = base64.b64decode(first["data"][key]).decode()
         assert len(value) == 64 and int(value, 16) >= 0, key  # 32 random bytes, hex (JupyterHub's crypt key needs it)
         assert first["data"][key] != second["data"][key], f"{key} is not random"
-    given = one(objects_of(render(chart, {"postgresql": {"auth": {"password": "s3cret-pw"}}})), "Secret", f"{FULLNAME}-secrets")
+    given = one(chart_objects(render(chart, {"postgresql": {"auth": {"password": "s3cret-pw"}}})), "Secret", f"{FULLNAME}-secrets")
     assert base64.b64decode(given["data"]["postgresql-password"]) == b"s3cret-pw"
 
 
@@ -374,7 +370,7 @@ def test_secrets_never_reach_the_values_file(chart):
                                            "oidc": {**GPU_OIDC_VALUES["auth"]["oidc"], "existingSecret": "",
                                                     "clientSecret": "oidc-secret-value"}},
               "postgresql": {"enabled": True, "auth": {"password": "db-secret-value"}}}
-    objects = objects_of(render(chart, values))
+    objects = chart_objects(render(chart, values))
     text = one(objects, "ConfigMap", f"{FULLNAME}-values")["data"]["values.yaml"]
     assert "oidc-secret-value" not in text and "db-secret-value" not in text
     assert yaml.safe_load(text)["auth"]["oidc"]["clientId"] == "notebench"

@@ -28,7 +28,7 @@ import sqlalchemy
 import yaml
 from jupyterhub import orm
 from jupyterhub.app import JupyterHub
-from kube import pod_labels, pod_spec, selector_matches, validate, yaml_objects
+from kube import chart_objects, pod_labels, pod_spec, selector_matches, validate
 from kubernetes_asyncio.client import ApiClient
 from kubespawner.slugs import safe_slug
 from tornado import web
@@ -59,7 +59,7 @@ class Rendered:
 def render(values: dict | None = None) -> Rendered:
     with helm.Chart.load(CHART) as chart:
         files = chart.render(values or {}, name=RELEASE, namespace=NAMESPACE)
-    objects = [obj for name, text in files.items() if not name.endswith("NOTES.txt") for obj in yaml_objects(text)]
+    objects = chart_objects(files)
     (config_map,) = [o for o in objects if o["kind"] == "ConfigMap" and o["metadata"]["name"] == f"{FULLNAME}-values"]
     (hub,) = [o for o in objects if o["kind"] == "Deployment" and o["metadata"]["name"] == f"{FULLNAME}-hub"]
     (container,) = hub["spec"]["template"]["spec"]["containers"]
