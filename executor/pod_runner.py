@@ -9,6 +9,7 @@ job's own token (docs/kubernetes.md). The notebook runs as in a local runner (ru
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -101,7 +102,8 @@ def run_in_pod() -> int:
         client_class.ready_kc = kc
         uploader = OutputUploader(job_dir / "output.ipynb", f"{url}/output", token)
         try:
-            result = run_job(spec, km, kc)
+            with contextlib.ExitStack() as cluster:  # stays empty: the executor made the job's cluster
+                result = run_job(spec, km, kc, cluster)
         finally:
             stop_kernel(km, kc)
     except Exception as e:

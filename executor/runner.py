@@ -16,6 +16,7 @@ On Kubernetes (``--pod``) the runner is a job pod's one process: see pod_runner.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -137,14 +138,14 @@ def failed_cell(job_dir: Path, error) -> int:
         return error.cell_index
 
 
-def run_job(spec: dict, km, kc) -> dict:
-    """Execute the notebook; returns the 'finished' event's fields."""
+def run_job(spec: dict, km, kc, cleanup: contextlib.ExitStack) -> dict:
+    """Execute the notebook; returns the 'finished' event's fields. The Dask cluster it starts is
+    left on ``cleanup``, for the caller to close when it chooses."""
     import papermill
     from papermill.exceptions import PapermillExecutionError
 
     job_dir = Path(spec["job_dir"])
     parameters = dict(spec.get("parameters") or {})
-    cluster = None
     try:
         env = {k: str(v) for k, v in (spec.get("kernel_env") or {}).items()}
         if spec.get("dask_scheduler_address"):  # Kubernetes: the executor made the job's cluster
@@ -152,6 +153,7 @@ def run_job(spec: dict, km, kc) -> dict:
             parameters["dask_scheduler_address"] = spec["dask_scheduler_address"]
         elif spec.get("workers"):
             cluster, client_env = start_dask(spec, job_dir, env)
+            cleanup.enter_context(cluster)
             env.update(client_env)
             parameters["dask_scheduler_address"] = cluster.scheduler_address
         run_silently(kc, f"import os as _nb_os; _nb_os.environ.update({env!r}); _nb_os.chdir({spec['cwd']!r}); del _nb_os")
@@ -173,9 +175,6 @@ def run_job(spec: dict, km, kc) -> dict:
     except Exception as e:  # the notebook could not even be run: kernel died, bad notebook...
         logging.exception("job failed outside the notebook")
         return {"status": "failed", "error": {"ename": type(e).__name__, "evalue": str(e), "cell_index": None}}
-    finally:
-        if cluster is not None:
-            cluster.close()
 
 
 def import_papermill():
@@ -225,18 +224,22 @@ def run_one_job(kernel_name: str, cwd: str, channel: socket.socket, client_class
     logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr, force=True)
     emit(events, event="started", kernel_pid=kernel_pid, runner_pid=os.getpid())
     result = {"status": "failed", "error": {"ename": "RunnerError", "evalue": "the runner stopped", "cell_index": None}}
-    # A job's GPUs go to the next job as soon as it is reported finished: a GPU job's kernel (and
-    # its GPU memory) must be gone first. Other jobs report first (the shutdown is ~0.1 s the owner
-    # need not wait); the kernel is in the runner's process group, which the executor kills if we die.
+    # A job's GPUs go to the next job as soon as it is reported finished: a GPU job's kernel and
+    # GPU workers (and their GPU memory) must be gone first. Other jobs report first: the owner need
+    # not wait for the kernel's shutdown (~0.1 s) nor the Dask cluster's (~0.5 s). Both are in the
+    # runner's process group, which the executor kills if we die.
     holds_gpus = bool(os.environ.get("CUDA_VISIBLE_DEVICES"))
-    try:
-        result = run_job(spec, km, kc)
-    finally:
-        if holds_gpus:
-            stop_kernel(km, kc)
-        emit(events, event="finished", **result)
-        if not holds_gpus:
-            stop_kernel(km, kc)
+    with contextlib.ExitStack() as cluster:
+        try:
+            result = run_job(spec, km, kc, cluster)
+        finally:
+            if spec.get("worker_gpus"):
+                cluster.close()
+            if holds_gpus:
+                stop_kernel(km, kc)
+            emit(events, event="finished", **result)
+            if not holds_gpus:
+                stop_kernel(km, kc)
     return 0
 
 
