@@ -330,6 +330,14 @@ def test_model_server_objects_are_valid_and_inside_the_boundary():
 # --- jobs at the client boundary ----------------------------------------------------------------------
 
 
+async def job_7_backend() -> tuple[KubernetesBackend, Recorder]:
+    """The jobs backend on a recorded API server that accepts job 7's Job and its Secret."""
+    api, recorder = await kube_api()
+    recorder.answer("POST", JOBS, 201, {"metadata": {"name": "nbrel-job-7", "uid": "job-uid"}})
+    recorder.answer("POST", SECRETS, 201)
+    return job_backend(api), recorder
+
+
 async def start_distributed_job(tmp_path: Path):
     """Start job 7 with 2 workers; its pod has run and said 'finished'. Returns backend, recorder, handle."""
     api, recorder = await kube_api()
@@ -394,10 +402,7 @@ def test_a_failed_start_deletes_the_job_it_made(tmp_path):
 
 def test_a_broken_log_stream_and_api_errors_lose_or_repeat_no_line(tmp_path):
     async def scenario():
-        api, recorder = await kube_api()
-        backend = job_backend(api)
-        recorder.answer("POST", JOBS, 201, {"metadata": {"name": "nbrel-job-7", "uid": "job-uid"}})
-        recorder.answer("POST", SECRETS, 201)
+        backend, recorder = await job_7_backend()
         recorder.answer("GET", PODS, 500, {"message": "the API server restarts"})  # waited out
         recorder.answer("GET", PODS, body=running_pod("Running"))
         recorder.answer("GET", PODS, body=running_pod("Succeeded"))
@@ -414,10 +419,7 @@ def test_a_broken_log_stream_and_api_errors_lose_or_repeat_no_line(tmp_path):
 
 async def killed_pod_job(tmp_path: Path) -> Recorder:
     """Job 7's pod is killed (out of memory) before it says 'finished'."""
-    api, recorder = await kube_api()
-    backend = job_backend(api)
-    recorder.answer("POST", JOBS, 201, {"metadata": {"name": "nbrel-job-7", "uid": "job-uid"}})
-    recorder.answer("POST", SECRETS, 201)
+    backend, recorder = await job_7_backend()
     recorder.answer("GET", PODS, body=running_pod("Failed", {"reason": "OOMKilled", "exitCode": 137}))
     recorder.answer("GET", LOG, raw=event_line(event="started") + b"allocating\n")
     recorder.answer("GET", f"{JOBS}/nbrel-job-7", body={"metadata": {"name": "nbrel-job-7"}, "status": {"failed": 1}})
@@ -438,10 +440,7 @@ def test_a_pod_killed_without_a_result_fails_the_job_with_the_reason(tmp_path):
 
 def test_a_job_past_its_deadline_before_its_pod_ran_fails_with_the_jobs_reason(tmp_path):
     async def scenario():
-        api, recorder = await kube_api()
-        backend = job_backend(api)
-        recorder.answer("POST", JOBS, 201, {"metadata": {"name": "nbrel-job-7", "uid": "job-uid"}})
-        recorder.answer("POST", SECRETS, 201)
+        backend, recorder = await job_7_backend()
         recorder.answer("GET", PODS, body={"items": []})
         failed = {"conditions": [{"type": "Failed", "status": "True", "reason": "DeadlineExceeded", "message": "too long"}]}
         recorder.answer("GET", f"{JOBS}/nbrel-job-7", body={"metadata": {"name": "nbrel-job-7"}, "status": failed})
@@ -456,10 +455,7 @@ def test_a_job_past_its_deadline_before_its_pod_ran_fails_with_the_jobs_reason(t
 
 def test_a_job_whose_image_cannot_be_pulled_fails_at_once_with_the_reason(tmp_path):
     async def scenario():
-        api, recorder = await kube_api()
-        backend = job_backend(api)
-        recorder.answer("POST", JOBS, 201, {"metadata": {"name": "nbrel-job-7", "uid": "job-uid"}})
-        recorder.answer("POST", SECRETS, 201)
+        backend, recorder = await job_7_backend()
         waiting = {"reason": "ImagePullBackOff", "message": 'Back-off pulling image "example.org/user:nope"'}
         pending = {"items": [{"metadata": {"name": "nbrel-job-7-abcde"},
                               "status": {"phase": "Pending", "containerStatuses": [{"name": "notebook", "state": {"waiting": waiting}}]}}]}
@@ -480,10 +476,7 @@ def test_a_job_whose_image_cannot_be_pulled_fails_at_once_with_the_reason(tmp_pa
 
 def test_cancel_deletes_the_job_with_its_pods_and_stops_following(tmp_path):
     async def scenario():
-        api, recorder = await kube_api()
-        backend = job_backend(api)
-        recorder.answer("POST", JOBS, 201, {"metadata": {"name": "nbrel-job-7", "uid": "job-uid"}})
-        recorder.answer("POST", SECRETS, 201)
+        backend, recorder = await job_7_backend()
         recorder.answer("GET", PODS, body={"items": []})  # still being scheduled
         recorder.answer("GET", f"{JOBS}/nbrel-job-7", body={"metadata": {"name": "nbrel-job-7"}, "status": {}})
         recorder.answer("DELETE", f"{JOBS}/nbrel-job-7")
