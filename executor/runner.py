@@ -11,6 +11,10 @@ The runner reports to the job directory, not to its parent, so a job outlives a 
 ``events.jsonl`` (JSON lines: started, finished), ``output.ipynb`` (saved after every cell by
 papermill) and ``log.txt`` (stdout/stderr and the cells' output).
 
+A job with ``workers`` gets a Dask cluster whose scheduler and nannies live in the runner (the
+workers are processes of their own); the runner imports the notebook's libraries into it ahead of
+its first graph: see warm_scheduler.py.
+
 On Kubernetes (``--pod``) the runner is a job pod's one process: see pod_runner.py.
 """
 
@@ -156,6 +160,9 @@ def run_job(spec: dict, km, kc, cleanup: contextlib.ExitStack) -> dict:
             cleanup.enter_context(cluster)
             env.update(client_env)
             parameters["dask_scheduler_address"] = cluster.scheduler_address
+            from notebench.executor.warm_scheduler import warm_scheduler
+
+            warm_scheduler(cluster, json.loads((job_dir / "input.ipynb").read_text()))
         run_silently(kc, f"import os as _nb_os; _nb_os.environ.update({env!r}); _nb_os.chdir({spec['cwd']!r}); del _nb_os")
         papermill.execute_notebook(
             str(job_dir / "input.ipynb"),

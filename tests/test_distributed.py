@@ -299,3 +299,48 @@ def test_another_users_job_cannot_use_a_jobs_dask_cluster(hub):
         assert found == [], f"{intruder}'s job reached {owner}'s Dask cluster (uid {os_uid(owner)}): {found}"
     finally:
         hub.executor("POST", f"jobs/{job_id}/cancel", owner_token)
+
+
+# The user's own module, in the home the job runs in: it records the pid of every process importing it.
+USER_MODULE = """import os
+with open(os.path.join(os.path.dirname(os.path.abspath(__file__)), "nb_warm_probe.pids"), "a") as f:
+    f.write(f"{os.getpid()}\\n")
+"""
+SCHEDULER_PROBE = """
+import json, os, time
+import colorsys
+import sqlparse
+import nb_warm_probe
+import distributed
+
+client = distributed.Client(dask_scheduler_address)
+
+
+def on_scheduler():
+    import sys
+    return sorted(m for m in ("colorsys", "sqlparse", "nb_warm_probe") if m in sys.modules)
+
+
+# No graph has been sent: the runner imports in the background while this cell runs.
+deadline = time.monotonic() + 120
+while len(client.run_on_scheduler(on_scheduler)) < 2 and time.monotonic() < deadline:
+    time.sleep(0.1)
+print("ON SCHEDULER", json.dumps(client.run_on_scheduler(on_scheduler)))
+print("IMPORTED BY", json.dumps([int(p) for p in open("nb_warm_probe.pids").read().split()]))
+print("KERNEL", os.getpid())
+"""
+
+
+def test_a_jobs_scheduler_imports_the_notebooks_libraries_before_any_work_but_not_the_users_code(hub):
+    # Cold, the scheduler would import them while unpickling the notebook's first graph, sending no
+    # task to any worker meanwhile (1-2 s for scikit-learn).
+    user, token = fresh_user(hub)
+    writer = submit(hub, token, notebook(f"open('nb_warm_probe.py', 'w').write({USER_MODULE!r})"), name="write-module")
+    assert hub.wait_job(writer, token, timeout=300)["status"] == "succeeded"
+    job_id = submit(hub, token, notebook(SCHEDULER_PROBE, parameters="dask_scheduler_address = None"), workers=1, name="warm")
+    job = hub.wait_job(job_id, token, timeout=300)
+    out = stdout_of(hub.executor("GET", f"jobs/{job_id}/output", token).text)
+    assert job["status"] == "succeeded", (job, out)
+    assert json.loads(re.search(r"^ON SCHEDULER (.*)$", out, re.M).group(1)) == ["colorsys", "sqlparse"]
+    kernel = int(re.search(r"^KERNEL (\d+)$", out, re.M).group(1))
+    assert json.loads(re.search(r"^IMPORTED BY (.*)$", out, re.M).group(1)) == [kernel]  # run once, by the notebook
