@@ -12,8 +12,8 @@ The runner reports to the job directory, not to its parent, so a job outlives a 
 papermill) and ``log.txt`` (stdout/stderr and the cells' output).
 
 A job with ``workers`` gets a Dask cluster whose scheduler and nannies live in the runner (the
-workers are processes of their own); the runner imports the notebook's libraries into it ahead of
-its first graph: see warm_scheduler.py.
+workers are processes of their own); as each cell starts, the runner imports that cell's libraries
+into it, until its first graph: see warm_scheduler.py.
 
 On Kubernetes (``--pod``) the runner is a job pod's one process: see pod_runner.py.
 """
@@ -150,6 +150,7 @@ def run_job(spec: dict, km, kc, cleanup: contextlib.ExitStack) -> dict:
 
     job_dir = Path(spec["job_dir"])
     parameters = dict(spec.get("parameters") or {})
+    hooks = {}  # nbclient's
     try:
         env = {k: str(v) for k, v in (spec.get("kernel_env") or {}).items()}
         if spec.get("dask_scheduler_address"):  # Kubernetes: the executor made the job's cluster
@@ -160,9 +161,9 @@ def run_job(spec: dict, km, kc, cleanup: contextlib.ExitStack) -> dict:
             cleanup.enter_context(cluster)
             env.update(client_env)
             parameters["dask_scheduler_address"] = cluster.scheduler_address
-            from notebench.executor.warm_scheduler import warm_scheduler
+            from notebench.executor.warm_scheduler import SchedulerWarmer
 
-            warm_scheduler(cluster, json.loads((job_dir / "input.ipynb").read_text()))
+            hooks["on_cell_start"] = SchedulerWarmer(cluster).on_cell_start
         run_silently(kc, f"import os as _nb_os; _nb_os.environ.update({env!r}); _nb_os.chdir({spec['cwd']!r}); del _nb_os")
         papermill.execute_notebook(
             str(job_dir / "input.ipynb"),
@@ -175,6 +176,7 @@ def run_job(spec: dict, km, kc, cleanup: contextlib.ExitStack) -> dict:
             progress_bar=False,
             request_save_on_cell_execute=True,
             autosave_cell_every=5,
+            **hooks,
         )
         return {"status": "succeeded"}
     except PapermillExecutionError as e:

@@ -1,34 +1,32 @@
 """The runner's warm-up of a job's Dask scheduler (executor/warm_scheduler.py), without a hub:
-which imports it finds in a notebook, which of them it may import, and that it stops when told.
-tests/test_distributed.py checks it on a real job's scheduler."""
+which imports it finds in a cell, which of them it may import, that it follows the cells and stops
+at the first graph. tests/test_distributed.py checks it on a real job's scheduler."""
 
 import json
 import subprocess
 import sys
 import textwrap
 
-from launcher import notebook
-from notebench.executor.warm_scheduler import installed, notebook_imports
+from notebench.executor.warm_scheduler import cell_imports, install_roots, installed
 
 
-def test_a_notebooks_imports_are_found_in_order_with_what_is_imported_from_them():
-    nb = notebook(
-        "import os, json as j\nfrom sklearn import svm, datasets\nfrom sklearn.svm import SVC",
-        "%matplotlib inline\n!pip list\nimport scipy.stats",  # magics do not hide the cell's imports
-        "def fit():\n    import joblib\n    from . import sibling\n    return joblib",  # relative: not a module name
-        "this is not python",
-        "from numpy import *",
+def test_a_cells_imports_are_found_in_order_with_what_is_imported_from_them():
+    source = (
+        "import os, json as j\nfrom sklearn import svm, datasets\nfrom sklearn.svm import SVC\n"
+        "%matplotlib inline\n!pip list\nimport scipy.stats\n"  # magics do not hide the cell's imports
+        "def fit():\n    import joblib\n    from . import sibling\n    return joblib\n"  # relative: no module name
+        "from numpy import *\n"
     )
-    nb.cells.insert(0, {"cell_type": "markdown", "metadata": {}, "source": "import markdown_is_ignored"})
-    assert notebook_imports(nb) == [
+    assert cell_imports(source) == [
         ("os", []),
         ("json", []),
         ("sklearn", ["svm", "datasets"]),
         ("sklearn.svm", ["SVC"]),
         ("scipy.stats", []),
-        ("joblib", []),
         ("numpy", []),
+        ("joblib", []),  # the cell's own statements first, then those nested in them
     ]
+    assert cell_imports("print(\"unclosed\nimport os") == []  # does not parse: none
 
 
 def test_only_the_installations_modules_are_importable_not_the_users(tmp_path, monkeypatch):
@@ -36,22 +34,23 @@ def test_only_the_installations_modules_are_importable_not_the_users(tmp_path, m
     (tmp_path / "users_package").mkdir()
     (tmp_path / "users_package" / "__init__.py").write_text("")
     monkeypatch.syspath_prepend(str(tmp_path))
-    assert installed("json") and installed("xml.dom.minidom")  # standard library
-    assert installed("sys")  # built in
-    assert installed("sklearn.svm") and installed("distributed")  # site-packages
-    assert not installed("users_own_module")
-    assert not installed("users_package.sub")
-    assert not installed("no_such_module_anywhere")
+    roots = install_roots()
+    assert installed("json", roots) and installed("xml.dom.minidom", roots)  # standard library
+    assert installed("sys", roots)  # built in
+    assert installed("sklearn.svm", roots) and installed("distributed", roots)  # site-packages
+    assert not installed("users_own_module", roots)
+    assert not installed("users_package.sub", roots)
+    assert not installed("no_such_module_anywhere", roots)
 
 
 PROBE = """
 import json, sys, threading
 sys.path.insert(0, {user_dir!r})
-from notebench.executor.warm_scheduler import import_all
+from notebench.executor.warm_scheduler import import_all, install_roots
 stop = threading.Event()
 if {stopped!r}:
     stop.set()
-import_all([("colorsys", []), ("users_own_module", []), ("xml", ["dom"]), ("no_such_module_anywhere", [])], stop)
+import_all([("colorsys", []), ("users_own_module", []), ("xml", ["dom"]), ("no_such_module_anywhere", [])], stop, install_roots())
 print(json.dumps(sorted(m for m in ("colorsys", "users_own_module", "xml.dom", "no_such_module_anywhere") if m in sys.modules)))
 """
 
@@ -72,3 +71,41 @@ def test_installed_modules_and_named_submodules_are_imported_the_users_never(tmp
 
 def test_nothing_is_imported_once_stopped(tmp_path):
     assert imported_by_import_all(tmp_path, stopped=True) == []
+
+
+CELLS = """
+import json, sys, threading, time
+import distributed
+from notebench.executor.warm_scheduler import SchedulerWarmer
+
+def wait_for(condition):
+    deadline = time.monotonic() + 60
+    while not condition():
+        assert time.monotonic() < deadline
+        time.sleep(0.01)
+
+if __name__ == "__main__":
+    with distributed.LocalCluster(n_workers=1, processes=False, dashboard_address=None) as cluster:
+        warmer = SchedulerWarmer(cluster)
+        warmer.on_cell_start(cell={"cell_type": "markdown", "source": "import wave"})
+        warmer.on_cell_start(cell={"cell_type": "code", "source": "import colorsys"})
+        wait_for(lambda: "colorsys" in sys.modules)
+        seen = {"first cell": sorted(m for m in ("colorsys", "wave") if m in sys.modules)}
+        with distributed.Client(cluster) as client:
+            assert client.submit(sum, [1, 2]).result() == 3  # the first graph
+        wait_for(warmer.stop.is_set)
+        warmer.on_cell_start(cell={"cell_type": "code", "source": "import wave"})
+        seen["after the first graph"] = {"queued": not warmer.sources.empty()}
+        print(json.dumps(seen))
+"""
+
+
+def test_it_follows_the_cells_as_they_start_and_stops_at_the_first_graph(tmp_path):
+    script = tmp_path / "cells.py"
+    script.write_text(CELLS)
+    out = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr
+    assert json.loads(out.stdout.strip().splitlines()[-1]) == {
+        "first cell": ["colorsys"],  # not the markdown cell's, nor any cell not started yet
+        "after the first graph": {"queued": False},
+    }
