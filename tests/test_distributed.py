@@ -4,7 +4,8 @@ The executor's runner starts a ``distributed.LocalCluster`` for the job (its sch
 live in the runner process, each worker is a process of its own, all as the job's OS account) and
 passes its address to the notebook as ``dask_scheduler_address``. These tests check that the
 notebook's search really runs on that cluster, that its model lands in the job's MLflow run, and
-that no process of the cluster outlives the job, however it ends: succeeded, cancelled, timed out.
+that no process of the cluster outlives the job, however it ends: succeeded, cancelled, timed out;
+and that the scheduler has the notebook's libraries before its first graph, but never the user's code.
 
 Each test uses a user of its own with a fresh name, so its OS account (``nb-<user>``) holds only
 this job's processes (and the executor's warm runners), even when other hubs run at the same time.
