@@ -6,6 +6,7 @@ import json
 import subprocess
 import sys
 import textwrap
+from pathlib import Path
 
 from notebench.executor.warm_scheduler import cell_imports, install_roots, installed
 
@@ -74,26 +75,21 @@ def test_nothing_is_imported_once_stopped(tmp_path):
 
 
 CELLS = """
-import json, sys, threading, time
+import json, sys
 import distributed
+from launcher import wait_for
 from notebench.executor.warm_scheduler import SchedulerWarmer
-
-def wait_for(condition):
-    deadline = time.monotonic() + 60
-    while not condition():
-        assert time.monotonic() < deadline
-        time.sleep(0.01)
 
 if __name__ == "__main__":
     with distributed.LocalCluster(n_workers=1, processes=False, dashboard_address=None) as cluster:
         warmer = SchedulerWarmer(cluster)
         warmer.on_cell_start(cell={"cell_type": "markdown", "source": "import wave"})
         warmer.on_cell_start(cell={"cell_type": "code", "source": "import colorsys"})
-        wait_for(lambda: "colorsys" in sys.modules)
+        wait_for(lambda: "colorsys" in sys.modules, interval=0.01, message="colorsys imported")
         seen = {"first cell": sorted(m for m in ("colorsys", "wave") if m in sys.modules)}
         with distributed.Client(cluster) as client:
             assert client.submit(sum, [1, 2]).result() == 3  # the first graph
-        wait_for(warmer.stop.is_set)
+        wait_for(warmer.stop.is_set, interval=0.01, message="the first graph seen")
         warmer.on_cell_start(cell={"cell_type": "code", "source": "import wave"})
         seen["after the first graph"] = {"queued": not warmer.sources.empty()}
         print(json.dumps(seen))
@@ -102,7 +98,7 @@ if __name__ == "__main__":
 
 def test_it_follows_the_cells_as_they_start_and_stops_at_the_first_graph(tmp_path):
     script = tmp_path / "cells.py"
-    script.write_text(CELLS)
+    script.write_text(f"import sys\nsys.path.insert(0, {str(Path(__file__).parent)!r})\n" + CELLS)
     out = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stderr
     assert json.loads(out.stdout.strip().splitlines()[-1]) == {
