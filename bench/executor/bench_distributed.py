@@ -34,7 +34,6 @@ import statistics
 import sys
 import tempfile
 import time
-from datetime import datetime
 from pathlib import Path
 
 import nbformat
@@ -43,6 +42,7 @@ import requests
 REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO / "tests"))
 
+from bench_jobs import ts  # noqa: E402  (ISO time -> epoch seconds)
 from launcher import Hub  # noqa: E402
 
 EXAMPLE = REPO / "examples" / "distributed-training.ipynb"
@@ -57,20 +57,16 @@ c.GPUInventory.devices = []
 """
 
 
-def timestamp(text: str) -> float:
-    return datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp()
-
-
 def seconds(job: dict) -> float:
-    return timestamp(job["finished_at"]) - timestamp(job["started_at"])
+    return ts(job["finished_at"]) - ts(job["started_at"])
 
 
 def runner_seconds(job: dict, output: dict) -> float:
     """The job's time outside its cells: from started_at to the first cell (cluster start, kernel
     set-up, papermill) plus from the last cell to finished_at (papermill's last save)."""
     cells = [c["metadata"]["papermill"] for c in output["cells"] if c["metadata"].get("papermill", {}).get("start_time")]
-    return (timestamp(cells[0]["start_time"]) - timestamp(job["started_at"])) + (
-        timestamp(job["finished_at"]) - timestamp(cells[-1]["end_time"])
+    return (ts(cells[0]["start_time"]) - ts(job["started_at"])) + (
+        ts(job["finished_at"]) - ts(cells[-1]["end_time"])
     )
 
 
