@@ -93,7 +93,10 @@ def test_run_register_deploy_try(hub, browser, person):
     page.wait_for_url(re.compile(r"/hub/(home|spawn|spawn-pending)|/user/"), timeout=60_000)
 
     # Open the notebook; its toolbar has "Run as job", which opens the Jobs panel with the form.
-    page.goto(f"{hub.url}/user/{name}/lab/tree/train-model.ipynb")
+    # `?reset`: JupyterLab starts from its default layout, not the workspace an earlier run left in
+    # grace's home (homes outlive runs where OS accounts are kept), with other notebooks open and
+    # the side bar already widened.
+    page.goto(f"{hub.url}/user/{name}/lab/tree/train-model.ipynb?reset")
     page.locator(".nb-run-as-job-button").first.click(timeout=120_000)
     form = page.locator('form[aria-label="Run as job"]')
     expect(form).to_contain_text("train-model.ipynb")
@@ -131,6 +134,10 @@ def test_run_register_deploy_try(hub, browser, person):
     handle = page.locator("#jp-main-split-panel > .lm-SplitPanel-handle").first.bounding_box()
     page.mouse.move(handle["x"] + handle["width"] / 2, handle["y"] + 300)
     page.mouse.down()
+    # First a move over the side bar: Lumino's drag backdrop takes the pointer capture on a pointer
+    # move in the page. A first move that lands on the HTML output's iframe (right of the handle)
+    # goes to the iframe's document instead, and the drag never sees the button released.
+    page.mouse.move(handle["x"] - 10, handle["y"] + 300)
     page.mouse.move(700, handle["y"] + 300, steps=5)
     page.mouse.up()
     model = "iris-classifier"
