@@ -1,6 +1,6 @@
 """Distributed jobs: the example hyper-parameter search as a job with 2 Dask workers vs 1.
 
-    .venv/bin/python bench/executor/bench_distributed.py [--runs 3] [--n-samples 10000] [--n-candidates 24] ...
+    .venv/bin/python bench/executor/bench_distributed.py [--runs 3] [--n-samples 10000] [--n-candidates 24] [--out DIR] ...
 
 Starts its own Notebench (tests/launcher.Hub, executor + MLflow) unless --url/--admin-token name a
 running one, submits examples/distributed-training.ipynb through the executor API as one user, with
@@ -94,6 +94,9 @@ def run_job(hub: Hub, token: str, notebook: dict, workers: int, args) -> dict:
         headers={"Authorization": f"token {token}"},
         timeout=60,
     ).json()["run"]
+    output = hub.executor("GET", f"jobs/{job['id']}/output", token).json()
+    if args.out:  # each cell's start and end time are in its papermill metadata
+        (args.out / f"job-{job['id']}-workers-{workers}.ipynb").write_text(json.dumps(output))
     metrics = {m["key"]: m["value"] for m in run["data"]["metrics"]}
     params = {p["key"]: p["value"] for p in run["data"]["params"]}
     result = {
@@ -102,7 +105,7 @@ def run_job(hub: Hub, token: str, notebook: dict, workers: int, args) -> dict:
         "threads": int(params["dask_threads"]),
         "workers_used": int(metrics["workers_used"]),
         "job_s": seconds(job),
-        "runner_s": runner_seconds(job, hub.executor("GET", f"jobs/{job['id']}/output", token).json()),
+        "runner_s": runner_seconds(job, output),
         "search_s": metrics["search_seconds"],
         "cores_busy": metrics["search_cpu_seconds"] / metrics["search_seconds"],
     }
@@ -153,8 +156,11 @@ def main() -> int:
     p.add_argument("--url", help="use this running Notebench instead of starting one")
     p.add_argument("--admin-token", help="an admin API token of the hub given with --url")
     p.add_argument("--json", action="store_true", help="also print the rows as JSON")
+    p.add_argument("--out", type=Path, help="save each job's output notebook (per-cell times) in this folder")
     args = p.parse_args()
 
+    if args.out:
+        args.out.mkdir(parents=True, exist_ok=True)
     hub, tmp = None, None
     if args.url:
         hub = Hub.__new__(Hub)
