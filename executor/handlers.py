@@ -34,6 +34,8 @@ from tornado import web
 from tornado.iostream import StreamClosedError
 from zoneinfo import ZoneInfo
 
+from notebench.hub.accounts import AccountClash
+
 from .db import FINAL, STATUSES, Job, Schedule, utcnow
 from .dispatcher import MAX_NOTEBOOK_BYTES, JobError
 from .jobfiles import read_job_file
@@ -96,6 +98,9 @@ def write_json_error(handler: web.RequestHandler, status_code: int, exc, body_co
         body.update(message=exc.message, field=exc.field)
     elif isinstance(exc, web.HTTPError) and exc.log_message:
         body["message"] = exc.log_message
+    elif isinstance(exc, AccountClash):  # the owner's OS account is another user's: refused, not shared
+        handler.set_status(409)
+        body.update(status=409, message=str(exc))
     if status_code == 401:
         handler.set_header("WWW-Authenticate", 'Bearer realm="notebench"')
     if not body_complete:

@@ -3,11 +3,20 @@
 One place for the spawner (servers) and the executor (jobs), so a user's jobs see the same
 files, as the same account, as their server. Like The Littlest JupyterHub: when running as root
 every user gets an account ``nb-<name>`` with a 0700 home; otherwise everything runs as the
-current account (no isolation) with homes under the data dir.
+current account (no isolation) with homes under the data dir (``<homes>/<name>``: hub names are
+distinct, never contain '/' and are never '.' or '..', so that mapping is one-to-one too).
+
+Names are identities: two hub users never share an account. An account records whose it is in
+its comment (GECOS) field, ``notebench=<sha256 of the hub name>``, so the hub and the executor
+(separate processes that share only the machine) agree without another store, and an account
+that is someone else's is refused (``AccountClash``), never shared. Accounts made before they
+were tagged are adopted by the hub user they were made for.
 """
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import hashlib
 import os
 import pwd
@@ -20,35 +29,57 @@ from traitlets import Bool, Unicode, default
 from traitlets.config import Configurable
 
 _OS_NAME_OK = re.compile(r"^[a-z_][a-z0-9_-]*$")
+_HASHED = re.compile(r"-[0-9a-f]{8}$")  # how every hashed account name ends
+TAG = "notebench="  # no ':' (it separates passwd fields) and no ',' (it separates the comment's)
+# Held while an account is made or adopted, by every process that makes them (hub, executor).
+# In a directory only root writes to: a user holding it would stop all account making.
+LOCK_FILE = "/run/notebench-accounts.lock"
 
 
-def os_username(prefix: str, name: str) -> str:
-    """A valid, stable Linux account name for JupyterHub user ``name`` (at most 32 chars)."""
-    candidate = prefix + name.lower()
-    if _OS_NAME_OK.match(candidate) and len(candidate) <= 32 and name == name.lower():
+class AccountClash(Exception):
+    """The OS account a hub user maps to exists and is not theirs: refused, never shared."""
+
+
+def os_username(prefix: str, name: str, legacy: bool = False) -> str:
+    """A valid Linux account name for JupyterHub user ``name`` (at most 32 chars with the default prefix).
+
+    A name that is valid as it is stays as it is, unless it ends like a hashed one (``-<8 hex>``):
+    then it is hashed too, so that no user's plain name is another user's hashed name.
+    ``legacy``: the name Notebench gave before it did that (accounts made then keep their names).
+    """
+    candidate = prefix + name
+    if _OS_NAME_OK.match(candidate) and len(candidate) <= 32 and (legacy or not _HASHED.search(candidate)):
         return candidate
-    # Usernames like 'Ada.Lovelace@example.org' become 'nb-ada-lovelace-example-1a2b3c4d'.
+    # E.g. 'ada.lovelace@example.org' becomes 'nb-ada-lovelace-examp-7799473f'.
     slug = re.sub(r"[^a-z0-9_-]+", "-", name.lower()).strip("-")[:18]
     digest = hashlib.sha256(name.encode()).hexdigest()[:8]
     return f"{prefix}{slug}-{digest}"
 
 
-def ensure_os_user(username: str, home_root: str) -> pwd.struct_passwd:
-    """Create the OS account (and its 0700 home) if missing; return its passwd entry."""
+def owner_tag(name: str) -> str:
+    """What an account's comment field holds when it is hub user ``name``'s (hashed: any name fits)."""
+    return TAG + hashlib.sha256(name.encode()).hexdigest()
+
+
+def _getpwnam(account: str) -> pwd.struct_passwd | None:
     try:
-        entry = pwd.getpwnam(username)
+        return pwd.getpwnam(account)
     except KeyError:
-        home = os.path.join(home_root, username)
-        subprocess.run(
-            ["useradd", "--create-home", "--home-dir", home, "--shell", "/bin/bash", "--user-group", username],
-            check=True,
-            capture_output=True,
-        )
-        entry = pwd.getpwnam(username)
-    os.makedirs(entry.pw_dir, exist_ok=True)
-    os.chown(entry.pw_dir, entry.pw_uid, entry.pw_gid)
-    os.chmod(entry.pw_dir, 0o700)
-    return entry
+        return None
+
+
+def _owner(entry: pwd.struct_passwd) -> str:
+    """The comment's first field, where the tag is (``chfn`` lets a user change the others)."""
+    return entry.pw_gecos.split(",")[0]
+
+
+@contextlib.contextmanager
+def _accounts_lock():
+    """One maker of accounts at a time on this machine: two users never adopt one account at once."""
+    os.makedirs(os.path.dirname(LOCK_FILE), exist_ok=True)
+    with open(LOCK_FILE, "a") as f:
+        fcntl.flock(f, fcntl.LOCK_EX)  # released when the file is closed
+        yield
 
 
 class UserAccounts(Configurable):
@@ -68,9 +99,36 @@ class UserAccounts(Configurable):
     )
     shared_homes_dir = Unicode(help="Where users' homes live when not isolating users.").tag(config=True)
 
+    def _find(self, name: str) -> tuple[str, pwd.struct_passwd | None]:
+        """Hub user ``name``'s account and its passwd entry (None: not made yet), or AccountClash.
+
+        Theirs is the one tagged with their name; else an untagged one that Notebench made for
+        them before accounts were tagged (adopted by ``prepare``); else a new one.
+        """
+        tag = owner_tag(name)
+        new = os_username(self.system_user_prefix, name)
+        old = os_username(self.system_user_prefix, name, legacy=True)
+        entries = {account: _getpwnam(account) for account in dict.fromkeys((new, old))}
+        for account, entry in entries.items():
+            if entry is not None and _owner(entry) == tag:
+                return account, entry
+        entry = entries[old]
+        # Old Notebench made its accounts with an empty comment and the home below: nothing
+        # else (a system account, one an admin made) is taken over.
+        if entry is not None and not _owner(entry) and entry.pw_dir == os.path.join(self.system_home_root, old):
+            return old, entry
+        entry = entries[new]
+        if entry is None:
+            return new, None
+        whose = "another hub user's" if _owner(entry).startswith(TAG) else "not one Notebench made for this user"
+        raise AccountClash(
+            f"hub user {name!r} maps to the OS account {new!r}, which is {whose}: refused rather than shared "
+            "(an admin can rename the hub user, or that account)"
+        )
+
     def os_user(self, name: str) -> str:
         if self.isolate_users:
-            return os_username(self.system_user_prefix, name)
+            return self._find(name)[0]
         return pwd.getpwuid(os.getuid()).pw_name
 
     def home(self, name: str) -> str:
@@ -79,11 +137,23 @@ class UserAccounts(Configurable):
         return os.path.join(self.shared_homes_dir, name)
 
     def prepare(self, name: str) -> None:
-        """Make sure the account and its private home exist."""
-        if self.isolate_users:
-            ensure_os_user(self.os_user(name), self.system_home_root)
-        else:
+        """Make sure the account (tagged as ``name``'s) and its private home exist."""
+        if not self.isolate_users:
             os.makedirs(self.home(name), mode=0o700, exist_ok=True)
+            return
+        tag = owner_tag(name)
+        with _accounts_lock():
+            account, entry = self._find(name)
+            if entry is None:
+                home = os.path.join(self.system_home_root, account)
+                cmd = ["useradd", "--create-home", "--home-dir", home, "--shell", "/bin/bash", "--user-group"]
+                subprocess.run([*cmd, "--comment", tag, account], check=True, capture_output=True)
+            elif _owner(entry) != tag:  # made by older Notebench for this user: theirs from now on
+                subprocess.run(["usermod", "--comment", tag, account], check=True, capture_output=True)
+        entry = pwd.getpwnam(account)
+        os.makedirs(entry.pw_dir, exist_ok=True)
+        os.chown(entry.pw_dir, entry.pw_uid, entry.pw_gid)
+        os.chmod(entry.pw_dir, 0o700)
 
     def uid_gid(self, name: str) -> tuple[int, int]:
         entry = pwd.getpwnam(self.os_user(name))

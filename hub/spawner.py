@@ -23,7 +23,7 @@ from tornado.httpclient import AsyncHTTPClient, HTTPClientError
 from tornado import web
 from traitlets import Integer, Unicode, default
 
-from .accounts import UserAccounts
+from .accounts import AccountClash, UserAccounts
 from .cgroups import CgroupLimits
 from .config import singleuser_args
 from .gpus import GPUInventory, NoFreeGPUs
@@ -141,7 +141,10 @@ class NotebenchSpawner(LocalProcessSpawner):
         profile = self._profile = self.chosen_profile()
         self.cpu_limit = profile.cpu_limit
         self.mem_limit = profile.mem_limit
-        self.accounts.prepare(self.user.name)
+        try:
+            self.accounts.prepare(self.user.name)
+        except AccountClash as e:  # "%s": a hub name may hold a '%'
+            raise web.HTTPError(409, "%s", str(e), reason="OS account clash")
         try:
             self._gpus = self.gpu_inventory.acquire(self.lease_holder, profile.gpus)
         except NoFreeGPUs as e:
@@ -184,7 +187,10 @@ class NotebenchSpawner(LocalProcessSpawner):
 
     def _release(self):
         self.gpu_inventory.release(self.lease_holder)
-        CgroupLimits().remove(self.os_user)
+        try:
+            CgroupLimits().remove(self.os_user)
+        except AccountClash:  # refused at start: no cgroup of theirs (that account's is not theirs)
+            pass
 
     async def poll(self):
         status = await super().poll()
