@@ -73,7 +73,10 @@ class Job(Base):
     schedule_id: Mapped[int | None] = mapped_column(sa.ForeignKey("schedules.id", ondelete="SET NULL"), index=True)
     # Where the running job lives, so a restarted executor can find it again.
     runner_pid: Mapped[int | None] = mapped_column()
+    runner_started: Mapped[float | None] = mapped_column(sa.Float)  # the runner's start time, as root saw it
     executor_id: Mapped[str | None] = mapped_column(sa.String(64))
+    # Ended while MLflow was down: its run is closed once MLflow is back.
+    mlflow_pending: Mapped[bool] = mapped_column(default=False, server_default=sa.false())
 
     def to_dict(self) -> dict:
         return {

@@ -4,12 +4,16 @@ Nothing is lost: every job is a row before it is anything else; a job is claimed
 compare-and-set on its status (so two executors on one database never both run it); running
 jobs report to files in their job directory, so a restarted executor re-attaches to them or,
 when their process is gone, marks them failed ("executor restarted") keeping partial output.
+
+Those reports are the job owner's words (job_events.py): a job can end itself, succeeded or
+failed, and nothing else; a report that is not one fails that job alone. A dependency that is
+down (MLflow, the hub API, the Kubernetes API) holds jobs in the queue and is retried with
+backoff: it never fails them.
 """
 
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import os
 import time
@@ -23,9 +27,10 @@ from notebench.hub.gpus import NoFreeGPUs
 from notebench.hub.profiles import ProfileError
 
 from .backends.base import JobSpec, RecordedJob
-from .db import Job, utcnow
-from .jobfiles import read_job_file
+from .db import FINAL, Job, utcnow
+from .job_events import MAX_EVENTS_BYTES, MalformedReport, malformed, notebook_progress, read_events  # noqa: F401
 from .models import JobRequest
+from .services import is_outage
 
 log = logging.getLogger("notebench.executor")
 
@@ -38,20 +43,10 @@ class JobError(Exception):
         self.status, self.field, self.message = status, field, message
 
 
-MAX_EVENTS_BYTES = 1024 * 1024
 MAX_NOTEBOOK_BYTES = 256 * 1024 * 1024
-
-
-def read_events(path: Path, offset: int) -> tuple[list[dict], int]:
-    try:
-        raw = read_job_file(path, offset, MAX_EVENTS_BYTES)
-    except (PermissionError, OverflowError):
-        return [], offset  # not a plain file, or absurdly large: not the runner's
-    if raw is None:
-        return [], offset
-    data = raw.decode(errors="replace")
-    complete = data[: data.rfind("\n") + 1]  # a line still being written waits for the next read
-    return [json.loads(line) for line in complete.splitlines() if line.strip()], offset + len(complete)
+# Waiting for a dependency that is down: the first retry after this, doubling up to the most.
+OUTAGE_FIRST_RETRY_SECONDS = 1.0
+OUTAGE_MOST_RETRY_SECONDS = 30.0
 
 
 def gpus_needed(profile, worker, workers: int) -> int:
@@ -59,15 +54,23 @@ def gpus_needed(profile, worker, workers: int) -> int:
     return profile.gpus + workers * worker.gpus
 
 
-def notebook_progress(path: Path) -> tuple[int, int] | None:
-    try:
-        nb = json.loads(read_job_file(path, limit=MAX_NOTEBOOK_BYTES) or b"")
-    except (OSError, OverflowError, ValueError):
-        return None
-    # papermill adds marker cells on errors: they are not the user's cells.
-    cells = [c for c in nb.get("cells", []) if "papermill-error-cell-tag" not in c.get("metadata", {}).get("tags", [])]
-    done = sum(1 for c in cells if c.get("metadata", {}).get("papermill", {}).get("status") == "completed")
-    return done, len(cells)
+class Backoff:
+    """When to try a dependency again after it was found down: doubling waits, reset when it answers."""
+
+    def __init__(self):
+        self.until, self.wait = 0.0, 0.0
+
+    def held(self) -> float:
+        """Seconds still to wait (0: go ahead)."""
+        return max(0.0, self.until - time.monotonic())
+
+    def failed(self) -> float:
+        self.wait = min(max(self.wait * 2, OUTAGE_FIRST_RETRY_SECONDS), OUTAGE_MOST_RETRY_SECONDS)
+        self.until = time.monotonic() + self.wait
+        return self.wait
+
+    def answered(self) -> None:
+        self.until, self.wait = 0.0, 0.0
 
 
 class Dispatcher:
@@ -89,6 +92,11 @@ class Dispatcher:
         self._starting: dict[int, asyncio.Task] = {}  # claimed, runner not handed the job yet
         self._watchers: dict[int, asyncio.Task] = {}
         self._cancel_requested: set[int] = set()
+        self._outage = Backoff()  # MLflow, the hub or the backend's API was down: starts wait
+        self._waited: set[int] = set()  # jobs whose start met an outage (their MLflow run may exist)
+        self._outage_retry: asyncio.TimerHandle | None = None
+        self._mlflow_backoff = Backoff()  # closing runs of jobs that ended while MLflow was down
+        self._closing_runs: asyncio.Task | None = None
 
     # --- submitting ------------------------------------------------------------------------
 
@@ -114,6 +122,8 @@ class Dispatcher:
                 raise JobError(400, "worker_profile", f"{request.workers} worker(s) of profile {worker.name!r} and the job's "
                                f"own {profile.gpus} need {need} GPU(s); this machine has {have}")
         kernel = request.kernel or request.notebook.get("metadata", {}).get("kernelspec", {}).get("name") or "python3"
+        if kernel == "python" and "python" not in self.app.kernel_names():
+            kernel = "python3"  # what papermill and Jupyter call the native Python kernel too
         if kernel not in self.app.kernel_names():
             raise JobError(400, "kernel", f"unknown kernel {kernel!r}; available: {', '.join(sorted(self.app.kernel_names()))}")
         home = Path(self.backend.home(owner)).resolve()
@@ -178,6 +188,9 @@ class Dispatcher:
         a task of its own, so a slow start (an MLflow call, a runner still warming up) never holds
         up the queue for everyone else."""
         async with self._lock:
+            if self._outage.held():  # a dependency is down: starting now would only fail
+                self._retry_dispatch_in(self._outage.held())
+                return
             with self.sessions() as s:
                 running = Counter(o for (o,) in s.execute(sa.select(Job.owner).where(Job.status == "running")))
                 queued = s.scalars(sa.select(Job).where(Job.status == "queued").order_by(Job.id)).all()
@@ -192,6 +205,22 @@ class Dispatcher:
                     self._starting[job.id] = asyncio.ensure_future(self._start(job, *claim))
                     running[job.owner] += 1
                     total += 1
+
+    def _retry_dispatch_in(self, seconds: float) -> None:
+        if self._outage_retry is None or self._outage_retry.when() < asyncio.get_running_loop().time():
+            self._outage_retry = asyncio.get_running_loop().call_later(seconds, lambda: asyncio.ensure_future(self.dispatch()))
+
+    def _unclaim(self, job_id: int) -> None:
+        """Back to the queue, as if never claimed (its GPUs go back too)."""
+        self._update(
+            job_id,
+            Job.status == "running",
+            Job.executor_id == self.executor_id,
+            status="queued",
+            started_at=None,
+            executor_id=None,
+        )
+        self.app.gpus.release(f"job:{job_id}")
 
     def _claim(self, job: Job) -> tuple | None:
         """Take a queued job for this executor and lease its GPUs: (profile, gpus), or None when
@@ -210,14 +239,7 @@ class Dispatcher:
         except Exception as e:
             if not isinstance(e, NoFreeGPUs):
                 log.exception("could not lease GPUs for job %s; it stays queued", job.id)
-            self._update(  # wait in the queue for a GPU
-                job.id,
-                Job.status == "running",
-                Job.executor_id == self.executor_id,
-                status="queued",
-                started_at=None,
-                executor_id=None,
-            )
+            self._unclaim(job.id)  # wait in the queue for a GPU
             return None
 
     async def _start(self, job: Job, profile, gpus: list[str]) -> None:
@@ -225,16 +247,29 @@ class Dispatcher:
             spec = await self._spec(job, profile, gpus)
             handle = await self.backend.start(spec)
         except Exception as e:
+            if is_outage(e) or self.backend.is_outage(e):
+                if job.id in self._cancel_requested:
+                    await self._finish(job.id, "cancelled", None)
+                    return
+                wait = self._outage.failed()
+                log.warning("job %s waits in the queue: a service it needs is down (%s: %s); trying again in %.0f s",
+                            job.id, type(e).__name__, e, wait)
+                self._waited.add(job.id)
+                self._unclaim(job.id)
+                self._retry_dispatch_in(wait)
+                return
             log.exception("job %s could not start", job.id)
             # _finish releases the GPUs too.
-            await self._finish(job.id, "failed", {"ename": type(e).__name__, "evalue": str(e), "cell_index": None})
+            await self._finish(job.id, "failed", {"ename": type(e).__name__, "evalue": str(e)[:2000], "cell_index": None})
             return
         finally:
             self._starting.pop(job.id, None)
-        pid = self.backend.pid(handle)
-        if pid is not None:
-            self.app.gpus.set_pid(f"job:{job.id}", pid)
-        self._update(job.id, runner_pid=pid)
+        self._outage.answered()
+        self._waited.discard(job.id)
+        process = self.backend.pid(handle)
+        if process is not None:
+            self.app.gpus.set_pid(f"job:{job.id}", process[0])
+            self._update(job.id, runner_pid=process[0], runner_started=process[1])
         self._watchers[job.id] = asyncio.ensure_future(self._watch(job.id, handle))
 
     async def _spec(self, job: Job, profile, leased: list[str]) -> JobSpec:
@@ -244,9 +279,13 @@ class Dispatcher:
         env = await self.app.runner_env(job.owner, profile, gpus)
         kernel_env = {"NOTEBENCH_JOB_ID": str(job.id)}
         if self.app.mlflow:
-            job.mlflow_run_id = await self.app.mlflow.start(job, job.notebook_path or "input.ipynb")
+            if not job.mlflow_run_id:  # made once: a start retried after an outage keeps its run
+                job.mlflow_run_id = await self.app.mlflow.create_run(
+                    job, job.notebook_path or "input.ipynb", look_first=job.id in self._waited
+                )
+                self._update(job.id, mlflow_run_id=job.mlflow_run_id)
+            await self.app.mlflow.log_parameters(job)
             kernel_env["MLFLOW_RUN_ID"] = job.mlflow_run_id
-            self._update(job.id, mlflow_run_id=job.mlflow_run_id)
         return JobSpec(
             job_id=job.id,
             owner=job.owner,
@@ -269,58 +308,79 @@ class Dispatcher:
     # --- watching --------------------------------------------------------------------------
 
     async def _watch(self, job_id: int, handle) -> None:
-        job_dir = self.job_dir(job_id)
-        offset, kernel_pid, last_mtime = 0, None, 0.0
-        with self.sessions() as s:
-            job = s.get(Job, job_id)
-        deadline = job.started_at.timestamp() + job.timeout_seconds
+        """Follow a running job to its end. Whatever its reports hold, this ends with the job
+        ended: a report that is not one stops the job and fails it, with the reason."""
         try:
-            while True:
-                events, offset = read_events(job_dir / "events.jsonl", offset)
-                for event in events:
-                    if event["event"] == "started":
-                        kernel_pid = event.get("kernel_pid")
-                    elif event["event"] == "finished":
-                        self._update_progress(job_id, job_dir)
-                        await self._finish(job_id, event["status"], event.get("error"), handle)
-                        return
-                try:
-                    mtime = (job_dir / "output.ipynb").stat().st_mtime
-                except FileNotFoundError:
-                    mtime = last_mtime
-                if mtime != last_mtime:
-                    last_mtime = mtime
-                    self._update_progress(job_id, job_dir)
-                if job_id in self._cancel_requested or time.time() > deadline:
-                    status = "cancelled" if job_id in self._cancel_requested else "timed_out"
-                    await self.backend.kill(handle, [kernel_pid] if kernel_pid else [])
-                    self._update_progress(job_id, job_dir)
-                    error = None
-                    if status == "timed_out":
-                        error = {"ename": "Timeout", "evalue": f"the job ran longer than {job.timeout_seconds} s", "cell_index": None}
-                    await self._finish(job_id, status, error)
-                    return
-                if not await self.backend.is_running(handle):
-                    events, offset = read_events(job_dir / "events.jsonl", offset)
-                    if any(e["event"] == "finished" for e in events):
-                        continue  # it finished between our two reads: handle it above
-                    await self.backend.kill(handle, [kernel_pid] if kernel_pid else [])
-                    await self._finish(
-                        job_id, "failed", {"ename": "RunnerDied", "evalue": "the job's process ended unexpectedly", "cell_index": None}
-                    )
-                    return
-                await asyncio.sleep(0.05)
+            await self._follow(job_id, handle)
+        except MalformedReport as e:
+            log.warning("job %s: %s", job_id, e)
+            await self._stop(job_id, handle, "failed", malformed(str(e)))
+        except asyncio.CancelledError:
+            raise  # the executor is stopping: the job runs on, a restart re-attaches to it
+        except Exception as e:  # never leave a job running with nobody watching it
+            log.exception("watching job %s failed", job_id)
+            await self._stop(job_id, handle, "failed", {"ename": type(e).__name__, "evalue": str(e)[:2000], "cell_index": None})
         finally:
             self._watchers.pop(job_id, None)
             self._cancel_requested.discard(job_id)
 
+    async def _stop(self, job_id: int, handle, status: str, error: dict | None) -> None:
+        try:
+            await self.backend.kill(handle)
+        except Exception:
+            log.exception("could not stop job %s", job_id)
+        self._update_progress(job_id, self.job_dir(job_id))
+        await self._finish(job_id, status, error)
+
+    async def _follow(self, job_id: int, handle) -> None:
+        job_dir = self.job_dir(job_id)
+        offset, last_mtime = 0, 0.0
+        with self.sessions() as s:
+            job = s.get(Job, job_id)
+        deadline = job.started_at.timestamp() + job.timeout_seconds
+        while True:
+            events, offset = read_events(job_dir / "events.jsonl", offset)
+            for event in events:
+                if event["event"] == "finished":
+                    self._update_progress(job_id, job_dir)
+                    await self._finish(job_id, event["status"], event["error"], handle)
+                    return
+            try:
+                mtime = (job_dir / "output.ipynb").stat().st_mtime
+            except FileNotFoundError:
+                mtime = last_mtime
+            if mtime != last_mtime:
+                last_mtime = mtime
+                self._update_progress(job_id, job_dir)
+            if job_id in self._cancel_requested:
+                await self._stop(job_id, handle, "cancelled", None)
+                return
+            if time.time() > deadline:
+                timeout = {"ename": "Timeout", "evalue": f"the job ran longer than {job.timeout_seconds} s", "cell_index": None}
+                await self._stop(job_id, handle, "timed_out", timeout)
+                return
+            if not await self.backend.is_running(handle):
+                events, offset = read_events(job_dir / "events.jsonl", offset)
+                finished = next((e for e in events if e["event"] == "finished"), None)
+                if finished:  # it finished between our two reads
+                    self._update_progress(job_id, job_dir)
+                    await self._finish(job_id, finished["status"], finished["error"], handle)
+                    return
+                await self._stop(job_id, handle, "failed",
+                                 {"ename": "RunnerDied", "evalue": "the job's process ended unexpectedly", "cell_index": None})
+                return
+            await asyncio.sleep(0.05)
+
     def _update_progress(self, job_id: int, job_dir: Path) -> None:
-        progress = notebook_progress(job_dir / "output.ipynb")
+        progress = notebook_progress(job_dir / "output.ipynb", MAX_NOTEBOOK_BYTES)
         if progress:
             self._update(job_id, cells_completed=progress[0], cells_total=progress[1])
 
     async def _finish(self, job_id: int, status: str, error: dict | None, handle=None) -> None:
-        """Record the job's end; ``handle``: it ended by itself, let the backend clean up after it."""
+        """Record the job's end; ``handle``: it ended by itself, let the backend clean up after it.
+        Only the ends are legal (running or queued → one of FINAL), whoever asks."""
+        if status not in FINAL:
+            raise ValueError(f"not a job's end: {status!r}")
         with self.sessions() as s:
             job = s.get(Job, job_id)
         self.app.gpus.release(f"job:{job_id}")
@@ -329,15 +389,45 @@ class Dispatcher:
                 await self.backend.clean_up(handle)
             except Exception:
                 log.exception("could not clean up after job %s", job_id)
+        pending = False
         if job.status in ("running", "queued") and job.mlflow_run_id and self.app.mlflow:
             # The MLflow run is closed first, so whoever sees the job finished also finds its run complete.
             job.status = status
             try:
                 await self.app.mlflow.finish(job, self.job_dir(job_id) / "output.ipynb")
-            except Exception:
-                log.exception("could not record job %s's end in MLflow run %s", job_id, job.mlflow_run_id)
-        self._update(job_id, Job.status.in_(("running", "queued")), status=status, error=error, finished_at=utcnow())
+            except Exception as e:
+                pending = is_outage(e)  # MLflow is down: the run is closed once it is back
+                log.log(logging.WARNING if pending else logging.ERROR, "could not record job %s's end in MLflow run %s%s",
+                        job_id, job.mlflow_run_id, " yet (MLflow is down; retrying)" if pending else "", exc_info=not pending)
+        self._update(job_id, Job.status.in_(("running", "queued")), status=status, error=error, finished_at=utcnow(),
+                     mlflow_pending=pending)
+        if pending:
+            self._close_pending_runs()
         asyncio.ensure_future(self.dispatch())
+
+    def _close_pending_runs(self) -> None:
+        if self._closing_runs is None or self._closing_runs.done():
+            self._closing_runs = asyncio.ensure_future(self._close_runs_loop())
+
+    async def _close_runs_loop(self) -> None:
+        """Close the MLflow runs of jobs that ended while MLflow was down (kept in the store, so a
+        restarted executor does it too), once MLflow answers again."""
+        while True:
+            with self.sessions() as s:
+                jobs = s.scalars(sa.select(Job).where(Job.mlflow_pending).order_by(Job.id)).all()
+            if not jobs or not self.app.mlflow:
+                return
+            try:
+                for job in jobs:
+                    await self.app.mlflow.finish(job, self.job_dir(job.id) / "output.ipynb")
+                    self._update(job.id, mlflow_pending=False)
+                self._mlflow_backoff.answered()
+            except Exception as e:
+                if not is_outage(e):
+                    log.exception("could not close MLflow run %s of job %s; giving up on it", job.mlflow_run_id, job.id)
+                    self._update(job.id, mlflow_pending=False)
+                    continue
+                await asyncio.sleep(self._mlflow_backoff.failed())
 
     # --- acting on jobs ---------------------------------------------------------------------
 
@@ -363,20 +453,26 @@ class Dispatcher:
             running = s.scalars(
                 sa.select(Job).where(Job.status == "running", Job.executor_id == self.executor_id)
             ).all()
-        handles = await self.backend.find([RecordedJob(j.id, str(self.job_dir(j.id)), j.runner_pid) for j in running])
+        handles = await self.backend.find(
+            [RecordedJob(j.id, str(self.job_dir(j.id)), j.runner_pid, j.runner_started, j.owner) for j in running]
+        )
         for job in running:
             if job.id in handles:
                 log.info("re-attaching to job %s (%s)", job.id, handles[job.id])
                 self._watchers[job.id] = asyncio.ensure_future(self._watch(job.id, handles[job.id]))
                 continue
-            events, _ = read_events(self.job_dir(job.id) / "events.jsonl", 0)
-            finished = [e for e in events if e["event"] == "finished"]
-            self._update_progress(job.id, self.job_dir(job.id))
-            if finished:  # it ended while we were down
-                await self._finish(job.id, finished[-1]["status"], finished[-1].get("error"))
-            else:
-                await self._finish(job.id, "failed", {"ename": "ExecutorRestarted", "evalue": "executor restarted", "cell_index": None})
+            try:  # whatever the job directory holds: recovery goes on with the other jobs
+                events, _ = read_events(self.job_dir(job.id) / "events.jsonl", 0)
+                finished = [e for e in events if e["event"] == "finished"]
+                self._update_progress(job.id, self.job_dir(job.id))
+                if finished:  # it ended while we were down
+                    await self._finish(job.id, finished[0]["status"], finished[0]["error"])
+                else:
+                    await self._finish(job.id, "failed", {"ename": "ExecutorRestarted", "evalue": "executor restarted", "cell_index": None})
+            except MalformedReport as e:
+                await self._finish(job.id, "failed", malformed(str(e)))
         self.app.gpus.reap("job:", keep={f"job:{j}" for j in self._watchers})
+        self._close_pending_runs()
         await self.dispatch()
 
     async def close(self) -> None:

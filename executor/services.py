@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
 from pathlib import Path
@@ -12,6 +13,16 @@ from tornado.httpclient import AsyncHTTPClient, HTTPClientError
 from .jobfiles import read_job_file
 
 MAX_ARTIFACT_BYTES = 256 * 1024 * 1024
+# What a service answers (or its proxy for it) while it is down or restarting; 599: no answer.
+UNAVAILABLE = (502, 503, 504, 599)
+
+
+def is_outage(error: BaseException) -> bool:
+    """Whether a call to MLflow or the hub failed because the service is down for now (refused,
+    reset, timed out, or a 'service unavailable' from the proxy): work waits and is retried."""
+    if isinstance(error, HTTPClientError):
+        return error.code in UNAVAILABLE
+    return isinstance(error, (OSError, asyncio.TimeoutError))
 
 
 class HubTokens:
@@ -86,9 +97,19 @@ class MlflowRuns:
                 raise
             return await self._find_or_create_experiment(owner, name)
 
-    async def start(self, job, notebook_name: str) -> str:
+    async def create_run(self, job, notebook_name: str, look_first: bool = False) -> str:
+        """The job's run, made as its owner. ``look_first``: an earlier try may have made it (MLflow
+        went down before it answered): find that one by its job tag instead of making a second."""
         experiment = f"{job.owner}/{job.name}"
         experiment_id = await self._experiment_id(job.owner, experiment)
+        if look_first:
+            found = await self._call(job.owner, "POST", "/api/2.0/mlflow/runs/search", {
+                "experiment_ids": [experiment_id], "filter": f"tags.`notebench.job_id` = '{int(job.id)}'", "max_results": 1,
+            })
+            if found.get("runs"):
+                run_id = found["runs"][0]["info"]["run_id"]
+                self._run_experiments[run_id] = experiment_id
+                return run_id
         tags = {
             "mlflow.runName": f"job-{job.id}",
             "mlflow.user": job.owner,
@@ -112,10 +133,13 @@ class MlflowRuns:
             run = await self._call(job.owner, "POST", "/api/2.0/mlflow/runs/create", create)
         run_id = run["run"]["info"]["run_id"]
         self._run_experiments[run_id] = run["run"]["info"]["experiment_id"]
+        return run_id
+
+    async def log_parameters(self, job) -> None:
+        """The job's parameters on its run (again, the same, when a start is retried)."""
         params = [{"key": k, "value": json.dumps(v) if not isinstance(v, str) else v} for k, v in job.parameters.items()]
         for start in range(0, len(params), 100):  # MLflow takes at most 100 params per batch
-            await self._call(job.owner, "POST", "/api/2.0/mlflow/runs/log-batch", {"run_id": run_id, "params": params[start : start + 100]})
-        return run_id
+            await self._call(job.owner, "POST", "/api/2.0/mlflow/runs/log-batch", {"run_id": job.mlflow_run_id, "params": params[start : start + 100]})
 
     async def finish(self, job, output: Path) -> None:
         try:

@@ -47,6 +47,8 @@ class RecordedJob:
     job_id: int
     job_dir: str
     pid: int | None  # what ``Backend.pid`` gave for its handle
+    pid_started: float | None = None  # ... and the start time it gave with it
+    owner: str = ""
 
 
 class Backend(LoggingConfigurable):
@@ -54,7 +56,9 @@ class Backend(LoggingConfigurable):
     back, and records ``pid(handle)`` to find the job again after a restart (``find``).
 
     A job reports to its job directory (``events.jsonl``: started, finished; ``log.txt``;
-    ``output.ipynb``), where the dispatcher reads it, however the backend gets it there.
+    ``output.ipynb``), where the dispatcher reads it, however the backend gets it there. Those
+    reports are the owner's words (job_events.py parses them strictly); the backend acts only on
+    what it recorded itself.
     """
 
     accounts = Instance(UserAccounts, allow_none=True)
@@ -75,13 +79,19 @@ class Backend(LoggingConfigurable):
         """Start the job; returns its handle."""
         raise NotImplementedError
 
-    def pid(self, handle: Any) -> int | None:
-        """The process to record for ``handle`` (GPU leases, ``find``), if the job is a local process."""
+    def pid(self, handle: Any) -> tuple[int, float] | None:
+        """The process to record for ``handle`` (GPU leases, ``find``), if the job is a local process:
+        its pid and start time, as the backend itself found them (never as the job reported them)."""
         return None
 
     async def find(self, jobs: list[RecordedJob]) -> dict[int, Any]:
         """After an executor restart: the handles of those ``jobs`` that can still be watched (by job id)."""
         raise NotImplementedError
+
+    def is_outage(self, error: Exception) -> bool:
+        """Whether ``start`` failed because what the backend calls is down for now (the job waits
+        in the queue and is started again later) rather than because of the job."""
+        return False
 
     async def gone_executors(self, executor_ids: set[str]) -> set[str]:
         """Those of these other executors that are known to be gone for good: a restarted executor
@@ -96,9 +106,9 @@ class Backend(LoggingConfigurable):
     def prewarm(self, owner: str, kernel: str, profile: str, env: dict) -> None:
         """Get ready for a job of this owner/kernel/profile that is likely to come (optional)."""
 
-    async def kill(self, handle: Any, extra_pids=()) -> None:
-        """Stop the job and everything it started (kernel, Dask workers), at once. ``extra_pids``:
-        processes the job reported (its kernel), for backends whose jobs are local processes."""
+    async def kill(self, handle: Any) -> None:
+        """Stop the job and everything it started (kernel, Dask workers), at once. What to stop is
+        the backend's own record, never what the job reported: it acts only on the owner's job."""
         raise NotImplementedError
 
     async def clean_up(self, handle: Any) -> None:

@@ -36,6 +36,7 @@ from kubernetes_asyncio.config import load_incluster_config
 from traitlets import Float, Integer, List, Unicode, default
 from traitlets.config import Config, LoggingConfigurable
 
+from ..job_events import MalformedReport, malformed, parse_event
 from ..pod_runner import EVENT_PREFIX
 from .base import Backend, JobSpec, RecordedJob
 from .kubernetes_objects import (
@@ -438,10 +439,13 @@ class KubernetesBackend(KubernetesSettings, Backend):
         with open(run.job_dir / "log.txt", "ab") as f:
             f.write(b"".join(log))
         for line in events:
+            if run.finished:
+                break  # the job's end is in: nothing it says afterwards counts
             try:
-                self._write_event(run, json.loads(line))
-            except ValueError:
-                self.log.warning("job %s: unreadable event %r", run.job_id, line[:200])
+                self._write_event(run, parse_event(line))
+            except MalformedReport as e:  # the pod log is the owner's words: the job fails, with the reason
+                self.log.warning("job %s: malformed report %r: %s", run.job_id, line[:200], e)
+                self._write_event(run, {"event": "finished", "status": "failed", "error": malformed(str(e))})
 
     def _write_event(self, run: JobRun, event: dict) -> None:
         run.finished = run.finished or event.get("event") == "finished"
@@ -485,7 +489,13 @@ class KubernetesBackend(KubernetesSettings, Backend):
             await self.api.delete(f"{self._dask_clusters()}/{cluster}")
         await self.api.delete(f"{self._jobs()}/{name}")
 
-    async def kill(self, handle: str, extra_pids=()) -> None:
+    def is_outage(self, error: Exception) -> bool:
+        # The API server restarting, overloaded or unreachable: not the job's fault.
+        if isinstance(error, ApiException):
+            return error.status in (429, 500, 502, 503, 504) or not error.status
+        return isinstance(error, (aiohttp.ClientConnectionError, asyncio.TimeoutError, ConnectionError))
+
+    async def kill(self, handle: str) -> None:
         run = self._runs.pop(handle, None)
         if run is not None and run.task is not None:
             run.task.cancel()

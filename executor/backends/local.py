@@ -4,53 +4,101 @@ Each job runs in a runner process (executor/runner.py) in a session of its own. 
 profiles are started before jobs arrive and wait with a started kernel (the warm pool, per
 owner, kernel and profile); a runner takes exactly one job, so a kernel is never reused. GPU
 jobs start cold, after their GPUs are leased, so idle kernels never hold GPUs.
+
+Which processes are a job's is root's own observation, never the job's word: a runner's pid is
+accepted only when it is a child of the factory root started for that owner, running as the
+owner, and is recorded with its start time (so a later process reusing the pid is not it); its
+kernel and Dask workers are the runner's descendants, as root sees them. Signals are sent with
+the owner's credentials (a short-lived process that became the owner), so even a wrong target
+could only be one of the owner's own processes: the kernel refuses the rest.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import os
-import signal
 import socket
 import sys
+import time
 from collections import Counter, defaultdict
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 
 import psutil
 from traitlets import Integer
 
 from .base import Backend, JobSpec, RecordedJob
 
+log = logging.getLogger("notebench.executor")
 RUNNER = [sys.executable, "-m", "notebench.executor.runner"]
+# Sends SIGKILL to the pids and process groups (negative) in argv; run as the job's owner.
+KILL_AS_OWNER = [sys.executable, "-S", "-c",
+                 "import os, sys\nfor t in sys.argv[1:]:\n    try: os.kill(int(t), 9)\n    except OSError: pass"]
+
+
+@dataclass(frozen=True)
+class JobProcess:
+    """A process as root recorded it: pid and start time (psutil's create_time), and whose it is."""
+
+    owner: str
+    pid: int
+    started: float
+
+    def process(self) -> psutil.Process | None:
+        """The process, if it is still this one (not a later process with the same pid)."""
+        try:
+            p = psutil.Process(self.pid)
+            if abs(p.create_time() - self.started) < 0.05 and p.status() != psutil.STATUS_ZOMBIE:
+                return p
+        except psutil.Error:
+            pass
+        return None
 
 
 class WarmRunner:
-    """A runner (forked by its owner's factory) as seen from the executor: its channel and pid."""
+    """A runner (forked by its owner's factory) as seen from the executor: its channel, and the
+    process root verified it to be (its own 'ready' message only says which pid to look at)."""
 
-    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter):
+    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, owner: str, factory_pid: int, uid: int):
         self.reader, self.writer = reader, writer
-        self.pid: int | None = None
+        self.owner, self.factory_pid, self.uid = owner, factory_pid, uid
+        self.process: JobProcess | None = None
         self.ready = asyncio.ensure_future(self._wait_ready())
 
     async def _wait_ready(self) -> bool:
-        line = await self.reader.readline()
-        if not line:
+        line = b""
+        try:
+            line = await self.reader.readline()
+            message = json.loads(line)
+            pid = message["pid"] if message.get("event") == "ready" else None
+        except (ValueError, TypeError, KeyError, AttributeError, OSError, asyncio.LimitOverrunError):
+            pid = None
+        if type(pid) is not int:
+            if line:
+                log.warning("a runner of %s said %r instead of being ready", self.owner, line[:200])
             return False
-        event = json.loads(line)
-        self.pid = event.get("pid")
-        return event.get("event") == "ready"
+        try:
+            p = psutil.Process(pid)
+            # The factory's own child, as the owner: nothing else the owner runs can pose as it.
+            if p.ppid() != self.factory_pid or p.uids().real != self.uid:
+                log.warning("a runner of %s named process %s, which is not its factory's child as the owner", self.owner, pid)
+                return False
+            self.process = JobProcess(self.owner, pid, p.create_time())
+        except psutil.Error:
+            return False
+        return True
 
     def alive(self) -> bool:
         if self.ready.done() and not self.ready.result():
             return False
-        return not self.reader.at_eof() and (self.pid is None or psutil.pid_exists(self.pid))
+        return not self.reader.at_eof() and (self.process is None or self.process.process() is not None)
 
-    async def assign(self, spec: JobSpec) -> int:
+    async def assign(self, spec: JobSpec) -> JobProcess:
         self.writer.write((json.dumps(asdict(spec)) + "\n").encode())
         await self.writer.drain()
         self.writer.close()
-        return self.pid
+        return self.process
 
     def let_go(self) -> None:
         self.writer.close()  # EOF: the runner shuts its kernel down and exits
@@ -65,7 +113,7 @@ class RunnerFactory:
     def alive(self) -> bool:
         return self.proc.returncode is None
 
-    async def runner(self, kernel: str, cwd: str, env: dict) -> WarmRunner:
+    async def runner(self, kernel: str, cwd: str, env: dict, owner: str, uid: int) -> WarmRunner:
         ours, theirs = socket.socketpair()
         try:
             request = json.dumps({"kernel": kernel, "cwd": cwd, "env": env}).encode()
@@ -73,7 +121,7 @@ class RunnerFactory:
         finally:
             theirs.close()
         reader, writer = await asyncio.open_unix_connection(sock=ours)
-        return WarmRunner(reader, writer)
+        return WarmRunner(reader, writer, owner, self.proc.pid, uid)
 
     def close(self) -> None:
         self.control.close()  # EOF: the factory exits (its runners live on)
@@ -93,11 +141,25 @@ class LocalBackend(Backend):
         self._pools: dict[tuple, list[WarmRunner]] = defaultdict(list)
         self._spawning: Counter = Counter()  # runners being started, per pool
         self._factories: dict[str, RunnerFactory] = {}
+        self._factory_locks: dict[str, asyncio.Lock] = defaultdict(asyncio.Lock)
+        # Each running job's processes as root last saw them (the runner's descendants), so its
+        # kernel is found even after its runner died; and when they were last looked at.
+        self._tree: dict[JobProcess, set[JobProcess]] = {}
+        self._tree_seen: dict[JobProcess, float] = {}
+
+    def _uid(self, owner: str) -> int:
+        return self.accounts.uid_gid(owner)[0] if self.accounts.isolate_users else os.getuid()
 
     async def _factory(self, owner: str) -> RunnerFactory:
-        factory = self._factories.get(owner)
-        if factory is not None and factory.alive():
-            return factory
+        # One at a time per owner: a second factory would replace the first, whose runners being
+        # started would then be orphans (and fail the check that they are their factory's).
+        async with self._factory_locks[owner]:
+            factory = self._factories.get(owner)
+            if factory is not None and factory.alive():
+                return factory
+            return await self._start_factory(owner)
+
+    async def _start_factory(self, owner: str) -> RunnerFactory:
         self.accounts.prepare(owner)
         # SOCK_SEQPACKET keeps each request one message, with the runner's channel attached.
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
@@ -122,10 +184,12 @@ class LocalBackend(Backend):
         home = self.accounts.home(owner)
         factory = await self._factory(owner)
         try:
-            return await factory.runner(kernel, home, env)
+            return await factory.runner(kernel, home, env, owner, self._uid(owner))
         except OSError:  # the factory died (it is restarted once)
             factory.close()
-            return await (await self._factory(owner)).runner(kernel, home, env)
+            if self._factories.get(owner) is factory:
+                del self._factories[owner]
+            return await (await self._factory(owner)).runner(kernel, home, env, owner, self._uid(owner))
 
     def _refill(self, key: tuple, env: dict) -> None:
         owner, kernel, _profile = key
@@ -153,7 +217,7 @@ class LocalBackend(Backend):
         """Start warm runners for this owner/kernel/profile if there are not enough."""
         self._refill((owner, kernel, profile), env)
 
-    async def start(self, spec: JobSpec) -> int:
+    async def start(self, spec: JobSpec) -> JobProcess:
         key = (spec.owner, spec.kernel, spec.profile)
         runner = None
         if not spec.gpus:
@@ -167,7 +231,9 @@ class LocalBackend(Backend):
             runner = await self._spawn_runner(spec.owner, spec.kernel, spec.env)
             if not await runner.ready:
                 raise RuntimeError(f"the runner for kernel {spec.kernel!r} did not start (see the executor's log)")
-        return await runner.assign(spec)
+        handle = await runner.assign(spec)
+        self._observe(handle)  # its kernel, already started
+        return handle
 
     def prepare(self, owner: str, job_dir: str) -> None:
         self.accounts.prepare(owner)
@@ -176,63 +242,93 @@ class LocalBackend(Backend):
             os.chown(path, uid, gid)  # the runner, as the owner, writes its output here
         os.chmod(job_dir, 0o700)
 
-    def pid(self, handle: int) -> int:
-        return handle
+    def pid(self, handle: JobProcess) -> tuple[int, float]:
+        return handle.pid, handle.started
 
-    async def find(self, jobs: list[RecordedJob]) -> dict[int, int]:
-        return {job.job_id: job.pid for job in jobs if job.pid and self._runs(job.pid)}
+    async def find(self, jobs: list[RecordedJob]) -> dict[int, JobProcess]:
+        found = {}
+        for job in jobs:
+            if not job.pid or not job.owner:
+                continue
+            try:
+                p = psutil.Process(job.pid)
+                started, uid = p.create_time(), p.uids().real
+            except psutil.Error:
+                continue
+            # The recorded start time tells the runner from a later process with its pid; rows from
+            # before it was recorded have the owner's uid and the runner's command line to go on.
+            same = abs(started - job.pid_started) < 0.05 if job.pid_started else "notebench.executor.runner" in " ".join(p.cmdline())
+            if same and uid == self._uid(job.owner):
+                handle = JobProcess(job.owner, job.pid, started)
+                self._observe(handle)
+                found[job.job_id] = handle
+        return found
 
-    async def is_running(self, handle: int) -> bool:
-        return self._runs(handle)
+    async def is_running(self, handle: JobProcess) -> bool:
+        if time.monotonic() - self._tree_seen.get(handle, 0) > 5:
+            self._observe(handle)  # processes a job started later in sessions of their own
+        return handle.process() is not None
 
-    def _runs(self, pid: int) -> bool:
-        # Runners are the factories' children (and live on after an executor restart).
+    def _observe(self, handle: JobProcess) -> None:
+        """Remember the runner's descendants as they are now (the kernel lives in its own session)."""
+        self._tree_seen[handle] = time.monotonic()
+        runner = handle.process()
+        if runner is None:
+            return
+        seen = self._tree.setdefault(handle, set())
         try:
-            p = psutil.Process(pid)
-            return p.status() != psutil.STATUS_ZOMBIE and "notebench.executor.runner" in " ".join(p.cmdline())
+            children = runner.children(recursive=True)
         except psutil.Error:
-            return False
+            return
+        for child in children:
+            try:
+                seen.add(JobProcess(handle.owner, child.pid, child.create_time()))
+            except psutil.Error:
+                pass
 
-    async def kill(self, handle: int, extra_pids=()) -> None:
-        self._kill(handle, extra_pids)
-
-    def _kill(self, handle: int, extra_pids=()) -> None:
+    async def kill(self, handle: JobProcess) -> None:
         """SIGKILL the runner, its kernel, Dask workers and anything they started, by process group."""
-        procs = []
-        for pid in (handle, *extra_pids):
+        self._observe(handle)
+        await self._kill_as_owner(handle.owner, [handle, *self._tree.pop(handle, ())])
+        self._tree_seen.pop(handle, None)
+
+    async def clean_up(self, handle: JobProcess) -> None:
+        self._tree.pop(handle, None)
+        self._tree_seen.pop(handle, None)
+
+    async def _kill_as_owner(self, owner: str, recorded: list[JobProcess]) -> None:
+        targets = set()
+        for job_process in recorded:
+            p = job_process.process()
+            if p is None:
+                continue
+            targets.add(str(job_process.pid))
             try:
-                p = psutil.Process(pid)
-                procs += [p, *p.children(recursive=True)]
-            except psutil.Error:
-                pass
-        groups = set()
-        for p in procs:
-            try:
-                groups.add(os.getpgid(p.pid))
+                targets.add(str(-os.getpgid(job_process.pid)))
             except OSError:
                 pass
-        for group in groups:
-            try:
-                os.killpg(group, signal.SIGKILL)
-            except OSError:
-                pass
-        for p in procs:
-            try:
-                p.kill()
-            except psutil.Error:
-                pass
+        if not targets:
+            return
+        # As the owner: whatever these pids have become, only the owner's own processes can be hit.
+        proc = await asyncio.create_subprocess_exec(
+            *KILL_AS_OWNER, *sorted(targets), env={}, stdin=asyncio.subprocess.DEVNULL,
+            preexec_fn=self.accounts.preexec(owner),
+        )
+        await proc.wait()
 
     async def close(self) -> None:
         runners = [r for pool in self._pools.values() for r in pool]
-        procs = []
+        waiting = {}
         for runner in runners:
-            if runner.pid and self._runs(runner.pid):
-                procs.append(psutil.Process(runner.pid))
+            p = runner.process.process() if runner.process else None
+            if p is not None:
+                waiting[p] = runner.process
+                self._observe(runner.process)
             runner.let_go()
         for factory in self._factories.values():
             factory.close()
-        _, late = await asyncio.to_thread(psutil.wait_procs, procs, timeout=10)
+        _, late = await asyncio.to_thread(psutil.wait_procs, list(waiting), timeout=10)
         for p in late:  # did not shut down in time: stop them
-            self._kill(p.pid)
+            await self.kill(waiting[p])
         self._pools.clear()
         self._factories.clear()
