@@ -21,6 +21,7 @@ from pathlib import Path
 from urllib.parse import urlparse
 
 from jupyter_client.kernelspec import KernelSpecManager
+from jupyterhub.services.auth import HubOAuth
 from tornado import web
 from tornado.httpserver import HTTPServer
 from traitlets import Integer, Type, Unicode, default
@@ -29,6 +30,7 @@ from traitlets.config import Application
 from notebench.hub.accounts import UserAccounts
 from notebench.hub.gpus import GPUInventory
 from notebench.hub.profiles import Profiles
+from notebench.hub.service_auth import TOKEN_CACHE_SECONDS
 
 from . import db
 from .backends.base import Backend, EndpointBackend
@@ -91,7 +93,11 @@ class Executor(Application):
 
     max_running_jobs = Integer(4, help="Jobs running at once, in all.").tag(config=True)
     max_running_jobs_per_user = Integer(2, help="Jobs running at once per user.").tag(config=True)
-    max_body_bytes = Integer(16 * 1024 * 1024, help="Largest request body accepted (413 beyond).").tag(config=True)
+    max_body_bytes = Integer(
+        16 * 1024 * 1024,
+        help="Largest request body, in bytes, on every executor API (jobs, endpoints, invocations): a larger one is "
+        "answered with a JSON 413.",
+    ).tag(config=True)
     schedule_check_seconds = Integer(5, help="How often due schedules are looked for.").tag(config=True)
 
     public_url = Unicode(help="Public base URL (for MLFLOW_TRACKING_URI in jobs).").tag(config=True)
@@ -128,6 +134,10 @@ class Executor(Application):
         self.config.UserAccounts.setdefault("shared_homes_dir", str(data / "homes"))
         self.config.LocalEndpointBackend.setdefault("servers_dir", str(data / "executor" / "endpoints"))
         self.sessions = db.connect(self.db_url)
+        # The one HubOAuth of the process (the API's, the router's, the OAuth callback's), configured
+        # from the JUPYTERHUB_* environment the hub gives services; its cache bounds how long a
+        # revoked token still works.
+        self.hub_auth = HubOAuth.instance(cache_max_age=TOKEN_CACHE_SECONDS)
         self.profiles = Profiles(parent=self)
         self.gpus = GPUInventory(parent=self)
         self.accounts = UserAccounts(parent=self)

@@ -1,7 +1,7 @@
 """The endpoints API under /services/executor/api/endpoints (contract: docs/endpoints-api.md).
 
 Same rules as jobs (handlers.APIHandler): others' endpoints answer 404, admins see all, errors
-name the field. Invocations are not here: see router.py.
+name the field. Invocations (and an endpoint's ping, health and version) are not here: see router.py.
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ import json
 from .endpoints import EndpointError
 from .handlers import APIHandler, FieldError, attachment
 from .models import EndpointCreate, EndpointPatch
-from .router import InvocationHandler
+from .router import InvocationHandler, ScoringInfoHandler
 
 
 class EndpointAPIHandler(APIHandler):
@@ -89,4 +89,5 @@ def routes(prefix: str) -> list:
         (api + f"endpoints/{NAME}/metrics", EndpointMetricsHandler),
         (api + f"endpoints/{NAME}/requests", EndpointRequestsHandler),
         (prefix + f"endpoints/{NAME}/invocations", InvocationHandler),
+        (prefix + f"endpoints/{NAME}/(ping|health|version)", ScoringInfoHandler),
     ]

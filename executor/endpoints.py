@@ -62,14 +62,16 @@ class ModelRegistry:
         except HTTPClientError as e:
             if e.code in (400, 403, 404):  # MLflow answers 400 for some malformed names
                 return None
-            raise
+            raise EndpointError(502, None, f"MLflow's model registry failed ({e}): try again later") from None
+        except OSError as e:  # MLflow (re)starting
+            raise EndpointError(503, None, f"MLflow's model registry cannot be reached ({e}): try again shortly") from None
         return json.loads(r.body)
 
     async def resolve(self, owner: str, wanted: EndpointVersion, field: str) -> tuple[str, str | None]:
         """(version, alias) for ``wanted.version``, a version number or an alias of ``wanted.model``."""
         if await self._get(owner, "registered-models/get", name=wanted.model) is None:
             raise EndpointError(400, f"{field}.model", f"{field}.model: no registered model {wanted.model!r} (that you may read)")
-        if wanted.version.isdigit():
+        if wanted.version.isdecimal():  # a number, as the request model and MLflow (int()) read it
             found = await self._get(owner, "model-versions/get", name=wanted.model, version=wanted.version)
             if found is None:
                 raise EndpointError(400, f"{field}.version", f"{field}.version: {wanted.model!r} has no version {wanted.version}")
@@ -101,7 +103,7 @@ class Endpoints(LoggingConfigurable):
         self.sessions = app.sessions
         self.backend = app.endpoint_backend
         self.registry = ModelRegistry(app.mlflow_url, app.tokens) if app.mlflow_url else None
-        self.router = Router(samples_per_second=self.samples_per_second)
+        self.router = Router(app.hub_auth, samples_per_second=self.samples_per_second)
         self._tasks: dict[int, asyncio.Task] = {}
         self._deleting: set[int] = set()  # no more changes to these (the watcher must not restart them)
         self._flush_lock = asyncio.Lock()

@@ -4,10 +4,11 @@ Identity is JupyterHub's (API token or the hub OAuth cookie). A user sees and ac
 jobs and schedules only (others' answer 404, as if they did not exist); admins see all.
 Errors are JSON: ``{"status": 4xx, "message": "...", "field": "<the offending field>"}``.
 
-Request bodies are streamed in (``stream_request_body``) so that a body over
-``c.Executor.max_body_bytes`` is read and dropped, then answered with a JSON 413: a server that
-answers early and closes while the client still sends gets its answer lost (the proxy reports a
-503 instead).
+Request bodies are streamed in (``stream_request_body``, ``LimitedBodyHandler``: the API here,
+and the endpoints' scoring paths in router.py) so that a body over ``c.Executor.max_body_bytes``
+is read and dropped, then answered with a JSON 413. Tornado's own limit (HTTPServer's
+max_body_size) answers a bare 400 and closes the connection while the proxy still sends the body:
+the proxy's write fails and it answers its 503 page instead.
 
 A job's directory belongs to the job's owner (the job runs as them and writes there), while the
 executor reads it as root: its files are opened without following links, and only when they are
@@ -29,7 +30,7 @@ from urllib.parse import quote
 import pydantic
 import sqlalchemy as sa
 from croniter import croniter
-from jupyterhub.services.auth import HubOAuth, HubOAuthCallbackHandler, HubOAuthenticated, UserNotAllowed
+from jupyterhub.services.auth import HubOAuthCallbackHandler, HubOAuthenticated, UserNotAllowed
 from tornado import web
 from tornado.iostream import StreamClosedError
 from zoneinfo import ZoneInfo
@@ -62,7 +63,8 @@ def next_run(cron: str, tz: str, after: datetime | None = None) -> datetime:
 
 
 def _with_body(method):
-    """Run an HTTP method once its whole body is in: refuse it if too large (413), then authenticate."""
+    """Run an HTTP method once its whole body is in: refuse it if too large (413), then
+    authenticate and check the query."""
 
     @functools.wraps(method)
     async def wrapper(self, *args, **kwargs):
@@ -73,9 +75,7 @@ def _with_body(method):
             )
         self.request.body = bytes(self._body)
         await self.authenticate()
-        unknown = sorted(set(self.request.query_arguments) - self.query_params - {"_xsrf", "token"})
-        if unknown:  # a misspelt filter must not silently list everything
-            raise FieldError(400, unknown[0], f"unknown query parameter {unknown[0]!r}")
+        self.check_query()
         return await method(self, *args, **kwargs)
 
     wrapper._with_body = True
@@ -91,8 +91,8 @@ def get_by_id(sessions, cls, object_id: str):
         return s.get(cls, number)
 
 
-def write_json_error(handler: web.RequestHandler, status_code: int, exc, body_complete: bool) -> None:
-    """Every executor error: a JSON body {status, message, field}, field naming what was wrong."""
+def write_json_error(handler: web.RequestHandler, status_code: int, exc, body_complete: bool, **extra) -> None:
+    """Every executor error: a JSON body {status, message, field, **extra}, field naming what was wrong."""
     body = {"status": status_code, "message": handler._reason, "field": None}
     if isinstance(exc, FieldError):
         body.update(message=exc.message, field=exc.field)
@@ -111,14 +111,16 @@ def write_json_error(handler: web.RequestHandler, status_code: int, exc, body_co
     if status_code == 405:
         allowed = [m for m in ("GET", "POST", "PATCH", "PUT", "DELETE") if m.lower() in type(handler).__dict__]
         handler.set_header("Allow", ", ".join(allowed))
+    body.update(extra)
     handler.set_header("Content-Type", "application/json")
     handler.finish(json.dumps(body))
 
 
 @web.stream_request_body
-class APIHandler(HubOAuthenticated, web.RequestHandler):
-    hub_auth_class = HubOAuth  # configured from the JUPYTERHUB_* environment the hub gives services
-    query_params: frozenset = frozenset()  # the query parameters a handler reads; others answer 400
+class LimitedBodyHandler(web.RequestHandler):
+    """Reads its request body itself, at most ``c.Executor.max_body_bytes`` of it: a subclass's HTTP
+    methods run once the whole body is in (``self.request.body``) and ``authenticate()`` passed.
+    Errors are JSON (``write_json_error``)."""
 
     def __init_subclass__(cls, **kwargs):
         super().__init_subclass__(**kwargs)
@@ -132,15 +134,19 @@ class APIHandler(HubOAuthenticated, web.RequestHandler):
         self._body = bytearray()
         self._body_size = 0
         self._body_complete = False
-        self._authenticating = False
-        self._user_model = None
-        self._closed = False
 
     def set_default_headers(self):
         self.set_header("X-Content-Type-Options", "nosniff")
-        self.set_header("Cache-Control", "no-store")
 
-    # --- the body -----------------------------------------------------------------------------
+    async def authenticate(self) -> None:
+        """Who asks, and whether they may: raises a FieldError (401, 403, 404) if not."""
+        raise NotImplementedError
+
+    def check_query(self) -> None:
+        """Raises a FieldError (400) for a query the handler does not take."""
+
+    def write_error(self, status_code, **kwargs):
+        write_json_error(self, status_code, kwargs.get("exc_info", (None, None))[1], self._body_complete)
 
     def prepare(self):
         limit = self.app.max_body_bytes
@@ -159,6 +165,26 @@ class APIHandler(HubOAuthenticated, web.RequestHandler):
             self._body += chunk
         else:
             self._body = bytearray()  # will be refused: keep nothing
+
+
+class APIHandler(HubOAuthenticated, LimitedBodyHandler):
+    query_params: frozenset = frozenset()  # the query parameters a handler reads; others answer 400
+
+    def initialize(self):
+        super().initialize()
+        self.hub_auth = self.app.hub_auth  # JupyterHub's HubOAuth, with Notebench's token cache bound
+        self._authenticating = False
+        self._user_model = None
+        self._closed = False
+
+    def set_default_headers(self):
+        super().set_default_headers()
+        self.set_header("Cache-Control", "no-store")
+
+    def check_query(self) -> None:
+        unknown = sorted(set(self.request.query_arguments) - self.query_params - {"_xsrf", "token"})
+        if unknown:  # a misspelt filter must not silently list everything
+            raise FieldError(400, unknown[0], f"unknown query parameter {unknown[0]!r}")
 
     def on_connection_close(self):
         self._closed = True
@@ -211,9 +237,6 @@ class APIHandler(HubOAuthenticated, web.RequestHandler):
         return bool(self.current_user.get("admin"))
 
     # --- answers ----------------------------------------------------------------------------------
-
-    def write_error(self, status_code, **kwargs):
-        write_json_error(self, status_code, kwargs.get("exc_info", (None, None))[1], self._body_complete)
 
     def write_json(self, data, status: int = 200) -> None:
         self.set_status(status)

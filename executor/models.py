@@ -171,6 +171,9 @@ class SchedulePatch(BaseModel):
 # --- model endpoints -------------------------------------------------------------------------------
 
 ENDPOINT_NAME = r"^[a-z0-9][a-z0-9-]{0,62}$"
+# MLflow numbers a model's versions from 1 and stores them as SQL INTEGER: 32 bits on PostgreSQL
+# and MySQL (its store may be either), so a larger number is no version anywhere.
+MAX_MODEL_VERSION = 2**31 - 1
 EXAMPLE_ENDPOINT = {"name": "churn", "versions": [{"model": "churn-model", "version": "champion", "weight": 80},
                                                   {"model": "churn-model", "version": "3", "weight": 20}]}
 
@@ -180,11 +183,20 @@ class EndpointVersion(BaseModel):
 
     model: str = Field(min_length=1, max_length=255, description="Registered model name in MLflow.")
     version: str = Field(
-        min_length=1, max_length=255, description='A version number ("3") or an alias ("champion"), resolved at deploy.'
+        min_length=1,
+        max_length=255,
+        description=f'A version number ("3", from 1 to {MAX_MODEL_VERSION}) or an alias ("champion"), resolved at deploy.',
     )
     weight: int = Field(ge=0, le=100, description="Percent of the traffic (the weights sum to 100).")
 
     _names = field_validator("model", "version")(check_name)
+
+    @field_validator("version")
+    @classmethod
+    def _version_number(cls, value):
+        if value.isdecimal() and not 1 <= int(value) <= MAX_MODEL_VERSION:  # a number (as MLflow reads it: int())
+            raise ValueError(f"a version number is from 1 to {MAX_MODEL_VERSION}")
+        return value
 
 
 def check_versions(versions: list[EndpointVersion]) -> list[EndpointVersion]:

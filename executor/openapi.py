@@ -149,8 +149,9 @@ def _json(schema):
 
 def _errors(*codes):
     text = {400: "Bad input (the body names the field)", 401: "Not authenticated", 403: "Not allowed",
-            404: "Not found (or not yours)", 409: "Conflict (the field says with what)", 413: "Body too large (field: body)",
-            503: "Not available here (MLflow is not enabled)"}
+            404: "Not found (or not yours)", 409: "Conflict (the field says with what)",
+            413: "Body over c.Executor.max_body_bytes (field: body)", 502: "MLflow's model registry failed",
+            503: "MLflow is not enabled here, or cannot be reached now"}
     return {str(c): {"description": text[c], "content": _json(_ref("Error"))} for c in codes}
 
 
@@ -167,8 +168,11 @@ def spec(prefix: str = "/services/executor/") -> dict:
     return {
         "openapi": "3.1.0",
         "info": {"title": "Notebench executor", "version": "1", "description": "Notebook jobs and schedules; model endpoints (invoked at "
-                 f"{prefix}endpoints/<name>/invocations with MLflow scoring input and a token holding the "
-                 "custom:notebench-endpoints:invoke scope). Authenticate with a JupyterHub API token "
+                 f"{prefix}endpoints/<name>/invocations with MLflow scoring input, its Content-Type said (415 if not), and a "
+                 "token holding the custom:notebench-endpoints:invoke scope; MLflow's GET ping, health and version beside it, "
+                 "e.g. endpoints/<name>/ping: 200 once a version serving it answers, else 503; errors there also carry "
+                 "MLflow's error_code). Every request body, invocations included, is at most c.Executor.max_body_bytes "
+                 "(16 MiB unless configured): a larger one is answered 413. Authenticate with a JupyterHub API token "
                  "(Authorization: token <token>, or Bearer) or the hub's OAuth cookie: a browser navigating here "
                  "without one is sent through the hub's login; writes with the cookie need the X-XSRFToken header. "
                  "Errors are {status, message, field}, field naming the offending request field or parameter."},
@@ -266,7 +270,7 @@ def spec(prefix: str = "/services/executor/") -> dict:
                 "post": {"summary": "Deploy model versions (or aliases, resolved now) behind a new endpoint, traffic split by weight",
                          "requestBody": {"required": True, "content": _json(_ref("EndpointCreate"))},
                          "responses": {"201": {"description": "Created; starting (poll until ready)", "content": _json(_ref("Endpoint"))},
-                                       **_errors(409, 503), **common}},
+                                       **_errors(409, 502, 503), **common}},
             },
             "/endpoints/{name}": {
                 "get": {"summary": "One endpoint", "parameters": endpoint_name,
@@ -274,7 +278,7 @@ def spec(prefix: str = "/services/executor/") -> dict:
                 "patch": {"summary": "Change versions and weights (rolling: no request fails)", "parameters": endpoint_name,
                           "requestBody": {"required": True, "content": _json(_ref("EndpointPatch"))},
                           "responses": {"200": {"description": "The endpoint, updating", "content": _json(_ref("Endpoint"))},
-                                        **_errors(404, 409, 503), **common}},
+                                        **_errors(404, 409, 502, 503), **common}},
                 "delete": {"summary": "Stop and delete an endpoint", "parameters": endpoint_name,
                            "responses": {"204": {"description": "Deleted"}, **_errors(404), **common}},
             },

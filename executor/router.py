@@ -1,4 +1,5 @@
-"""The endpoint router: ``POST /services/executor/endpoints/<name>/invocations``.
+"""The endpoint router: ``POST /services/executor/endpoints/<name>/invocations``, and MLflow's
+``GET .../ping``, ``.../health`` and ``.../version`` per endpoint.
 
 Every invocation goes to one version of the endpoint, chosen by smooth weighted round-robin (so
 the split follows the weights closely even over a few requests), over connections kept open to
@@ -10,7 +11,15 @@ Callers authenticate with a JupyterHub API token (never a cookie: a cross-site p
 invoke). The token must hold the custom scope ``custom:notebench-endpoints:invoke`` for the
 endpoint's owner (users hold it for themselves; a token can be made with only that scope, which
 can then invoke but not reach the jobs API or the user's server), or be an admin's holding the scope.
-The hub's answer about a token is cached by HubAuth (5 minutes): no hub round trip per request.
+The hub's answer about a token is cached by HubAuth (``TOKEN_CACHE_SECONDS``, 60 s): no hub round
+trip per request, and a revoked token invokes for at most that long.
+
+The scoring paths take MLflow's scoring protocol (its input formats and status codes); their error
+bodies are the executor's ``{status, message, field}`` with MLflow's ``error_code``, the scoring
+server's own where it gave one. An invocation must say its ``Content-Type`` (415 if not), as
+MLflow's scoring server needs to know how to read the input. ``ping``/``health`` answer as MLflow's
+do (200 once the model is loaded) from the scoring server of a version that takes traffic; 503 when
+none answers.
 
 Metrics and the sample of requests are recorded in memory on the hot path; the sample is written
 to the store by ``Endpoints`` in the background.
@@ -25,13 +34,18 @@ import time
 from dataclasses import dataclass, field
 
 from jupyterhub.scopes import has_scope
-from jupyterhub.services.auth import HubOAuth
-from tornado import web
 
 from notebench.hub.config import ENDPOINT_INVOKE_SCOPE as INVOKE_SCOPE
 
+from .handlers import FieldError, LimitedBodyHandler, write_json_error
+
 MAX_IDLE_CONNECTIONS = 64
 UPSTREAM_TIMEOUT_S = 120
+PING_TIMEOUT_S = 10
+# MLflow's error codes for the statuses the router answers with, as MLflow maps them
+# (mlflow.exceptions.HTTP_STATUS_TO_ERROR_CODE; not imported from there: importing mlflow takes seconds).
+ERROR_CODES = {400: "BAD_REQUEST", 401: "UNAUTHENTICATED", 403: "PERMISSION_DENIED", 404: "ENDPOINT_NOT_FOUND",
+               500: "INTERNAL_ERROR", 503: "TEMPORARILY_UNAVAILABLE", 504: "DEADLINE_EXCEEDED"}
 LATENCY_WINDOW = 10_000  # latencies kept per version for p50/p99
 SERIES_MINUTES = 60
 
@@ -86,10 +100,11 @@ class Upstream:
         self._idle: list = []
         self.in_flight = 0
 
-    async def post(self, path: str, body: bytes, content_type: str) -> Response:
+    async def request(self, method: str, path: str, body: bytes = b"", content_type: str | None = None) -> Response:
         head = (
-            f"POST {path} HTTP/1.1\r\nHost: scoring-server\r\nContent-Type: {content_type}\r\n"
-            f"Content-Length: {len(body)}\r\n\r\n"
+            f"{method} {path} HTTP/1.1\r\nHost: scoring-server\r\n"
+            + (f"Content-Type: {content_type}\r\n" if content_type else "")
+            + f"Content-Length: {len(body)}\r\n\r\n"
         ).encode("latin-1")
         self.in_flight += 1
         try:
@@ -203,14 +218,14 @@ class Sample:
 
 
 class Router:
-    def __init__(self, samples_per_second: int = 10, max_pending_samples: int = 5000):
+    def __init__(self, hub_auth, samples_per_second: int = 10, max_pending_samples: int = 5000):
         self.routes: dict[str, Route] = {}
         self.upstreams: dict[int, Upstream] = {}  # by scoring server id (shared by old and new routes)
         self.stats: dict[tuple, VersionStats] = {}
         self.samples: collections.deque[Sample] = collections.deque(maxlen=max_pending_samples)
         self.samples_per_second = samples_per_second
         self._sampled: dict[int, tuple[int, int]] = {}  # endpoint id -> (second, samples taken in it)
-        self.hub_auth = HubOAuth.instance()  # the same instance (and token cache) as the API's
+        self.hub_auth = hub_auth  # the API's HubOAuth (and token cache)
 
     # --- routes -------------------------------------------------------------------------------
 
@@ -297,41 +312,87 @@ class Router:
         return bool(caller.get("admin")) and has_scope(INVOKE_SCOPE, scopes, post_filter=True)
 
 
-class InvocationHandler(web.RequestHandler):
-    """Forwards the body to one version's scoring server and its answer back, naming the version."""
+def error_code(status: int) -> str:
+    """MLflow's error code for an HTTP status (those MLflow does not map: by their class)."""
+    return ERROR_CODES.get(status) or ("BAD_REQUEST" if status < 500 else "TEMPORARILY_UNAVAILABLE")
+
+
+class ScoringError(FieldError):
+    def __init__(self, status: int, message: str, field: str | None = None, code: str | None = None):
+        super().__init__(status, field, message)
+        self.error_code = code or error_code(status)
+
+
+def scoring_server_error(response: Response) -> tuple[str, str | None]:
+    """The message and MLflow error code of a scoring server's error answer (MLflow's JSON, or text)."""
+    text = response.body.decode("utf-8", "replace")
+    try:
+        data = json.loads(response.body)
+    except ValueError:
+        return text, None
+    if not isinstance(data, dict):
+        return text, None
+    code = data.get("error_code")
+    return str(data.get("message") or text), code if isinstance(code, str) else None
+
+
+class ScoringHandler(LimitedBodyHandler):
+    """An endpoint's scoring paths (``endpoints/<name>/...``): who may invoke it may use them."""
 
     def initialize(self):
-        self.router: Router = self.settings["executor"].endpoints.router
+        super().initialize()
+        self.router: Router = self.app.endpoints.router
+        self.route: Route | None = None
 
     def check_xsrf_cookie(self):
         pass  # tokens only: cookies are never looked at, so there is nothing to forge
 
-    def set_default_headers(self):
-        self.set_header("X-Content-Type-Options", "nosniff")
+    async def authenticate(self) -> None:
+        name = self.path_args[0]
+        caller = await self.router.caller(self.request.headers.get("Authorization", ""))
+        if caller is None:
+            raise ScoringError(401, "Not authenticated: send a JupyterHub API token (Authorization: token <token>)")
+        route = self.router.routes.get(name)
+        if route is None or not (caller["name"] == route.owner or caller.get("admin")):
+            raise ScoringError(404, f"no endpoint {name}")
+        if caller.get("kind", "user") != "user" or not self.router.may_invoke(caller, route.owner):
+            raise ScoringError(403, f"this token may not invoke endpoint {name} (it needs the {INVOKE_SCOPE} scope)")
+        self.route = route
 
-    def error(self, status: int, message: str, field: str | None = None) -> None:
-        self.set_status(status)
-        self.set_header("Content-Type", "application/json")
-        self.finish(json.dumps({"status": status, "message": message, "field": field}))
+    def serving(self) -> Route:
+        if not self.route.targets:
+            raise ScoringError(503, f"endpoint {self.route.name} is not serving: {self.route.reason}")
+        return self.route
+
+    def write_error(self, status_code, **kwargs):
+        exc = kwargs.get("exc_info", (None, None))[1]
+        code = getattr(exc, "error_code", None) or error_code(status_code)
+        write_json_error(self, status_code, exc, self._body_complete, error_code=code)
+
+    def answer_error(self, error: ScoringError) -> None:
+        """Answer with ``error``, keeping the headers set so far (send_error would clear them)."""
+        self.set_status(error.status_code)
+        self.write_error(error.status_code, exc_info=(type(error), error, None))
+
+
+class InvocationHandler(ScoringHandler):
+    """Forwards the body to one version's scoring server and its answer back, naming the version."""
 
     async def post(self, name: str):
         started = time.perf_counter()
-        caller = await self.router.caller(self.request.headers.get("Authorization", ""))
-        if caller is None:
-            return self.error(401, "Not authenticated: send a JupyterHub API token (Authorization: token <token>)")
-        route = self.router.routes.get(name)
-        if route is None or not (caller["name"] == route.owner or caller.get("admin")):
-            return self.error(404, f"no endpoint {name}")
-        if caller.get("kind", "user") != "user" or not self.router.may_invoke(caller, route.owner):
-            return self.error(403, f"this token may not invoke endpoint {name} (it needs the {INVOKE_SCOPE} scope)")
-        if not route.targets:
-            return self.error(503, f"endpoint {name} is not serving: {route.reason}")
+        content_type = self.request.headers.get("Content-Type")
+        if not content_type:
+            raise ScoringError(
+                415, "say how the input is encoded: Content-Type application/json, text/csv or application/x-parquet "
+                "(MLflow's scoring input)", "Content-Type"
+            )
+        route = self.serving()
         target = route.pick()
         body = self.request.body
-        content_type = self.request.headers.get("Content-Type", "application/json")
+        message = None
         try:
             async with asyncio.timeout(UPSTREAM_TIMEOUT_S):  # no task of its own, unlike wait_for
-                response = await target.upstream.post("/invocations", body, content_type)
+                response = await target.upstream.request("POST", "/invocations", body, content_type)
         except (UpstreamError, OSError, asyncio.TimeoutError) as e:
             response = Response(502, b"application/json", b"")
             message = f"{target.label} did not answer: {type(e).__name__}: {e}"
@@ -340,7 +401,8 @@ class InvocationHandler(web.RequestHandler):
                     if other is not target and other.weight > 0:
                         try:
                             async with asyncio.timeout(UPSTREAM_TIMEOUT_S):
-                                response, target = await other.upstream.post("/invocations", body, content_type), other
+                                response = await other.upstream.request("POST", "/invocations", body, content_type)
+                                target, message = other, None
                             break
                         except (UpstreamError, OSError, asyncio.TimeoutError):
                             continue
@@ -350,14 +412,32 @@ class InvocationHandler(web.RequestHandler):
             self.set_header("Content-Type", response.content_type.decode("latin-1"))
             self.finish(response.body)
         else:
+            code = None
             if response.body:
-                try:
-                    message = json.loads(response.body).get("message") or response.body.decode("utf-8", "replace")
-                except (ValueError, AttributeError):
-                    message = response.body.decode("utf-8", "replace")
-            self.error(response.status, message, "body" if response.status == 400 else None)
+                message, code = scoring_server_error(response)
+            message = message or f"{target.label} answered {response.status}"
+            field = {400: "body", 415: "Content-Type"}.get(response.status)
+            self.answer_error(ScoringError(response.status, message, field, code))
         self.router.record(route, target, response.status, (time.perf_counter() - started) * 1000, body, response.body)
 
-    def get(self, name):
-        self.set_header("Allow", "POST")
-        self.error(405, "invocations are POST requests")
+
+class ScoringInfoHandler(ScoringHandler):
+    """MLflow's ``ping`` and ``health`` (200 once the model is loaded) and ``version`` (MLflow's
+    version), answered by the first scoring server of a version taking traffic that answers."""
+
+    async def get(self, name: str, what: str):
+        path = "/version" if what == "version" else "/ping"
+        for target in self.serving().targets:
+            if target.weight == 0:
+                continue
+            try:
+                async with asyncio.timeout(PING_TIMEOUT_S):
+                    response = await target.upstream.request("GET", path)
+            except (UpstreamError, OSError, asyncio.TimeoutError):
+                continue
+            if response.status == 200:
+                self.set_header("X-Notebench-Model-Version", target.label)
+                self.set_header("Content-Type", response.content_type.decode("latin-1"))
+                self.finish(response.body)
+                return
+        raise ScoringError(503, f"endpoint {name} is not serving: no scoring server answers {path}")

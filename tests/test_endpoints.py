@@ -6,11 +6,13 @@ Models are real: a tiny scikit-learn model is trained, logged and registered (te
 """
 
 import concurrent.futures
+import importlib.metadata
 import json
 import os
 import signal
 import sqlite3
 import threading
+import time
 import uuid
 
 import psutil
@@ -220,6 +222,9 @@ def test_an_invoke_only_token_invokes_and_does_nothing_else(hub, people, model, 
         ({"versions": [{"model": "no-such-model", "version": "1", "weight": 100}]}, "versions.0.model"),
         ({"versions": [{"model": "M", "version": "99", "weight": 100}]}, "versions.0.version"),
         ({"versions": [{"model": "M", "version": "no-such-alias", "weight": 100}]}, "versions.0.version"),
+        ({"versions": [{"model": "M", "version": "999999999999999999999", "weight": 100}]}, "versions.0.version"),
+        ({"versions": [{"model": "M", "version": "2147483648", "weight": 100}]}, "versions.0.version"),
+        ({"versions": [{"model": "M", "version": "0", "weight": 100}]}, "versions.0.version"),
         ({"versions": [{"model": "M", "version": "champion", "weight": 50}, {"model": "M", "version": "1", "weight": 50}]},
          "versions.1.version"),
         ({"profile": "no-such-profile"}, "profile"),
@@ -254,6 +259,133 @@ def test_other_bad_requests(hub, people, model, main):
                       headers={"Authorization": f"token {owner}", "Content-Type": "application/json"}, timeout=60)
     assert r.status_code == 400
     assert invoke(hub, f"nothing-{RUN}", owner, model["input"]).status_code == 404
+
+
+MLFLOW_ERROR_CODES = {"BAD_REQUEST", "INVALID_PARAMETER_VALUE"}
+
+
+def test_router_errors_keep_mlflows_error_code(hub, people, model, main):
+    owner = people["owner_token"]
+    # The scoring server's own error: its status, message and MLflow error_code are kept.
+    r = invoke(hub, main, owner, {"dataframe_split": {"columns": ["x"], "data": [["not a number"]]}})
+    assert r.status_code == 400, r.text
+    body = r.json()
+    assert body["field"] == "body" and body["message"] and body["error_code"] in MLFLOW_ERROR_CODES, body
+    # The router's own refusals carry MLflow's code for their status too.
+    for token, status, code in [(None, 401, "UNAUTHENTICATED"), (people["other_token"], 404, "ENDPOINT_NOT_FOUND")]:
+        r = invoke(hub, main, token, model["input"])
+        assert r.status_code == status and r.json()["error_code"] == code, r.text
+    r = hub.api("POST", f"/users/{people['owner']}/tokens", owner, json={"scopes": ["access:services"]})
+    r = invoke(hub, main, r.json()["token"], model["input"])
+    assert r.status_code == 403 and r.json()["error_code"] == "PERMISSION_DENIED", r.text
+
+
+def invocation_url(hub, name: str) -> str:
+    return f"{hub.url}/services/executor/endpoints/{name}/invocations"
+
+
+def test_an_invocation_without_content_type_is_a_json_415(hub, people, model, main):
+    auth = {"Authorization": f"token {people['owner_token']}"}
+    data = json.dumps(model["input"]).encode()  # bytes: requests sends no Content-Type
+    r = requests.post(invocation_url(hub, main), data=data, headers=auth, timeout=60)
+    assert r.status_code == 415, r.text
+    assert r.headers["Content-Type"].startswith("application/json")
+    assert r.json()["field"] == "Content-Type" and r.json()["error_code"] == "BAD_REQUEST", r.text
+    # One the scoring server does not take: its 415 (plain text) as the same JSON body.
+    r = requests.post(invocation_url(hub, main), data=data, headers={**auth, "Content-Type": "text/plain"}, timeout=60)
+    assert r.status_code == 415 and r.json()["field"] == "Content-Type" and "text/plain" in r.json()["message"], r.text
+    r = requests.post(invocation_url(hub, main), data=data, headers={**auth, "Content-Type": "application/json"}, timeout=60)
+    assert r.status_code == 200, r.text
+
+
+@pytest.mark.parametrize("path", ["api/jobs", "api/endpoints", "endpoints/{main}/invocations", "chunked endpoints/{main}/invocations"])
+def test_a_200_mb_body_is_a_json_413_on_every_api(hub, people, main, path):
+    """Read and dropped, then refused with the JSON 413 (c.Executor.max_body_bytes, 16 MiB), not
+    the proxy's 503 page; the connection through the proxy is still good afterwards."""
+    chunked = path.startswith("chunked ")
+    url = f"{hub.url}/services/executor/{path.removeprefix('chunked ').format(main=main)}"
+    payload = b'{"notebook": "' + b"x" * (200 * 1024 * 1024) + b'"}'
+    step = 1 << 20
+    data = (payload[i : i + step] for i in range(0, len(payload), step)) if chunked else payload
+    headers = {"Authorization": f"token {people['owner_token']}", "Content-Type": "application/json"}
+    with requests.Session() as session:
+        r = session.post(url, data=data, headers=headers, timeout=120)
+        assert r.status_code == 413, r.text[:500]
+        assert r.headers["Content-Type"].startswith("application/json")
+        body = r.json()
+        assert body["status"] == 413 and body["field"] == "body" and str(16 * 1024 * 1024) in body["message"], body
+        assert session.get(f"{hub.url}/services/executor/api/endpoints", headers=headers, timeout=60).status_code == 200
+
+
+SCORING_INFO = ["ping", "health", "version"]
+
+
+@pytest.mark.parametrize("what", SCORING_INFO)
+def test_ping_health_and_version_per_endpoint(hub, people, model, main, what):
+    """MLflow's scoring server paths, per endpoint, with the invocations' authorization."""
+    url = f"{hub.url}/services/executor/endpoints/{main}/{what}"
+    invoke_only = hub.api("POST", f"/users/{people['owner']}/tokens", people["owner_token"],
+                          json={"scopes": [f"{INVOKE_SCOPE}!user"]}).json()["token"]
+    no_scope = hub.api("POST", f"/users/{people['owner']}/tokens", people["owner_token"],
+                       json={"scopes": ["access:services"]}).json()["token"]
+    for who, token, status in [("anonymous", None, 401), ("other", people["other_token"], 404),
+                               ("owner, without the invoke scope", no_scope, 403), ("owner", people["owner_token"], 200),
+                               ("owner, invoke-only token", invoke_only, 200), ("admin", hub.admin_token, 200)]:
+        r = requests.get(url, headers={"Authorization": f"token {token}"} if token else {}, timeout=60)
+        assert r.status_code == status, (who, r.text)
+        if status == 200:
+            assert r.headers["X-Notebench-Model-Version"] in (f"{model['name']}/1", f"{model['name']}/2")
+            assert r.text == (importlib.metadata.version("mlflow") if what == "version" else "\n")
+        else:
+            assert r.json()["status"] == status and r.json()["error_code"], (who, r.text)
+    assert requests.get(f"{hub.url}/services/executor/endpoints/nothing-{RUN}/{what}",
+                        headers={"Authorization": f"token {people['owner_token']}"}, timeout=60).status_code == 404
+
+
+def test_ping_is_503_while_no_version_serves(hub, people, model):
+    owner = people["owner_token"]
+    name = f"broken-{RUN}"
+    deploy(hub, owner, name, [{"model": model["name"], "version": "3", "weight": 100}])  # cannot load
+    wait_status(hub, name, owner, status="failed")
+    for what in ("ping", "health"):
+        r = requests.get(f"{hub.url}/services/executor/endpoints/{name}/{what}", headers={"Authorization": f"token {owner}"}, timeout=60)
+        assert r.status_code == 503 and r.json()["error_code"] == "TEMPORARILY_UNAVAILABLE", r.text
+    assert invoke(hub, name, owner, model["input"]).status_code == 503
+    assert hub.executor("DELETE", f"endpoints/{name}", owner).status_code == 204
+
+
+def test_a_revoked_token_stops_working_within_60_seconds(hub, people, model, main):
+    """HubAuth caches the hub's answer about a token (JupyterHub's default: 5 minutes): a revoked
+    token must stop working within Notebench's bound (60 s) on the executor API, on invocations
+    and on MLflow."""
+    owner = people["owner"]
+    r = hub.api("POST", f"/users/{owner}/tokens", people["owner_token"], json={"note": "to revoke"})
+    assert r.status_code == 201, r.text
+    token, token_id = r.json()["token"], r.json()["id"]
+    headers = {"Authorization": f"token {token}"}
+    paths = {
+        "executor API": lambda: hub.executor("GET", "endpoints", token),
+        "invocation": lambda: invoke(hub, main, token, model["input"]),
+        "MLflow": lambda: requests.get(f"{hub.url}/services/mlflow/api/2.0/mlflow/experiments/search?max_results=1",
+                                       headers=headers, timeout=60),
+    }
+    for name, call in paths.items():  # it works (and each service has the hub's answer cached)
+        assert call().status_code == 200, name
+    assert hub.api("DELETE", f"/users/{owner}/tokens/{token_id}", people["owner_token"]).status_code == 204
+    revoked = time.monotonic()
+    refused = {}
+
+    def all_refused():
+        for name, call in paths.items():
+            if name not in refused and call().status_code == 401:
+                refused[name] = time.monotonic() - revoked
+        return len(refused) == len(paths)
+
+    try:
+        wait_for(all_refused, 90, interval=1, message="the revoked token refused on every path")
+    except TimeoutError:
+        pytest.fail(f"90 s after revoking, the token was refused only on {refused}")
+    assert max(refused.values()) <= 60 + 5, refused  # cached just before revoking: at most 60 s (+ a poll)
 
 
 def test_traffic_split_within_3_points_over_10000_requests(hub, people, model, main):

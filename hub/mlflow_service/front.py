@@ -33,6 +33,7 @@ from tornado.httpserver import HTTPServer
 from tornado.queues import Queue
 from tornado.simple_httpclient import SimpleAsyncHTTPClient
 
+from ..service_auth import TOKEN_CACHE_SECONDS
 from . import ADMIN_HEADER, IDENTITY_HEADER_PREFIX, SECRET_HEADER, USER_HEADER
 
 log = logging.getLogger("notebench.mlflow")
@@ -529,8 +530,9 @@ def _log_request(handler):
 
 def make_app(*, prefix, backend, front_secret, cookie_secret, hub_auth=None):
     if hub_auth is None:
-        # identities (and the admin flag) are cached for a minute
-        hub_auth = HubOAuth(cache_max_age=60)
+        # identities (and the admin flag) are cached, as by the executor: a revoked token works
+        # here for at most that long
+        hub_auth = HubOAuth(cache_max_age=TOKEN_CACHE_SECONDS)
     prefix = "/" + prefix.strip("/") + "/"
     callback_path = urlparse(hub_auth.oauth_redirect_uri).path if hub_auth.oauth_redirect_uri \
         else url_path_join(prefix, "oauth_callback")
