@@ -8,7 +8,9 @@ Two processes:
 - the *backend*: the MLflow tracking server (FastAPI/Flask app of ``mlflow server --app-name
   basic-auth``) on a loopback port, in its own process group. MLflow's auth app enforces
   permissions; it learns who is calling from headers that only the front can set, because they
-  must carry a secret generated at each start of the front (see :mod:`.authz`).
+  must carry a secret generated at each start of the front (see :mod:`.authz`). Notebench's
+  own rules on top of MLflow's (reserved ``<user>/`` namespaces, grants to users MLflow has not
+  seen yet) are in :mod:`.policy`.
 
 This module stays import-light: the front reads it before it starts MLflow.
 """

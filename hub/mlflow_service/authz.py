@@ -10,7 +10,8 @@ says about who it is.
 
 On first sight of a user, an MLflow auth user of the same name is created with a random password
 (nobody logs in to MLflow with a password: identity always comes from the hub). Its ``is_admin``
-follows the hub's admin flag and is updated whenever the two differ.
+follows the hub's admin flag and is updated whenever the two differ. (:mod:`.policy` also
+creates the MLflow user that a grant names, when that user has not been seen yet.)
 """
 
 import hmac
@@ -42,7 +43,8 @@ def _expected_secret():
     return secret
 
 
-def _sync_user(username, is_admin):
+def sync_user(username, is_admin=None):
+    """Make sure MLflow has a user ``username``; ``is_admin`` (unless None) follows the hub."""
     from mlflow.exceptions import MlflowException
     from mlflow.server.auth import store
 
@@ -52,17 +54,17 @@ def _sync_user(username, is_admin):
         user = store.get_user(username)
     except MlflowException:
         user = None
-    if user is not None and user.is_admin == is_admin:
+    if user is not None and is_admin in (None, user.is_admin):
         return
     with _lock:
         if user is None:
             try:
-                store.create_user(username, secrets.token_urlsafe(32), is_admin=is_admin)
-                log.info("Created MLflow user %r (admin=%s)", username, is_admin)
+                store.create_user(username, secrets.token_urlsafe(32), is_admin=bool(is_admin))
+                log.info("Created MLflow user %r (admin=%s)", username, bool(is_admin))
+                return
             except MlflowException:
-                # created concurrently by another worker
-                store.update_user(username, is_admin=is_admin)
-        elif user.is_admin != is_admin:
+                pass  # created concurrently by another worker
+        if is_admin is not None:
             store.update_user(username, is_admin=is_admin)
             log.info("MLflow user %r: admin=%s (from the hub)", username, is_admin)
 
@@ -81,5 +83,5 @@ def authenticate_request():
     if not username:
         return _unauthorized("No user named by the Notebench front.")
     is_admin = request.headers.get(ADMIN_HEADER, "0") == "1"
-    _sync_user(username, is_admin)
+    sync_user(username, is_admin)
     return Authorization("basic", {"username": username, "password": ""})

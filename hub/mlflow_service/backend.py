@@ -113,9 +113,13 @@ def main(argv=None):
         paths.backend_store_uri, paths.backend_store_uri, _DEFAULT_ARTIFACT_ROOT
     )
     # create_app initializes the auth store and creates the admin user on first start.
+    from mlflow.server import app as flask_app
     from mlflow.server.auth import create_app
 
-    app = create_app()
+    from .policy import install as install_policy
+
+    app = create_app(flask_app)
+    install_policy(flask_app)  # after MLflow's own checks, which create_app installed
 
     import uvicorn
 

@@ -6,7 +6,9 @@ Routes, under the service prefix (``$JUPYTERHUB_SERVICE_PREFIX``, e.g. ``/servic
 - ``oauth_callback``  JupyterHub OAuth callback (sets the service's login cookie)
 - everything else     authenticated with a JupyterHub API token (``Authorization: token X`` or
                       ``Bearer X``) or the OAuth cookie, then streamed to MLflow with the caller's
-                      identity in headers that only this process can make MLflow trust.
+                      identity in headers that only this process can make MLflow trust; except
+                      MLflow's Assistant (403) and MLflow 2's permission API, gone in MLflow 3
+                      (404 naming what replaced it).
 
 Anonymous browser page loads are redirected to the hub login; other anonymous requests get 401.
 """
@@ -72,6 +74,17 @@ _EARLY_ANSWER_MAX_BODY = 1024 * 1024
 # loopback addresses as "local" (where it may run tools on the server host); every request the
 # front forwards comes from loopback, and users' servers run on this host.
 _BLOCKED_PATHS = re.compile(r"(?:ajax-)?api/[0-9.]+/mlflow/assistant(?:/|$)")
+# MLflow 2's per-resource permission API, gone in MLflow 3 (whose fail-closed auth answers it
+# with a bare 403): answered with what replaced it.
+_OLD_PERMISSION_PATHS = re.compile(
+    r"(?:ajax-)?api/2\.0/mlflow/(?:experiments|registered-models)/permissions/"
+)
+_OLD_PERMISSION_ANSWER = (
+    "MLflow 3 replaced this permission API: POST api/3.0/mlflow/users/permissions/grant with "
+    '{"username", "resource_type": "experiment" or "registered_model", "resource_id": the '
+    'experiment id or model name, "permission": "READ", "EDIT" or "MANAGE"} '
+    "(and .../permissions/revoke, GET .../permissions/get)."
+)
 # Response headers this server sets itself.
 _DROP_RESPONSE = _HOP_BY_HOP | {"date"}
 
@@ -246,12 +259,12 @@ class ProxyHandler(HubOAuthenticated, web.RequestHandler):
             return False
         return "text/html" in self.request.headers.get("Accept", "")
 
-    def _send_json_error(self, status, message, **headers):
+    def _send_json_error(self, status, message, error_code=None, **headers):
         self.set_status(status)
         self.set_header("Content-Type", "application/json")
         for k, v in headers.items():
             self.set_header(k, v)
-        error = {"error_code": httputil.responses.get(status, ""), "message": message}
+        error = {"error_code": error_code or httputil.responses.get(status, ""), "message": message}
         self.finish(json.dumps(error))
 
     def _answer_with(self, respond):
@@ -271,8 +284,8 @@ class ProxyHandler(HubOAuthenticated, web.RequestHandler):
         else:
             self._early_answer = respond
 
-    def _answer(self, status, message, **headers):
-        self._answer_with(lambda: self._send_json_error(status, message, **headers))
+    def _answer(self, status, message, error_code=None, **headers):
+        self._answer_with(lambda: self._send_json_error(status, message, error_code, **headers))
 
     async def _authenticate(self):
         """The hub user/service model, or None when a response has been sent instead."""
@@ -374,8 +387,12 @@ class ProxyHandler(HubOAuthenticated, web.RequestHandler):
         if model is None:
             return
         self._hub_auth_user_cache = model
-        if _BLOCKED_PATHS.match(self.request.path[len(self.settings["prefix"]):]):
+        rest = self.request.path[len(self.settings["prefix"]):]
+        if _BLOCKED_PATHS.match(rest):
             self._answer(403, "This MLflow feature is disabled in Notebench.")
+            return
+        if _OLD_PERMISSION_PATHS.match(rest):
+            self._answer(404, _OLD_PERMISSION_ANSWER, "ENDPOINT_NOT_FOUND")
             return
         backend = self.settings["backend"]
         if not await backend.wait_ready(BACKEND_WAIT_S):
