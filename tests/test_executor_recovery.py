@@ -115,3 +115,38 @@ def test_kill_9_of_the_executor_loses_nothing_and_runs_nothing_twice(rhub):
     assert hub.wait_job(queued_job, token)["status"] == "succeeded"
     with open(os.path.join(hub_home, RUNS_FILE)) as f:
         assert sorted(f.read().split()) == ["long", "queued"]  # each exactly once
+
+
+def test_a_restart_survives_any_content_in_job_directories(rhub):
+    """Job directories are their owners': whatever they hold, recovery goes on and only those jobs fail."""
+    hub = rhub
+    tokens = {name: hub.new_user(name) for name in ("garbler", "scribbler")}
+    jobs = {}
+    for name, token in tokens.items():
+        r = hub.executor("POST", "jobs", token, json={"notebook": notebook("print('up')", "import time; time.sleep(600)")})
+        assert r.status_code == 201, r.text
+        jobs[name] = r.json()["id"]
+        wait_for(lambda: "up" in hub.executor("GET", f"jobs/{jobs[name]}/log", token).text, 120, message=f"{name}'s job running")
+    gone_runner = runner_of(hub, jobs["garbler"])
+    gone_tree = [gone_runner, *gone_runner.children(recursive=True)]
+    executor = executor_process(hub)
+    executor.send_signal(signal.SIGSTOP)  # nothing reads the job directories while they are written
+    try:
+        job_dirs = {name: hub.data_dir / "executor" / "jobs" / str(job_id) for name, job_id in jobs.items()}
+        with open(job_dirs["garbler"] / "events.jsonl", "a") as f:
+            f.write("\x00\xff not json at all\n")
+        with open(job_dirs["scribbler"] / "events.jsonl", "a") as f:
+            f.write('{"event": "finished", "status": "queued"}\n')
+        (job_dirs["scribbler"] / "output.ipynb").write_text("[]")
+        for p in gone_tree:  # the garbler's job ends while the executor is down
+            os.killpg(os.getpgid(p.pid), signal.SIGKILL)
+    finally:
+        executor.send_signal(signal.SIGKILL)
+    wait_for(lambda: (p := executor_process(hub)) and p.pid != executor.pid, 120, message="executor restarted")
+    for name, token in tokens.items():
+        job = hub.wait_job(jobs[name], token, timeout=120)
+        assert job["status"] == "failed" and job["error"]["ename"] == "MalformedReport", job
+    # The executor carries on: a new job runs.
+    r = hub.executor("POST", "jobs", tokens["garbler"], json={"notebook": notebook("print('after')")})
+    assert r.status_code == 201, r.text
+    assert hub.wait_job(r.json()["id"], tokens["garbler"])["status"] == "succeeded"
