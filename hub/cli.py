@@ -131,6 +131,9 @@ def main(argv=None) -> int:
     from notebench.executor.cli import add_jobs_commands  # the executor's own commands
 
     add_jobs_commands(sub)
+    from notebench.hub.tokens import add_token_command  # `notebench token`, instead of `jupyterhub token`
+
+    add_token_command(sub)
     args = parser.parse_args(argv)
     return args.func(args)
 

@@ -17,7 +17,9 @@ import json
 import os
 import secrets
 import socket
+import sqlite3
 import sys
+from contextlib import closing
 from pathlib import Path
 
 from traitlets import Bool, Integer, Unicode
@@ -197,9 +199,56 @@ def apply_services(c) -> None:
         )
     c.JupyterHub.services = services
     c.JupyterHub.load_roles = roles
+    keep_roles(c.JupyterHub.db_url, roles)
 
     # Leases of servers that died while the hub was down are freed now; live ones are kept.
     GPUInventory(config=c).reap("server:")
+
+
+# JupyterHub makes the roles in its database match the configuration it starts with, whichever
+# that is: one of its commands run on the data dir without Notebench's configuration (`jupyterhub
+# token --db=…`) deletes the services' roles and cuts the users' role down to "self", under the
+# running hub, which reads that at its next database error. So the database itself refuses it.
+KEEP_ROLES_REFUSAL = (
+    "Notebench's roles would be lost: this is JupyterHub without Notebench's configuration."
+    " Make API tokens with `notebench token USER --data-dir DIR`; run the hub with `notebench up`."
+)
+
+
+def keep_roles(db_url: str, roles: list[dict]) -> None:
+    """Make the hub's SQLite database refuse to delete the roles ``roles`` defines, or to take
+    scopes from them (the Notebench hub starting with another configuration replaces the list).
+    Scopes are compared as JupyterHub loads them: merged into its default role of the same name."""
+    if not db_url.startswith("sqlite:///"):
+        return  # Kubernetes with PostgreSQL: no JupyterHub commands run next to the hub pod
+    from jupyterhub import orm
+    from jupyterhub.roles import get_default_roles
+
+    path = db_url[len("sqlite:///") :]
+    with closing(sqlite3.connect(path, timeout=60)) as db:
+        if not db.execute("SELECT 1 FROM sqlite_master").fetchone():
+            orm.new_session_factory(db_url)  # a new database: its schema, as the hub makes it at start
+        if not db.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'roles'").fetchone():
+            return  # a database from before JupyterHub 2 (no roles): the hub asks for upgrade-db
+        defaults = {role["name"]: role for role in get_default_roles()}
+        kept = [(r["name"], json.dumps({**defaults.get(r["name"], {}), **r}.get("scopes", []))) for r in roles]
+        refuse = "SELECT RAISE(ABORT, '%s');" % KEEP_ROLES_REFUSAL.replace("'", "''")
+        with db:  # one transaction
+            db.execute("CREATE TABLE IF NOT EXISTS notebench_roles (name TEXT PRIMARY KEY, scopes TEXT NOT NULL)")
+            db.execute("DELETE FROM notebench_roles")
+            db.executemany("INSERT INTO notebench_roles (name, scopes) VALUES (?, ?)", kept)
+            db.execute("DROP TRIGGER IF EXISTS notebench_keep_roles")
+            db.execute(
+                "CREATE TRIGGER notebench_keep_roles BEFORE DELETE ON roles"
+                f" WHEN old.name IN (SELECT name FROM notebench_roles) BEGIN {refuse} END"
+            )
+            db.execute("DROP TRIGGER IF EXISTS notebench_keep_role_scopes")
+            db.execute(
+                "CREATE TRIGGER notebench_keep_role_scopes BEFORE UPDATE OF scopes ON roles"
+                " WHEN EXISTS (SELECT 1 FROM notebench_roles AS kept, json_each(kept.scopes) AS scope"
+                "   WHERE kept.name = old.name AND scope.value NOT IN (SELECT value FROM json_each(new.scopes)))"
+                f" BEGIN {refuse} END"
+            )
 
 
 def authenticator_class(c) -> type:

@@ -6,7 +6,9 @@ import functools
 import json
 import subprocess
 import sys
+import threading
 import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import nbformat
@@ -16,7 +18,7 @@ from tornado.httpclient import HTTPClientError
 
 from jupyterlab_notebench.handlers import job_cwd
 from jupyterlab_notebench.parameters import notebook_parameters, parse_parameters
-from jupyterlab_notebench.upstream import upstream_url
+from jupyterlab_notebench.upstream import MAX_JSON_DEPTH, upstream_url
 
 # pytest-jupyter's fixtures for this module only (as `pytest_plugins` they would apply to the whole
 # session, and its autouse event-loop fixture would close the loops of other modules' tests).
@@ -39,9 +41,15 @@ def on_server_loop(test):
     return run
 
 
+MAX_BODY_BYTES = 1024 * 1024  # the extension's limit in these tests (16 MiB by default)
+
+
 @pytest.fixture
 def jp_server_config():
-    return {"ServerApp": {"jpserver_extensions": {"jupyterlab_notebench": True}}}
+    return {
+        "ServerApp": {"jpserver_extensions": {"jupyterlab_notebench": True}},
+        "NotebenchExtension": {"max_body_bytes": MAX_BODY_BYTES},
+    }
 
 
 @pytest.fixture(scope="module")
@@ -137,6 +145,15 @@ def test_parameters_cell_parsing():
         "has_parameters_cell": False,
         "parameters": [],
     }
+
+
+def test_parameters_cell_nested_too_deeply():
+    # CPython's parser answers these with MemoryError or RecursionError, not SyntaxError.
+    for source in ["x = " + "-" * 100_000 + "1", "x = " + "not " * 100_000 + "1", "x: " + "-" * 900 + "int = 1"]:
+        try:
+            parse_parameters(source)
+        except ValueError as e:
+            assert "nested too deeply" in str(e) or "not valid Python" in str(e)
 
 
 def test_job_cwd_is_the_notebooks_directory_under_home(tmp_path, monkeypatch):
@@ -243,6 +260,118 @@ async def test_crafted_paths_reach_no_other_upstream(jp_fetch, jp_root_dir, hub,
         await jp_fetch("notebench", "models", "aliases", method="DELETE",
                        params={"name": "../../../hub/api/users", "alias": "x"})
     assert e.value.code in (400, 403, 404)
+
+
+# --- bad input --------------------------------------------------------------------------------
+
+
+def deep(levels: int) -> bytes:
+    return b'{"a":' * levels + b"1" + b"}" * levels
+
+
+async def refused(jp_fetch, parts, method="POST", body=b"", **kwargs) -> tuple[int, dict]:
+    """The status and JSON body of a request that must fail."""
+    with pytest.raises(HTTPClientError) as e:
+        await jp_fetch("notebench", *parts, method=method, body=body, allow_nonstandard_methods=True, **kwargs)
+    assert e.value.response.headers["Content-Type"].startswith("application/json")
+    return e.value.code, json.loads(e.value.response.body)
+
+
+# Every route that reads a JSON body; none of these requests gets as far as an upstream.
+BODY_ROUTES = [
+    ("POST", "jobs"),
+    ("POST", "models/versions"),
+    ("POST", "models/aliases"),
+    ("POST", "endpoints"),
+    ("PATCH", "endpoints/e1"),
+    ("POST", "endpoints/e1/invoke"),
+]
+
+
+@on_server_loop
+async def test_bad_bodies_are_4xx_json_naming_what_is_wrong(jp_fetch, jp_root_dir, monkeypatch):
+    monkeypatch.delenv("NOTEBENCH_URL", raising=False)  # reaching an upstream would be a 503
+    bad = [
+        (deep(100_000), 400, "the request body is nested deeper than"),  # a RecursionError was a 500
+        (b"[" * 100_000 + b"]" * 100_000, 400, "the request body is nested deeper than"),
+        (deep(MAX_JSON_DEPTH + 1), 400, f"the request body is nested deeper than {MAX_JSON_DEPTH} levels"),
+        (b'{"a": ', 400, "the request body is not JSON"),
+        (b'{"a": "\xff\xfe"}', 400, "the request body is not JSON"),  # not UTF-8
+        (b"[1, 2]", 400, "the body must be a JSON object"),
+        (b" " * (MAX_BODY_BYTES + 1), 413, f"at most {MAX_BODY_BYTES} allowed"),
+    ]
+    for method, path in BODY_ROUTES:
+        for body, status, message in bad:
+            code, reply = await refused(jp_fetch, path.split("/"), method, body)
+            assert (code, message in reply["message"]) == (status, True), (method, path, code, reply)
+    assert (await refused(jp_fetch, ["jobs"], body=deep(MAX_JSON_DEPTH)))[0] == 400  # parsed: no path
+
+    write_notebook(jp_root_dir, "p.ipynb", "x = 1", "print(x)")
+    code, reply = await refused(jp_fetch, ["jobs"], body=json.dumps({"path": "p.ipynb", "parameters": [1]}))
+    assert code == 400 and reply["message"] == "parameters must be an object {name: value}"
+
+    # The notebook to run is read as JSON too, and so is its parameters cell as Python.
+    nb = json.loads(nbformat.writes(new_notebook()))
+    nb["metadata"]["deep"] = json.loads(deep(MAX_JSON_DEPTH))
+    (jp_root_dir / "deep.ipynb").write_text(json.dumps(nb))
+    code, reply = await refused(jp_fetch, ["jobs"], body=json.dumps({"path": "deep.ipynb"}))
+    assert code == 400 and reply["message"] == f"the notebook deep.ipynb is nested deeper than {MAX_JSON_DEPTH} levels"
+    code, reply = await refused(jp_fetch, ["parameters"], method="GET", body=None, params={"path": "deep.ipynb"})
+    assert code == 400 and "nested deeper" in reply["message"]
+    write_notebook(jp_root_dir, "cell.ipynb", "x = " + "-" * 100_000 + "1", "print(x)")
+    code, reply = await refused(jp_fetch, ["parameters"], method="GET", body=None, params={"path": "cell.ipynb"})
+    assert code == 400 and reply["message"] == "the parameters cell is nested too deeply to read"
+
+
+class FakeUpstream(BaseHTTPRequestHandler):
+    """Answers as a broken or hostile upstream would: ``ANSWERS[path] = (status, body)``."""
+
+    ANSWERS = {
+        "/services/executor/api/profiles": (200, deep(100_000)),
+        "/services/executor/api/jobs": (200, b"<html>a proxy's page</html>"),
+        "/services/executor/api/endpoints": (400, deep(100_000)),
+        "/services/executor/endpoints/e1/invocations": (200, deep(100_000)),
+    }
+
+    def answer(self):
+        self.rfile.read(int(self.headers.get("Content-Length") or 0))
+        status, body = self.ANSWERS.get(self.path.split("?")[0], (404, b"{}"))
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    do_GET = do_POST = answer
+
+    def log_message(self, *args):
+        pass
+
+
+@pytest.fixture
+def fake_upstream(monkeypatch):
+    server = ThreadingHTTPServer(("127.0.0.1", 0), FakeUpstream)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    monkeypatch.setenv("NOTEBENCH_URL", f"http://127.0.0.1:{server.server_port}")
+    monkeypatch.setenv("JUPYTERHUB_API_TOKEN", "the-servers-token")
+    yield
+    server.shutdown()
+    server.server_close()
+
+
+@on_server_loop
+async def test_bad_upstream_answers_are_502_json_naming_the_upstream(jp_fetch, fake_upstream):
+    code, reply = await refused(jp_fetch, ["profiles"], method="GET", body=None)
+    assert code == 502 and reply["message"] == f"the answer from executor is nested deeper than {MAX_JSON_DEPTH} levels"
+    code, reply = await refused(jp_fetch, ["jobs"], method="GET", body=None)
+    assert code == 502 and reply["message"].startswith("the answer from executor is not JSON")
+    # An upstream's error keeps its status; a body that is no JSON message is passed on as text.
+    code, reply = await refused(jp_fetch, ["endpoints"], method="GET", body=None)
+    assert code == 400 and reply["message"].startswith('{"a":{"a":')
+    # "Try it" shows what the endpoint answered, whatever it is.
+    result = await fetch_json(jp_fetch, "endpoints", "e1", "invoke", method="POST", body={"payload": {"x": [1]}})
+    assert result["status"] == 200 and "predictions" not in result
+    assert result["error"].startswith(f"the endpoint's answer is nested deeper than {MAX_JSON_DEPTH} levels: ")
 
 
 # --- jobs through the real executor ------------------------------------------------------------

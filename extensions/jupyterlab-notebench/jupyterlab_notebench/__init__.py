@@ -1,6 +1,6 @@
 """Notebench for JupyterLab: the Jobs and Models panels and their server extension."""
 
-from .handlers import setup_handlers
+from .handlers import NotebenchExtension, setup_handlers
 
 __version__ = "0.1.0"
 
@@ -14,5 +14,5 @@ def _jupyter_server_extension_points():
 
 
 def _load_jupyter_server_extension(server_app):
-    setup_handlers(server_app.web_app)
+    setup_handlers(server_app.web_app, NotebenchExtension(parent=server_app))
     server_app.log.info("jupyterlab_notebench: /notebench/ handlers loaded")

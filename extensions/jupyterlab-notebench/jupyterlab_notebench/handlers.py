@@ -3,6 +3,9 @@
 The browser talks only to these handlers (same origin, the server's login and XSRF checks); they
 talk to the executor and MLflow with the server's own JupyterHub token, so the browser never holds
 a token. Every upstream URL comes from `upstream.call` (fixed prefixes, encoded segments).
+Bad input is a 4xx with a JSON body naming what was wrong: a body over
+``c.NotebenchExtension.max_body_bytes`` (16 MiB) is a 413; one that is not JSON, nests deeper
+than ``MAX_JSON_DEPTH`` (64) or is not an object, a 400.
 """
 
 from __future__ import annotations
@@ -20,13 +23,23 @@ from jupyter_server.auth.decorator import authorized
 from jupyter_server.base.handlers import APIHandler, JupyterHandler
 from jupyter_server.utils import url_path_join
 from tornado import web
+from traitlets import Integer
+from traitlets.config import Configurable
 
 from .parameters import notebook_parameters
-from .upstream import UpstreamError, call
+from .upstream import UpstreamError, call, check_depth, load_json
 
 ENDPOINT_NAME = r"[a-z0-9][a-z0-9-]{0,62}"
 JOB_FIELDS = ("parameters", "profile", "timeout_seconds", "workers", "worker_profile", "kernel", "name")
 OUTPUT_DIR = "job-outputs"
+
+
+class NotebenchExtension(Configurable):
+    """Settings of the server extension (``c.NotebenchExtension`` in the server's config)."""
+
+    max_body_bytes = Integer(
+        16 * 1024 * 1024, help="Largest request body the /notebench/ API accepts (413 beyond), as the executor's."
+    ).tag(config=True)
 
 
 class SameOriginOnly:
@@ -41,10 +54,13 @@ class NotebenchHandler(SameOriginOnly, APIHandler):
     auth_resource = "notebench"
 
     def body(self) -> dict:
+        size, limit = len(self.request.body), self.settings["notebench_max_body_bytes"]
+        if size > limit:
+            raise web.HTTPError(413, f"the request body is {size} bytes; at most {limit} allowed")
         try:
-            body = json.loads(self.request.body or b"{}")
-        except ValueError:
-            raise web.HTTPError(400, "the body is not JSON")
+            body = load_json(self.request.body or b"{}", "the request body")
+        except ValueError as e:
+            raise web.HTTPError(400, str(e))
         if not isinstance(body, dict):
             raise web.HTTPError(400, "the body must be a JSON object")
         return body
@@ -96,6 +112,10 @@ async def read_notebook(contents_manager, path: str) -> dict:
         raise web.HTTPError(400, "path must be a notebook (.ipynb)")
     # The contents manager checks the path stays inside the server's root and answers 404 if missing.
     model = await ensure_async(contents_manager.get(path, content=True, type="notebook"))
+    try:
+        check_depth(model["content"], f"the notebook {path}")  # before json.dumps recurses into it
+    except ValueError as e:
+        raise web.HTTPError(400, str(e))
     return json.loads(json.dumps(model["content"]))
 
 
@@ -139,6 +159,8 @@ class JobsHandler(NotebenchHandler):
         # The executor names the job and tags its MLflow run with the notebook's path.
         notebook.setdefault("metadata", {}).setdefault("notebench", {})["path"] = path
         job = {k: body[k] for k in JOB_FIELDS if body.get(k) is not None}
+        if not isinstance(job.get("parameters", {}), dict):
+            raise web.HTTPError(400, "parameters must be an object {name: value}")
         job["parameters"] = keep_float_types(notebook, job.get("parameters") or {})
         job.setdefault("name", posixpath.splitext(posixpath.basename(path))[0])
         job.update(notebook=notebook, cwd=job_cwd(self.contents_manager, path))
@@ -482,9 +504,9 @@ class EndpointInvokeHandler(NotebenchHandler):
             "version": response.headers.get("X-Notebench-Model-Version"),
         }
         try:
-            answer = response.json()
-        except ValueError:
-            answer = {"message": response.body.decode(errors="replace")[:2000]}
+            answer = load_json(response.body or b"null", "the endpoint's answer")
+        except ValueError as e:
+            answer = f"{e}: {response.body.decode(errors='replace')[:2000]}"
         if response.status < 400 and isinstance(answer, dict):
             result["predictions"] = answer.get("predictions")
         else:
@@ -492,7 +514,8 @@ class EndpointInvokeHandler(NotebenchHandler):
         self.reply(result)
 
 
-def setup_handlers(web_app) -> None:
+def setup_handlers(web_app, settings: NotebenchExtension | None = None) -> None:
+    web_app.settings["notebench_max_body_bytes"] = (settings or NotebenchExtension()).max_body_bytes
     base = url_path_join(web_app.settings["base_url"], "notebench")
     job = r"/jobs/(\d{1,18})"
     endpoint = f"/endpoints/({ENDPOINT_NAME})"

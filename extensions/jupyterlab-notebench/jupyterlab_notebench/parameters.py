@@ -26,13 +26,15 @@ def parse_parameters(source: str) -> list[dict]:
         tree = ast.parse(source)
     except SyntaxError as e:
         raise ValueError(f"the parameters cell is not valid Python: {e.msg} (line {e.lineno})") from e
+    except (MemoryError, RecursionError):  # what CPython's parser raises for deeply nested code
+        raise ValueError("the parameters cell is nested too deeply to read") from None
     lines = source.splitlines()
     parameters = []
     for node in tree.body:
         if isinstance(node, ast.Assign) and len(node.targets) == 1 and isinstance(node.targets[0], ast.Name):
             name, value, annotation = node.targets[0].id, node.value, None
         elif isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name) and node.value is not None:
-            name, value, annotation = node.target.id, node.value, ast.unparse(node.annotation)
+            name, value, annotation = node.target.id, node.value, ast.get_source_segment(source, node.annotation)
         else:
             continue
         try:

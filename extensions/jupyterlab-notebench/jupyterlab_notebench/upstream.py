@@ -3,6 +3,10 @@
 Only a fixed set of upstreams exists, all under NOTEBENCH_URL. Callers give path *segments*; each
 one is percent-encoded as a whole, so a value taken from a request (a job id, a model name) can
 never add a path level, climb with "..", or name another host: no SSRF.
+
+What comes back is parsed bounded (``load_json``): Python's JSON parser recurses, so an answer
+nested thousands deep (a model's input example, a scoring server's answer: a user's code wrote
+them) would end in a RecursionError; it is a 502 naming the upstream instead.
 """
 
 from __future__ import annotations
@@ -15,6 +19,9 @@ from urllib.parse import quote, urlencode, urlsplit
 from tornado.httpclient import AsyncHTTPClient, HTTPClientError, HTTPRequest
 from tornado.web import HTTPError
 
+# Deeper JSON than any Notebench request or answer needs (a notebook's own nesting is about 6).
+MAX_JSON_DEPTH = 64
+
 # The only places the extension talks to, relative to NOTEBENCH_URL.
 UPSTREAMS = {
     "executor": "/services/executor/api/",
@@ -24,14 +31,42 @@ UPSTREAMS = {
 }
 
 
+def load_json(data: bytes | str, what: str):
+    """Parse JSON that someone else wrote; ValueError naming ``what`` and what is wrong with it."""
+    try:
+        value = json.loads(data)
+    except RecursionError:
+        raise ValueError(f"{what} is nested deeper than {MAX_JSON_DEPTH} levels") from None
+    except ValueError as e:  # not JSON, or not UTF-8
+        raise ValueError(f"{what} is not JSON ({e})") from None
+    check_depth(value, what)
+    return value
+
+
+def check_depth(value, what: str) -> None:
+    """ValueError if lists and objects in ``value`` nest deeper than MAX_JSON_DEPTH (no recursion)."""
+    stack = [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        if isinstance(item, (dict, list)):
+            if depth > MAX_JSON_DEPTH:
+                raise ValueError(f"{what} is nested deeper than {MAX_JSON_DEPTH} levels")
+            stack.extend((child, depth + 1) for child in (item.values() if isinstance(item, dict) else item))
+
+
 @dataclass
 class UpstreamResponse:
+    upstream: str
     status: int
     headers: dict
     body: bytes
 
     def json(self):
-        return json.loads(self.body or b"null")
+        """The answer's JSON; an answer that is not JSON (or too deep) is the upstream's fault: 502."""
+        try:
+            return load_json(self.body or b"null", f"the answer from {self.upstream}")
+        except ValueError as e:
+            raise HTTPError(502, str(e)) from None
 
 
 def base_url() -> str:
@@ -90,7 +125,7 @@ async def call(
         raise HTTPError(502, f"{upstream} is unreachable: {e}") from e
     if response.code == 599:
         raise HTTPError(502, f"{upstream} is unreachable: {response.error}")
-    result = UpstreamResponse(response.code, dict(response.headers), response.body or b"")
+    result = UpstreamResponse(upstream, response.code, dict(response.headers), response.body or b"")
     if raise_error and result.status >= 400:
         raise UpstreamError(result)
     return result
@@ -102,7 +137,7 @@ class UpstreamError(HTTPError):
     def __init__(self, response: UpstreamResponse):
         message = response.body.decode(errors="replace")[:2000]
         try:
-            payload = response.json()
+            payload = load_json(response.body or b"null", f"the answer from {response.upstream}")
             if isinstance(payload, dict):
                 message = payload.get("message") or payload.get("error") or message
         except ValueError:
