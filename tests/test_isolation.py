@@ -9,6 +9,7 @@ import requests
 
 from conftest import IS_ROOT
 from launcher import wait_for
+from test_admin_passwords import set_password
 
 pytestmark = pytest.mark.skipif(not IS_ROOT, reason="per-user OS accounts need the hub to run as root (CI does)")
 
@@ -60,9 +61,9 @@ def test_token_of_a_cannot_reach_b_server(hub, two_users):
 
 
 def test_cookie_of_a_cannot_reach_b_server(hub, two_users):
-    # iso-a signs up under their existing name and the admin approves them.
-    hub.signup("iso-a", "iso-a-password-1")
-    hub.approve("iso-a")
+    # iso-a was made through the API: the admin gives them a password (signing up is for new names).
+    admin = hub.browser_login("admin", hub.admin_password)
+    assert set_password(hub, "iso-a", "iso-a-password-1", session=admin).status_code == 200
     browser = hub.browser_login("iso-a", "iso-a-password-1")
     assert browser.login_response.status_code == 302
     # Their own JupyterLab opens (the OAuth dance to the server completes with the hub cookie).
