@@ -629,6 +629,70 @@ def test_the_dispatcher_runs_a_kubernetes_job_to_its_end_and_deletes_its_job(tmp
     asyncio.run(scenario())
 
 
+def test_a_forged_report_in_the_pod_log_fails_the_job_and_deletes_its_job(tmp_path):
+    """The pod log is the owner's words: a job that prints an end the runner never reports (here:
+    back to the queue) fails with the reason, never re-runs, and its Job is deleted."""
+
+    async def scenario():
+        api, recorder = await kube_api()
+        app = DispatcherApp(tmp_path, job_backend(api))
+        dispatcher = Dispatcher(app)
+        recorder.answer("POST", JOBS, 201, {"metadata": {"name": "nbrel-job-1", "uid": "job-uid"}})
+        recorder.answer("POST", SECRETS, 201)
+        recorder.answer("GET", PODS, body=running_pod("Succeeded"))
+        recorder.answer("GET", f"{PODS}/nbrel-job-7-abcde/log",
+                        raw=event_line(event="started") + event_line(event="finished", status="queued")
+                        + event_line(event="finished", status="succeeded"))
+        recorder.answer("DELETE", f"{JOBS}/nbrel-job-1")
+        notebook = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell("print(1)")])
+        job = await dispatcher.submit("alice", JobRequest.model_validate({"notebook": notebook}))
+
+        def row():
+            with app.sessions() as s:
+                return s.get(db.Job, job.id)
+
+        await until(lambda: row().status == "failed", "the job to fail")
+        assert row().error["ename"] == "MalformedReport" and "'queued'" in row().error["evalue"]
+        await until(lambda: recorder.made("DELETE"), "its Job to be deleted")
+        assert len(recorder.made("POST", "/jobs")) == 1  # never started again
+        await dispatcher.close()
+
+    asyncio.run(scenario())
+
+
+def test_an_api_server_down_at_start_keeps_the_job_queued_until_it_answers(tmp_path, monkeypatch):
+    """The Kubernetes API briefly down (503, then up): the job waits in the queue and then runs."""
+    monkeypatch.setattr("notebench.executor.dispatcher.OUTAGE_FIRST_RETRY_SECONDS", 0.05)
+
+    async def scenario():
+        api, recorder = await kube_api()
+        app = DispatcherApp(tmp_path, job_backend(api))
+        dispatcher = Dispatcher(app)
+        recorder.answer("POST", JOBS, 503, {"message": "the API server is restarting"})
+        recorder.answer("POST", JOBS, 503, {"message": "the API server is restarting"})
+        recorder.answer("POST", JOBS, 201, {"metadata": {"name": "nbrel-job-1", "uid": "job-uid"}})
+        recorder.answer("POST", SECRETS, 201)
+        recorder.answer("GET", PODS, body=running_pod("Succeeded"))
+        recorder.answer("GET", f"{PODS}/nbrel-job-7-abcde/log",
+                        raw=event_line(event="started") + event_line(event="finished", status="succeeded"))
+        recorder.answer("DELETE", f"{JOBS}/nbrel-job-1")
+        notebook = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell("print(1)")])
+        job = await dispatcher.submit("alice", JobRequest.model_validate({"notebook": notebook}))
+        statuses = []
+
+        def status():
+            with app.sessions() as s:
+                statuses.append(s.get(db.Job, job.id).status)
+            return statuses[-1]
+
+        await until(lambda: status() == "succeeded", "the job to succeed once the API answers")
+        assert len(recorder.made("POST", "/jobs")) == 3  # two refused, then made
+        assert "failed" not in statuses
+        await dispatcher.close()
+
+    asyncio.run(scenario())
+
+
 # --- the job pod's runner, with the executor's job-files handler ------------------------------------
 
 
