@@ -29,6 +29,7 @@ from tornado import web
 
 from .auth import NotebenchNativeAuthenticator
 from .gpus import GPUInventory
+from .service_auth import TOKEN_CACHE_SECONDS
 
 ENDPOINT_INVOKE_SCOPE = "custom:notebench-endpoints:invoke"  # checked by the executor's router
 
@@ -145,6 +146,8 @@ def singleuser_args(kernel_cull_idle_timeout: int, kernel_cull_interval: int = 3
         f"--MappingKernelManager.cull_interval={kernel_cull_interval}",
         "--MappingKernelManager.cull_busy=False",
         "--MappingKernelManager.cull_connected=True",
+        # A revoked token stops reaching the server within this, as on the services.
+        f"--HubOAuth.cache_max_age={TOKEN_CACHE_SECONDS}",
         "--ServerApp.jpserver_extensions=notebench.hub.singleuser=True",
         # Off by default in JupyterLab 4 anyway; loading it scans for language servers at start.
         "--ServerApp.jpserver_extensions=jupyter_lsp=False",
