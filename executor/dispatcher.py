@@ -461,6 +461,13 @@ class Dispatcher:
                 log.info("re-attaching to job %s (%s)", job.id, handles[job.id])
                 self._watchers[job.id] = asyncio.ensure_future(self._watch(job.id, handles[job.id]))
                 continue
+            if job.runner_pid is None and not (self.job_dir(job.id) / "events.jsonl").exists():
+                # Claimed, but the executor went down before any runner or pod had the job: none
+                # of it ran, so it goes back to the queue (its MLflow run, if made, is kept).
+                log.info("job %s never reached its runner: back to the queue", job.id)
+                self._update(job.id, Job.status == "running", Job.executor_id == self.executor_id,
+                             status="queued", started_at=None, executor_id=None)
+                continue
             try:  # whatever the job directory holds: recovery goes on with the other jobs
                 events, _ = read_events(self.job_dir(job.id) / "events.jsonl", 0)
                 finished = [e for e in events if e["event"] == "finished"]

@@ -660,6 +660,42 @@ def test_a_forged_report_in_the_pod_log_fails_the_job_and_deletes_its_job(tmp_pa
     asyncio.run(scenario())
 
 
+def test_a_job_the_executor_went_down_while_starting_goes_back_to_the_queue(tmp_path):
+    """Claimed (running, this executor's) but no Job was made for it and nothing reported: after a
+    restart it is queued again and runs, rather than failing for a crash none of it saw."""
+
+    async def scenario():
+        api, recorder = await kube_api()
+        app = DispatcherApp(tmp_path, job_backend(api))
+        with app.sessions() as s:
+            s.add(db.Job(name="t", owner="alice", status="running", parameters={}, profile="cpu", kernel="python3",
+                         cwd="/home/jovyan", workers=0, timeout_seconds=600, executor_id=EXECUTOR_ID))
+            s.commit()
+        dispatcher = Dispatcher(app)
+        (tmp_path / "executor" / "jobs" / "1").mkdir(parents=True)  # its input is in; nothing else
+        recorder.answer("GET", PODS, body={"items": [{"metadata": {"name": EXECUTOR_ID}}]}, when="component=executor")
+        recorder.answer("GET", JOBS, body={"items": []})
+        recorder.answer("POST", JOBS, 201, {"metadata": {"name": "nbrel-job-1", "uid": "job-uid"}})
+        recorder.answer("POST", SECRETS, 201)
+        recorder.answer("GET", PODS, body=running_pod("Succeeded"))
+        recorder.answer("GET", f"{PODS}/nbrel-job-7-abcde/log",
+                        raw=event_line(event="started") + event_line(event="finished", status="succeeded"))
+        recorder.answer("DELETE", f"{JOBS}/nbrel-job-1")
+        (tmp_path / "executor" / "jobs" / "1" / "input.ipynb").write_text(
+            nbformat.writes(nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell("print(1)")])))
+        await dispatcher.recover()
+
+        def status():
+            with app.sessions() as s:
+                return s.get(db.Job, 1).status
+
+        await until(lambda: status() == "succeeded", "the job to run after all")
+        assert len(recorder.made("POST", "/jobs")) == 1
+        await dispatcher.close()
+
+    asyncio.run(scenario())
+
+
 def test_an_api_server_down_at_start_keeps_the_job_queued_until_it_answers(tmp_path, monkeypatch):
     """The Kubernetes API briefly down (503, then up): the job waits in the queue and then runs."""
     monkeypatch.setattr("notebench.executor.dispatcher.OUTAGE_FIRST_RETRY_SECONDS", 0.05)
