@@ -5,13 +5,11 @@ from __future__ import annotations
 import argparse
 import os
 import secrets
-import signal
 import socket
-import subprocess
 import sys
-import time
-import urllib.request
 from pathlib import Path
+
+from . import supervisor
 
 HERE = Path(__file__).parent
 
@@ -36,19 +34,6 @@ def port_taken(ip: str, port: int) -> bool:
     return False
 
 
-def wait_healthy(url: str, proc: subprocess.Popen, deadline_s: float) -> bool:
-    end = time.monotonic() + deadline_s
-    while time.monotonic() < end and proc.poll() is None:
-        try:
-            with urllib.request.urlopen(url, timeout=2) as r:
-                if r.status == 200:
-                    return True
-        except OSError:
-            pass
-        time.sleep(0.2)
-    return False
-
-
 def admin_password_for_first_start(data_dir: Path) -> tuple[str | None, bool]:
     """(password to hand the hub, whether it was generated now and must be shown once)."""
     if os.environ.get("NOTEBENCH_ADMIN_PASSWORD"):
@@ -66,13 +51,21 @@ def cmd_up(args) -> int:
         fail(f"--config {args.config}: no such file")
     if not 0 < args.port < 65536:
         fail(f"--port {args.port}: must be between 1 and 65535")
-    if port_taken(args.ip, args.port):
-        fail(f"port {args.port} on {args.ip} is already in use (is Notebench already running? try --port)")
     data_dir.mkdir(parents=True, exist_ok=True)
     # Everything the hub and its services create is private (umask 077); the data dir itself may
     # only be traversed, so job runners (as their users) reach their own job directory.
     os.umask(0o077)
     os.chmod(data_dir, 0o711)
+    try:
+        lock = supervisor.lock_data_dir(data_dir)  # noqa: F841 (held until this process exits)
+    except supervisor.DataDirInUse as e:
+        holder = f" (pid {e.args[0]})" if e.args[0] else ""
+        fail(f"the data dir {data_dir} is in use by another 'notebench up'{holder}; "
+             "stop it first, or use another --data-dir")
+    # After a kill -9 (of the hub, of `notebench up`, of both): what the last hub left running.
+    supervisor.stop_leftovers(data_dir)
+    if port_taken(args.ip, args.port):
+        fail(f"port {args.port} on {args.ip} is already in use (is Notebench already running? try --port)")
     if os.geteuid() != 0:
         print(
             "\n*** WARNING: Notebench is not running as root: every user's server runs as "
@@ -87,16 +80,10 @@ def cmd_up(args) -> int:
     if args.config:
         env["NOTEBENCH_USER_CONFIG"] = str(Path(args.config).resolve())
     cmd = [sys.executable, "-m", "jupyterhub", "-f", str(HERE / "jupyterhub_config.py")]
-    proc = subprocess.Popen(cmd, env=env, cwd=data_dir)
-
-    def forward(signum, _frame):
-        proc.send_signal(signum)
-
-    signal.signal(signal.SIGINT, forward)
-    signal.signal(signal.SIGTERM, forward)
     host = "127.0.0.1" if args.ip in ("0.0.0.0", "") else args.ip
     url = f"http://{host}:{args.port}"
-    if wait_healthy(f"{url}/hub/health", proc, deadline_s=120):
+
+    def announce():
         lines = [f"Notebench is running at {url}/", f"  data dir: {data_dir}"]
         if generated:
             lines.append(f"  log in as 'admin' with password: {password}  (shown once; set NOTEBENCH_ADMIN_PASSWORD to change it)")
@@ -108,7 +95,8 @@ def cmd_up(args) -> int:
         if os.environ.get("NOTEBENCH_ADMIN_TOKEN"):
             lines.append("  API: NOTEBENCH_ADMIN_TOKEN is an admin API token (Authorization: token ...)")
         print("\n".join(lines), flush=True)
-    return proc.wait()
+
+    return supervisor.supervise(cmd, env, data_dir, f"{url}/hub/health", announce)
 
 
 def cmd_hub(args) -> int:
