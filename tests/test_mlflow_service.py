@@ -184,6 +184,20 @@ def test_refused_requests_do_not_break_kept_alive_connections(base, users):
     assert statuses == [401, 403, 200] * 30
 
 
+def test_a_rest_call_over_the_limit_is_a_json_413_and_the_connection_goes_on(base, users):
+    """A REST body (not an artifact) over NOTEBENCH_MLFLOW_MAX_API_BODY_SIZE (16 MiB) is read,
+    dropped and answered 413 in MLflow's error shape, through the proxy (never its error page)."""
+    _, token = users["owner"]
+    s = requests.Session()
+    headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/json"}
+    big = b'{"name": "' + b"x" * (20 * 1024 * 1024) + b'"}'
+    r = s.post(base + "api/2.0/mlflow/experiments/create", data=big, headers=headers, timeout=120)
+    assert r.status_code == 413, r.text[:300]
+    assert r.json()["error_code"] == "REQUEST_LIMIT_EXCEEDED" and "16777216" in r.json()["message"]
+    # The same keep-alive connection carries the next call.
+    assert s.get(base + "api/2.0/mlflow/experiments/search?max_results=1", headers=headers, timeout=30).status_code == 200
+
+
 # ---- the owner
 
 

@@ -44,6 +44,8 @@ log = logging.getLogger("notebench.mlflow")
 BACKEND_WAIT_S = float(os.environ.get("NOTEBENCH_MLFLOW_BACKEND_WAIT", "30"))
 # Largest request body (artifact upload) accepted, bytes.
 MAX_BODY_SIZE = int(os.environ.get("NOTEBENCH_MLFLOW_MAX_BODY_SIZE", str(64 * 1024**3)))
+# Largest body of a REST call (anything but an artifact upload), bytes: MLflow parses those whole.
+MAX_API_BODY_SIZE = int(os.environ.get("NOTEBENCH_MLFLOW_MAX_API_BODY_SIZE", str(16 * 1024**2)))
 # Upper bound for one proxied request (large artifact uploads/downloads), seconds.
 UPSTREAM_TIMEOUT_S = float(os.environ.get("NOTEBENCH_MLFLOW_UPSTREAM_TIMEOUT", "3600"))
 
@@ -403,6 +405,15 @@ class ProxyHandler(HubOAuthenticated, web.RequestHandler):
         headers = self._upstream_headers(model)
         uri, streams_body = self._upstream_uri()
         length = self.request.headers.get("Content-Length")
+        if not streams_body and length and length.isdigit() and int(length) > MAX_API_BODY_SIZE:
+            # Read and dropped (data_received keeps nothing), then answered: closing on a client
+            # still sending would make the hub's proxy answer with its own error page instead.
+            self.request.connection.set_max_body_size(max(64 * MAX_API_BODY_SIZE, 1024**3))
+            self._early_answer = lambda: self._send_json_error(
+                413, f"The request body is larger than {MAX_API_BODY_SIZE} bytes "
+                     "(NOTEBENCH_MLFLOW_MAX_API_BODY_SIZE); artifacts go through mlflow-artifacts.",
+                "REQUEST_LIMIT_EXCEEDED")
+            return
         chunked = "chunked" in self.request.headers.get("Transfer-Encoding", "").lower()
         if chunked and not length and not streams_body:
             # MLflow's Flask routes read a body without Content-Length as empty
