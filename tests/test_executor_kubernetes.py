@@ -575,6 +575,15 @@ def test_job_tokens_are_per_job_and_only_kubernetes_jobs_have_them(tmp_path):
     assert not LocalBackend().check_job_token(7, backend.job_token(7))
 
 
+def answer_job_1(recorder: Recorder, log: bytes) -> None:
+    """The API's answers for the dispatcher's job 1: its Job and Secret made, its pod done with ``log``."""
+    recorder.answer("POST", JOBS, 201, {"metadata": {"name": "nbrel-job-1", "uid": "job-uid"}})
+    recorder.answer("POST", SECRETS, 201)
+    recorder.answer("GET", PODS, body=running_pod("Succeeded"))
+    recorder.answer("GET", f"{PODS}/nbrel-job-7-abcde/log", raw=log)
+    recorder.answer("DELETE", f"{JOBS}/nbrel-job-1")
+
+
 class DispatcherApp:
     """What the dispatcher reads of the executor (executor/app.py), on Kubernetes: no GPU leases,
     no MLflow; the store and data dir are real."""
@@ -603,12 +612,7 @@ def test_the_dispatcher_runs_a_kubernetes_job_to_its_end_and_deletes_its_job(tmp
         api, recorder = await kube_api()
         app = DispatcherApp(tmp_path, job_backend(api))
         dispatcher = Dispatcher(app)
-        recorder.answer("POST", JOBS, 201, {"metadata": {"name": "nbrel-job-1", "uid": "job-uid"}})
-        recorder.answer("POST", SECRETS, 201)
-        recorder.answer("GET", PODS, body=running_pod("Succeeded"))
-        recorder.answer("GET", f"{PODS}/nbrel-job-7-abcde/log",
-                        raw=event_line(event="started") + b"cell output\n" + event_line(event="finished", status="succeeded"))
-        recorder.answer("DELETE", f"{JOBS}/nbrel-job-1")
+        answer_job_1(recorder, event_line(event="started") + b"cell output\n" + event_line(event="finished", status="succeeded"))
         notebook = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell("print('cell output')")])
         job = await dispatcher.submit("alice", JobRequest.model_validate({"notebook": notebook, "profile": "gpu", "cwd": "work"}))
 
@@ -637,13 +641,8 @@ def test_a_forged_report_in_the_pod_log_fails_the_job_and_deletes_its_job(tmp_pa
         api, recorder = await kube_api()
         app = DispatcherApp(tmp_path, job_backend(api))
         dispatcher = Dispatcher(app)
-        recorder.answer("POST", JOBS, 201, {"metadata": {"name": "nbrel-job-1", "uid": "job-uid"}})
-        recorder.answer("POST", SECRETS, 201)
-        recorder.answer("GET", PODS, body=running_pod("Succeeded"))
-        recorder.answer("GET", f"{PODS}/nbrel-job-7-abcde/log",
-                        raw=event_line(event="started") + event_line(event="finished", status="queued")
+        answer_job_1(recorder, event_line(event="started") + event_line(event="finished", status="queued")
                         + event_line(event="finished", status="succeeded"))
-        recorder.answer("DELETE", f"{JOBS}/nbrel-job-1")
         notebook = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell("print(1)")])
         job = await dispatcher.submit("alice", JobRequest.model_validate({"notebook": notebook}))
 
@@ -675,12 +674,7 @@ def test_a_job_the_executor_went_down_while_starting_goes_back_to_the_queue(tmp_
         (tmp_path / "executor" / "jobs" / "1").mkdir(parents=True)  # its input is in; nothing else
         recorder.answer("GET", PODS, body={"items": [{"metadata": {"name": EXECUTOR_ID}}]}, when="component=executor")
         recorder.answer("GET", JOBS, body={"items": []})
-        recorder.answer("POST", JOBS, 201, {"metadata": {"name": "nbrel-job-1", "uid": "job-uid"}})
-        recorder.answer("POST", SECRETS, 201)
-        recorder.answer("GET", PODS, body=running_pod("Succeeded"))
-        recorder.answer("GET", f"{PODS}/nbrel-job-7-abcde/log",
-                        raw=event_line(event="started") + event_line(event="finished", status="succeeded"))
-        recorder.answer("DELETE", f"{JOBS}/nbrel-job-1")
+        answer_job_1(recorder, event_line(event="started") + event_line(event="finished", status="succeeded"))
         (tmp_path / "executor" / "jobs" / "1" / "input.ipynb").write_text(
             nbformat.writes(nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell("print(1)")])))
         await dispatcher.recover()
@@ -706,12 +700,7 @@ def test_an_api_server_down_at_start_keeps_the_job_queued_until_it_answers(tmp_p
         dispatcher = Dispatcher(app)
         recorder.answer("POST", JOBS, 503, {"message": "the API server is restarting"})
         recorder.answer("POST", JOBS, 503, {"message": "the API server is restarting"})
-        recorder.answer("POST", JOBS, 201, {"metadata": {"name": "nbrel-job-1", "uid": "job-uid"}})
-        recorder.answer("POST", SECRETS, 201)
-        recorder.answer("GET", PODS, body=running_pod("Succeeded"))
-        recorder.answer("GET", f"{PODS}/nbrel-job-7-abcde/log",
-                        raw=event_line(event="started") + event_line(event="finished", status="succeeded"))
-        recorder.answer("DELETE", f"{JOBS}/nbrel-job-1")
+        answer_job_1(recorder, event_line(event="started") + event_line(event="finished", status="succeeded"))
         notebook = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell("print(1)")])
         job = await dispatcher.submit("alice", JobRequest.model_validate({"notebook": notebook}))
         statuses = []
