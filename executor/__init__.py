@@ -1,1 +1,1 @@
-"""Notebench notebook execution service (jobs, schedules, endpoints). Built in a later issue."""
+"""Notebench notebook execution service: jobs, schedules, model endpoints (``python -m notebench.executor``)."""

@@ -1,6 +1,6 @@
-from .imports import without_optional_imports
+from notebench.executor.runtime.imports import without_optional_imports
 
 with without_optional_imports():  # the executor must answer the hub within ~10 s of starting
-    from .app import main
+    from notebench.executor.app import main
 
 main()

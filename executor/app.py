@@ -27,18 +27,18 @@ from tornado.httpserver import HTTPServer
 from traitlets import Integer, Type, Unicode, default
 from traitlets.config import Application
 
-from notebench.hub.accounts import UserAccounts
-from notebench.hub.gpus import GPUInventory
-from notebench.hub.profiles import Profiles
-from notebench.hub.service_auth import TOKEN_CACHE_SECONDS
-
-from . import db
-from .backends.base import Backend, EndpointBackend
-from .dispatcher import Dispatcher
-from .endpoints import Endpoints
-from .handlers import next_run, routes
-from .models import JobRequest
-from .services import HubTokens, MlflowRuns
+from notebench.executor import db
+from notebench.executor.api import routes
+from notebench.executor.backends.base import Backend, EndpointBackend
+from notebench.executor.background import BackgroundTasks
+from notebench.executor.jobs.dispatcher import Dispatcher
+from notebench.executor.schedules.due import submit_due
+from notebench.executor.services import HubTokens, MlflowRuns
+from notebench.executor.serving.endpoints import Endpoints
+from notebench.hub.platform.accounts import UserAccounts
+from notebench.hub.platform.gpus import GPUInventory
+from notebench.hub.platform.profiles import Profiles
+from notebench.hub.platform.service_auth import TOKEN_CACHE_SECONDS
 
 
 class NamedType(Type):
@@ -64,9 +64,9 @@ class Executor(Application):
     ).tag(config=True)
 
     endpoint_backend_class = NamedType(
-        {"local": "notebench.executor.backends.local_endpoints.LocalEndpointBackend",
-         "kubernetes": "notebench.executor.backends.kubernetes_endpoints.KubernetesEndpointBackend"},
-        default_value="notebench.executor.backends.local_endpoints.LocalEndpointBackend",
+        {"local": "notebench.executor.backends.local.LocalEndpointBackend",
+         "kubernetes": "notebench.executor.backends.kubernetes.KubernetesEndpointBackend"},
+        default_value="notebench.executor.backends.local.LocalEndpointBackend",
         klass=EndpointBackend,
         help="Where scoring servers run: 'local', 'kubernetes', or an EndpointBackend subclass.",
     ).tag(config=True)
@@ -123,7 +123,7 @@ class Executor(Application):
     def initialize(self, argv=None):
         super().initialize(argv)
         if os.environ.get("NOTEBENCH_MODE") == "kubernetes":
-            from .backends.kubernetes import config_from_values
+            from notebench.executor.backends.kubernetes.jobs import config_from_values
 
             self.update_config(config_from_values(os.environ))
         user_config = os.environ.get("NOTEBENCH_USER_CONFIG")
@@ -187,34 +187,10 @@ class Executor(Application):
                 s.commit()
             self.log.info("took over the jobs and scoring servers of executor(s) gone: %s", ", ".join(sorted(gone)))
 
-    async def check_schedules(self) -> None:
-        """Submit the jobs of due schedules: once per due schedule, however many ticks were missed,
-        and by one executor only (compare-and-set on next_run_at)."""
-        import sqlalchemy as sa
-
-        now = db.utcnow()
-        with self.sessions() as s:
-            due = s.scalars(sa.select(db.Schedule).where(db.Schedule.active, db.Schedule.next_run_at <= now)).all()
-        for schedule in due:
-            with self.sessions() as s:
-                won = s.execute(
-                    sa.update(db.Schedule)
-                    .where(db.Schedule.id == schedule.id, db.Schedule.next_run_at == schedule.next_run_at)
-                    .values(next_run_at=next_run(schedule.cron, schedule.timezone, now))
-                ).rowcount
-                s.commit()
-            if not won:
-                continue
-            try:
-                request = JobRequest.model_validate(schedule.job_template)
-                await self.dispatcher.submit(schedule.owner, request, schedule_id=schedule.id)
-            except Exception:
-                self.log.exception("schedule %s could not submit its job", schedule.id)
-
     async def schedule_loop(self) -> None:
         while True:
             try:
-                await self.check_schedules()
+                await submit_due(self.sessions, self.dispatcher)
                 await self.dispatcher.dispatch()  # also retries jobs waiting for a GPU
             except Exception:
                 self.log.exception("schedule check failed")
@@ -235,17 +211,15 @@ class Executor(Application):
         await self.endpoints.recover()  # before listening: no invocation finds an endpoint unknown
         server.listen(url.port, url.hostname)
         await self.dispatcher.recover()
-        loop_task = asyncio.ensure_future(self.schedule_loop())
-        flush_task = asyncio.ensure_future(self.endpoints.flush_loop())
-        watch_task = asyncio.ensure_future(self.endpoints.watch_loop())
+        loops = BackgroundTasks()
+        for loop in (self.schedule_loop(), self.endpoints.flush_loop(), self.endpoints.watch_loop()):
+            loops.start(loop)
         stop = asyncio.Event()
         for sig in (signal.SIGTERM, signal.SIGINT):
             asyncio.get_running_loop().add_signal_handler(sig, stop.set)
         self.log.info("Notebench executor listening on %s%s", url.geturl().rstrip("/"), prefix)
         await stop.wait()
-        loop_task.cancel()
-        flush_task.cancel()
-        watch_task.cancel()
+        await loops.close()
         server.stop()
         await self.dispatcher.close()  # running jobs keep running; a restart re-attaches to them
         await self.endpoints.close()  # so do scoring servers: a restart adopts them

@@ -1,6 +1,6 @@
 """`notebench jobs …`: submit and follow notebook jobs from a terminal.
 
-A client of the executor API (executor/handlers.py, executor/openapi.json), through the hub's
+A client of the executor API (executor/api/, executor/api/openapi.json), through the hub's
 proxy at ``$NOTEBENCH_URL/services/executor/api/`` (default http://127.0.0.1:8000), with a
 JupyterHub API token from ``NOTEBENCH_TOKEN`` (else ``JUPYTERHUB_API_TOKEN``).
 
@@ -23,9 +23,9 @@ from datetime import datetime
 from pathlib import Path
 from urllib.parse import urlparse
 
+from notebench.hub.platform.statuses import FINAL, JOB_STATUSES
+
 DEFAULT_URL = "http://127.0.0.1:8000"
-STATUSES = ("queued", "running", "succeeded", "failed", "cancelled", "timed_out")
-FINAL = ("succeeded", "failed", "cancelled", "timed_out")
 PAGE_MAX = 200  # the API's largest page
 PATIENCE_S = 120  # how long waiting/following rides out a hub or executor restart
 TRANSIENT_HTTP = (502, 503, 504)  # the proxy's answers while the executor restarts
@@ -551,7 +551,7 @@ def add_jobs_commands(subparsers) -> None:
     p.set_defaults(func=cmd_submit)
 
     p = sub.add_parser("list", help="list your jobs, newest first", epilog=ENVIRONMENT, formatter_class=formatter)
-    p.add_argument("--status", choices=STATUSES, help="only jobs with this status")
+    p.add_argument("--status", choices=JOB_STATUSES, help="only jobs with this status")
     p.add_argument("--name", metavar="PREFIX", help="only jobs whose name starts with PREFIX")
     p.add_argument("--all", action="store_true", help="every matching job, not only the newest page")
     p.add_argument("--limit", type=positive_int, metavar="N", help=f"jobs per page (default 50, at most {PAGE_MAX})")

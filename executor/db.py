@@ -14,8 +14,6 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, sessionmaker
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 
-STATUSES = ("queued", "running", "succeeded", "failed", "cancelled", "timed_out")
-FINAL = ("succeeded", "failed", "cancelled", "timed_out")
 
 
 def utcnow() -> datetime:
@@ -129,8 +127,6 @@ class Schedule(Base):
         }
 
 
-ENDPOINT_STATUSES = ("starting", "ready", "updating", "failed")
-SERVER_STATUSES = ("starting", "ready", "failed")
 
 
 class Endpoint(Base):

@@ -10,7 +10,7 @@ from urllib.parse import quote
 
 from tornado.httpclient import AsyncHTTPClient, HTTPClientError
 
-from .jobfiles import read_job_file
+from notebench.executor.user_files import read_job_file
 
 MAX_ARTIFACT_BYTES = 256 * 1024 * 1024
 # What a service answers (or its proxy for it) while it is down or restarting; 599: no answer.

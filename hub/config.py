@@ -6,8 +6,8 @@ operator's config file (``notebench up --config FILE``: ordinary traitlets confi
 then ``apply_services(c)``, which wires the hub-managed services from the final settings.
 
 What both modes share lives here too: scopes and roles (``apply_scopes``), the bootstrap admin
-(``apply_bootstrap_admin``), the services with their roles (``add_*_service``) and the user
-servers' arguments (``singleuser_args``).
+(``apply_bootstrap_admin``) and the services with their roles (``add_*_service``); the user
+servers' arguments are notebench.hub.singleuser's (``singleuser_args``).
 Kubernetes mode (notebench.hub.kubernetes) uses them with the chart's values.
 """
 
@@ -22,16 +22,13 @@ import sys
 from contextlib import closing
 from pathlib import Path
 
+from tornado import web
 from traitlets import Bool, Integer, Unicode
 from traitlets.config import Configurable
 
-from tornado import web
-
-from .auth import NotebenchNativeAuthenticator
-from .gpus import GPUInventory
-from .service_auth import TOKEN_CACHE_SECONDS
-
-ENDPOINT_INVOKE_SCOPE = "custom:notebench-endpoints:invoke"  # checked by the executor's router
+from notebench.hub.auth import NotebenchNativeAuthenticator
+from notebench.hub.platform.gpus import GPUInventory
+from notebench.hub.platform.scopes import ENDPOINT_INVOKE_SCOPE
 
 
 class Notebench(Configurable):
@@ -135,22 +132,6 @@ def apply_scopes(c) -> None:
     # (the JupyterLab panel's "Try it" invokes endpoints).
     c.Spawner.server_token_scopes = [
         "users:activity!user", "access:servers!server", "access:services", ENDPOINT_INVOKE_SCOPE + "!user"
-    ]
-
-
-def singleuser_args(kernel_cull_idle_timeout: int, kernel_cull_interval: int = 300) -> list[str]:
-    """Arguments of every user server: idle kernels are culled, busy ones never (and count as
-    activity, through notebench.hub.singleuser), connected ones too."""
-    return [
-        f"--MappingKernelManager.cull_idle_timeout={kernel_cull_idle_timeout}",
-        f"--MappingKernelManager.cull_interval={kernel_cull_interval}",
-        "--MappingKernelManager.cull_busy=False",
-        "--MappingKernelManager.cull_connected=True",
-        # A revoked token stops reaching the server within this, as on the services.
-        f"--HubOAuth.cache_max_age={TOKEN_CACHE_SECONDS}",
-        "--ServerApp.jpserver_extensions=notebench.hub.singleuser=True",
-        # Off by default in JupyterLab 4 anyway; loading it scans for language servers at start.
-        "--ServerApp.jpserver_extensions=jupyter_lsp=False",
     ]
 
 

@@ -15,15 +15,15 @@ import yaml
 from kubespawner import KubeSpawner
 from tornado import web
 
-from .config import (
+from notebench.hub.config import (
     add_executor_service,
     add_idle_culler_service,
     add_mlflow_service,
     apply_bootstrap_admin,
     apply_scopes,
-    singleuser_args,
 )
-from .profiles import Profiles
+from notebench.hub.platform.profiles import Profiles
+from notebench.hub.singleuser import singleuser_args
 
 HUB_PORT = 8081
 PROXY_PORT = 8000

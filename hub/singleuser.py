@@ -11,6 +11,24 @@ from datetime import datetime, timezone
 
 from tornado.ioloop import PeriodicCallback
 
+from notebench.hub.platform.service_auth import TOKEN_CACHE_SECONDS
+
+
+def singleuser_args(kernel_cull_idle_timeout: int, kernel_cull_interval: int = 300) -> list[str]:
+    """Arguments of every user server: idle kernels are culled, busy ones never (and count as
+    activity, through notebench.hub.singleuser), connected ones too."""
+    return [
+        f"--MappingKernelManager.cull_idle_timeout={kernel_cull_idle_timeout}",
+        f"--MappingKernelManager.cull_interval={kernel_cull_interval}",
+        "--MappingKernelManager.cull_busy=False",
+        "--MappingKernelManager.cull_connected=True",
+        # A revoked token stops reaching the server within this, as on the services.
+        f"--HubOAuth.cache_max_age={TOKEN_CACHE_SECONDS}",
+        "--ServerApp.jpserver_extensions=notebench.hub.singleuser=True",
+        # Off by default in JupyterLab 4 anyway; loading it scans for language servers at start.
+        "--ServerApp.jpserver_extensions=jupyter_lsp=False",
+    ]
+
 
 def _jupyter_server_extension_points():
     return [{"module": "notebench.hub.singleuser"}]

@@ -19,15 +19,16 @@ import time
 
 from jupyterhub.spawner import LocalProcessSpawner
 from jupyterhub.utils import url_path_join
-from tornado.httpclient import AsyncHTTPClient, HTTPClientError
 from tornado import web
+from tornado.httpclient import AsyncHTTPClient, HTTPClientError
 from traitlets import Integer, Unicode, default
 
-from .accounts import AccountClash, UserAccounts
-from .cgroups import CgroupLimits
-from .config import singleuser_args
-from .gpus import GPUInventory, NoFreeGPUs
-from .profiles import ProfileError, Profiles
+from notebench.hub.platform.accounts import AccountClash, UserAccounts
+from notebench.hub.platform.cgroups import CgroupLimits
+from notebench.hub.platform.gpus import GPUInventory, NoFreeGPUs
+from notebench.hub.platform.profiles import ProfileError, Profiles
+from notebench.hub.singleuser import singleuser_args
+
 
 class NotebenchSpawner(LocalProcessSpawner):
     """LocalProcessSpawner with profiles, GPU leases, OS-account isolation and limits."""

@@ -10,10 +10,10 @@ import secrets
 import subprocess
 
 import pytest
-
 from conftest import IS_ROOT
 from launcher import notebook
-from notebench.hub.accounts import AccountClash, UserAccounts, os_username, owner_tag
+
+from notebench.hub.platform.accounts import AccountClash, UserAccounts, os_username, owner_tag
 
 ADA = "ada.lovelace@example.org"
 LOOK_ALIKE = "ada-lovelace-examp-7799473f"  # what older Notebench made of ADA's name (issue 13, item 4)

@@ -5,7 +5,6 @@ claim the name by signing up."""
 import re
 
 import requests
-
 from test_login import logged_in
 
 PASSWORD = "ada's first password"

@@ -24,7 +24,6 @@ from datetime import datetime, timedelta, timezone
 import psutil
 import pytest
 import requests
-
 from launcher import notebook, running_hub, wait_for
 from test_endpoints import deploy, invoke, model, pid_of, wait_status  # noqa: F401 (model is a fixture)
 from test_executor_api import home_of

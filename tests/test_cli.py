@@ -2,7 +2,6 @@
 
 import socket
 import subprocess
-import sys
 
 from launcher import NOTEBENCH
 

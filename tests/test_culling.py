@@ -4,7 +4,6 @@ import sqlite3
 import time
 
 import pytest
-
 from kernels import execute_until_busy, kernels, start_kernel
 from launcher import running_hub, wait_for
 

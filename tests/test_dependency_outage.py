@@ -13,7 +13,6 @@ import signal
 
 import psutil
 import pytest
-
 from launcher import notebook, running_hub, wait_for
 from test_executor_api import finished_run, home_of, mlflow_get
 

@@ -23,10 +23,10 @@ import nbformat
 import psutil
 import pytest
 import requests
-
 from conftest import IS_ROOT
 from launcher import REPO, notebook, wait_for
-from notebench.hub.accounts import os_username
+
+from notebench.hub.platform.accounts import os_username
 
 EXAMPLE = REPO / "examples" / "distributed-training.ipynb"
 # A few seconds of fits: the whole job takes about 20 s on an idle 2-core machine.

@@ -18,7 +18,6 @@ import uuid
 import psutil
 import pytest
 import requests
-
 from launcher import wait_for
 from registry import register_model
 
@@ -140,7 +139,7 @@ def scoring_hosts_of(user: str) -> list:
     found = []
     for p in psutil.process_iter(["cmdline"]):
         try:
-            if "notebench.executor.scoring_host" in " ".join(p.info["cmdline"] or []) and (
+            if "notebench.executor.runtime.scoring_host" in " ".join(p.info["cmdline"] or []) and (
                 p.username() == f"nb-{user}" or p.environ().get("HOME", "").endswith(f"/{user}")
             ):
                 found.append(p)

@@ -21,12 +21,10 @@ import nbformat
 import psutil
 import pytest
 import requests
-
 from conftest import IS_ROOT
 from launcher import notebook, wait_for
 
 API = "/services/executor/api/"
-FINAL = ("succeeded", "failed", "cancelled", "timed_out")
 
 
 # --- helpers ---------------------------------------------------------------------------------
@@ -82,7 +80,7 @@ def warm_runner(hub, user: str):
     home = str(home_of(hub, user))
     for p in psutil.process_iter(["cmdline"]):
         try:
-            if "notebench.executor.runner" not in " ".join(p.info["cmdline"] or []):
+            if "notebench.executor.runtime.runner" not in " ".join(p.info["cmdline"] or []):
                 continue
             kernels = [k for k in p.children() if "ipykernel" in " ".join(k.cmdline())]
             if any(k.cwd() == home for k in kernels) and not any(f.path.endswith("/log.txt") for f in p.open_files()):

@@ -5,7 +5,7 @@ every answer must be no 5xx and conform to the description (status code, content
 schema). Path ids are steered, half the time, to a job and schedules the fuzzing user owns, so the
 success paths are fuzzed too, not only 404s. Bounded: 25 random examples per operation.
 
-Also: the checked-in executor/openapi.json is what the service serves.
+Also: the checked-in executor/api/openapi.json is what the service serves.
 """
 
 import json
@@ -16,9 +16,8 @@ import pytest
 import requests
 import schemathesis
 from hypothesis import HealthCheck, settings
-from schemathesis.specs.openapi.checks import positive_data_acceptance
-
 from launcher import notebook
+from schemathesis.specs.openapi.checks import positive_data_acceptance
 
 # schemathesis 4.32's pytest integration renames the running node through ``Node._nodeid``, which
 # pytest 9.2 no longer has (it keeps a structured ``_id``): give it back as a property.
@@ -103,9 +102,9 @@ def test_checked_in_openapi_is_the_served_one(hub, fuzzer):
         f"{hub.url}{PREFIX}api/openapi.json", headers={"Authorization": f"token {fuzzer}"}, timeout=60
     )
     assert served.status_code == 200, served.text
-    checked_in = json.loads((REPO / "executor" / "openapi.json").read_text())
+    checked_in = json.loads((REPO / "executor" / "api" / "openapi.json").read_text())
     assert served.json()["servers"] == [{"url": PREFIX + "api"}]
-    assert checked_in == served.json(), "executor/openapi.json is stale: run python -m notebench.executor.openapi"
+    assert checked_in == served.json(), "executor/openapi.json is stale: run python -m notebench.executor.api.openapi"
 
 
 def test_openapi_needs_a_token(hub):

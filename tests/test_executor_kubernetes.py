@@ -5,7 +5,7 @@ DaskCluster's scheduler and worker pod specs as Pods (there is no CRD schema off
 for the trust boundary. The API calls are checked at the client boundary: kubernetes_asyncio's REST
 client sends through a recorder (in place of its aiohttp session) that records method, path, query,
 headers and body and answers with canned API responses queued by each test — no fake API server.
-The job pod's runner (``runner --pod``) runs for real against the executor's job-files handler.
+The job pod's runner (``pod_runner``) runs for real against the executor's job-files handler.
 """
 
 from __future__ import annotations
@@ -31,23 +31,26 @@ from tornado.netutil import bind_sockets
 sys.path.insert(0, str(Path(__file__).parent))
 
 from kube import validate  # noqa: E402
+
 from notebench.executor import db  # noqa: E402
+from notebench.executor.api.job_files import JobFilesHandler  # noqa: E402
 from notebench.executor.app import Executor  # noqa: E402
 from notebench.executor.backends.base import JobSpec, RecordedJob, ScoringServerFailed, ScoringServerSpec  # noqa: E402
-from notebench.executor.backends.kubernetes import (  # noqa: E402
-    KubeAPI, KubernetesBackend, config_from_values,
+from notebench.executor.backends.kubernetes.endpoints import KubernetesEndpointBackend  # noqa: E402
+from notebench.executor.backends.kubernetes.jobs import (  # noqa: E402
+    KubeAPI,
+    KubernetesBackend,
+    config_from_values,
 )
-from notebench.executor.backends.kubernetes_endpoints import KubernetesEndpointBackend  # noqa: E402
-from notebench.executor.backends.kubernetes_objects import EXECUTOR_RULES  # noqa: E402
-from notebench.executor.backends.local import LocalBackend  # noqa: E402
-from notebench.executor.backends.local_endpoints import LocalEndpointBackend  # noqa: E402
-from notebench.executor.dispatcher import Dispatcher, read_events  # noqa: E402
-from notebench.executor.models import JobRequest  # noqa: E402
-from notebench.executor.handlers import JobFilesHandler  # noqa: E402
-from notebench.executor.pod_runner import EVENT_PREFIX  # noqa: E402
-from notebench.hub.accounts import UserAccounts  # noqa: E402
-from notebench.hub.gpus import GPUInventory  # noqa: E402
-from notebench.hub.profiles import Profiles  # noqa: E402
+from notebench.executor.backends.kubernetes.objects import EXECUTOR_RULES  # noqa: E402
+from notebench.executor.backends.local.endpoints import LocalEndpointBackend  # noqa: E402
+from notebench.executor.backends.local.jobs import LocalBackend  # noqa: E402
+from notebench.executor.jobs.dispatcher import Dispatcher, read_events  # noqa: E402
+from notebench.executor.runtime.events import EVENT_PREFIX  # noqa: E402
+from notebench.executor.schemas import JobRequest  # noqa: E402
+from notebench.hub.platform.accounts import UserAccounts  # noqa: E402
+from notebench.hub.platform.gpus import GPUInventory  # noqa: E402
+from notebench.hub.platform.profiles import Profiles  # noqa: E402
 
 NS = "nb-test"
 RELEASE = "nbrel"
@@ -261,7 +264,7 @@ def test_a_distributed_gpu_jobs_objects_are_valid_and_inside_the_boundary(tmp_pa
     assert pod["spec"]["nodeSelector"] == {"gpu": "nvidia"} and pod["spec"]["tolerations"][0]["key"] == "nvidia.com/gpu"
     (container,) = pod["spec"]["containers"]
     assert container["image"] == "example.org/user-cuda:1"  # the profile's image
-    assert container["args"] == ["python", "-m", "notebench.executor.runner", "--pod"] and "command" not in container
+    assert container["args"] == ["python", "-m", "notebench.executor.runtime.pod_runner"] and "command" not in container
     assert container["resources"]["limits"] == {"cpu": "4", "memory": str(16 * 1024**3), "nvidia.com/gpu": "1"}
     assert "NVIDIA_VISIBLE_DEVICES" not in {e["name"] for e in container["env"]}
     plain = {e["name"]: e["value"] for e in container["env"]}
@@ -692,7 +695,7 @@ def test_a_job_the_executor_went_down_while_starting_goes_back_to_the_queue(tmp_
 
 def test_an_api_server_down_at_start_keeps_the_job_queued_until_it_answers(tmp_path, monkeypatch):
     """The Kubernetes API briefly down (503, then up): the job waits in the queue and then runs."""
-    monkeypatch.setattr("notebench.executor.dispatcher.OUTAGE_FIRST_RETRY_SECONDS", 0.05)
+    monkeypatch.setattr("notebench.executor.jobs.dispatcher.OUTAGE_FIRST_RETRY_SECONDS", 0.05)
 
     async def scenario():
         api, recorder = await kube_api()
@@ -801,7 +804,7 @@ def test_the_pod_runner_reports_on_stdout_and_hands_back_its_output_before_finis
                 "kernel_env": {"NOTEBENCH_JOB_ID": str(job_id)}, "dask_scheduler_address": None}
         env = {**os.environ, "HOME": str(home), "NOTEBENCH_JOB_SPEC": json.dumps(spec),
                "NOTEBENCH_JOB_FILES_URL": f"{url}/{job_id}/files", "NOTEBENCH_JOB_TOKEN": app.backend.job_token(job_id)}
-        proc = await asyncio.create_subprocess_exec(sys.executable, "-m", "notebench.executor.runner", "--pod", env=env,
+        proc = await asyncio.create_subprocess_exec(sys.executable, "-m", "notebench.executor.runtime.pod_runner", env=env,
                                                     stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT)
         stdout, _ = await asyncio.wait_for(proc.communicate(), 180)
         server.stop()

@@ -4,9 +4,8 @@ import pwd
 import uuid
 
 import pytest
-
 from conftest import IS_ROOT
-from launcher import running_hub, notebook, wait_for
+from launcher import notebook, running_hub, wait_for
 
 CONFIG = """
 c.Notebench.mlflow_enabled = False

@@ -8,9 +8,8 @@ import uuid
 
 import psutil
 import pytest
-
 from conftest import IS_ROOT
-from launcher import running_hub, notebook, wait_for
+from launcher import notebook, running_hub, wait_for
 
 CONFIG = """
 c.Notebench.mlflow_enabled = False
@@ -43,7 +42,7 @@ def runner_of(hub, job_id: int) -> psutil.Process:
     def find():
         for p in psutil.process_iter(["cmdline"]):
             try:
-                if "notebench.executor.runner" in " ".join(p.info["cmdline"] or []) and any(
+                if "notebench.executor.runtime.runner" in " ".join(p.info["cmdline"] or []) and any(
                     f.path == log for f in p.open_files()
                 ):
                     return p

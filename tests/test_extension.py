@@ -13,17 +13,16 @@ from pathlib import Path
 
 import nbformat
 import pytest
-from nbformat.v4 import new_code_cell, new_notebook
-from tornado.httpclient import HTTPClientError
-
 from jupyterlab_notebench.handlers import job_cwd
 from jupyterlab_notebench.parameters import notebook_parameters, parse_parameters
 from jupyterlab_notebench.upstream import MAX_JSON_DEPTH, upstream_url
+from nbformat.v4 import new_code_cell, new_notebook
 
 # pytest-jupyter's fixtures for this module only (as `pytest_plugins` they would apply to the whole
 # session, and its autouse event-loop fixture would close the loops of other modules' tests).
 from pytest_jupyter.jupyter_core import *  # noqa: E402,F401,F403
 from pytest_jupyter.jupyter_server import *  # noqa: E402,F401,F403
+from tornado.httpclient import HTTPClientError
 
 REPO = Path(__file__).resolve().parent.parent
 VENV_BIN = Path(sys.executable).parent

@@ -15,11 +15,10 @@ from pathlib import Path
 import helm_python as helm
 import pytest
 import yaml
-
-from notebench.executor.backends.kubernetes_objects import EXECUTOR_RULES
-from notebench.hub.profiles import Profile
-
 from kube import chart_objects, pod_labels, pod_spec, selector_matches, validate_all
+
+from notebench.executor.backends.kubernetes.objects import EXECUTOR_RULES
+from notebench.hub.platform.profiles import Profile
 
 CHART = Path(__file__).resolve().parent.parent / "helm" / "notebench"
 GPU_OIDC_VALUES = yaml.safe_load((CHART / "ci" / "gpu-oidc-values.yaml").read_text())
@@ -238,7 +237,7 @@ def test_the_executor_pod_configures_the_kubernetes_backends_the_chart_means(gpu
     """The executor reads the rendered values file and its pod's env (config_from_values): the
     images, profiles and Services it ends up with are the ones this release's values name."""
     from notebench.executor.app import Executor
-    from notebench.executor.backends.kubernetes import config_from_values
+    from notebench.executor.backends.kubernetes.jobs import config_from_values
 
     values_file = tmp_path / "values.yaml"
     values_file.write_text(one(gpu_oidc_objects, "ConfigMap", f"{FULLNAME}-values")["data"]["values.yaml"])

@@ -35,7 +35,7 @@ from tornado import web
 
 from notebench.hub.config import ENDPOINT_INVOKE_SCOPE, refuse_bootstrap_admin_login
 from notebench.hub.kubernetes import ConfigError, NotebenchKubeSpawner
-from notebench.hub.profiles import Profiles, parse_bytes
+from notebench.hub.platform.profiles import Profiles, parse_bytes
 
 ROOT = Path(__file__).resolve().parent.parent
 CHART = ROOT / "helm" / "notebench"

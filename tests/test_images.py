@@ -241,7 +241,7 @@ def test_commands_exist(stages):
             assert (VENV_BIN / command[0]).exists(), f"{target}: {command[0]} is not a command of the venv"
     assert "apt-get install -y --no-install-recommends tini" in INSTALL_SCRIPT.read_text()
     # What the chart and the executor run in these images.
-    for module in ("notebench.hub.mlflow_service", "notebench.executor.runner"):
+    for module in ("notebench.hub.mlflow_service", "notebench.executor.runtime.runner"):
         assert importlib.util.find_spec(module), module
     assert (VENV_BIN / "mlflow").exists()
 

@@ -6,9 +6,7 @@ import subprocess
 
 import pytest
 import requests
-
 from conftest import IS_ROOT
-from launcher import wait_for
 from test_admin_passwords import set_password
 
 pytestmark = pytest.mark.skipif(not IS_ROOT, reason="per-user OS accounts need the hub to run as root (CI does)")

@@ -5,8 +5,13 @@ import os
 
 import pytest
 
-from notebench.executor.job_events import (MAX_EVENTS_BYTES, MalformedReport, notebook_progress, parse_event,
-                                           read_events)
+from notebench.executor.runtime.events import (
+    MAX_EVENTS_BYTES,
+    MalformedReport,
+    notebook_progress,
+    parse_event,
+    read_events,
+)
 
 GOOD = [
     ({"event": "started", "time": 1.5}, {"event": "started", "time": 1.5}),

@@ -15,12 +15,12 @@ import subprocess
 
 import psutil
 import pytest
-
 from conftest import IS_ROOT
 from launcher import notebook, wait_for
 from test_executor_api import alive, home_of, job_dir, started_event, submit, unique
-from notebench.executor.backends.local import JobProcess, LocalBackend
-from notebench.hub.accounts import UserAccounts
+
+from notebench.executor.backends.local.jobs import JobProcess, LocalBackend
+from notebench.hub.platform.accounts import UserAccounts
 
 WRITE_REPORT = (
     "import json, os\n"

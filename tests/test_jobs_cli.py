@@ -6,13 +6,12 @@ import pwd
 import queue
 import re
 import subprocess
-import uuid
 import sys
 import threading
+import uuid
 
 import nbformat
 import pytest
-
 from conftest import IS_ROOT
 from launcher import REPO, free_port, notebook, wait_for
 

@@ -1,7 +1,6 @@
 """A notebook in a user's server logs to MLflow with no set-up, as that user."""
 
 import requests
-
 from kernels import execute, start_kernel
 
 

@@ -15,7 +15,6 @@ import uuid
 
 import pytest
 import requests
-
 from conftest import BASE_CONFIG
 from launcher import running_hub, wait_for
 

@@ -4,7 +4,6 @@ import subprocess
 import sys
 import venv
 import zipfile
-from pathlib import Path
 
 from launcher import REPO
 

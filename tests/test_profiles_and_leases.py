@@ -3,10 +3,10 @@
 import multiprocessing
 
 import pytest
-
-from notebench.hub.gpus import GPUInventory, NoFreeGPUs
-from notebench.hub.profiles import Profile, ProfileError, Profiles
 from traitlets.config import Config
+
+from notebench.hub.platform.gpus import GPUInventory, NoFreeGPUs
+from notebench.hub.platform.profiles import Profile, ProfileError, Profiles
 
 
 def test_default_profiles_cpu_and_gpu():

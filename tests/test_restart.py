@@ -1,7 +1,6 @@
 """Restarting `notebench up` keeps users, tokens, servers and their GPU leases."""
 
 import requests
-
 from launcher import Hub, wait_for
 
 CONFIG = 'c.GPUInventory.devices = ["0"]\nc.Notebench.mlflow_enabled = False\n'

@@ -13,11 +13,10 @@ import re
 import secrets
 import sqlite3
 from datetime import datetime, timedelta, timezone
+from zoneinfo import ZoneInfo
 
 import pytest
 from croniter import croniter
-from zoneinfo import ZoneInfo
-
 from launcher import notebook, wait_for
 
 

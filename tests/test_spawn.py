@@ -2,9 +2,7 @@
 
 import sqlite3
 
-import pytest
 import requests
-
 from launcher import server_env, wait_for
 
 

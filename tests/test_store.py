@@ -22,13 +22,13 @@ from alembic.autogenerate import compare_metadata
 from alembic.config import Config as AlembicConfig
 from alembic.migration import MigrationContext
 from alembic.script import ScriptDirectory
+from postgres import PostgresServer, PostgresUnavailable
 from sqlalchemy.orm import sessionmaker
 from traitlets.config import Config
 
 from notebench.executor import db
 from notebench.executor.db import Job, Schedule
-from notebench.hub.gpus import GPUInventory, NoFreeGPUs
-from postgres import PostgresServer, PostgresUnavailable
+from notebench.hub.platform.gpus import GPUInventory, NoFreeGPUs
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -201,7 +201,7 @@ def test_jobs_and_schedules_round_trip_json_and_utc_datetimes(db_url, engines):
 
 
 def claim(sessions: sessionmaker, job_id: int, executor_id: str) -> int:
-    """The claim of notebench.executor.dispatcher.Dispatcher._start, statement for statement."""
+    """The claim of notebench.executor.jobs.dispatcher.Dispatcher._start, statement for statement."""
     with sessions() as s:
         claimed = s.execute(
             sa.update(Job)

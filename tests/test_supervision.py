@@ -11,8 +11,8 @@ import sys
 import psutil
 import pytest
 import requests
-
 from launcher import NOTEBENCH, Hub, free_port, wait_for
+
 from notebench.hub import supervisor
 
 CONFIG = 'c.GPUInventory.devices = ["0"]\n'

@@ -8,7 +8,7 @@ import sys
 import textwrap
 from pathlib import Path
 
-from notebench.executor.warm_scheduler import cell_imports, install_roots, installed
+from notebench.executor.runtime.dask_warmup import cell_imports, install_roots, installed
 
 
 def test_a_cells_imports_are_found_in_order_with_what_is_imported_from_them():
@@ -47,7 +47,7 @@ def test_only_the_installations_modules_are_importable_not_the_users(tmp_path, m
 PROBE = """
 import json, sys, threading
 sys.path.insert(0, {user_dir!r})
-from notebench.executor.warm_scheduler import import_all, install_roots
+from notebench.executor.runtime.dask_warmup import import_all, install_roots
 stop = threading.Event()
 if {stopped!r}:
     stop.set()
@@ -78,7 +78,7 @@ CELLS = """
 import json, sys
 import distributed
 from launcher import wait_for
-from notebench.executor.warm_scheduler import SchedulerWarmer
+from notebench.executor.runtime.dask_warmup import SchedulerWarmer
 
 if __name__ == "__main__":
     with distributed.LocalCluster(n_workers=1, processes=False, dashboard_address=None) as cluster:

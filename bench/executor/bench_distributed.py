@@ -48,7 +48,7 @@ from launcher import Hub  # noqa: E402
 EXAMPLE = REPO / "examples" / "distributed-training.ipynb"
 WORKER_PROFILE = "dask-1cpu"
 CONFIG = f"""
-from notebench.hub.profiles import DEFAULT_PROFILES
+from notebench.hub.platform.profiles import DEFAULT_PROFILES
 c.Profiles.profiles = DEFAULT_PROFILES + [
     {{"name": "{WORKER_PROFILE}", "display_name": "Dask worker (1 CPU)", "description": "1 CPU, 2 GiB memory",
       "cpu_limit": 1, "mem_limit": "2G"}},

@@ -64,9 +64,10 @@ sys.path.insert(0, str(REPO / "tests"))
 
 from launcher import Hub, notebook  # noqa: E402
 
+from notebench.hub.platform.statuses import FINAL  # noqa: E402
+
 VENV_BIN = Path(sys.prefix) / "bin"
 IS_ROOT = os.geteuid() == 0
-FINAL = ("succeeded", "failed", "cancelled", "timed_out")
 RUNS_FILE = "notebench-bench-runs.txt"
 BASE_CONFIG = "c.Notebench.cull_idle_timeout = 0\n"  # no culler: it only slows the hub's shutdown
 
@@ -129,7 +130,7 @@ def machine() -> str:
 
 
 ROLES = (
-    ("notebench.executor.runner", "runners"),
+    ("notebench.executor.runtime.runner", "runners"),
     ("ipykernel", "kernels"),
     ("notebench.executor", "executor"),
     ("mlflow", "mlflow"),

@@ -188,11 +188,11 @@ def machine() -> dict:
 
 
 class Account:
-    """Who a server runs as, from the product's own UserAccounts (notebench.hub.accounts): the
+    """Who a server runs as, from the product's own UserAccounts (notebench.hub.platform.accounts): the
     user's OS account and 0700 home when root, else us with a home under the data dir."""
 
     def __init__(self, hub_user: str, shared_homes: Path):
-        from notebench.hub.accounts import UserAccounts
+        from notebench.hub.platform.accounts import UserAccounts
 
         self.accounts = UserAccounts(shared_homes_dir=str(shared_homes))
         self.hub_user = hub_user

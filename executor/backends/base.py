@@ -14,8 +14,8 @@ from typing import Any
 from traitlets import Instance
 from traitlets.config import LoggingConfigurable
 
-from notebench.hub.accounts import UserAccounts
-from notebench.hub.profiles import Profiles
+from notebench.hub.platform.accounts import UserAccounts
+from notebench.hub.platform.profiles import Profiles
 
 
 @dataclass

@@ -13,8 +13,8 @@ import os  # noqa: E402
 import secrets  # noqa: E402
 import sys  # noqa: E402
 
-from . import config  # noqa: E402
-from .process import BackendProcess  # noqa: E402
+from notebench.hub.mlflow_service import config  # noqa: E402
+from notebench.hub.mlflow_service.process import BackendProcess  # noqa: E402
 
 log = logging.getLogger("notebench.mlflow")
 
@@ -43,7 +43,7 @@ def main():
     try:
         import asyncio
 
-        from .front import serve
+        from notebench.hub.mlflow_service.front import serve
 
         asyncio.run(
             serve(

@@ -24,7 +24,7 @@ from urllib.parse import unquote
 from flask import make_response, request
 from werkzeug.datastructures import Authorization
 
-from . import ADMIN_HEADER, SECRET_ENV, SECRET_HEADER, USER_HEADER
+from notebench.hub.mlflow_service import ADMIN_HEADER, SECRET_ENV, SECRET_HEADER, USER_HEADER
 
 log = logging.getLogger(__name__)
 

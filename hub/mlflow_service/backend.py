@@ -21,7 +21,7 @@ import threading
 import time
 import uuid
 
-from .config import Paths
+from notebench.hub.mlflow_service.config import Paths
 
 # What `mlflow server` puts in its workers' environment (mlflow.server._run_server), by name:
 # they must be set before mlflow.server is imported, because routes (static prefix) are computed
@@ -116,7 +116,7 @@ def main(argv=None):
     from mlflow.server import app as flask_app
     from mlflow.server.auth import create_app
 
-    from .policy import install as install_policy
+    from notebench.hub.mlflow_service.policy import install as install_policy
 
     app = create_app(flask_app)
     install_policy(flask_app)  # after MLflow's own checks, which create_app installed

@@ -18,7 +18,7 @@ import secrets
 from dataclasses import dataclass
 from pathlib import Path
 
-from . import DEFAULT_PERMISSIONS
+from notebench.hub.mlflow_service import DEFAULT_PERMISSIONS
 
 ADMIN_USERNAME = "admin"
 AUTHORIZATION_FUNCTION = "notebench.hub.mlflow_service.authz:authenticate_request"

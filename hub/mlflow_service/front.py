@@ -35,8 +35,8 @@ from tornado.httpserver import HTTPServer
 from tornado.queues import Queue
 from tornado.simple_httpclient import SimpleAsyncHTTPClient
 
-from ..service_auth import TOKEN_CACHE_SECONDS
-from . import ADMIN_HEADER, IDENTITY_HEADER_PREFIX, SECRET_HEADER, USER_HEADER
+from notebench.hub.mlflow_service import ADMIN_HEADER, IDENTITY_HEADER_PREFIX, SECRET_HEADER, USER_HEADER
+from notebench.hub.platform.service_auth import TOKEN_CACHE_SECONDS
 
 log = logging.getLogger("notebench.mlflow")
 

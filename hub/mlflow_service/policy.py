@@ -25,7 +25,7 @@ import unicodedata
 
 from flask import make_response, request
 
-from . import authz
+from notebench.hub.mlflow_service import authz
 
 # The longest name JupyterHub's and MLflow's user tables hold.
 _MAX_USERNAME = 255

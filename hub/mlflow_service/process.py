@@ -13,7 +13,7 @@ import subprocess
 import sys
 import time
 
-from . import SECRET_ENV
+from notebench.hub.mlflow_service import SECRET_ENV
 
 log = logging.getLogger("notebench.mlflow")
 

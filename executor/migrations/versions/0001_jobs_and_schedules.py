@@ -1,12 +1,11 @@
 """jobs and schedules
 
 Revision ID: 0001
-Revises: 
+Revises:
 Create Date: 2026-11-25 17:55:18.857941
 """
-from alembic import op
 import sqlalchemy as sa
-
+from alembic import op
 
 revision = '0001'
 down_revision = None
@@ -15,7 +14,7 @@ depends_on = None
 
 
 def upgrade():
-    
+
     op.create_table('schedules',
     sa.Column('id', sa.Integer(), nullable=False),
     sa.Column('owner', sa.String(length=255), nullable=False),
@@ -67,7 +66,7 @@ def upgrade():
 
 
 def downgrade():
-    
+
     with op.batch_alter_table('jobs', schema=None) as batch_op:
         batch_op.drop_index(batch_op.f('ix_jobs_status'))
         batch_op.drop_index(batch_op.f('ix_jobs_schedule_id'))

@@ -26,10 +26,11 @@ from tornado import web
 from traitlets import Integer
 from traitlets.config import Configurable
 
+from notebench.hub.platform.names import ENDPOINT_NAME  # the executor's rule, so a bad name never leaves the server
+
 from .parameters import notebook_parameters
 from .upstream import UpstreamError, call, check_depth, load_json
 
-ENDPOINT_NAME = r"[a-z0-9][a-z0-9-]{0,62}"
 JOB_FIELDS = ("parameters", "profile", "timeout_seconds", "workers", "worker_profile", "kernel", "name")
 OUTPUT_DIR = "job-outputs"
 

@@ -28,13 +28,23 @@ from dataclasses import asdict, dataclass
 import psutil
 from traitlets import Integer
 
-from .base import Backend, JobSpec, RecordedJob
+from notebench.executor.backends.base import Backend, JobSpec, RecordedJob
+from notebench.executor.background import BackgroundTasks
 
 log = logging.getLogger("notebench.executor")
-RUNNER = [sys.executable, "-m", "notebench.executor.runner"]
+RUNNER_MODULE = "notebench.executor.runtime.runner"
+# Runners started by a Notebench from before the executor/runtime/ layout are still found after an upgrade.
+RUNNER_MODULES = (RUNNER_MODULE, "notebench.executor.runner")
+RUNNER = [sys.executable, "-m", RUNNER_MODULE]
 # Sends SIGKILL to the pids and process groups (negative) in argv; run as the job's owner.
 KILL_AS_OWNER = [sys.executable, "-S", "-c",
                  "import os, sys\nfor t in sys.argv[1:]:\n    try: os.kill(int(t), 9)\n    except OSError: pass"]
+
+
+def runs_module(process: psutil.Process, modules: tuple[str, ...]) -> bool:
+    """Whether ``process`` is ``python -m <one of modules>``."""
+    cmdline = process.cmdline()
+    return len(cmdline) > 2 and cmdline[1] == "-m" and cmdline[2] in modules
 
 
 @dataclass(frozen=True)
@@ -139,6 +149,7 @@ class LocalBackend(Backend):
     def __init__(self, **kwargs):
         super().__init__(**kwargs)
         self._pools: dict[tuple, list[WarmRunner]] = defaultdict(list)
+        self._tasks = BackgroundTasks()  # warm runners being started
         self._spawning: Counter = Counter()  # runners being started, per pool
         self._factories: dict[str, RunnerFactory] = {}
         self._factory_locks: dict[str, asyncio.Lock] = defaultdict(asyncio.Lock)
@@ -206,7 +217,7 @@ class LocalBackend(Backend):
 
         for _ in range(self.warm_runners - len(pool) - self._spawning[key]):
             self._spawning[key] += 1
-            asyncio.ensure_future(add())
+            self._tasks.start(add())
 
     def _retire(self, key: tuple, runner: WarmRunner) -> None:
         if runner in self._pools[key]:
@@ -257,7 +268,7 @@ class LocalBackend(Backend):
                 continue
             # The recorded start time tells the runner from a later process with its pid; rows from
             # before it was recorded have the owner's uid and the runner's command line to go on.
-            same = abs(started - job.pid_started) < 0.05 if job.pid_started else "notebench.executor.runner" in " ".join(p.cmdline())
+            same = abs(started - job.pid_started) < 0.05 if job.pid_started else runs_module(p, RUNNER_MODULES)
             if same and uid == self._uid(job.owner):
                 handle = JobProcess(job.owner, job.pid, started)
                 self._observe(handle)
@@ -317,6 +328,7 @@ class LocalBackend(Backend):
         await proc.wait()
 
     async def close(self) -> None:
+        await self._tasks.close()  # runners being started: a runner let go before its job stops its kernel
         runners = [r for pool in self._pools.values() for r in pool]
         waiting = {}
         for runner in runners:

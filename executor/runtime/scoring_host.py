@@ -1,4 +1,4 @@
-"""A scoring server process started before its model is known (``python -m notebench.executor.scoring_host``).
+"""A scoring server process started before its model is known (``python -m notebench.executor.runtime.scoring_host``).
 
 It serves with MLflow's own pyfunc scoring server (``mlflow.pyfunc.scoring_server``: a FastAPI
 app, run by uvicorn), as ``mlflow models serve --env-manager local`` does, in this environment.

@@ -1,7 +1,7 @@
 """Jobs as Kubernetes Jobs, distributed jobs with a dask-kubernetes DaskCluster (docs/kubernetes.md).
 
 A job is a batch/v1 Job, named after the job (``<release>-job-<id>``: creating it twice fails, so
-a job never runs twice), running ``python -m notebench.executor.runner --pod`` in the owner's
+a job never runs twice), running ``python -m notebench.executor.runtime.pod_runner`` in the owner's
 image, with the profile's resources, the owner's home PVC and the user-workload boundary. The
 executor's data PVC is ReadWriteOnce, so job pods never mount it; instead:
 
@@ -36,13 +36,27 @@ from kubernetes_asyncio.config import load_incluster_config
 from traitlets import Float, Integer, List, Unicode, default
 from traitlets.config import Config, LoggingConfigurable
 
-from ..job_events import MalformedReport, malformed, parse_event
-from ..pod_runner import EVENT_PREFIX
-from .base import Backend, JobSpec, RecordedJob
-from .kubernetes_objects import (
-    COMPONENT, EXECUTOR, HOME, INSTANCE, JOB_ID, NOTEBOOK_CONTAINER, PodSettings, dask_cluster, env_secret, job_network_policy,
-    labels, notebook_job, object_name, owner_reference, owner_slug, scheduler_address, selector,
+from notebench.executor.backends.base import Backend, JobSpec, RecordedJob
+from notebench.executor.backends.kubernetes.objects import (
+    COMPONENT,
+    EXECUTOR,
+    HOME,
+    INSTANCE,
+    JOB_ID,
+    NOTEBOOK_CONTAINER,
+    PodSettings,
+    dask_cluster,
+    env_secret,
+    job_network_policy,
+    labels,
+    notebook_job,
+    object_name,
+    owner_reference,
+    owner_slug,
+    scheduler_address,
+    selector,
 )
+from notebench.executor.runtime.events import EVENT_PREFIX, MalformedReport, malformed, parse_event
 
 DASK_CLUSTER = "notebench.io/dask-cluster"  # on a distributed job's Job: its cluster's name
 FAILED_WAITING = {"ErrImagePull", "ImagePullBackOff", "InvalidImageName", "CrashLoopBackOff", "CreateContainerError"}
@@ -319,7 +333,7 @@ class KubernetesBackend(KubernetesSettings, Backend):
         common = dict(namespace=self.namespace, pod=self.pod_settings(home_claim))
         job = notebook_job(
             name=name, labels=job_labels, image=self.image_for(profile),
-            args=["python", "-m", "notebench.executor.runner", "--pod"],
+            args=["python", "-m", "notebench.executor.runtime.pod_runner"],
             env={"NOTEBENCH_JOB_SPEC": json.dumps(pod_spec), "NOTEBENCH_JOB_FILES_URL": files_url, "HOME": HOME},
             secret_name=name, profile=profile, deadline_seconds=spec.timeout_seconds + self.deadline_margin_seconds,
             ttl_seconds=self.finished_ttl_seconds, **common,

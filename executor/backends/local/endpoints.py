@@ -28,10 +28,13 @@ from pathlib import Path
 import psutil
 from traitlets import Integer, List, Unicode
 
-from ..jobfiles import read_job_file
-from .base import EndpointBackend, ScoringServerFailed, ScoringServerSpec
+from notebench.executor.backends.base import EndpointBackend, ScoringServerFailed, ScoringServerSpec
+from notebench.executor.backends.local.jobs import runs_module
+from notebench.executor.background import BackgroundTasks
+from notebench.executor.user_files import read_job_file
 
-HOST_MODULE = "notebench.executor.scoring_host"
+HOST_MODULE = "notebench.executor.runtime.scoring_host"
+HOST_MODULES = (HOST_MODULE, "notebench.executor.scoring_host")  # and hosts started before executor/runtime/
 LOG_TAIL_BYTES = 4096
 # Unix socket paths are limited to 108 bytes (sun_path).
 MAX_SOCKET_PATH = 107
@@ -75,6 +78,7 @@ class LocalEndpointBackend(EndpointBackend):
         self._warm: dict[str, list[WarmHost]] = {}
         self._spawning: collections.Counter = collections.Counter()  # warm processes being started, per owner
         self._children: dict[int, asyncio.subprocess.Process] = {}
+        self._tasks = BackgroundTasks()
 
     # --- warm processes ------------------------------------------------------------------------
 
@@ -95,7 +99,7 @@ class LocalEndpointBackend(EndpointBackend):
             start_new_session=True,  # its own process group, and it outlives the executor
         )
         self._children[proc.pid] = proc
-        asyncio.ensure_future(self._reap(proc))
+        self._tasks.start(self._reap(proc))
         return WarmHost(proc)
 
     async def _reap(self, proc: asyncio.subprocess.Process) -> None:
@@ -115,7 +119,7 @@ class LocalEndpointBackend(EndpointBackend):
 
         for _ in range(self.warm_hosts - len(pool) - self._spawning[owner]):
             self._spawning[owner] += 1
-            asyncio.ensure_future(add())
+            self._tasks.start(add())
 
     async def _take_host(self, owner: str) -> WarmHost:
         pool = self._warm.setdefault(owner, [])
@@ -165,7 +169,7 @@ class LocalEndpointBackend(EndpointBackend):
             p = psutil.Process(handle["pid"])
             if p.status() == psutil.STATUS_ZOMBIE or abs(p.create_time() - handle["started"]) > 0.5:
                 return None
-            return p if HOST_MODULE in " ".join(p.cmdline()) else None
+            return p if runs_module(p, HOST_MODULES) else None
         except psutil.Error:
             return None
 
@@ -223,6 +227,7 @@ class LocalEndpointBackend(EndpointBackend):
             pass
 
     async def close(self) -> None:
+        await self._tasks.close()
         for pool in self._warm.values():
             for host in pool:
                 if host.alive():

@@ -13,9 +13,9 @@ papermill) and ``log.txt`` (stdout/stderr and the cells' output).
 
 A job with ``workers`` gets a Dask cluster whose scheduler and nannies live in the runner (the
 workers are processes of their own); as each cell starts, the runner imports that cell's libraries
-into it, until its first graph: see warm_scheduler.py.
+into it, until its first graph: see dask_warmup.py.
 
-On Kubernetes (``--pod``) the runner is a job pod's one process: see pod_runner.py.
+On Kubernetes a job pod runs pod_runner.py instead, with the same papermill engine.
 """
 
 from __future__ import annotations
@@ -28,20 +28,13 @@ import signal
 import socket
 import subprocess
 import sys
-import time
 from pathlib import Path
 
-
-def emit(events_path: Path, **event) -> None:
-    event["time"] = time.time()
-    with open(events_path, "a") as f:
-        f.write(json.dumps(event) + "\n")
-        f.flush()
+from notebench.executor.runtime.events import emit
 
 
 def start_kernel(kernel_name: str, cwd: str):
     from jupyter_client.manager import KernelManager
-
     from jupyter_core.paths import jupyter_runtime_dir
 
     # IPC sockets in the owner's runtime dir: no TCP port for another kernel to grab first.
@@ -161,7 +154,7 @@ def run_job(spec: dict, km, kc, cleanup: contextlib.ExitStack) -> dict:
             cleanup.enter_context(cluster)
             env.update(client_env)
             parameters["dask_scheduler_address"] = cluster.scheduler_address
-            from notebench.executor.warm_scheduler import SchedulerWarmer
+            from notebench.executor.runtime.dask_warmup import SchedulerWarmer
 
             hooks["on_cell_start"] = SchedulerWarmer(cluster).on_cell_start
         run_silently(kc, f"import os as _nb_os; _nb_os.environ.update({env!r}); _nb_os.chdir({spec['cwd']!r}); del _nb_os")
@@ -170,6 +163,7 @@ def run_job(spec: dict, km, kc, cleanup: contextlib.ExitStack) -> dict:
             str(job_dir / "output.ipynb"),
             parameters=parameters,
             kernel_name=spec["kernel"],
+            engine_name=ENGINE,
             km=km,
             cwd=spec["cwd"],
             log_output=True,
@@ -186,14 +180,20 @@ def run_job(spec: dict, km, kc, cleanup: contextlib.ExitStack) -> dict:
         return {"status": "failed", "error": {"ename": type(e).__name__, "evalue": str(e), "cell_index": None}}
 
 
+ENGINE = "notebench"  # papermill's engine registry name of ReadyKernelEngine
+
+
 def import_papermill():
     """Import papermill (most of the runner's start-up, without its optional imports: see
-    imports.py) with its client on our ready kernel client."""
-    from notebench.executor.imports import without_optional_imports
+    imports.py) and register its engine that runs on our ready kernel client; returns that
+    client's class (its ``ready_kc`` is set per job)."""
+    from notebench.executor.runtime.imports import without_optional_imports
 
     with without_optional_imports():
-        import papermill.engines
         from papermill.clientwrap import PapermillNotebookClient
+        from papermill.engines import NBClientEngine, papermill_engines
+        from papermill.log import logger
+        from papermill.utils import merge_kwargs, remove_args
 
     class ReadyKernelClient(PapermillNotebookClient):
         """nbclient would make a second client and wait for it (kernel_info, then 0.2 s of iopub
@@ -207,8 +207,19 @@ def import_papermill():
                 self.kc = self.ready_kc
                 self.kc.allow_stdin = False
 
-    # This process runs one job: papermill's engine builds its client from this name.
-    papermill.engines.PapermillNotebookClient = ReadyKernelClient
+    class ReadyKernelEngine(NBClientEngine):
+        """papermill's nbclient engine, with its notebook client on the runner's ready kernel."""
+
+        @classmethod
+        def execute_managed_notebook(cls, nb_man, kernel_name, log_output=False, stdout_file=None, stderr_file=None,
+                                     start_timeout=60, execution_timeout=None, **kwargs):
+            timeout = execution_timeout or kwargs.get("timeout")
+            kwargs = remove_args(["input_path", "timeout", "startup_timeout"], **kwargs)
+            options = merge_kwargs(kwargs, timeout=timeout, startup_timeout=start_timeout, kernel_name=kernel_name,
+                                   log=logger, log_output=log_output, stdout_file=stdout_file, stderr_file=stderr_file)
+            return ReadyKernelClient(nb_man, **options).execute()
+
+    papermill_engines.register(ENGINE, ReadyKernelEngine)
     return ReadyKernelClient
 
 
@@ -311,13 +322,8 @@ def factory(control: socket.socket, client_class) -> int:
 
 
 def main() -> int:
-    if sys.argv[1:] == ["--pod"]:
-        from notebench.executor.pod_runner import run_in_pod
-
-        return run_in_pod()
     if sys.argv[1:2] != ["--factory"] or len(sys.argv) != 3:
-        print("usage: python -m notebench.executor.runner --factory CONTROL_FD | --pod (started by the executor)",
-              file=sys.stderr)
+        print("usage: python -m notebench.executor.runtime.runner --factory CONTROL_FD (started by the executor)", file=sys.stderr)
         return 2
     client_class = import_papermill()  # once, before any runner is asked for
     return factory(socket.socket(fileno=int(sys.argv[2])), client_class)

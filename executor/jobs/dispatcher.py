@@ -23,24 +23,24 @@ from pathlib import Path
 import nbformat
 import sqlalchemy as sa
 
-from notebench.hub.gpus import NoFreeGPUs
-from notebench.hub.profiles import ProfileError
-
-from .backends.base import JobSpec, RecordedJob
-from .db import FINAL, Job, utcnow
-from .job_events import MAX_EVENTS_BYTES, MalformedReport, malformed, notebook_progress, read_events  # noqa: F401
-from .models import JobRequest
-from .services import is_outage
+from notebench.executor.backends.base import JobSpec, RecordedJob
+from notebench.executor.background import BackgroundTasks
+from notebench.executor.db import Job, utcnow
+from notebench.executor.errors import NotebenchError
+from notebench.executor.runtime.events import (  # noqa: F401
+    MAX_EVENTS_BYTES,
+    MalformedReport,
+    malformed,
+    notebook_progress,
+    read_events,
+)
+from notebench.executor.schemas import JobRequest
+from notebench.executor.services import is_outage
+from notebench.hub.platform.gpus import NoFreeGPUs
+from notebench.hub.platform.profiles import ProfileError
+from notebench.hub.platform.statuses import FINAL
 
 log = logging.getLogger("notebench.executor")
-
-
-class JobError(Exception):
-    """A request the executor refuses: ``status`` (HTTP), ``field`` and a message."""
-
-    def __init__(self, status: int, field: str | None, message: str):
-        super().__init__(message)
-        self.status, self.field, self.message = status, field, message
 
 
 MAX_NOTEBOOK_BYTES = 256 * 1024 * 1024
@@ -76,6 +76,7 @@ class Backoff:
 class Dispatcher:
     def __init__(self, app):
         self.app = app
+        self.tasks = BackgroundTasks()  # dispatch rounds, prewarming, closing MLflow runs
         self.sessions = app.sessions
         self.backend = app.backend
         # Stable across restarts, so a restarted executor recognises (only) its own running jobs.
@@ -107,29 +108,29 @@ class Dispatcher:
         try:
             profile = self.app.profiles.get(request.profile)
         except ProfileError as e:
-            raise JobError(400, "profile", str(e))
+            raise NotebenchError(400, "profile", str(e))
         try:
             worker = self.app.profiles.get(request.worker_profile or profile.name)
         except ProfileError as e:
-            raise JobError(400, "worker_profile", str(e))
+            raise NotebenchError(400, "worker_profile", str(e))
         if self.backend.leases_gpus:
             # A job that needs more GPUs than the machine has would wait in the queue forever.
             have = len(self.app.gpus.all_devices())
             if profile.gpus > have:
-                raise JobError(400, "profile", f"profile {profile.name!r} needs {profile.gpus} GPU(s); this machine has {have}")
+                raise NotebenchError(400, "profile", f"profile {profile.name!r} needs {profile.gpus} GPU(s); this machine has {have}")
             need = gpus_needed(profile, worker, request.workers)
             if need > have:
-                raise JobError(400, "worker_profile", f"{request.workers} worker(s) of profile {worker.name!r} and the job's "
+                raise NotebenchError(400, "worker_profile", f"{request.workers} worker(s) of profile {worker.name!r} and the job's "
                                f"own {profile.gpus} need {need} GPU(s); this machine has {have}")
         kernel = request.kernel or request.notebook.get("metadata", {}).get("kernelspec", {}).get("name") or "python3"
         if kernel == "python" and "python" not in self.app.kernel_names():
             kernel = "python3"  # what papermill and Jupyter call the native Python kernel too
         if kernel not in self.app.kernel_names():
-            raise JobError(400, "kernel", f"unknown kernel {kernel!r}; available: {', '.join(sorted(self.app.kernel_names()))}")
+            raise NotebenchError(400, "kernel", f"unknown kernel {kernel!r}; available: {', '.join(sorted(self.app.kernel_names()))}")
         home = Path(self.backend.home(owner)).resolve()
         cwd = (home / request.cwd).resolve() if request.cwd else home
         if cwd != home and home not in cwd.parents:
-            raise JobError(400, "cwd", "cwd must stay inside your home directory")
+            raise NotebenchError(400, "cwd", "cwd must stay inside your home directory")
         return profile.name, kernel, str(cwd)
 
     async def submit(self, owner: str, request: JobRequest, schedule_id: int | None = None) -> Job:
@@ -159,7 +160,7 @@ class Dispatcher:
         job_dir.mkdir(parents=True, exist_ok=True)
         nbformat.write(nbformat.from_dict(request.notebook), str(job_dir / "input.ipynb"))
         self.backend.prepare(owner, str(job_dir))
-        asyncio.ensure_future(self.dispatch())
+        self.tasks.start(self.dispatch())
         return job
 
     async def prewarm(self, owner: str, kernel: str = "python3", profile_name: str | None = None) -> None:
@@ -208,7 +209,7 @@ class Dispatcher:
 
     def _retry_dispatch_in(self, seconds: float) -> None:
         if self._outage_retry is None or self._outage_retry.when() < asyncio.get_running_loop().time():
-            self._outage_retry = asyncio.get_running_loop().call_later(seconds, lambda: asyncio.ensure_future(self.dispatch()))
+            self._outage_retry = asyncio.get_running_loop().call_later(seconds, lambda: self.tasks.start(self.dispatch()))
 
     def _unclaim(self, job_id: int) -> None:
         """Back to the queue, as if never claimed (its GPUs go back too)."""
@@ -403,11 +404,11 @@ class Dispatcher:
                      mlflow_pending=pending)
         if pending:
             self._close_pending_runs()
-        asyncio.ensure_future(self.dispatch())
+        self.tasks.start(self.dispatch())
 
     def _close_pending_runs(self) -> None:
         if self._closing_runs is None or self._closing_runs.done():
-            self._closing_runs = asyncio.ensure_future(self._close_runs_loop())
+            self._closing_runs = self.tasks.start(self._close_runs_loop())
 
     async def _close_runs_loop(self) -> None:
         """Close the MLflow runs of jobs that ended while MLflow was down (kept in the store, so a
@@ -483,7 +484,10 @@ class Dispatcher:
         await self.dispatch()
 
     async def close(self) -> None:
-        for task in list(self._watchers.values()):
+        watchers = [*self._watchers.values(), *self._starting.values()]  # a restart re-attaches or re-queues
+        for task in watchers:
             task.cancel()
+        await asyncio.gather(*watchers, return_exceptions=True)
+        await self.tasks.close()
         await self.backend.close()
 

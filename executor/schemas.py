@@ -10,11 +10,13 @@ import json
 import keyword
 from datetime import datetime, timezone
 from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import nbformat
 from croniter import croniter
 from pydantic import BaseModel, ConfigDict, Field, field_validator
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from notebench.hub.platform.names import ENDPOINT_NAME
 
 MAX_PARAMETERS_BYTES = 64 * 1024
 
@@ -170,7 +172,7 @@ class SchedulePatch(BaseModel):
 
 # --- model endpoints -------------------------------------------------------------------------------
 
-ENDPOINT_NAME = r"^[a-z0-9][a-z0-9-]{0,62}$"
+ENDPOINT_NAME_PATTERN = f"^{ENDPOINT_NAME}$"
 # MLflow numbers a model's versions from 1 and stores them as SQL INTEGER: 32 bits on PostgreSQL
 # and MySQL (its store may be either), so a larger number is no version anywhere.
 MAX_MODEL_VERSION = 2**31 - 1
@@ -214,7 +216,7 @@ def check_versions(versions: list[EndpointVersion]) -> list[EndpointVersion]:
 class EndpointCreate(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True, json_schema_extra={"examples": [EXAMPLE_ENDPOINT]})
 
-    name: str = Field(pattern=ENDPOINT_NAME, description="Unique across all users; part of the invocation URL.")
+    name: str = Field(pattern=ENDPOINT_NAME_PATTERN, description="Unique across all users; part of the invocation URL.")
     versions: list[EndpointVersion] = Field(min_length=1, max_length=10)
     profile: str | None = Field(default=None, max_length=64, description="Profile name (default: the default profile).")
 

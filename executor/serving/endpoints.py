@@ -27,20 +27,14 @@ from tornado.httpclient import AsyncHTTPClient, HTTPClientError
 from traitlets import Integer
 from traitlets.config import LoggingConfigurable
 
-from notebench.hub.profiles import ProfileError
-
-from .backends.base import ScoringServerFailed, ScoringServerSpec
-from .db import Endpoint, RequestSample, ScoringServer, iso, utcnow
-from .models import EndpointCreate, EndpointPatch, EndpointVersion
-from .router import Route, Router, Target
+from notebench.executor.backends.base import ScoringServerFailed, ScoringServerSpec
+from notebench.executor.db import Endpoint, RequestSample, ScoringServer, iso, utcnow
+from notebench.executor.errors import NotebenchError
+from notebench.executor.schemas import EndpointCreate, EndpointPatch, EndpointVersion
+from notebench.executor.serving.router import Route, Router, Target
+from notebench.hub.platform.profiles import ProfileError
 
 INVOCATIONS_PATH = "endpoints/{name}/invocations"
-
-
-class EndpointError(Exception):
-    def __init__(self, status: int, field: str | None, message: str):
-        super().__init__(message)
-        self.status, self.field, self.message = status, field, message
 
 
 class ModelRegistry:
@@ -62,23 +56,23 @@ class ModelRegistry:
         except HTTPClientError as e:
             if e.code in (400, 403, 404):  # MLflow answers 400 for some malformed names
                 return None
-            raise EndpointError(502, None, f"MLflow's model registry failed ({e}): try again later") from None
+            raise NotebenchError(502, None, f"MLflow's model registry failed ({e}): try again later") from None
         except OSError as e:  # MLflow (re)starting
-            raise EndpointError(503, None, f"MLflow's model registry cannot be reached ({e}): try again shortly") from None
+            raise NotebenchError(503, None, f"MLflow's model registry cannot be reached ({e}): try again shortly") from None
         return json.loads(r.body)
 
     async def resolve(self, owner: str, wanted: EndpointVersion, field: str) -> tuple[str, str | None]:
         """(version, alias) for ``wanted.version``, a version number or an alias of ``wanted.model``."""
         if await self._get(owner, "registered-models/get", name=wanted.model) is None:
-            raise EndpointError(400, f"{field}.model", f"{field}.model: no registered model {wanted.model!r} (that you may read)")
+            raise NotebenchError(400, f"{field}.model", f"{field}.model: no registered model {wanted.model!r} (that you may read)")
         if wanted.version.isdecimal():  # a number, as the request model and MLflow (int()) read it
             found = await self._get(owner, "model-versions/get", name=wanted.model, version=wanted.version)
             if found is None:
-                raise EndpointError(400, f"{field}.version", f"{field}.version: {wanted.model!r} has no version {wanted.version}")
+                raise NotebenchError(400, f"{field}.version", f"{field}.version: {wanted.model!r} has no version {wanted.version}")
             return found["model_version"]["version"], None
         found = await self._get(owner, "registered-models/alias", name=wanted.model, alias=wanted.version)
         if found is None:
-            raise EndpointError(
+            raise NotebenchError(
                 400, f"{field}.version", f"{field}.version: {wanted.model!r} has no version or alias {wanted.version!r}"
             )
         return found["model_version"]["version"], wanted.version
@@ -157,12 +151,12 @@ class Endpoints(LoggingConfigurable):
 
     async def _resolve(self, owner: str, versions: list[EndpointVersion]) -> list[tuple[EndpointVersion, str, str | None]]:
         if self.registry is None:
-            raise EndpointError(503, None, "MLflow is not enabled on this Notebench: endpoints need its model registry")
+            raise NotebenchError(503, None, "MLflow is not enabled on this Notebench: endpoints need its model registry")
         resolved, seen = [], set()
         for i, wanted in enumerate(versions):
             version, alias = await self.registry.resolve(owner, wanted, f"versions.{i}")
             if (wanted.model, version) in seen:
-                raise EndpointError(400, f"versions.{i}.version", f"versions.{i}.version: {wanted.model}/{version} is listed twice")
+                raise NotebenchError(400, f"versions.{i}.version", f"versions.{i}.version: {wanted.model}/{version} is listed twice")
             seen.add((wanted.model, version))
             resolved.append((wanted, version, alias))
         return resolved
@@ -171,9 +165,9 @@ class Endpoints(LoggingConfigurable):
         try:
             profile = self.app.profiles.get(name)
         except ProfileError as e:
-            raise EndpointError(400, "profile", str(e))
+            raise NotebenchError(400, "profile", str(e))
         if profile.gpus:
-            raise EndpointError(400, "profile", f"profile {profile.name!r} has GPUs: local endpoints run on CPU profiles only")
+            raise NotebenchError(400, "profile", f"profile {profile.name!r} has GPUs: local endpoints run on CPU profiles only")
         return profile
 
     async def create(self, owner: str, request: EndpointCreate) -> Endpoint:
@@ -185,7 +179,7 @@ class Endpoints(LoggingConfigurable):
             try:
                 s.flush()
             except sa.exc.IntegrityError:
-                raise EndpointError(409, "name", f"an endpoint called {request.name!r} exists already")
+                raise NotebenchError(409, "name", f"an endpoint called {request.name!r} exists already")
             for wanted, version, alias in resolved:
                 s.add(ScoringServer(endpoint_id=endpoint.id, model=wanted.model, version=version, alias=alias,
                                     weight=wanted.weight, executor_id=self.app.executor_id))
@@ -197,9 +191,9 @@ class Endpoints(LoggingConfigurable):
     def _check_unchanging(self, endpoint: Endpoint) -> None:
         task = self._tasks.get(endpoint.id)
         if endpoint.id in self._deleting:
-            raise EndpointError(404, None, f"no endpoint {endpoint.name}")
+            raise NotebenchError(404, None, f"no endpoint {endpoint.name}")
         if task is not None and not task.done():
-            raise EndpointError(409, None, f"endpoint {endpoint.name} is changing: try again once it is ready")
+            raise NotebenchError(409, None, f"endpoint {endpoint.name} is changing: try again once it is ready")
 
     async def update(self, endpoint: Endpoint, request: EndpointPatch) -> Endpoint:
         self._check_unchanging(endpoint)
@@ -209,7 +203,7 @@ class Endpoints(LoggingConfigurable):
         self._check_unchanging(endpoint)
         with self.sessions() as s:
             if s.get(Endpoint, endpoint.id) is None:
-                raise EndpointError(404, None, f"no endpoint {endpoint.name}")
+                raise NotebenchError(404, None, f"no endpoint {endpoint.name}")
             current = {(x.model, x.version): x for x in self._servers(s, endpoint.id) if not x.retired}
             for wanted, version, alias in resolved:
                 server = current.pop((wanted.model, version), None)

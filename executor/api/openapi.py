@@ -1,13 +1,13 @@
 """The OpenAPI description of the executor API, built from the request models.
 
-Served at /services/executor/api/openapi.json; the checked-in copy (executor/openapi.json) is
+Served at /services/executor/api/openapi.json; the checked-in copy (executor/api/openapi.json) is
 compared with it by the tests, so the file in the repo is always the API that runs.
 """
 
 from __future__ import annotations
 
-from .db import ENDPOINT_STATUSES, SERVER_STATUSES, STATUSES
-from .models import EndpointCreate, EndpointPatch, JobRequest, SchedulePatch, ScheduleRequest
+from notebench.executor.schemas import EndpointCreate, EndpointPatch, JobRequest, SchedulePatch, ScheduleRequest
+from notebench.hub.platform.statuses import ENDPOINT_STATUSES, JOB_STATUSES, SERVER_STATUSES
 
 ERROR = {
     "type": "object",
@@ -29,7 +29,7 @@ JOB = {
         "id": {"type": "integer"},
         "name": {"type": "string"},
         "owner": {"type": "string"},
-        "status": {"type": "string", "enum": list(STATUSES)},
+        "status": {"type": "string", "enum": list(JOB_STATUSES)},
         "created_at": {"type": "string", "format": "date-time"},
         "started_at": DATETIME,
         "finished_at": DATETIME,
@@ -195,7 +195,7 @@ def spec(prefix: str = "/services/executor/") -> dict:
                 "get": {
                     "summary": "List your jobs (admins: everyone's), newest first",
                     "parameters": [
-                        {"name": "status", "in": "query", "schema": {"type": "string", "enum": list(STATUSES)}},
+                        {"name": "status", "in": "query", "schema": {"type": "string", "enum": list(JOB_STATUSES)}},
                         {"name": "name", "in": "query", "description": "Name prefix", "schema": {"type": "string"}},
                         {"name": "owner", "in": "query", "description": "Admins only", "schema": {"type": "string"}},
                         {"name": "limit", "in": "query", "schema": {"type": "integer", "minimum": 1, "maximum": 200}},
@@ -296,7 +296,7 @@ def spec(prefix: str = "/services/executor/") -> dict:
     }
 
 
-if __name__ == "__main__":  # regenerate the checked-in copy: python -m notebench.executor.openapi
+if __name__ == "__main__":  # regenerate the checked-in copy: python -m notebench.executor.api.openapi
     import json
     from pathlib import Path
 

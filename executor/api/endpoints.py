@@ -8,10 +8,11 @@ from __future__ import annotations
 
 import json
 
-from .endpoints import EndpointError
-from .handlers import APIHandler, FieldError, attachment
-from .models import EndpointCreate, EndpointPatch
-from .router import InvocationHandler, ScoringInfoHandler
+from notebench.executor.api.base import APIHandler, attachment
+from notebench.executor.api.invocations import InvocationHandler, ScoringInfoHandler
+from notebench.executor.errors import NotebenchError
+from notebench.executor.schemas import EndpointCreate, EndpointPatch
+from notebench.hub.platform.names import ENDPOINT_NAME
 
 
 class EndpointAPIHandler(APIHandler):
@@ -22,7 +23,7 @@ class EndpointAPIHandler(APIHandler):
     def load_endpoint(self, name: str):
         endpoint = self.endpoints.find(name)
         if endpoint is None or not self.visible(endpoint.owner):
-            raise FieldError(404, None, f"no endpoint {name}")
+            raise NotebenchError(404, None, f"no endpoint {name}")
         return endpoint
 
 
@@ -37,10 +38,7 @@ class EndpointsHandler(EndpointAPIHandler):
 
     async def post(self):
         request = self.parse(EndpointCreate)
-        try:
-            endpoint = await self.endpoints.create(self.user_name, request)
-        except EndpointError as e:
-            raise FieldError(e.status, e.field, e.message)
+        endpoint = await self.endpoints.create(self.user_name, request)
         self.set_header("Location", f"{self.settings['prefix']}api/endpoints/{endpoint.name}")
         self.write_json(self.endpoints.to_dict(endpoint), 201)
 
@@ -52,10 +50,7 @@ class EndpointHandler(EndpointAPIHandler):
     async def patch(self, name):
         endpoint = self.load_endpoint(name)
         request = self.parse(EndpointPatch)
-        try:
-            endpoint = await self.endpoints.update(endpoint, request)
-        except EndpointError as e:
-            raise FieldError(e.status, e.field, e.message)
+        endpoint = await self.endpoints.update(endpoint, request)
         self.write_json(self.endpoints.to_dict(endpoint))
 
     async def delete(self, name):
@@ -78,7 +73,7 @@ class EndpointRequestsHandler(EndpointAPIHandler):
         self.finish("".join(json.dumps(sample) + "\n" for sample in samples))
 
 
-NAME = r"([a-z0-9][a-z0-9-]{0,62})"
+NAME = f"({ENDPOINT_NAME})"
 
 
 def routes(prefix: str) -> list:

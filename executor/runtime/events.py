@@ -1,4 +1,5 @@
-"""A job's reports about itself (``events.jsonl``), parsed strictly.
+"""A job's reports about itself (``events.jsonl``, or marked lines of a job pod's log): written by the
+runner, parsed strictly by the executor.
 
 The runner (as the job's owner) or, on Kubernetes, the job pod's log writes them: whatever the
 owner's code chooses to write. So they are untrusted input to the executor: bounded in size,
@@ -12,13 +13,16 @@ from __future__ import annotations
 
 import json
 import math
+import sys
+import time
 from pathlib import Path
 
-from .jobfiles import read_job_file
+from notebench.executor.user_files import read_job_file
+from notebench.hub.platform.statuses import REPORTED_STATUSES
 
+EVENT_PREFIX = "\x1enotebench-event "  # marks an event line in a job pod's log (Kubernetes)
 MAX_EVENTS_BYTES = 1024 * 1024
 MAX_LINE_BYTES = 64 * 1024
-REPORTED_STATUSES = ("succeeded", "failed")  # what a job may say of itself
 MAX_ENAME = 256
 MAX_EVALUE = 8192
 
@@ -27,6 +31,21 @@ _KEYS = {
     "started": {"event", "time", "kernel_pid", "runner_pid"},
     "finished": {"event", "time", "status", "error"},
 }
+
+
+def emit(events_path: Path, **event) -> None:
+    """The runner's report: a line of ``events.jsonl`` in the job directory."""
+    event["time"] = time.time()
+    with open(events_path, "a") as f:
+        f.write(json.dumps(event) + "\n")
+        f.flush()
+
+
+def print_event(**event) -> None:
+    """A job pod's report: a marked line of its log (which the Kubernetes backend reads)."""
+    event["time"] = time.time()
+    sys.stdout.write(EVENT_PREFIX + json.dumps(event) + "\n")
+    sys.stdout.flush()
 
 
 class MalformedReport(Exception):

@@ -29,15 +29,12 @@ from __future__ import annotations
 
 import asyncio
 import collections
-import json
 import time
 from dataclasses import dataclass, field
 
 from jupyterhub.scopes import has_scope
 
-from notebench.hub.config import ENDPOINT_INVOKE_SCOPE as INVOKE_SCOPE
-
-from .handlers import FieldError, LimitedBodyHandler, write_json_error
+from notebench.hub.platform.scopes import ENDPOINT_INVOKE_SCOPE as INVOKE_SCOPE
 
 MAX_IDLE_CONNECTIONS = 64
 UPSTREAM_TIMEOUT_S = 120
@@ -46,11 +43,13 @@ PING_TIMEOUT_S = 10
 # (mlflow.exceptions.HTTP_STATUS_TO_ERROR_CODE; not imported from there: importing mlflow takes seconds).
 ERROR_CODES = {400: "BAD_REQUEST", 401: "UNAUTHENTICATED", 403: "PERMISSION_DENIED", 404: "ENDPOINT_NOT_FOUND",
                500: "INTERNAL_ERROR", 503: "TEMPORARILY_UNAVAILABLE", 504: "DEADLINE_EXCEEDED"}
+
+
 LATENCY_WINDOW = 10_000  # latencies kept per version for p50/p99
 SERIES_MINUTES = 60
 
 
-class UpstreamError(Exception):
+class ScoringServerUnreachable(Exception):
     """The scoring server could not be reached or answered with something that is not HTTP."""
 
 
@@ -67,7 +66,7 @@ async def _read_response(reader: asyncio.StreamReader) -> tuple[Response, bool]:
     status_line, *lines = head[:-4].split(b"\r\n")
     parts = status_line.split(b" ", 2)
     if len(parts) < 2 or not parts[0].startswith(b"HTTP/1."):
-        raise UpstreamError(f"not an HTTP response: {status_line[:80]!r}")
+        raise ScoringServerUnreachable(f"not an HTTP response: {status_line[:80]!r}")
     headers = {}
     for line in lines:
         name, _, value = line.partition(b":")
@@ -118,7 +117,7 @@ class Upstream:
                     writer.close()
                     if reused:  # a kept connection the server had closed meanwhile: use a new one
                         continue
-                    raise UpstreamError(f"{type(e).__name__}: {e}") from e
+                    raise ScoringServerUnreachable(f"{type(e).__name__}: {e}") from e
                 except BaseException:  # cancelled (timeout): the connection is in an unknown state
                     writer.close()
                     raise
@@ -310,134 +309,3 @@ class Router:
         if has_scope(f"{INVOKE_SCOPE}!user={owner}", scopes):
             return True
         return bool(caller.get("admin")) and has_scope(INVOKE_SCOPE, scopes, post_filter=True)
-
-
-def error_code(status: int) -> str:
-    """MLflow's error code for an HTTP status (those MLflow does not map: by their class)."""
-    return ERROR_CODES.get(status) or ("BAD_REQUEST" if status < 500 else "TEMPORARILY_UNAVAILABLE")
-
-
-class ScoringError(FieldError):
-    def __init__(self, status: int, message: str, field: str | None = None, code: str | None = None):
-        super().__init__(status, field, message)
-        self.error_code = code or error_code(status)
-
-
-def scoring_server_error(response: Response) -> tuple[str, str | None]:
-    """The message and MLflow error code of a scoring server's error answer (MLflow's JSON, or text)."""
-    text = response.body.decode("utf-8", "replace")
-    try:
-        data = json.loads(response.body)
-    except ValueError:
-        return text, None
-    if not isinstance(data, dict):
-        return text, None
-    code = data.get("error_code")
-    return str(data.get("message") or text), code if isinstance(code, str) else None
-
-
-class ScoringHandler(LimitedBodyHandler):
-    """An endpoint's scoring paths (``endpoints/<name>/...``): who may invoke it may use them."""
-
-    def initialize(self):
-        super().initialize()
-        self.router: Router = self.app.endpoints.router
-        self.route: Route | None = None
-
-    def check_xsrf_cookie(self):
-        pass  # tokens only: cookies are never looked at, so there is nothing to forge
-
-    async def authenticate(self) -> None:
-        name = self.path_args[0]
-        caller = await self.router.caller(self.request.headers.get("Authorization", ""))
-        if caller is None:
-            raise ScoringError(401, "Not authenticated: send a JupyterHub API token (Authorization: token <token>)")
-        route = self.router.routes.get(name)
-        if route is None or not (caller["name"] == route.owner or caller.get("admin")):
-            raise ScoringError(404, f"no endpoint {name}")
-        if caller.get("kind", "user") != "user" or not self.router.may_invoke(caller, route.owner):
-            raise ScoringError(403, f"this token may not invoke endpoint {name} (it needs the {INVOKE_SCOPE} scope)")
-        self.route = route
-
-    def serving(self) -> Route:
-        if not self.route.targets:
-            raise ScoringError(503, f"endpoint {self.route.name} is not serving: {self.route.reason}")
-        return self.route
-
-    def write_error(self, status_code, **kwargs):
-        exc = kwargs.get("exc_info", (None, None))[1]
-        code = getattr(exc, "error_code", None) or error_code(status_code)
-        write_json_error(self, status_code, exc, self._body_complete, error_code=code)
-
-    def answer_error(self, error: ScoringError) -> None:
-        """Answer with ``error``, keeping the headers set so far (send_error would clear them)."""
-        self.set_status(error.status_code)
-        self.write_error(error.status_code, exc_info=(type(error), error, None))
-
-
-class InvocationHandler(ScoringHandler):
-    """Forwards the body to one version's scoring server and its answer back, naming the version."""
-
-    async def post(self, name: str):
-        started = time.perf_counter()
-        content_type = self.request.headers.get("Content-Type")
-        if not content_type:
-            raise ScoringError(
-                415, "say how the input is encoded: Content-Type application/json, text/csv or application/x-parquet "
-                "(MLflow's scoring input)", "Content-Type"
-            )
-        route = self.serving()
-        target = route.pick()
-        body = self.request.body
-        message = None
-        try:
-            async with asyncio.timeout(UPSTREAM_TIMEOUT_S):  # no task of its own, unlike wait_for
-                response = await target.upstream.request("POST", "/invocations", body, content_type)
-        except (UpstreamError, OSError, asyncio.TimeoutError) as e:
-            response = Response(502, b"application/json", b"")
-            message = f"{target.label} did not answer: {type(e).__name__}: {e}"
-            if not isinstance(e, asyncio.TimeoutError):  # it died: another version may answer meanwhile
-                for other in route.targets:
-                    if other is not target and other.weight > 0:
-                        try:
-                            async with asyncio.timeout(UPSTREAM_TIMEOUT_S):
-                                response = await other.upstream.request("POST", "/invocations", body, content_type)
-                                target, message = other, None
-                            break
-                        except (UpstreamError, OSError, asyncio.TimeoutError):
-                            continue
-        self.set_header("X-Notebench-Model-Version", target.label)
-        if response.status < 400:
-            self.set_status(response.status)
-            self.set_header("Content-Type", response.content_type.decode("latin-1"))
-            self.finish(response.body)
-        else:
-            code = None
-            if response.body:
-                message, code = scoring_server_error(response)
-            message = message or f"{target.label} answered {response.status}"
-            field = {400: "body", 415: "Content-Type"}.get(response.status)
-            self.answer_error(ScoringError(response.status, message, field, code))
-        self.router.record(route, target, response.status, (time.perf_counter() - started) * 1000, body, response.body)
-
-
-class ScoringInfoHandler(ScoringHandler):
-    """MLflow's ``ping`` and ``health`` (200 once the model is loaded) and ``version`` (MLflow's
-    version), answered by the first scoring server of a version taking traffic that answers."""
-
-    async def get(self, name: str, what: str):
-        path = "/version" if what == "version" else "/ping"
-        for target in self.serving().targets:
-            if target.weight == 0:
-                continue
-            try:
-                async with asyncio.timeout(PING_TIMEOUT_S):
-                    response = await target.upstream.request("GET", path)
-            except (UpstreamError, OSError, asyncio.TimeoutError):
-                continue
-            if response.status == 200:
-                self.set_header("X-Notebench-Model-Version", target.label)
-                self.set_header("Content-Type", response.content_type.decode("latin-1"))
-                self.finish(response.body)
-                return
-        raise ScoringError(503, f"endpoint {name} is not serving: no scoring server answers {path}")

@@ -13,11 +13,20 @@ import time
 
 from kubernetes_asyncio.client.exceptions import ApiException
 
-from .base import EndpointBackend, ScoringServerFailed, ScoringServerSpec
-from .kubernetes import FAILED_WAITING, KubernetesSettings
-from .kubernetes_objects import (
-    INSTANCE, MODEL_SERVER_PORT, SERVER_ID, env_secret, labels, model_server_deployment, model_server_service,
-    object_name, owner_reference, owner_slug, selector,
+from notebench.executor.backends.base import EndpointBackend, ScoringServerFailed, ScoringServerSpec
+from notebench.executor.backends.kubernetes.jobs import FAILED_WAITING, KubernetesSettings
+from notebench.executor.backends.kubernetes.objects import (
+    INSTANCE,
+    MODEL_SERVER_PORT,
+    SERVER_ID,
+    env_secret,
+    labels,
+    model_server_deployment,
+    model_server_service,
+    object_name,
+    owner_reference,
+    owner_slug,
+    selector,
 )
 
 LOG_TAIL_LINES = 15

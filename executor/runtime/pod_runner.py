@@ -1,4 +1,4 @@
-"""A Kubernetes job pod's one process (``python -m notebench.executor.runner --pod``).
+"""A Kubernetes job pod's one process (``python -m notebench.executor.runtime.pod_runner``).
 
 The job directory is the executor's, not the pod's (the executor's volume is ReadWriteOnce): the
 pod fetches its input notebook from the executor, writes its events to stdout (the pod log, which
@@ -19,17 +19,11 @@ import threading
 import time
 from pathlib import Path
 
-from notebench.executor.runner import import_papermill, run_job, start_kernel, stop_kernel
+from notebench.executor.runtime.events import print_event
+from notebench.executor.runtime.runner import import_papermill, run_job, start_kernel, stop_kernel
 
-EVENT_PREFIX = "\x1enotebench-event "
 UPLOAD_EVERY_SECONDS = 5
 UPLOAD_RETRY_SECONDS = 600  # the last upload waits this long for an executor being restarted
-
-
-def print_event(**event) -> None:
-    event["time"] = time.time()
-    sys.stdout.write(EVENT_PREFIX + json.dumps(event) + "\n")
-    sys.stdout.flush()
 
 
 def executor_call(method: str, url: str, token: str, body: bytes | None = None) -> bytes:
@@ -114,3 +108,7 @@ def run_in_pod() -> int:
             uploader.finish()  # the output is in before the executor reads 'finished'
         print_event(event="finished", **result)
     return 0
+
+
+if __name__ == "__main__":
+    sys.exit(run_in_pod())

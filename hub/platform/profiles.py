@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from traitlets import List, Dict, Unicode
+from traitlets import Dict, List, Unicode
 from traitlets.config import Configurable
 
 _UNITS = {"K": 1024, "M": 1024**2, "G": 1024**3, "T": 1024**4}

@@ -1,0 +1,77 @@
+"""Schedules: cron-timed job templates of a user (the loop that submits them: schedules/)."""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+
+from notebench.executor.api.base import APIHandler
+from notebench.executor.db import Schedule
+from notebench.executor.errors import NotebenchError
+from notebench.executor.schedules.cron import next_run
+from notebench.executor.schemas import SchedulePatch, ScheduleRequest
+
+
+class SchedulesHandler(APIHandler):
+    async def get(self):
+        q = sa.select(Schedule).order_by(Schedule.id)
+        if not self.is_admin:
+            q = q.where(Schedule.owner == self.user_name)
+        with self.app.sessions() as s:
+            schedules = s.scalars(q).all()
+        self.write_json({"schedules": [x.to_dict() for x in schedules]})
+
+    async def post(self):
+        request = self.parse(ScheduleRequest)
+        try:
+            self.app.dispatcher.resolve(self.user_name, request.job)
+        except NotebenchError as e:
+            raise e.within("job") from None
+        schedule = Schedule(
+            owner=self.user_name,
+            name=request.name,
+            cron=request.cron,
+            timezone=request.timezone,
+            active=request.active,
+            job_template=request.job.model_dump(),
+            next_run_at=next_run(request.cron, request.timezone) if request.active else None,
+        )
+        with self.app.sessions() as s:
+            s.add(schedule)
+            s.commit()
+        self.set_header("Location", f"{self.settings['prefix']}api/schedules/{schedule.id}")
+        self.write_json(schedule.to_dict(), 201)
+
+
+class ScheduleHandler(APIHandler):
+    async def get(self, schedule_id):
+        self.write_json(self.load(Schedule, schedule_id).to_dict())
+
+    async def patch(self, schedule_id):
+        schedule = self.load(Schedule, schedule_id)
+        patch = self.parse(SchedulePatch)
+        if patch.job is not None:
+            try:
+                self.app.dispatcher.resolve(schedule.owner, patch.job)
+            except NotebenchError as e:
+                raise e.within("job") from None
+        changes = patch.model_dump(exclude_unset=True)
+        if "job" in changes:
+            changes["job_template"] = patch.job.model_dump()
+            del changes["job"]
+        with self.app.sessions() as s:
+            schedule = s.get(Schedule, schedule.id)
+            if schedule is None:  # deleted meanwhile
+                raise NotebenchError(404, None, f"no schedule {schedule_id}")
+            for key, value in changes.items():
+                setattr(schedule, key, value)
+            schedule.next_run_at = next_run(schedule.cron, schedule.timezone) if schedule.active else None
+            s.commit()
+        self.write_json(schedule.to_dict())
+
+    async def delete(self, schedule_id):
+        schedule = self.load(Schedule, schedule_id)
+        with self.app.sessions() as s:
+            s.execute(sa.delete(Schedule).where(Schedule.id == schedule.id))
+            s.commit()
+        self.set_status(204)
+        self.finish()

@@ -1,0 +1,1 @@
+"""Schedules: job templates submitted on a cron timetable (their API: api/schedules.py)."""
