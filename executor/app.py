@@ -36,6 +36,7 @@ from notebench.executor.schedules.due import submit_due
 from notebench.executor.services import HubTokens, MlflowRuns
 from notebench.executor.serving.endpoints import Endpoints
 from notebench.hub.platform.accounts import UserAccounts
+from notebench.hub.platform.environment import workload_env
 from notebench.hub.platform.gpus import GPUInventory
 from notebench.hub.platform.profiles import Profiles
 from notebench.hub.platform.service_auth import TOKEN_CACHE_SECONDS
@@ -158,15 +159,10 @@ class Executor(Application):
         return names
 
     async def runner_env(self, owner: str, profile, gpus: list[str]) -> dict:
-        env = {
-            **profile.env,
-            "NOTEBENCH_PROFILE": profile.name,
-            "CUDA_VISIBLE_DEVICES": ",".join(gpus),  # empty for CPU jobs: they never see a GPU
-        }
-        if self.mlflow:
-            env["MLFLOW_TRACKING_URI"] = self.job_mlflow_url
-            env["MLFLOW_TRACKING_TOKEN"] = await self.tokens.token_for(owner)
-        return env
+        if not self.mlflow:
+            return workload_env(profile, gpus=gpus)
+        return workload_env(profile, gpus=gpus, mlflow_url=self.job_mlflow_url,
+                            mlflow_token=await self.tokens.token_for(owner))
 
     async def adopt(self) -> None:
         """Take over the running jobs and the scoring servers of executors that are gone: on

@@ -22,6 +22,7 @@ from notebench.hub.config import (
     apply_bootstrap_admin,
     apply_scopes,
 )
+from notebench.hub.platform.environment import workload_env
 from notebench.hub.platform.profiles import Profiles
 from notebench.hub.singleuser import singleuser_args
 
@@ -180,12 +181,12 @@ def configure_spawner(c, values: dict, env: Mapping[str, str]) -> None:
     kernel_timeout = int(cull.get("kernelTimeout", 3600)) if cull.get("enabled", True) else 0
     spawner.args = singleuser_args(kernel_cull_idle_timeout=kernel_timeout)
     mlflow_url = required_env(env, "NOTEBENCH_MLFLOW_URL").rstrip("/")
+    # The CLI and the JupyterLab panels reach /services/executor/ and /services/mlflow/ through
+    # the proxy, as in local mode; MLflow clients go straight to MLflow. The profile's variables
+    # come with the profile (Profile.to_kubespawner).
     spawner.environment = {
-        # The CLI and the JupyterLab panels reach /services/executor/ and /services/mlflow/
-        # through the proxy, as in local mode; MLflow clients go straight to MLflow.
-        "NOTEBENCH_URL": required_env(env, "NOTEBENCH_PROXY_PUBLIC_URL"),
-        "MLFLOW_TRACKING_URI": f"{mlflow_url}/services/mlflow",
-        "MLFLOW_TRACKING_TOKEN": server_api_token,
+        **workload_env(notebench_url=required_env(env, "NOTEBENCH_PROXY_PUBLIC_URL"),
+                       mlflow_url=f"{mlflow_url}/services/mlflow", mlflow_token=server_api_token),
         "JUPYTERHUB_ACTIVITY_INTERVAL": str(ACTIVITY_INTERVAL),
     }
 

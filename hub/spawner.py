@@ -25,6 +25,7 @@ from traitlets import Integer, Unicode, default
 
 from notebench.hub.platform.accounts import AccountClash, UserAccounts
 from notebench.hub.platform.cgroups import CgroupLimits
+from notebench.hub.platform.environment import workload_env
 from notebench.hub.platform.gpus import GPUInventory, NoFreeGPUs
 from notebench.hub.platform.profiles import ProfileError, Profiles
 from notebench.hub.singleuser import singleuser_args
@@ -115,19 +116,10 @@ class NotebenchSpawner(LocalProcessSpawner):
 
     def get_env(self):
         env = super().get_env()
-        if self.mlflow_url:
-            env["MLFLOW_TRACKING_URI"] = self.mlflow_url
-            env["MLFLOW_TRACKING_TOKEN"] = self.api_token
-        if self.notebench_url:
-            env["NOTEBENCH_URL"] = self.notebench_url
         env["JUPYTERHUB_ACTIVITY_INTERVAL"] = str(self.activity_interval)
-        profile = getattr(self, "_profile", None)
-        if profile is not None:
-            env.update(profile.env)
-            env["NOTEBENCH_PROFILE"] = profile.name
-        devices = getattr(self, "_gpus", None)
-        # Always set it, so a CPU server never sees a GPU by accident.
-        env["CUDA_VISIBLE_DEVICES"] = ",".join(devices or [])
+        env.update(workload_env(getattr(self, "_profile", None), gpus=getattr(self, "_gpus", None) or [],
+                                mlflow_url=self.mlflow_url, mlflow_token=self.api_token,
+                                notebench_url=self.notebench_url))
         return env
 
     def get_args(self):

@@ -32,6 +32,7 @@ from notebench.executor.db import Endpoint, RequestSample, ScoringServer, iso, u
 from notebench.executor.errors import NotebenchError
 from notebench.executor.schemas import EndpointCreate, EndpointPatch, EndpointVersion
 from notebench.executor.serving.router import Route, Router, Target
+from notebench.hub.platform.environment import workload_env
 from notebench.hub.platform.profiles import ProfileError
 
 INVOCATIONS_PATH = "endpoints/{name}/invocations"
@@ -263,13 +264,8 @@ class Endpoints(LoggingConfigurable):
                 await self.router.drain([server.id], timeout=0)
                 await self.backend.stop(handle)
             profile = self.app.profiles.get(endpoint.profile)
-            env = {
-                **profile.env,
-                "NOTEBENCH_PROFILE": profile.name,
-                "CUDA_VISIBLE_DEVICES": "",  # CPU profiles only (see _profile)
-                "MLFLOW_TRACKING_URI": self.app.mlflow_url,
-                "MLFLOW_TRACKING_TOKEN": await self.app.tokens.token_for(endpoint.owner),
-            }
+            env = workload_env(profile, gpus=[], mlflow_url=self.app.mlflow_url,  # CPU profiles only (see _profile)
+                               mlflow_token=await self.app.tokens.token_for(endpoint.owner))
             spec = ScoringServerSpec(server.id, endpoint.name, endpoint.owner, f"models:/{server.model}/{server.version}",
                                      profile.name, env)
             self._set(ScoringServer, server.id, status="starting", reason=None)

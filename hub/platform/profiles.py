@@ -13,6 +13,8 @@ from dataclasses import dataclass, field
 from traitlets import Dict, List, Unicode
 from traitlets.config import Configurable
 
+from notebench.hub.platform.environment import workload_env
+
 _UNITS = {"K": 1024, "M": 1024**2, "G": 1024**3, "T": 1024**4}
 
 
@@ -77,7 +79,7 @@ class Profile:
 
     def to_kubespawner(self) -> dict:
         """This profile as a KubeSpawner ``profile_list`` entry."""
-        overrides = {"environment": {**self.env, "NOTEBENCH_PROFILE": self.name, **self.kubernetes_gpu_env()}}
+        overrides = {"environment": {**workload_env(self), **self.kubernetes_gpu_env()}}
         resources = {
             "image": self.image,
             "cpu_guarantee": self.cpu_request,
