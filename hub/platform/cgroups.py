@@ -1,4 +1,4 @@
-"""CPU and memory limits for local servers and jobs through cgroup v2.
+"""CPU and memory limits for local servers, jobs and scoring servers through cgroup v2.
 
 Only where the machine allows it: a unified (v2) hierarchy at ``root`` with the ``cpu`` and
 ``memory`` controllers, writable by us (root). Elsewhere ``available()`` says why not and
@@ -46,6 +46,20 @@ class CgroupLimits:
     def enter(group: Path) -> None:
         """Move the calling process into ``group`` (used in a Popen preexec_fn)."""
         (group / "cgroup.procs").write_text(str(os.getpid()))
+
+    def confine(self, name: str, cpu_limit: float | None, mem_limit: int | None, pids) -> Path | None:
+        """Limit processes that already run: the group ``notebench/<name>`` with these limits, and
+        ``pids`` moved into it (what they start later stays in it). None where there is no limit to
+        set or the machine allows none (``available()``)."""
+        if not (cpu_limit or mem_limit) or not self.available()[0]:
+            return None
+        group = self.create(name, cpu_limit, mem_limit)
+        for pid in pids:
+            try:
+                (group / "cgroup.procs").write_text(str(pid))
+            except ProcessLookupError:
+                pass  # exited meanwhile
+        return group
 
     def remove(self, name: str) -> None:
         try:

@@ -30,6 +30,7 @@ from traitlets import Integer, List, Unicode
 
 from notebench.executor.backends.base import EndpointBackend, ScoringServerFailed, ScoringServerSpec
 from notebench.executor.backends.local.jobs import runs_module
+from notebench.executor.backends.local.limits import ProfileLimits
 from notebench.executor.background import BackgroundTasks
 from notebench.executor.user_files import read_job_file
 
@@ -62,7 +63,7 @@ class WarmHost:
         return self.proc.returncode is None
 
 
-class LocalEndpointBackend(EndpointBackend):
+class LocalEndpointBackend(EndpointBackend, ProfileLimits):
     servers_dir = Unicode(help="Where each scoring server gets its directory (socket, log, downloads).").tag(config=True)
     warm_hosts = Integer(1, help="Scoring processes kept ready (imports done) per owner with endpoints.").tag(config=True)
     warm_idle_seconds = Integer(900, help="An unused warm scoring process exits after this long.").tag(config=True)
@@ -154,6 +155,8 @@ class LocalEndpointBackend(EndpointBackend):
         else:
             uid = os.getuid()
         host = await self._take_host(spec.owner)
+        profile = self.profiles.get(spec.profile)
+        self.confine(f"scoring-{spec.server_id}", profile.cpu_limit, profile.mem_limit, [host.proc.pid])
         self.prewarm(spec.owner)  # the next deploy of this owner finds one ready
         env = {**spec.env, "TMPDIR": str(directory / "tmp")}  # model downloads, removed with the directory
         message = {"model_uri": spec.model_uri, "socket": str(sock), "log": str(directory / "server.log"), "env": env}
@@ -218,6 +221,7 @@ class LocalEndpointBackend(EndpointBackend):
         if child is not None:
             await child.wait()
         shutil.rmtree(handle["dir"], ignore_errors=True)
+        self.release(f"scoring-{Path(handle['dir']).name}")
 
     @staticmethod
     def _signal_group(process: psutil.Process, sig: int) -> None:

@@ -29,6 +29,7 @@ import psutil
 from traitlets import Integer
 
 from notebench.executor.backends.base import Backend, JobSpec, RecordedJob
+from notebench.executor.backends.local.limits import ProfileLimits, combined
 from notebench.executor.background import BackgroundTasks
 
 log = logging.getLogger("notebench.executor")
@@ -45,6 +46,11 @@ def runs_module(process: psutil.Process, modules: tuple[str, ...]) -> bool:
     """Whether ``process`` is ``python -m <one of modules>``."""
     cmdline = process.cmdline()
     return len(cmdline) > 2 and cmdline[1] == "-m" and cmdline[2] in modules
+
+
+def cgroup_name(runner: "JobProcess") -> str:
+    """A job's cgroup, named by its runner as root recorded it (so a restarted executor finds it)."""
+    return f"job-{runner.pid}-{int(runner.started)}"
 
 
 @dataclass(frozen=True)
@@ -137,7 +143,7 @@ class RunnerFactory:
         self.control.close()  # EOF: the factory exits (its runners live on)
 
 
-class LocalBackend(Backend):
+class LocalBackend(Backend, ProfileLimits):
     warm_runners = Integer(
         1, help="Runners (each with a started, never-used kernel) kept ready per owner, kernel and CPU profile."
     ).tag(config=True)
@@ -242,9 +248,18 @@ class LocalBackend(Backend):
             runner = await self._spawn_runner(spec.owner, spec.kernel, spec.env)
             if not await runner.ready:
                 raise RuntimeError(f"the runner for kernel {spec.kernel!r} did not start (see the executor's log)")
+        self._observe(runner.process)  # its kernel, already started
+        self._confine(spec, runner.process)
         handle = await runner.assign(spec)
-        self._observe(handle)  # its kernel, already started
         return handle
+
+    def _confine(self, spec: JobSpec, runner: JobProcess) -> None:
+        """The job's profiles' limits on its runner and kernel (its Dask workers, started later, follow)."""
+        job = self.profiles.get(spec.profile)
+        worker = self.profiles.get(spec.worker_profile or spec.profile)
+        pids = [runner.pid, *(p.pid for p in self._tree.get(runner, ()))]
+        self.confine(cgroup_name(runner), combined(job.cpu_limit, spec.workers, worker.cpu_limit),
+                     combined(job.mem_limit, spec.workers, worker.mem_limit), pids)
 
     def prepare(self, owner: str, job_dir: str) -> None:
         self.accounts.prepare(owner)
@@ -304,6 +319,7 @@ class LocalBackend(Backend):
         self._tree_seen.pop(handle, None)
 
     async def clean_up(self, handle: JobProcess) -> None:
+        self.release(cgroup_name(handle))
         self._tree.pop(handle, None)
         self._tree_seen.pop(handle, None)
 
