@@ -32,7 +32,9 @@ export async function api<T = any>(
     data = { message: text };
   }
   if (!response.ok) {
-    throw new Error(data?.message || `${response.status} ${response.statusText}`);
+    throw new Error(
+      data?.message || `${response.status} ${response.statusText}`
+    );
   }
   return data as T;
 }
@@ -40,7 +42,9 @@ export async function api<T = any>(
 export function query(params: Record<string, string | undefined>): string {
   const parts = Object.entries(params)
     .filter(([, v]) => v !== undefined && v !== '')
-    .map(([k, v]) => `${encodeURIComponent(k)}=${encodeURIComponent(v as string)}`);
+    .map(
+      ([k, v]) => `${encodeURIComponent(k)}=${encodeURIComponent(v as string)}`
+    );
   return parts.length ? `?${parts.join('&')}` : '';
 }
 
@@ -56,7 +60,8 @@ export interface Profile {
 
 export interface Parameter {
   name: string;
-  type: 'bool' | 'int' | 'float' | 'str' | 'list' | 'dict' | 'none' | 'expression';
+  type:
+    'bool' | 'int' | 'float' | 'str' | 'list' | 'dict' | 'none' | 'expression';
   default: any;
   annotation: string | null;
   help: string;
@@ -65,7 +70,8 @@ export interface Parameter {
 export interface Job {
   id: number;
   name: string;
-  status: 'queued' | 'running' | 'succeeded' | 'failed' | 'cancelled' | 'timed_out';
+  status:
+    'queued' | 'running' | 'succeeded' | 'failed' | 'cancelled' | 'timed_out';
   created_at: string;
   started_at: string | null;
   finished_at: string | null;

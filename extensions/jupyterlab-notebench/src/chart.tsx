@@ -2,8 +2,16 @@
 import * as React from 'react';
 
 import { VersionMetrics } from './api';
+import { useTranslation } from './i18n';
 
-export const COLORS = ['#1f77b4', '#ff7f0e', '#2ca02c', '#d62728', '#9467bd', '#8c564b'];
+export const COLORS = [
+  '#1f77b4',
+  '#ff7f0e',
+  '#2ca02c',
+  '#d62728',
+  '#9467bd',
+  '#8c564b'
+];
 
 export function LineChart(props: {
   title: string;
@@ -11,22 +19,47 @@ export function LineChart(props: {
   value: (point: VersionMetrics['series'][number]) => number | null;
   unit?: string;
 }): JSX.Element {
+  const trans = useTranslation();
   const width = 260;
   const height = 80;
   const pad = 6;
-  const times = Array.from(new Set(props.metrics.flatMap(m => m.series.map(p => p.t)))).sort();
-  const values = props.metrics.flatMap(m => m.series.map(props.value)).filter((v): v is number => v !== null);
+  const times = Array.from(
+    new Set(props.metrics.flatMap(m => m.series.map(p => p.t)))
+  ).sort();
+  const values = props.metrics
+    .flatMap(m => m.series.map(props.value))
+    .filter((v): v is number => v !== null);
   const max = Math.max(1e-9, ...values);
   const x = (t: string) =>
-    times.length === 1 ? width / 2 : pad + (times.indexOf(t) * (width - 2 * pad)) / (times.length - 1);
+    times.length === 1
+      ? width / 2
+      : pad + (times.indexOf(t) * (width - 2 * pad)) / (times.length - 1);
   const y = (v: number) => height - pad - (v / max) * (height - 2 * pad);
   return (
     <figure className="nb-chart">
       <figcaption>
-        {props.title} <small>(max {max < 1e-6 ? 0 : Math.round(max * 10) / 10}{props.unit ?? ''})</small>
+        {props.title}{' '}
+        <small>
+          {trans.__(
+            '(max %1%2)',
+            max < 1e-6 ? 0 : Math.round(max * 10) / 10,
+            props.unit ?? ''
+          )}
+        </small>
       </figcaption>
-      <svg viewBox={`0 0 ${width} ${height}`} width="100%" role="img" aria-label={props.title}>
-        <rect x={0} y={0} width={width} height={height} className="nb-chart-frame" />
+      <svg
+        viewBox={`0 0 ${width} ${height}`}
+        width="100%"
+        role="img"
+        aria-label={props.title}
+      >
+        <rect
+          x={0}
+          y={0}
+          width={width}
+          height={height}
+          className="nb-chart-frame"
+        />
         {props.metrics.map((m, i) => {
           const points = m.series
             .map(p => ({ t: p.t, v: props.value(p) }))
@@ -57,22 +90,26 @@ export function LineChart(props: {
 }
 
 export function Legend(props: { metrics: VersionMetrics[] }): JSX.Element {
+  const trans = useTranslation();
   return (
     <table className="nb-table nb-legend">
       <thead>
         <tr>
-          <th>version</th>
-          <th>requests</th>
-          <th>errors</th>
-          <th>p50 ms</th>
-          <th>p99 ms</th>
+          <th>{trans.__('version')}</th>
+          <th>{trans.__('requests')}</th>
+          <th>{trans.__('errors')}</th>
+          <th>{trans.__('p50 ms')}</th>
+          <th>{trans.__('p99 ms')}</th>
         </tr>
       </thead>
       <tbody>
         {props.metrics.map((m, i) => (
           <tr key={`${m.model}/${m.version}`}>
             <td>
-              <span className="nb-swatch" style={{ background: COLORS[i % COLORS.length] }} />
+              <span
+                className="nb-swatch"
+                style={{ background: COLORS[i % COLORS.length] }}
+              />
               {m.model}/{m.version}
             </td>
             <td>{m.requests}</td>

@@ -28,7 +28,10 @@ export function usePolling(
 }
 
 /** `run(f)` clears the last error, runs `f` and keeps its error message for display. */
-export function useAsync(): { error: string; run: (f: () => Promise<unknown>) => Promise<unknown> } {
+export function useAsync(): {
+  error: string;
+  run: (f: () => Promise<unknown>) => Promise<unknown>;
+} {
   const [error, setError] = React.useState('');
   const run = (f: () => Promise<unknown>) => {
     setError('');

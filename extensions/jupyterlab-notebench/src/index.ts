@@ -1,14 +1,24 @@
 // Notebench for JupyterLab: the Jobs and Models side panels, "Run as job" in the notebook toolbar
 // and the file browser's context menu.
-import { ILabShell, JupyterFrontEnd, JupyterFrontEndPlugin } from '@jupyterlab/application';
+import {
+  ILabShell,
+  JupyterFrontEnd,
+  JupyterFrontEndPlugin
+} from '@jupyterlab/application';
 import { IFrame, MainAreaWidget, ToolbarButton } from '@jupyterlab/apputils';
 import { IDocumentManager } from '@jupyterlab/docmanager';
 import { IFileBrowserFactory } from '@jupyterlab/filebrowser';
 import { INotebookTracker, NotebookPanel } from '@jupyterlab/notebook';
+import { ITranslator, nullTranslator } from '@jupyterlab/translation';
 import { LabIcon } from '@jupyterlab/ui-components';
 
 import { api, Job, notebenchUrl } from './api';
+import { TRANSLATION_DOMAIN } from './i18n';
+// The panels are created in activate() and added to the sidebar at start, so their modules are
+// needed at once: importing them lazily would only delay the panels.
+// eslint-disable-next-line jupyter/prefer-lazy-imports -- needed by activate() (see above)
 import { JobsPanel } from './jobs';
+// eslint-disable-next-line jupyter/prefer-lazy-imports -- needed by activate() (see above)
 import { ModelsPanel } from './models';
 
 const jobsIcon = new LabIcon({
@@ -29,24 +39,41 @@ const runIcon = new LabIcon({
 
 const COMMAND_RUN_NOTEBOOK = 'notebench:run-as-job';
 const COMMAND_RUN_FILE = 'notebench:run-file-as-job';
+// Both commands act on the current notebook or the file browser's selection: they take no arguments.
+const NO_ARGS = { args: { type: 'object', properties: {} } };
 
 const plugin: JupyterFrontEndPlugin<void> = {
   id: 'jupyterlab-notebench:plugin',
   description: 'Notebench Jobs and Models panels',
   autoStart: true,
-  requires: [ILabShell, INotebookTracker, IDocumentManager, IFileBrowserFactory],
+  requires: [
+    ILabShell,
+    INotebookTracker,
+    IDocumentManager,
+    IFileBrowserFactory
+  ],
+  optional: [ITranslator],
   activate: (
     app: JupyterFrontEnd,
     shell: ILabShell,
     notebooks: INotebookTracker,
     docManager: IDocumentManager,
-    browsers: IFileBrowserFactory
+    browsers: IFileBrowserFactory,
+    translator: ITranslator | null
   ) => {
+    const trans = (translator ?? nullTranslator).load(TRANSLATION_DOMAIN);
     const openOutput = async (job: Job, cellIndex?: number | null) => {
       // The server copies the output into the user's files (job-outputs/), so it opens as a notebook.
-      const response = await api<{ path: string }>(`jobs/${job.id}/output`, 'POST');
+      const response = await api<{ path: string }>(
+        `jobs/${job.id}/output`,
+        'POST'
+      );
       const widget = docManager.openOrReveal(response.path);
-      if (widget instanceof NotebookPanel && cellIndex !== undefined && cellIndex !== null) {
+      if (
+        widget instanceof NotebookPanel &&
+        cellIndex !== undefined &&
+        cellIndex !== null
+      ) {
         await widget.context.ready;
         widget.content.activeCellIndex = cellIndex;
         if (widget.content.activeCell) {
@@ -61,16 +88,16 @@ const plugin: JupyterFrontEndPlugin<void> = {
       frame.url = notebenchUrl(`jobs/${job.id}/output.html`);
       const widget = new MainAreaWidget({ content: frame });
       widget.id = `notebench-job-html-${job.id}`;
-      widget.title.label = `${job.name} #${job.id} (HTML)`;
+      widget.title.label = trans.__('%1 #%2 (HTML)', job.name, job.id);
       widget.title.closable = true;
       shell.add(widget, 'main');
       shell.activateById(widget.id);
     };
 
-    const jobsPanel = new JobsPanel({ openOutput, openHtml });
+    const jobsPanel = new JobsPanel({ openOutput, openHtml }, trans);
     jobsPanel.title.icon = jobsIcon;
     shell.add(jobsPanel, 'left', { rank: 600 });
-    const modelsPanel = new ModelsPanel();
+    const modelsPanel = new ModelsPanel(trans);
     modelsPanel.title.icon = modelsIcon;
     shell.add(modelsPanel, 'left', { rank: 601 });
 
@@ -87,9 +114,10 @@ const plugin: JupyterFrontEndPlugin<void> = {
     };
 
     app.commands.addCommand(COMMAND_RUN_NOTEBOOK, {
-      label: 'Run as job',
-      caption: 'Run this notebook as a Notebench job',
+      label: trans.__('Run as job'),
+      caption: trans.__('Run this notebook as a Notebench job'),
       icon: runIcon,
+      describedBy: NO_ARGS,
       isEnabled: () => notebooks.currentWidget !== null,
       execute: () => {
         const panel = notebooks.currentWidget;
@@ -99,9 +127,10 @@ const plugin: JupyterFrontEndPlugin<void> = {
       }
     });
     app.commands.addCommand(COMMAND_RUN_FILE, {
-      label: 'Run as job',
-      caption: 'Run this notebook as a Notebench job',
+      label: trans.__('Run as job'),
+      caption: trans.__('Run this notebook as a Notebench job'),
       icon: runIcon,
+      describedBy: NO_ARGS,
       execute: () => {
         const item = browsers.tracker.currentWidget?.selectedItems().next();
         if (item && !item.done && item.value.path.endsWith('.ipynb')) {
@@ -119,8 +148,8 @@ const plugin: JupyterFrontEndPlugin<void> = {
       createNew: (panel: NotebookPanel) => {
         const button = new ToolbarButton({
           icon: runIcon,
-          label: 'Run as job',
-          tooltip: 'Run this notebook as a Notebench job',
+          label: trans.__('Run as job'),
+          tooltip: trans.__('Run this notebook as a Notebench job'),
           onClick: () => showForm(panel.context.path)
         });
         button.addClass('nb-run-as-job-button');

@@ -1,9 +1,11 @@
 // The Jobs panel: run a notebook as a job (form from its parameters cell) and follow your jobs.
+import { TranslationBundle } from '@jupyterlab/translation';
 import { ReactWidget } from '@jupyterlab/ui-components';
 import * as React from 'react';
 
 import { api, Job, Parameter, Profile, query } from './api';
 import { useAsync, usePolled } from './hooks';
+import { TranslationContext, useTranslation } from './i18n';
 
 export interface IJobActions {
   openOutput(job: Job, cellIndex?: number | null): Promise<void>;
@@ -14,7 +16,11 @@ const ACTIVE = ['queued', 'running'];
 const POLL_MS = 2000;
 
 /** Parse a form value into the parameter's type; throws with a message the form shows. */
-function convert(parameter: Parameter, raw: string | boolean): unknown {
+function convert(
+  parameter: Parameter,
+  raw: string | boolean,
+  trans: TranslationBundle
+): unknown {
   const name = parameter.name;
   switch (parameter.type) {
     case 'bool':
@@ -22,14 +28,14 @@ function convert(parameter: Parameter, raw: string | boolean): unknown {
     case 'int': {
       const value = Number(raw);
       if (String(raw).trim() === '' || !Number.isInteger(value)) {
-        throw new Error(`${name} must be an integer`);
+        throw new Error(trans.__('%1 must be an integer', name));
       }
       return value;
     }
     case 'float': {
       const value = Number(raw);
       if (String(raw).trim() === '' || Number.isNaN(value)) {
-        throw new Error(`${name} must be a number`);
+        throw new Error(trans.__('%1 must be a number', name));
       }
       return value;
     }
@@ -39,7 +45,9 @@ function convert(parameter: Parameter, raw: string | boolean): unknown {
       try {
         return JSON.parse(String(raw));
       } catch {
-        throw new Error(`${name} must be JSON (e.g. [1, 2] or null)`);
+        throw new Error(
+          trans.__('%1 must be JSON (e.g. [1, 2] or null)', name)
+        );
       }
   }
 }
@@ -55,31 +63,46 @@ function initialValue(parameter: Parameter): string | boolean {
       return String(parameter.default);
     case 'float':
       // Show 1.0 rather than 1, so the field reads as the float it is.
-      return Number.isInteger(parameter.default) ? parameter.default.toFixed(1) : String(parameter.default);
+      return Number.isInteger(parameter.default)
+        ? parameter.default.toFixed(1)
+        : String(parameter.default);
     default:
       return JSON.stringify(parameter.default);
   }
 }
 
-function RunForm(props: { path: string | null; onSubmitted: () => void }): JSX.Element {
+function RunForm(props: {
+  path: string | null;
+  onSubmitted: () => void;
+}): JSX.Element {
+  const trans = useTranslation();
   const { path } = props;
   const [profiles, setProfiles] = React.useState<Profile[]>([]);
   const [profile, setProfile] = React.useState('');
   const [parameters, setParameters] = React.useState<Parameter[]>([]);
-  const [values, setValues] = React.useState<Record<string, string | boolean>>({});
+  const [values, setValues] = React.useState<Record<string, string | boolean>>(
+    {}
+  );
   const [hasCell, setHasCell] = React.useState(true);
   const [workers, setWorkers] = React.useState('0');
   const [timeout, setTimeoutValue] = React.useState('3600');
-  const [message, setMessage] = React.useState<{ error: boolean; text: string } | null>(null);
+  const [message, setMessage] = React.useState<{
+    error: boolean;
+    text: string;
+  } | null>(null);
   const [busy, setBusy] = React.useState(false);
 
   React.useEffect(() => {
     api<{ profiles: Profile[] }>('profiles')
       .then(r => {
         setProfiles(r.profiles);
-        setProfile((r.profiles.find(p => p.default) ?? r.profiles[0])?.name ?? '');
+        setProfile(
+          (r.profiles.find(p => p.default) ?? r.profiles[0])?.name ?? ''
+        );
       })
-      .catch(e => setMessage({ error: true, text: `Profiles: ${e.message}` }));
+      .catch(e =>
+        setMessage({ error: true, text: trans.__('Profiles: %1', e.message) })
+      );
   }, []);
 
   React.useEffect(() => {
@@ -89,11 +112,15 @@ function RunForm(props: { path: string | null; onSubmitted: () => void }): JSX.E
     if (!path) {
       return;
     }
-    api<{ parameters: Parameter[]; has_parameters_cell: boolean }>(`parameters${query({ path })}`)
+    api<{ parameters: Parameter[]; has_parameters_cell: boolean }>(
+      `parameters${query({ path })}`
+    )
       .then(r => {
         setParameters(r.parameters);
         setHasCell(r.has_parameters_cell);
-        setValues(Object.fromEntries(r.parameters.map(p => [p.name, initialValue(p)])));
+        setValues(
+          Object.fromEntries(r.parameters.map(p => [p.name, initialValue(p)]))
+        );
       })
       .catch(e => setMessage({ error: true, text: e.message }));
   }, [path]);
@@ -108,7 +135,7 @@ function RunForm(props: { path: string | null; onSubmitted: () => void }): JSX.E
       const chosen: Record<string, unknown> = {};
       for (const p of parameters) {
         if (p.type !== 'expression') {
-          chosen[p.name] = convert(p, values[p.name]);
+          chosen[p.name] = convert(p, values[p.name], trans);
         }
       }
       setBusy(true);
@@ -119,7 +146,10 @@ function RunForm(props: { path: string | null; onSubmitted: () => void }): JSX.E
         workers: Number(workers) || 0,
         timeout_seconds: Number(timeout) || 3600
       });
-      setMessage({ error: false, text: `Submitted job #${job.id} (${job.name})` });
+      setMessage({
+        error: false,
+        text: trans.__('Submitted job #%1 (%2)', job.id, job.name)
+      });
       props.onSubmitted();
     } catch (e: any) {
       setMessage({ error: true, text: e.message });
@@ -131,27 +161,48 @@ function RunForm(props: { path: string | null; onSubmitted: () => void }): JSX.E
   if (!path) {
     return (
       <p className="nb-hint">
-        Open a notebook (or right-click one in the file browser → Run as job) to run it as a job.
+        {trans.__(
+          'Open a notebook (or right-click one in the file browser → Run as job) to run it as a job.'
+        )}
       </p>
     );
   }
   return (
-    <form className="nb-form" onSubmit={submit} aria-label="Run as job">
+    <form
+      className="nb-form"
+      onSubmit={submit}
+      aria-label={trans.__('Run as job')}
+    >
       <div className="nb-form-title" title={path}>
-        Run <b>{path}</b> as a job
+        {trans.__('Run')} <b>{path}</b> {trans.__('as a job')}
       </div>
-      {!hasCell && <p className="nb-hint">No cell tagged “parameters”: the notebook runs as it is.</p>}
+      {!hasCell && (
+        <p className="nb-hint">
+          {trans.__('No cell tagged “parameters”: the notebook runs as it is.')}
+        </p>
+      )}
       {parameters.map(p => (
-        <label key={p.name} className="nb-field" title={p.help || p.annotation || ''}>
+        <label
+          key={p.name}
+          className="nb-field"
+          title={p.help || p.annotation || ''}
+        >
           <span>
-            {p.name} <em>{p.type === 'expression' ? 'expression (fixed)' : p.type}</em>
+            {p.name}{' '}
+            <em>
+              {p.type === 'expression'
+                ? trans.__('expression (fixed)')
+                : p.type}
+            </em>
           </span>
           {p.type === 'bool' ? (
             <input
               type="checkbox"
               name={`param-${p.name}`}
               checked={Boolean(values[p.name])}
-              onChange={e => setValues({ ...values, [p.name]: e.target.checked })}
+              onChange={e =>
+                setValues({ ...values, [p.name]: e.target.checked })
+              }
             />
           ) : (
             <input
@@ -166,39 +217,69 @@ function RunForm(props: { path: string | null; onSubmitted: () => void }): JSX.E
         </label>
       ))}
       <label className="nb-field">
-        <span>Profile</span>
-        <select name="profile" value={profile} onChange={e => setProfile(e.target.value)}>
+        <span>{trans.__('Profile')}</span>
+        <select
+          name="profile"
+          value={profile}
+          onChange={e => setProfile(e.target.value)}
+        >
           {profiles.map(p => (
             <option key={p.name} value={p.name} title={p.description}>
               {p.display_name}
-              {p.gpus ? ` (${p.gpus} GPU)` : ''}
+              {p.gpus ? trans.__(' (%1 GPU)', p.gpus) : ''}
             </option>
           ))}
         </select>
       </label>
       <div className="nb-row">
         <label className="nb-field">
-          <span>Dask workers</span>
-          <input type="number" name="workers" min={0} max={64} value={workers} onChange={e => setWorkers(e.target.value)} />
+          <span>{trans.__('Dask workers')}</span>
+          <input
+            type="number"
+            name="workers"
+            min={0}
+            max={64}
+            value={workers}
+            onChange={e => setWorkers(e.target.value)}
+          />
         </label>
         <label className="nb-field">
-          <span>Timeout (s)</span>
-          <input type="number" name="timeout" min={1} value={timeout} onChange={e => setTimeoutValue(e.target.value)} />
+          <span>{trans.__('Timeout (s)')}</span>
+          <input
+            type="number"
+            name="timeout"
+            min={1}
+            value={timeout}
+            onChange={e => setTimeoutValue(e.target.value)}
+          />
         </label>
       </div>
-      <button type="submit" className="jp-mod-styled jp-mod-accept" disabled={busy}>
-        Run as job
+      <button
+        type="submit"
+        className="jp-mod-styled jp-mod-accept"
+        disabled={busy}
+      >
+        {trans.__('Run as job')}
       </button>
-      {message && <p className={message.error ? 'nb-error' : 'nb-ok'}>{message.text}</p>}
+      {message && (
+        <p className={message.error ? 'nb-error' : 'nb-ok'}>{message.text}</p>
+      )}
     </form>
   );
 }
 
-function JobRow(props: { job: Job; actions: IJobActions; onChange: () => void }): JSX.Element {
+function JobRow(props: {
+  job: Job;
+  actions: IJobActions;
+  onChange: () => void;
+}): JSX.Element {
+  const trans = useTranslation();
   const { job, actions } = props;
   const { error, run } = useAsync();
   const { cells_completed, cells_total } = job.progress;
-  const percent = cells_total ? Math.round((100 * cells_completed) / cells_total) : 0;
+  const percent = cells_total
+    ? Math.round((100 * cells_completed) / cells_total)
+    : 0;
   return (
     <li className={`nb-job nb-status-${job.status}`} data-job-id={job.id}>
       <div className="nb-job-head">
@@ -209,30 +290,54 @@ function JobRow(props: { job: Job; actions: IJobActions; onChange: () => void })
           {job.status}
         </span>
       </div>
-      <div className="nb-progress" title={`${cells_completed} of ${cells_total} cells`}>
+      <div
+        className="nb-progress"
+        title={trans.__('%1 of %2 cells', cells_completed, cells_total)}
+      >
         <div style={{ width: `${percent}%` }} />
       </div>
       <div className="nb-job-meta">
         {job.profile}
-        {job.workers ? ` · ${job.workers} workers` : ''} · {new Date(job.created_at).toLocaleString()}
+        {job.workers ? trans.__(' · %1 workers', job.workers) : ''} ·{' '}
+        {new Date(job.created_at).toLocaleString()}
       </div>
       {job.error && (
         <div className="nb-error">
-          {job.error.cell_index !== null && `Cell ${job.error.cell_index}: `}
+          {job.error.cell_index !== null &&
+            trans.__('Cell %1: ', job.error.cell_index)}
           {job.error.ename}: {job.error.evalue}
         </div>
       )}
       <div className="nb-actions">
         {ACTIVE.includes(job.status) && (
-          <button onClick={() => run(() => api(`jobs/${job.id}/cancel`, 'POST').then(props.onChange))}>Cancel</button>
+          <button
+            onClick={() =>
+              run(() =>
+                api(`jobs/${job.id}/cancel`, 'POST').then(props.onChange)
+              )
+            }
+          >
+            {trans.__('Cancel')}
+          </button>
         )}
         {job.started_at && !ACTIVE.includes(job.status) && (
           <>
-            <button onClick={() => run(() => actions.openOutput(job))}>Open output</button>
-            <button onClick={() => actions.openHtml(job)}>HTML</button>
-            {job.error?.cell_index !== null && job.error?.cell_index !== undefined && (
-              <button onClick={() => run(() => actions.openOutput(job, job.error?.cell_index))}>Failing cell</button>
-            )}
+            <button onClick={() => run(() => actions.openOutput(job))}>
+              {trans.__('Open output')}
+            </button>
+            <button onClick={() => actions.openHtml(job)}>
+              {trans.__('HTML')}
+            </button>
+            {job.error?.cell_index !== null &&
+              job.error?.cell_index !== undefined && (
+                <button
+                  onClick={() =>
+                    run(() => actions.openOutput(job, job.error?.cell_index))
+                  }
+                >
+                  {trans.__('Failing cell')}
+                </button>
+              )}
           </>
         )}
       </div>
@@ -241,20 +346,38 @@ function JobRow(props: { job: Job; actions: IJobActions; onChange: () => void })
   );
 }
 
-function JobsList(props: { actions: IJobActions; refresh: number }): JSX.Element {
-  const { data, error, refresh } = usePolled(() => api<{ jobs: Job[] }>('jobs?limit=50'), POLL_MS, [props.refresh]);
+function JobsList(props: {
+  actions: IJobActions;
+  refresh: number;
+}): JSX.Element {
+  const trans = useTranslation();
+  const { data, error, refresh } = usePolled(
+    () => api<{ jobs: Job[] }>('jobs?limit=50'),
+    POLL_MS,
+    [props.refresh]
+  );
   const jobs = data?.jobs ?? [];
 
   return (
     <div className="nb-section">
       <div className="nb-section-title">
-        Your jobs <button onClick={refresh} title="Refresh">↻</button>
+        {trans.__('Your jobs')}{' '}
+        <button onClick={refresh} title={trans.__('Refresh')}>
+          ↻
+        </button>
       </div>
       {error && <p className="nb-error">{error}</p>}
-      {jobs.length === 0 && !error && <p className="nb-hint">No jobs yet.</p>}
+      {jobs.length === 0 && !error && (
+        <p className="nb-hint">{trans.__('No jobs yet.')}</p>
+      )}
       <ul className="nb-jobs">
         {jobs.map(job => (
-          <JobRow key={job.id} job={job} actions={props.actions} onChange={refresh} />
+          <JobRow
+            key={job.id}
+            job={job}
+            actions={props.actions}
+            onChange={refresh}
+          />
         ))}
       </ul>
     </div>
@@ -263,11 +386,14 @@ function JobsList(props: { actions: IJobActions; refresh: number }): JSX.Element
 
 /** The left side panel. `notebookPath` is the notebook the form runs (set by the commands). */
 export class JobsPanel extends ReactWidget {
-  constructor(private actions: IJobActions) {
+  constructor(
+    private actions: IJobActions,
+    private trans: TranslationBundle
+  ) {
     super();
     this.id = 'notebench-jobs';
     this.addClass('nb-panel');
-    this.title.caption = 'Notebench jobs';
+    this.title.caption = trans.__('Notebench jobs');
   }
 
   notebookPath: string | null = null;
@@ -282,17 +408,19 @@ export class JobsPanel extends ReactWidget {
 
   render(): JSX.Element {
     return (
-      <div className="nb-panel-body">
-        <h2>Jobs</h2>
-        <RunForm
-          path={this.notebookPath}
-          onSubmitted={() => {
-            this.submitted += 1;
-            this.update();
-          }}
-        />
-        <JobsList actions={this.actions} refresh={this.submitted} />
-      </div>
+      <TranslationContext.Provider value={this.trans}>
+        <div className="nb-panel-body">
+          <h2>{this.trans.__('Jobs')}</h2>
+          <RunForm
+            path={this.notebookPath}
+            onSubmitted={() => {
+              this.submitted += 1;
+              this.update();
+            }}
+          />
+          <JobsList actions={this.actions} refresh={this.submitted} />
+        </div>
+      </TranslationContext.Provider>
     );
   }
 }

@@ -1,4 +1,5 @@
 // The Models panel: runs that logged models, registered models and aliases, endpoints.
+import { TranslationBundle } from '@jupyterlab/translation';
 import { ReactWidget } from '@jupyterlab/ui-components';
 import * as React from 'react';
 
@@ -13,17 +14,26 @@ import {
 } from './api';
 import { Legend, LineChart } from './chart';
 import { useAsync, usePolled, usePolling } from './hooks';
+import { TranslationContext, useTranslation } from './i18n';
 
 const ENDPOINT_POLL_MS = 3000;
 const ALIASES = ['champion', 'challenger'];
 
 function formatMetric(value: number | undefined): string {
-  return value === undefined ? '–' : Number.isInteger(value) ? String(value) : value.toFixed(4);
+  return value === undefined
+    ? '–'
+    : Number.isInteger(value)
+      ? String(value)
+      : value.toFixed(4);
 }
 
 // --- runs ------------------------------------------------------------------------------------
 
-function RegisterForm(props: { run: ModelRun; onDone: () => void }): JSX.Element {
+function RegisterForm(props: {
+  run: ModelRun;
+  onDone: () => void;
+}): JSX.Element {
+  const trans = useTranslation();
   const guess = props.run.experiment.split('/').pop() || props.run.name;
   const [name, setName] = React.useState(guess);
   const [description, setDescription] = React.useState('');
@@ -31,28 +41,59 @@ function RegisterForm(props: { run: ModelRun; onDone: () => void }): JSX.Element
   const submit = (e: React.FormEvent) => {
     e.preventDefault();
     run(async () => {
-      await api('models/versions', 'POST', { model_id: props.run.model_id, name, description });
+      await api('models/versions', 'POST', {
+        model_id: props.run.model_id,
+        name,
+        description
+      });
       props.onDone();
     });
   };
   return (
-    <form className="nb-inline-form" onSubmit={submit} aria-label="Register version">
-      <input name="model-name" placeholder="registered model name" value={name} onChange={e => setName(e.target.value)} />
-      <input name="description" placeholder="description" value={description} onChange={e => setDescription(e.target.value)} />
+    <form
+      className="nb-inline-form"
+      onSubmit={submit}
+      aria-label={trans.__('Register version')}
+    >
+      <input
+        name="model-name"
+        placeholder={trans.__('registered model name')}
+        value={name}
+        onChange={e => setName(e.target.value)}
+      />
+      <input
+        name="description"
+        placeholder={trans.__('description')}
+        value={description}
+        onChange={e => setDescription(e.target.value)}
+      />
       <button type="submit" className="jp-mod-styled jp-mod-accept">
-        Register
+        {trans.__('Register')}
       </button>
       {error && <span className="nb-error">{error}</span>}
     </form>
   );
 }
 
-function RunsTable(props: { runs: ModelRun[]; onRegistered: () => void }): JSX.Element {
-  const metricKeys = Array.from(new Set(props.runs.flatMap(r => Object.keys(r.metrics)))).sort();
-  const [sort, setSort] = React.useState<{ key: string; descending: boolean }>({ key: 'created', descending: true });
+function RunsTable(props: {
+  runs: ModelRun[];
+  onRegistered: () => void;
+}): JSX.Element {
+  const trans = useTranslation();
+  const metricKeys = Array.from(
+    new Set(props.runs.flatMap(r => Object.keys(r.metrics)))
+  ).sort();
+  const [sort, setSort] = React.useState<{ key: string; descending: boolean }>({
+    key: 'created',
+    descending: true
+  });
   const [registering, setRegistering] = React.useState<string | null>(null);
   const valueOf = (run: ModelRun, key: string): number | string =>
-    key === 'created' ? run.created_at : key === 'run' ? run.run_name : run.metrics[key] ?? -Infinity;
+    key === 'created'
+      ? run.created_at
+      : key === 'run'
+        ? run.run_name
+        : (run.metrics[key] ?? -Infinity);
   const rows = [...props.runs].sort((a, b) => {
     const [va, vb] = [valueOf(a, sort.key), valueOf(b, sort.key)];
     const order = va < vb ? -1 : va > vb ? 1 : 0;
@@ -61,23 +102,37 @@ function RunsTable(props: { runs: ModelRun[]; onRegistered: () => void }): JSX.E
   const header = (key: string, label: string) => (
     <th
       className="nb-sortable"
-      onClick={() => setSort({ key, descending: sort.key === key ? !sort.descending : true })}
-      aria-sort={sort.key === key ? (sort.descending ? 'descending' : 'ascending') : 'none'}
+      onClick={() =>
+        setSort({ key, descending: sort.key === key ? !sort.descending : true })
+      }
+      aria-sort={
+        sort.key === key
+          ? sort.descending
+            ? 'descending'
+            : 'ascending'
+          : 'none'
+      }
     >
       {label}
       {sort.key === key ? (sort.descending ? ' ▾' : ' ▴') : ''}
     </th>
   );
   if (!props.runs.length) {
-    return <p className="nb-hint">No runs with logged models yet: log one with mlflow.&lt;flavor&gt;.log_model.</p>;
+    return (
+      <p className="nb-hint">
+        {trans.__(
+          'No runs with logged models yet: log one with mlflow.<flavor>.log_model.'
+        )}
+      </p>
+    );
   }
   return (
     <table className="nb-table nb-runs">
       <thead>
         <tr>
-          {header('run', 'run')}
+          {header('run', trans.__('run'))}
           {metricKeys.map(k => header(k, k))}
-          {header('created', 'created')}
+          {header('created', trans.__('created'))}
           <th />
         </tr>
       </thead>
@@ -85,12 +140,20 @@ function RunsTable(props: { runs: ModelRun[]; onRegistered: () => void }): JSX.E
         {rows.map(r => (
           <React.Fragment key={r.model_id}>
             <tr data-model-id={r.model_id}>
-              <td title={`${r.experiment} · model ${r.name} (${r.model_id})${r.notebook ? ` · ${r.notebook}` : ''}`}>
+              <td
+                title={trans.__(
+                  '%1 · model %2 (%3)%4',
+                  r.experiment,
+                  r.name,
+                  r.model_id,
+                  r.notebook ? ` · ${r.notebook}` : ''
+                )}
+              >
                 {r.experiment}
                 <br />
                 <small>
                   {r.run_name}
-                  {r.job_id ? ` · job #${r.job_id}` : ''}
+                  {r.job_id ? trans.__(' · job #%1', r.job_id) : ''}
                 </small>
                 <br />
                 <small className="nb-params">
@@ -104,7 +167,15 @@ function RunsTable(props: { runs: ModelRun[]; onRegistered: () => void }): JSX.E
               ))}
               <td>{new Date(r.created_at).toLocaleTimeString()}</td>
               <td>
-                <button onClick={() => setRegistering(registering === r.model_id ? null : r.model_id)}>Register…</button>
+                <button
+                  onClick={() =>
+                    setRegistering(
+                      registering === r.model_id ? null : r.model_id
+                    )
+                  }
+                >
+                  {trans.__('Register…')}
+                </button>
               </td>
             </tr>
             {registering === r.model_id && (
@@ -129,43 +200,74 @@ function RunsTable(props: { runs: ModelRun[]; onRegistered: () => void }): JSX.E
 
 // --- registered models -----------------------------------------------------------------------
 
-function AliasForm(props: { model: RegisteredModel; onDone: () => void }): JSX.Element {
+function AliasForm(props: {
+  model: RegisteredModel;
+  onDone: () => void;
+}): JSX.Element {
+  const trans = useTranslation();
   const [alias, setAlias] = React.useState('champion');
-  const [version, setVersion] = React.useState(props.model.versions[0]?.version ?? '');
+  const [version, setVersion] = React.useState(
+    props.model.versions[0]?.version ?? ''
+  );
   const { error, run } = useAsync();
   const submit = (e: React.FormEvent) => {
     e.preventDefault();
     run(async () => {
-      await api('models/aliases', 'POST', { name: props.model.name, alias, version });
+      await api('models/aliases', 'POST', {
+        name: props.model.name,
+        alias,
+        version
+      });
       props.onDone();
     });
   };
   return (
-    <form className="nb-inline-form" onSubmit={submit} aria-label={`Set alias of ${props.model.name}`}>
-      <input name="alias" list="nb-aliases" value={alias} onChange={e => setAlias(e.target.value)} />
+    <form
+      className="nb-inline-form"
+      onSubmit={submit}
+      aria-label={trans.__('Set alias of %1', props.model.name)}
+    >
+      <input
+        name="alias"
+        list="nb-aliases"
+        value={alias}
+        onChange={e => setAlias(e.target.value)}
+      />
       <datalist id="nb-aliases">
         {ALIASES.map(a => (
           <option key={a} value={a} />
         ))}
       </datalist>
       →
-      <select name="version" value={version} onChange={e => setVersion(e.target.value)}>
+      <select
+        name="version"
+        value={version}
+        onChange={e => setVersion(e.target.value)}
+      >
         {props.model.versions.map(v => (
           <option key={v.version} value={v.version}>
-            v{v.version}
+            {trans.__('v%1', v.version)}
           </option>
         ))}
       </select>
-      <button type="submit">Set alias</button>
+      <button type="submit">{trans.__('Set alias')}</button>
       {error && <span className="nb-error">{error}</span>}
     </form>
   );
 }
 
-function RegisteredModels(props: { models: RegisteredModel[]; onChange: () => void }): JSX.Element {
+function RegisteredModels(props: {
+  models: RegisteredModel[];
+  onChange: () => void;
+}): JSX.Element {
+  const trans = useTranslation();
   const { error, run } = useAsync();
   if (!props.models.length) {
-    return <p className="nb-hint">No registered models yet: register a run's model above.</p>;
+    return (
+      <p className="nb-hint">
+        {trans.__("No registered models yet: register a run's model above.")}
+      </p>
+    );
   }
   return (
     <div>
@@ -180,15 +282,20 @@ function RegisteredModels(props: { models: RegisteredModel[]; onChange: () => vo
             <tbody>
               {m.versions.map(v => (
                 <tr key={v.version} data-version={v.version}>
-                  <td>v{v.version}</td>
+                  <td>{trans.__('v%1', v.version)}</td>
                   <td>
                     {v.aliases.map(a => (
                       <span className="nb-chip" key={a}>
                         @{a}
                         <button
-                          title={`Remove alias ${a}`}
+                          title={trans.__('Remove alias %1', a)}
                           onClick={() =>
-                            run(() => api(`models/aliases${query({ name: m.name, alias: a })}`, 'DELETE').then(props.onChange))
+                            run(() =>
+                              api(
+                                `models/aliases${query({ name: m.name, alias: a })}`,
+                                'DELETE'
+                              ).then(props.onChange)
+                            )
                           }
                         >
                           ×
@@ -198,7 +305,10 @@ function RegisteredModels(props: { models: RegisteredModel[]; onChange: () => vo
                   </td>
                   <td>
                     <small>
-                      {v.tags['notebench.job_id'] ? `job #${v.tags['notebench.job_id']}` : ''} {v.description}
+                      {v.tags['notebench.job_id']
+                        ? trans.__('job #%1', v.tags['notebench.job_id'])
+                        : ''}{' '}
+                      {v.description}
                     </small>
                   </td>
                 </tr>
@@ -225,8 +335,10 @@ function WeightsEditor(props: {
   setRows: (rows: IVersionRow[]) => void;
   models: RegisteredModel[];
 }): JSX.Element {
+  const trans = useTranslation();
   const { rows, setRows, models } = props;
-  const update = (i: number, change: Partial<IVersionRow>) => setRows(rows.map((r, j) => (i === j ? { ...r, ...change } : r)));
+  const update = (i: number, change: Partial<IVersionRow>) =>
+    setRows(rows.map((r, j) => (i === j ? { ...r, ...change } : r)));
   const total = rows.reduce((sum, r) => sum + (Number(r.weight) || 0), 0);
   return (
     <div className="nb-weights">
@@ -234,19 +346,27 @@ function WeightsEditor(props: {
         const model = models.find(m => m.name === r.model);
         return (
           <div className="nb-row" key={i} data-row={i}>
-            <select name={`model-${i}`} value={r.model} onChange={e => update(i, { model: e.target.value, version: '' })}>
-              <option value="">model…</option>
+            <select
+              name={`model-${i}`}
+              value={r.model}
+              onChange={e => update(i, { model: e.target.value, version: '' })}
+            >
+              <option value="">{trans.__('model…')}</option>
               {models.map(m => (
                 <option key={m.name} value={m.name}>
                   {m.name}
                 </option>
               ))}
             </select>
-            <select name={`version-${i}`} value={r.version} onChange={e => update(i, { version: e.target.value })}>
-              <option value="">version…</option>
+            <select
+              name={`version-${i}`}
+              value={r.version}
+              onChange={e => update(i, { version: e.target.value })}
+            >
+              <option value="">{trans.__('version…')}</option>
               {model?.versions.map(v => (
                 <option key={v.version} value={v.version}>
-                  v{v.version}
+                  {trans.__('v%1', v.version)}
                   {v.aliases.length ? ` (@${v.aliases.join(', @')})` : ''}
                 </option>
               ))}
@@ -263,11 +383,15 @@ function WeightsEditor(props: {
               max={100}
               value={r.weight}
               onChange={e => update(i, { weight: e.target.value })}
-              aria-label="weight"
+              aria-label={trans.__('weight')}
             />
             %
             {rows.length > 1 && (
-              <button type="button" title="Remove" onClick={() => setRows(rows.filter((_, j) => j !== i))}>
+              <button
+                type="button"
+                title={trans.__('Remove')}
+                onClick={() => setRows(rows.filter((_, j) => j !== i))}
+              >
                 ×
               </button>
             )}
@@ -275,11 +399,22 @@ function WeightsEditor(props: {
         );
       })}
       <div className="nb-row">
-        <button type="button" onClick={() => setRows([...rows, { model: rows[0]?.model ?? '', version: '', weight: '0' }])}>
-          + version
+        <button
+          type="button"
+          onClick={() =>
+            setRows([
+              ...rows,
+              { model: rows[0]?.model ?? '', version: '', weight: '0' }
+            ])
+          }
+        >
+          {trans.__('+ version')}
         </button>
-        <span className={total === 100 ? 'nb-ok' : 'nb-error'} data-total={total}>
-          total {total}%
+        <span
+          className={total === 100 ? 'nb-ok' : 'nb-error'}
+          data-total={total}
+        >
+          {trans.__('total %1%', total)}
         </span>
       </div>
     </div>
@@ -287,16 +422,29 @@ function WeightsEditor(props: {
 }
 
 function toVersions(rows: IVersionRow[]) {
-  return rows.map(r => ({ model: r.model, version: r.version, weight: Number(r.weight) || 0 }));
+  return rows.map(r => ({
+    model: r.model,
+    version: r.version,
+    weight: Number(r.weight) || 0
+  }));
 }
 
 function rowsValid(rows: IVersionRow[]): boolean {
-  return rows.every(r => r.model && r.version) && rows.reduce((s, r) => s + (Number(r.weight) || 0), 0) === 100;
+  return (
+    rows.every(r => r.model && r.version) &&
+    rows.reduce((s, r) => s + (Number(r.weight) || 0), 0) === 100
+  );
 }
 
-function DeployForm(props: { models: RegisteredModel[]; onDeployed: () => void }): JSX.Element {
+function DeployForm(props: {
+  models: RegisteredModel[];
+  onDeployed: () => void;
+}): JSX.Element {
+  const trans = useTranslation();
   const [name, setName] = React.useState('');
-  const [rows, setRows] = React.useState<IVersionRow[]>([{ model: '', version: '', weight: '100' }]);
+  const [rows, setRows] = React.useState<IVersionRow[]>([
+    { model: '', version: '', weight: '100' }
+  ]);
   const { error, run } = useAsync();
   const submit = (e: React.FormEvent) => {
     e.preventDefault();
@@ -307,21 +455,36 @@ function DeployForm(props: { models: RegisteredModel[]; onDeployed: () => void }
     });
   };
   return (
-    <form className="nb-form" onSubmit={submit} aria-label="Deploy">
+    <form className="nb-form" onSubmit={submit} aria-label={trans.__('Deploy')}>
       <label className="nb-field">
-        <span>Endpoint name</span>
-        <input name="endpoint-name" placeholder="e.g. iris" value={name} pattern="[a-z0-9][a-z0-9-]{0,62}" onChange={e => setName(e.target.value)} />
+        <span>{trans.__('Endpoint name')}</span>
+        <input
+          name="endpoint-name"
+          placeholder={trans.__('e.g. iris')}
+          value={name}
+          pattern="[a-z0-9][a-z0-9-]{0,62}"
+          onChange={e => setName(e.target.value)}
+        />
       </label>
       <WeightsEditor rows={rows} setRows={setRows} models={props.models} />
-      <button type="submit" className="jp-mod-styled jp-mod-accept" disabled={!name || !rowsValid(rows)}>
-        Deploy
+      <button
+        type="submit"
+        className="jp-mod-styled jp-mod-accept"
+        disabled={!name || !rowsValid(rows)}
+      >
+        {trans.__('Deploy')}
       </button>
       {error && <p className="nb-error">{error}</p>}
     </form>
   );
 }
 
-function EndpointCard(props: { endpoint: Endpoint; models: RegisteredModel[]; onChange: () => void }): JSX.Element {
+function EndpointCard(props: {
+  endpoint: Endpoint;
+  models: RegisteredModel[];
+  onChange: () => void;
+}): JSX.Element {
+  const trans = useTranslation();
   const { endpoint } = props;
   const [editing, setEditing] = React.useState<IVersionRow[] | null>(null);
   const [result, setResult] = React.useState<Invocation | null>(null);
@@ -331,7 +494,9 @@ function EndpointCard(props: { endpoint: Endpoint; models: RegisteredModel[]; on
   usePolling(
     async isCurrent => {
       try {
-        const m = await api<{ versions: VersionMetrics[] }>(`endpoints/${endpoint.name}/metrics`);
+        const m = await api<{ versions: VersionMetrics[] }>(
+          `endpoints/${endpoint.name}/metrics`
+        );
         if (isCurrent()) {
           setMetrics(m.versions);
         }
@@ -346,7 +511,9 @@ function EndpointCard(props: { endpoint: Endpoint; models: RegisteredModel[]; on
   const tryIt = () =>
     run(async () => {
       setResult(null);
-      setResult(await api<Invocation>(`endpoints/${endpoint.name}/invoke`, 'POST', {}));
+      setResult(
+        await api<Invocation>(`endpoints/${endpoint.name}/invoke`, 'POST', {})
+      );
     });
   return (
     <div className="nb-endpoint" data-endpoint={endpoint.name}>
@@ -378,44 +545,78 @@ function EndpointCard(props: { endpoint: Endpoint; models: RegisteredModel[]; on
       </table>
       {editing && (
         <div>
-          <WeightsEditor rows={editing} setRows={setEditing} models={props.models} />
+          <WeightsEditor
+            rows={editing}
+            setRows={setEditing}
+            models={props.models}
+          />
           <button
             disabled={!rowsValid(editing)}
             onClick={() =>
               run(async () => {
-                await api(`endpoints/${endpoint.name}`, 'PATCH', { versions: toVersions(editing) });
+                await api(`endpoints/${endpoint.name}`, 'PATCH', {
+                  versions: toVersions(editing)
+                });
                 setEditing(null);
                 props.onChange();
               })
             }
           >
-            Apply (rolling)
+            {trans.__('Apply (rolling)')}
           </button>
         </div>
       )}
       <div className="nb-actions">
-        <button onClick={tryIt} disabled={endpoint.status !== 'ready' && endpoint.status !== 'updating'}>
-          Try it
+        <button
+          onClick={tryIt}
+          disabled={
+            endpoint.status !== 'ready' && endpoint.status !== 'updating'
+          }
+        >
+          {trans.__('Try it')}
         </button>
         <button
           onClick={() =>
-            setEditing(editing ? null : endpoint.versions.map(v => ({ model: v.model, version: v.version, weight: String(v.weight) })))
+            setEditing(
+              editing
+                ? null
+                : endpoint.versions.map(v => ({
+                    model: v.model,
+                    version: v.version,
+                    weight: String(v.weight)
+                  }))
+            )
           }
         >
-          {editing ? 'Cancel edit' : 'Edit versions'}
+          {editing ? trans.__('Cancel edit') : trans.__('Edit versions')}
         </button>
-        <button onClick={() => run(() => api(`endpoints/${endpoint.name}`, 'DELETE').then(props.onChange))}>Delete</button>
+        <button
+          onClick={() =>
+            run(() =>
+              api(`endpoints/${endpoint.name}`, 'DELETE').then(props.onChange)
+            )
+          }
+        >
+          {trans.__('Delete')}
+        </button>
       </div>
       {error && <p className="nb-error">{error}</p>}
       {result && (
-        <div className="nb-try" aria-label="Try it result">
+        <div className="nb-try" aria-label={trans.__('Try it result')}>
           {result.predictions !== undefined ? (
             <>
               <div>
-                Answered by <b className="nb-answered-by">{result.version ?? 'unknown'}</b> in {result.latency_ms} ms
+                {trans.__('Answered by')}{' '}
+                <b className="nb-answered-by">
+                  {result.version ?? trans.__('unknown')}
+                </b>{' '}
+                {trans.__('in %1 ms', result.latency_ms)}
               </div>
               <div>
-                Prediction: <code className="nb-prediction">{JSON.stringify(result.predictions)}</code>
+                {trans.__('Prediction:')}{' '}
+                <code className="nb-prediction">
+                  {JSON.stringify(result.predictions)}
+                </code>
               </div>
             </>
           ) : (
@@ -424,15 +625,24 @@ function EndpointCard(props: { endpoint: Endpoint; models: RegisteredModel[]; on
             </div>
           )}
           <details>
-            <summary>Input (the model's input example)</summary>
+            <summary>{trans.__("Input (the model's input example)")}</summary>
             <pre>{JSON.stringify(result.payload, null, 1)}</pre>
           </details>
         </div>
       )}
       {metrics.length > 0 && (
         <div className="nb-charts">
-          <LineChart title="Requests / min" metrics={metrics} value={p => p.requests} />
-          <LineChart title="p50 latency" unit=" ms" metrics={metrics} value={p => p.p50_ms} />
+          <LineChart
+            title={trans.__('Requests / min')}
+            metrics={metrics}
+            value={p => p.requests}
+          />
+          <LineChart
+            title={trans.__('p50 latency')}
+            unit=" ms"
+            metrics={metrics}
+            value={p => p.p50_ms}
+          />
           <Legend metrics={metrics} />
         </div>
       )}
@@ -440,17 +650,28 @@ function EndpointCard(props: { endpoint: Endpoint; models: RegisteredModel[]; on
   );
 }
 
-function Endpoints(props: { models: RegisteredModel[]; refresh: number }): JSX.Element {
-  const { data, error, refresh } = usePolled(() => api<{ endpoints: Endpoint[] }>('endpoints'), ENDPOINT_POLL_MS, [
-    props.refresh
-  ]);
+function Endpoints(props: {
+  models: RegisteredModel[];
+  refresh: number;
+}): JSX.Element {
+  const trans = useTranslation();
+  const { data, error, refresh } = usePolled(
+    () => api<{ endpoints: Endpoint[] }>('endpoints'),
+    ENDPOINT_POLL_MS,
+    [props.refresh]
+  );
   const endpoints = data?.endpoints;
   return (
     <div>
       <DeployForm models={props.models} onDeployed={refresh} />
-      {error && <p className="nb-error">Endpoints: {error}</p>}
+      {error && <p className="nb-error">{trans.__('Endpoints: %1', error)}</p>}
       {endpoints?.map(e => (
-        <EndpointCard key={e.name} endpoint={e} models={props.models} onChange={refresh} />
+        <EndpointCard
+          key={e.name}
+          endpoint={e}
+          models={props.models}
+          onChange={refresh}
+        />
       ))}
     </div>
   );
@@ -459,6 +680,7 @@ function Endpoints(props: { models: RegisteredModel[]; refresh: number }): JSX.E
 // --- the panel -------------------------------------------------------------------------------
 
 function ModelsView(): JSX.Element {
+  const trans = useTranslation();
   const [runs, setRuns] = React.useState<ModelRun[]>([]);
   const [models, setModels] = React.useState<RegisteredModel[]>([]);
   const [loading, setLoading] = React.useState(false);
@@ -483,22 +705,22 @@ function ModelsView(): JSX.Element {
   return (
     <div className="nb-panel-body">
       <h2>
-        Models{' '}
-        <button onClick={load} title="Refresh" disabled={loading}>
+        {trans.__('Models')}{' '}
+        <button onClick={load} title={trans.__('Refresh')} disabled={loading}>
           ↻
         </button>
       </h2>
       {error && <p className="nb-error">{error}</p>}
       <div className="nb-section" data-section="runs">
-        <div className="nb-section-title">Runs with models</div>
+        <div className="nb-section-title">{trans.__('Runs with models')}</div>
         <RunsTable runs={runs} onRegistered={load} />
       </div>
       <div className="nb-section" data-section="registered">
-        <div className="nb-section-title">Registered models</div>
+        <div className="nb-section-title">{trans.__('Registered models')}</div>
         <RegisteredModels models={models} onChange={load} />
       </div>
       <div className="nb-section" data-section="endpoints">
-        <div className="nb-section-title">Endpoints</div>
+        <div className="nb-section-title">{trans.__('Endpoints')}</div>
         <Endpoints models={models} refresh={0} />
       </div>
     </div>
@@ -506,14 +728,18 @@ function ModelsView(): JSX.Element {
 }
 
 export class ModelsPanel extends ReactWidget {
-  constructor() {
+  constructor(private trans: TranslationBundle) {
     super();
     this.id = 'notebench-models';
     this.addClass('nb-panel');
-    this.title.caption = 'Notebench models';
+    this.title.caption = trans.__('Notebench models');
   }
 
   render(): JSX.Element {
-    return <ModelsView />;
+    return (
+      <TranslationContext.Provider value={this.trans}>
+        <ModelsView />
+      </TranslationContext.Provider>
+    );
   }
 }
