@@ -160,14 +160,14 @@ def apply_services(c) -> None:
     if nb.cull_idle_timeout:
         add_idle_culler_service(services, roles, nb.cull_idle_timeout, nb.cull_every)
     if nb.mlflow_enabled:
+        mlflow_env = {"NOTEBENCH_DATA_DIR": nb.data_dir, "NOTEBENCH_MLFLOW_DEFAULT_PERMISSION": nb.mlflow_default_permission}
+        if os.environ.get("NOTEBENCH_USER_CONFIG"):
+            mlflow_env["NOTEBENCH_USER_CONFIG"] = os.environ["NOTEBENCH_USER_CONFIG"]  # c.MlflowService
         add_mlflow_service(
             services,
             f"http://127.0.0.1:{ports['mlflow']}",
             command=[sys.executable, "-m", "notebench.hub.mlflow_service"],
-            environment={
-                "NOTEBENCH_DATA_DIR": nb.data_dir,
-                "NOTEBENCH_MLFLOW_DEFAULT_PERMISSION": nb.mlflow_default_permission,
-            },
+            environment=mlflow_env,
         )
     if nb.executor_enabled:
         mlflow_url = f"http://127.0.0.1:{ports['mlflow']}/services/mlflow" if nb.mlflow_enabled else ""

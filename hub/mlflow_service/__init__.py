@@ -12,6 +12,9 @@ Two processes:
   own rules on top of MLflow's (reserved ``<user>/`` namespaces, grants to users MLflow has not
   seen yet) are in :mod:`.policy`.
 
+Its settings are traitlets configuration, ``c.MlflowService`` (:mod:`.app`), whose defaults are the
+``NOTEBENCH_MLFLOW_*`` environment variables the hub and the Helm chart set.
+
 This module stays import-light: the front reads it before it starts MLflow.
 """
 

@@ -1,6 +1,6 @@
 """Files of the MLflow service under the data directory, and its secrets.
 
-Layout (``<data>`` is ``$NOTEBENCH_DATA_DIR``)::
+Layout (``<data>`` is ``c.MlflowService.data_dir``, by default ``$NOTEBENCH_DATA_DIR``)::
 
     <data>/mlflow/mlflow.db       tracking + model registry store (SQLite)
     <data>/mlflow/artifacts/      artifact store, served through the service
@@ -17,8 +17,6 @@ import os
 import secrets
 from dataclasses import dataclass
 from pathlib import Path
-
-from notebench.hub.mlflow_service import DEFAULT_PERMISSIONS
 
 ADMIN_USERNAME = "admin"
 AUTHORIZATION_FUNCTION = "notebench.hub.mlflow_service.authz:authenticate_request"
@@ -59,23 +57,6 @@ class Paths:
     @property
     def auth_db_uri(self):
         return f"sqlite:///{self.auth_db}"
-
-
-def data_dir_from_env(environ=os.environ):
-    data_dir = environ.get("NOTEBENCH_DATA_DIR")
-    if not data_dir:
-        raise SystemExit("notebench mlflow service: NOTEBENCH_DATA_DIR is not set")
-    return Path(data_dir)
-
-
-def default_permission_from_env(environ=os.environ):
-    value = (environ.get("NOTEBENCH_MLFLOW_DEFAULT_PERMISSION") or "READ").strip().upper()
-    if value not in DEFAULT_PERMISSIONS:
-        raise SystemExit(
-            f"notebench mlflow service: NOTEBENCH_MLFLOW_DEFAULT_PERMISSION={value!r} is not one "
-            f"of {', '.join(DEFAULT_PERMISSIONS)}"
-        )
-    return value
 
 
 def _write_private(path, text):

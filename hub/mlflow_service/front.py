@@ -16,7 +16,6 @@ Anonymous browser page loads are redirected to the hub login; other anonymous re
 import asyncio
 import json
 import logging
-import os
 import re
 import signal
 import time
@@ -40,14 +39,8 @@ from notebench.hub.platform.service_auth import TOKEN_CACHE_SECONDS
 
 log = logging.getLogger("notebench.mlflow")
 
-# How long a request waits for MLflow to (re)start before giving up with 503.
-BACKEND_WAIT_S = float(os.environ.get("NOTEBENCH_MLFLOW_BACKEND_WAIT", "30"))
-# Largest request body (artifact upload) accepted, bytes.
-MAX_BODY_SIZE = int(os.environ.get("NOTEBENCH_MLFLOW_MAX_BODY_SIZE", str(64 * 1024**3)))
-# Largest body of a REST call (anything but an artifact upload), bytes: MLflow parses those whole.
-MAX_API_BODY_SIZE = int(os.environ.get("NOTEBENCH_MLFLOW_MAX_API_BODY_SIZE", str(16 * 1024**2)))
-# Upper bound for one proxied request (large artifact uploads/downloads), seconds.
-UPSTREAM_TIMEOUT_S = float(os.environ.get("NOTEBENCH_MLFLOW_UPSTREAM_TIMEOUT", "3600"))
+# The limits (request body sizes, waits) are settings of the service, c.MlflowService (app.py),
+# handed to make_app() and serve().
 
 _HOP_BY_HOP = {
     "connection",
@@ -384,7 +377,7 @@ class ProxyHandler(HubOAuthenticated, web.RequestHandler):
         return headers
 
     async def prepare(self):
-        self.request.connection.set_max_body_size(MAX_BODY_SIZE)
+        self.request.connection.set_max_body_size(self.settings["max_body_size"])
         model = await self._authenticate()
         if model is None:
             return
@@ -397,7 +390,7 @@ class ProxyHandler(HubOAuthenticated, web.RequestHandler):
             self._answer(404, _OLD_PERMISSION_ANSWER, "ENDPOINT_NOT_FOUND")
             return
         backend = self.settings["backend"]
-        if not await backend.wait_ready(BACKEND_WAIT_S):
+        if not await backend.wait_ready(self.settings["backend_wait"]):
             self._answer(503, "MLflow is not available yet; try again shortly.")
             return
 
@@ -405,13 +398,14 @@ class ProxyHandler(HubOAuthenticated, web.RequestHandler):
         headers = self._upstream_headers(model)
         uri, streams_body = self._upstream_uri()
         length = self.request.headers.get("Content-Length")
-        if not streams_body and length and length.isdigit() and int(length) > MAX_API_BODY_SIZE:
+        max_api_body_size = self.settings["max_api_body_size"]
+        if not streams_body and length and length.isdigit() and int(length) > max_api_body_size:
             # Read and dropped (data_received keeps nothing), then answered: closing on a client
             # still sending would make the hub's proxy answer with its own error page instead.
-            self.request.connection.set_max_body_size(max(64 * MAX_API_BODY_SIZE, 1024**3))
+            self.request.connection.set_max_body_size(max(64 * max_api_body_size, 1024**3))
             self._early_answer = lambda: self._send_json_error(
-                413, f"The request body is larger than {MAX_API_BODY_SIZE} bytes "
-                     "(NOTEBENCH_MLFLOW_MAX_API_BODY_SIZE); artifacts go through mlflow-artifacts.",
+                413, f"The request body is larger than {max_api_body_size} bytes "
+                     "(c.MlflowService.max_api_body_size); artifacts go through mlflow-artifacts.",
                 "REQUEST_LIMIT_EXCEEDED")
             return
         chunked = "chunked" in self.request.headers.get("Transfer-Encoding", "").lower()
@@ -438,7 +432,7 @@ class ProxyHandler(HubOAuthenticated, web.RequestHandler):
             decompress_response=False,
             allow_nonstandard_methods=True,
             connect_timeout=10,
-            request_timeout=UPSTREAM_TIMEOUT_S,
+            request_timeout=self.settings["upstream_timeout"],
             header_callback=self._on_upstream_header,
             streaming_callback=self._on_upstream_chunk,
         )
@@ -556,7 +550,9 @@ def _log_request(handler):
     )
 
 
-def make_app(*, prefix, backend, front_secret, cookie_secret, hub_auth=None):
+def make_app(*, prefix, backend, front_secret, cookie_secret, backend_wait, max_body_size, max_api_body_size,
+             upstream_timeout, hub_auth=None):
+    """The front's tornado app; the limits are c.MlflowService's settings (see app.py)."""
     if hub_auth is None:
         # identities (and the admin flag) are cached, as by the executor: a revoked token works
         # here for at most that long
@@ -570,11 +566,15 @@ def make_app(*, prefix, backend, front_secret, cookie_secret, hub_auth=None):
         "front_secret": front_secret,
         "cookie_secret": cookie_secret,
         "hub_auth": hub_auth,
+        "backend_wait": backend_wait,
+        "max_body_size": max_body_size,
+        "max_api_body_size": max_api_body_size,
+        "upstream_timeout": upstream_timeout,
         "http_client": SimpleAsyncHTTPClient(
             force_instance=True,
             max_clients=64,
             max_buffer_size=64 * 1024**2,
-            max_body_size=MAX_BODY_SIZE,
+            max_body_size=max_body_size,
         ),
         "log_function": _log_request,
         "xsrf_cookies": False,
@@ -588,14 +588,16 @@ def make_app(*, prefix, backend, front_secret, cookie_secret, hub_auth=None):
     return web.Application(handlers, **settings)
 
 
-async def serve(*, process, prefix, listen_url, cookie_secret, front_secret, started_at):
+async def serve(*, process, prefix, listen_url, cookie_secret, front_secret, started_at, **limits):
+    """Run the front until SIGTERM/SIGINT; ``limits``: make_app's backend_wait, max_body_size,
+    max_api_body_size and upstream_timeout."""
     backend = Backend(process)
     backend.start_watching()
     app = make_app(
-        prefix=prefix, backend=backend, front_secret=front_secret, cookie_secret=cookie_secret
+        prefix=prefix, backend=backend, front_secret=front_secret, cookie_secret=cookie_secret, **limits
     )
     parsed = urlparse(listen_url)
-    server = HTTPServer(app, xheaders=True, max_body_size=MAX_BODY_SIZE)
+    server = HTTPServer(app, xheaders=True, max_body_size=limits["max_body_size"])
     server.listen(parsed.port, parsed.hostname or "127.0.0.1")
     log.info(
         "MLflow service listening on %s (prefix %s), %.2f s after start",
