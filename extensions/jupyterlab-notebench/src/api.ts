@@ -3,6 +3,8 @@
 import { URLExt } from '@jupyterlab/coreutils';
 import { ServerConnection } from '@jupyterlab/services';
 
+import type { components } from './schema';
+
 export function notebenchUrl(path: string): string {
   const settings = ServerConnection.makeSettings();
   return URLExt.join(settings.baseUrl, 'notebench', path);
@@ -48,15 +50,26 @@ export function query(params: Record<string, string | undefined>): string {
   return parts.length ? `?${parts.join('&')}` : '';
 }
 
-// --- shapes of the server extension's answers (see jupyterlab_notebench/handlers.py) ---
+// --- shapes of the answers the browser gets from /notebench/ (jupyterlab_notebench/handlers.py) ---
 
-export interface Profile {
-  name: string;
-  display_name: string;
-  description: string;
-  gpus: number;
-  default: boolean;
-}
+// Answers the server extension passes through from the executor (profiles, jobs, endpoints and
+// their metrics): the types generated from the executor's OpenAPI document (src/schema.ts,
+// `jlpm schema` writes it from executor/api/openapi.json; never edit it by hand).
+type Schemas = components['schemas'];
+
+export type ProfilesResponse = Schemas['ProfilesResponse'];
+export type Profile = Schemas['ProfileInfo'];
+export type Job = Schemas['Job'];
+export type JobPage = Schemas['JobPage'];
+export type EndpointList = Schemas['EndpointList'];
+export type Endpoint = Schemas['Endpoint'];
+// A version an endpoint serves (the executor's ServedVersion; its EndpointVersion is the request's).
+export type EndpointVersion = Schemas['ServedVersion'];
+export type EndpointMetrics = Schemas['EndpointMetrics'];
+export type VersionMetrics = Schemas['VersionMetrics'];
+
+// The server extension's own answers (parameters of a notebook, MLflow runs and registered models,
+// an endpoint's "try it"): not in the executor's API, so written here by hand.
 
 export interface Parameter {
   name: string;
@@ -65,22 +78,6 @@ export interface Parameter {
   default: any;
   annotation: string | null;
   help: string;
-}
-
-export interface Job {
-  id: number;
-  name: string;
-  status:
-    'queued' | 'running' | 'succeeded' | 'failed' | 'cancelled' | 'timed_out';
-  created_at: string;
-  started_at: string | null;
-  finished_at: string | null;
-  profile: string;
-  workers: number;
-  parameters: Record<string, unknown>;
-  progress: { cells_completed: number; cells_total: number };
-  error: { ename: string; evalue: string; cell_index: number | null } | null;
-  mlflow_run_id: string | null;
 }
 
 export interface ModelRun {
@@ -113,33 +110,6 @@ export interface RegisteredModel {
   owner: string | null;
   aliases: Record<string, string>;
   versions: ModelVersion[];
-}
-
-export interface EndpointVersion {
-  model: string;
-  version: string;
-  alias: string | null;
-  weight: number;
-  status: 'starting' | 'ready' | 'failed';
-  reason: string | null;
-}
-
-export interface Endpoint {
-  name: string;
-  owner: string;
-  status: 'starting' | 'ready' | 'updating' | 'failed';
-  reason: string | null;
-  invocation_url: string;
-  versions: EndpointVersion[];
-}
-
-export interface VersionMetrics {
-  model: string;
-  version: string;
-  requests: number;
-  errors: number;
-  latency_ms: { p50: number | null; p99: number | null };
-  series: { t: string; requests: number; p50_ms: number | null }[];
 }
 
 export interface Invocation {

@@ -3,7 +3,15 @@ import { TranslationBundle } from '@jupyterlab/translation';
 import { ReactWidget } from '@jupyterlab/ui-components';
 import * as React from 'react';
 
-import { api, Job, Parameter, Profile, query } from './api';
+import {
+  api,
+  Job,
+  JobPage,
+  Parameter,
+  Profile,
+  ProfilesResponse,
+  query
+} from './api';
 import { useAsync, usePolled } from './hooks';
 import { TranslationContext, useTranslation } from './i18n';
 
@@ -93,7 +101,7 @@ function RunForm(props: {
   const [busy, setBusy] = React.useState(false);
 
   React.useEffect(() => {
-    api<{ profiles: Profile[] }>('profiles')
+    api<ProfilesResponse>('profiles')
       .then(r => {
         setProfiles(r.profiles);
         setProfile(
@@ -352,7 +360,7 @@ function JobsList(props: {
 }): JSX.Element {
   const trans = useTranslation();
   const { data, error, refresh } = usePolled(
-    () => api<{ jobs: Job[] }>('jobs?limit=50'),
+    () => api<JobPage>('jobs?limit=50'),
     POLL_MS,
     [props.refresh]
   );

@@ -6,6 +6,8 @@ import * as React from 'react';
 import {
   api,
   Endpoint,
+  EndpointList,
+  EndpointMetrics,
   Invocation,
   ModelRun,
   query,
@@ -494,7 +496,7 @@ function EndpointCard(props: {
   usePolling(
     async isCurrent => {
       try {
-        const m = await api<{ versions: VersionMetrics[] }>(
+        const m = await api<EndpointMetrics>(
           `endpoints/${endpoint.name}/metrics`
         );
         if (isCurrent()) {
@@ -656,7 +658,7 @@ function Endpoints(props: {
 }): JSX.Element {
   const trans = useTranslation();
   const { data, error, refresh } = usePolled(
-    () => api<{ endpoints: Endpoint[] }>('endpoints'),
+    () => api<EndpointList>('endpoints'),
     ENDPOINT_POLL_MS,
     [props.refresh]
   );
