@@ -205,7 +205,7 @@ class Executor(Application):
         server = HTTPServer(app, max_body_size=self.max_body_bytes + 1, xheaders=True)
         await self.adopt()
         await self.endpoints.recover()  # before listening: no invocation finds an endpoint unknown
-        server.listen(url.port, url.hostname)
+        server.listen(url.port or 0, url.hostname)  # no port in the URL: any free one, as tornado did with None
         await self.dispatcher.recover()
         loops = BackgroundTasks()
         for loop in (self.schedule_loop(), self.endpoints.flush_loop(), self.endpoints.watch_loop()):

@@ -21,6 +21,7 @@ import sys
 import time
 from datetime import datetime
 from pathlib import Path
+from typing import Any, NoReturn
 from urllib.parse import urlparse
 
 from notebench.hub.platform.statuses import FINAL, JOB_STATUSES
@@ -31,7 +32,7 @@ PATIENCE_S = 120  # how long waiting/following rides out a hub or executor resta
 TRANSIENT_HTTP = (502, 503, 504)  # the proxy's answers while the executor restarts
 
 
-def fail(message: str, code: int = 2) -> "NoReturn":  # noqa: F821
+def fail(message: str, code: int = 2) -> NoReturn:
     print(f"notebench: error: {message}", file=sys.stderr)
     raise SystemExit(code)
 
@@ -177,7 +178,7 @@ class Client:
             raise Transient(f"HTTP {r.status_code} {r.reason}")
         self.refused(r)
 
-    def refused(self, r) -> "NoReturn":  # noqa: F821
+    def refused(self, r) -> NoReturn:
         if 300 <= r.status_code < 400:
             fail(
                 f"HTTP {r.status_code}: {self.url} redirected to {r.headers.get('Location')!r}; "
@@ -335,7 +336,7 @@ def wait_for(client: Client, job: dict) -> dict:
 
 def cmd_submit(args) -> int:
     nb = read_notebook(args.notebook)
-    body = {"notebook": nb, "parameters": dict(args.parameters or [])}
+    body: dict[str, Any] = {"notebook": nb, "parameters": dict(args.parameters or [])}
     name = args.name or (Path(args.notebook).stem if args.notebook != "-" else None)
     for key, value in (
         ("profile", args.profile),

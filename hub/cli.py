@@ -8,6 +8,7 @@ import secrets
 import socket
 import sys
 from pathlib import Path
+from typing import NoReturn
 
 from notebench.hub import supervisor
 
@@ -19,7 +20,7 @@ def default_data_dir() -> str:
     return os.environ.get("NOTEBENCH_DATA_DIR") or os.path.join(xdg, "notebench")
 
 
-def fail(message: str) -> "NoReturn":  # noqa: F821
+def fail(message: str) -> NoReturn:
     print(f"notebench: error: {message}", file=sys.stderr)
     raise SystemExit(2)
 

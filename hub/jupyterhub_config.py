@@ -3,7 +3,7 @@
 # in local mode the operator's own file (notebench up --config FILE) is loaded in between.
 import os
 
-c = get_config()  # noqa: F821 (provided by traitlets when JupyterHub loads this file)
+c = get_config()  # type: ignore[name-defined]  # noqa: F821 (provided by traitlets when JupyterHub loads this file)
 
 if os.environ.get("NOTEBENCH_MODE") == "kubernetes":
     from notebench.hub.kubernetes import configure, load_values
@@ -14,7 +14,7 @@ else:
 
     apply_defaults(c, os.environ["NOTEBENCH_DATA_DIR"])
     if os.environ.get("NOTEBENCH_USER_CONFIG"):
-        load_subconfig(os.environ["NOTEBENCH_USER_CONFIG"])  # noqa: F821
+        load_subconfig(os.environ["NOTEBENCH_USER_CONFIG"])  # type: ignore[name-defined]  # noqa: F821 (traitlets' too)
     # Command-line flags win over the config file.
     if os.environ.get("NOTEBENCH_PORT"):
         c.Notebench.port = int(os.environ["NOTEBENCH_PORT"])

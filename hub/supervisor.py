@@ -218,7 +218,7 @@ def supervise(cmd: list[str], env: dict, cwd: Path, health_url: str, announce) -
 
     hub = None
     stopping = False
-    crashes = collections.deque()
+    crashes: collections.deque[float] = collections.deque()
 
     def forward(signum, _frame):
         nonlocal stopping

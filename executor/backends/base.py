@@ -9,13 +9,22 @@ from __future__ import annotations
 
 import asyncio
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 from traitlets import Instance
 from traitlets.config import LoggingConfigurable
 
 from notebench.hub.platform.accounts import UserAccounts
 from notebench.hub.platform.profiles import Profiles
+
+_T = TypeVar("_T")
+
+
+def _given(value: _T | None, what: str) -> _T:
+    """A backend's ``accounts`` or ``profiles``: set by the executor (executor/app.py), which makes
+    every backend with both; only tests make backends without those they do not use."""
+    assert value is not None, f"the backend was made without {what}"
+    return value
 
 
 @dataclass
@@ -64,13 +73,23 @@ class Backend(LoggingConfigurable):
     accounts = Instance(UserAccounts, allow_none=True)
     profiles = Instance(Profiles, allow_none=True)
 
+    @property
+    def _accounts(self) -> UserAccounts:
+        """``accounts``, where a backend needs them (the executor always gives its backends both)."""
+        return _given(self.accounts, "accounts")
+
+    @property
+    def _profiles(self) -> Profiles:
+        """``profiles``, where a backend needs them."""
+        return _given(self.profiles, "profiles")
+
     # Whether the executor leases this machine's GPUs to jobs (GPUInventory); else the backend's
     # scheduler places jobs on GPUs (Kubernetes: nvidia.com/gpu limits).
     leases_gpus = True
 
     def home(self, owner: str) -> str:
         """The owner's home, as the job sees it (jobs' working directories are inside it)."""
-        return self.accounts.home(owner)
+        return self._accounts.home(owner)
 
     def prepare(self, owner: str, job_dir: str) -> None:
         """Make the new job directory (with input.ipynb) ready for the job to report into."""
@@ -148,6 +167,16 @@ class EndpointBackend(LoggingConfigurable):
 
     accounts = Instance(UserAccounts, allow_none=True)
     profiles = Instance(Profiles, allow_none=True)
+
+    @property
+    def _accounts(self) -> UserAccounts:
+        """``accounts``, where a backend needs them (the executor always gives its backends both)."""
+        return _given(self.accounts, "accounts")
+
+    @property
+    def _profiles(self) -> Profiles:
+        """``profiles``, where a backend needs them."""
+        return _given(self.profiles, "profiles")
 
     def prewarm(self, owner: str) -> None:
         """Get ready for a deploy of ``owner`` that is likely to come (optional)."""

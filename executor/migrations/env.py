@@ -11,6 +11,7 @@ if context.is_offline_mode():
     with context.begin_transaction():
         context.run_migrations()
 else:
+    assert url is not None  # db.upgrade sets it
     engine = make_engine(url)
     with engine.connect() as connection:
         # SQLite's DDL is transactional, though Alembic assumes not and commits after each

@@ -65,7 +65,7 @@ def installed(module: str, roots: list[Path]) -> bool:
         return False
     if spec.origin in ("built-in", "frozen"):
         return True
-    locations = list(spec.submodule_search_locations or []) or [spec.origin]
+    locations: list[str | None] = list(spec.submodule_search_locations or []) or [spec.origin]
     return all(loc and any(Path(loc).is_relative_to(root) for root in roots) for loc in locations)
 
 

@@ -125,9 +125,9 @@ def notebook_progress(path: Path, limit: int) -> tuple[int, int] | None:
     try:
         nb = json.loads(read_job_file(path, limit=limit) or b"")
         cells = [c for c in nb["cells"] if isinstance(c, dict)]
-        meta = [c.get("metadata") if isinstance(c.get("metadata"), dict) else {} for c in cells]
+        meta = [data if isinstance(data := c.get("metadata"), dict) else {} for c in cells]
         # papermill adds marker cells on errors: they are not the user's cells.
-        mine = [m for m in meta if "papermill-error-cell-tag" not in (m.get("tags") if isinstance(m.get("tags"), list) else [])]
+        mine = [m for m in meta if "papermill-error-cell-tag" not in (tags if isinstance(tags := m.get("tags"), list) else [])]
         done = sum(1 for m in mine if isinstance(m.get("papermill"), dict) and m["papermill"].get("status") == "completed")
         return done, len(mine)
     except (OSError, OverflowError, ValueError, RecursionError, TypeError, KeyError):

@@ -40,7 +40,7 @@ class OutputUploader:
 
     def __init__(self, path: Path, url: str, token: str):
         self.path, self.url, self.token = path, url, token
-        self.sent_mtime = None
+        self.sent_mtime: int | None = None
         self.stop = threading.Event()
         self.thread = threading.Thread(target=self._loop, daemon=True)
         self.thread.start()

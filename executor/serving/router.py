@@ -157,7 +157,7 @@ class Route:
     endpoint_id: int
     name: str
     owner: str
-    targets: list = field(default_factory=list)
+    targets: list[Target] = field(default_factory=list)
     reason: str = ""
 
     def pick(self) -> Target:
@@ -169,6 +169,7 @@ class Route:
             total += target.weight
             if best is None or target.current > best.current:
                 best = target
+        assert best is not None  # only a serving route (one with targets) is picked from
         best.current -= total
         return best
 

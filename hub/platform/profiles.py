@@ -9,6 +9,7 @@ Kubernetes mode turns the same dicts into KubeSpawner's ``profile_list`` (reques
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 from traitlets import Dict, List, Unicode
 from traitlets.config import Configurable
@@ -79,7 +80,7 @@ class Profile:
 
     def to_kubespawner(self) -> dict:
         """This profile as a KubeSpawner ``profile_list`` entry."""
-        overrides = {"environment": {**workload_env(self), **self.kubernetes_gpu_env()}}
+        overrides: dict[str, Any] = {"environment": {**workload_env(self), **self.kubernetes_gpu_env()}}
         resources = {
             "image": self.image,
             "cpu_guarantee": self.cpu_request,

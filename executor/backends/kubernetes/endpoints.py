@@ -38,7 +38,7 @@ class KubernetesEndpointBackend(KubernetesSettings, EndpointBackend):
 
     def objects(self, spec: ScoringServerSpec) -> dict:
         """What ``start`` applies: the Deployment, then (owned by it) the Secret, and the Service."""
-        profile = self.profiles.get(spec.profile)
+        profile = self._profiles.get(spec.profile)
         name = object_name(self.release, "model", spec.server_id)
         server_labels = labels(self.release, "model-server", owner_slug(spec.owner), **{SERVER_ID: str(spec.server_id)})
         deployment = model_server_deployment(
@@ -90,7 +90,7 @@ class KubernetesEndpointBackend(KubernetesSettings, EndpointBackend):
         for pod in pods.get("items", []):
             for status in (pod.get("status") or {}).get("containerStatuses") or []:
                 waiting = (status.get("state") or {}).get("waiting") or {}
-                crashed = (status.get("lastState") or {}).get("terminated")
+                crashed = (status.get("lastState") or {}).get("terminated") or {}
                 if waiting.get("reason") in FAILED_WAITING or crashed:
                     reason = waiting.get("reason") or f"exited with code {crashed.get('exitCode')}"
                     tail = await self._log_tail(handle, pod["metadata"]["name"], previous=bool(crashed))

@@ -313,8 +313,8 @@ class KubernetesBackend(KubernetesSettings, Backend):
 
     def objects(self, spec: JobSpec) -> dict:
         """What ``start`` creates for ``spec``, in order (the Job first: the others are its)."""
-        profile = self.profiles.get(spec.profile)
-        worker = self.profiles.get(spec.worker_profile or spec.profile)
+        profile = self._profiles.get(spec.profile)
+        worker = self._profiles.get(spec.worker_profile or spec.profile)
         name = object_name(self.release, "job", spec.job_id)
         cluster = object_name(self.release, "dask", spec.job_id) if spec.workers else None
         slug = owner_slug(spec.owner)
@@ -330,13 +330,13 @@ class KubernetesBackend(KubernetesSettings, Backend):
         if not self.executor_url:
             raise RuntimeError("job pods cannot reach the executor: set NOTEBENCH_EXECUTOR_URL (c.KubernetesBackend.executor_url)")
         files_url = f"{self.executor_url.rstrip('/')}{self.service_prefix}api/jobs/{spec.job_id}/files"
-        common = dict(namespace=self.namespace, pod=self.pod_settings(home_claim))
+        pod = self.pod_settings(home_claim)
         job = notebook_job(
             name=name, labels=job_labels, image=self.image_for(profile),
             args=["python", "-m", "notebench.executor.runtime.pod_runner"],
             env={"NOTEBENCH_JOB_SPEC": json.dumps(pod_spec), "NOTEBENCH_JOB_FILES_URL": files_url, "HOME": HOME},
             secret_name=name, profile=profile, deadline_seconds=spec.timeout_seconds + self.deadline_margin_seconds,
-            ttl_seconds=self.finished_ttl_seconds, **common,
+            ttl_seconds=self.finished_ttl_seconds, namespace=self.namespace, pod=pod,
         )
         secret_env = {**self.without_device_mask(spec.env), "NOTEBENCH_JOB_TOKEN": self.job_token(spec.job_id)}
 
@@ -351,7 +351,8 @@ class KubernetesBackend(KubernetesSettings, Backend):
                 made.append((self._dask_clusters(), dask_cluster(
                     name=cluster, labels=job_labels, image=self.image_for(worker), env={**spec.kernel_env, "HOME": HOME},
                     secret_name=name, workers=spec.workers, worker_threads=spec.worker_threads or 1,
-                    worker_profile=worker, scheduler_profile=without_gpus(profile), owner=owner, **common)))
+                    worker_profile=worker, scheduler_profile=without_gpus(profile), owner=owner,
+                    namespace=self.namespace, pod=pod)))
             return made
 
         return {"name": name, "cluster": cluster, "job": job, "owned": owned}
@@ -397,6 +398,7 @@ class KubernetesBackend(KubernetesSettings, Backend):
                         self._write_event(run, {"event": "finished", "status": "failed", "error": stuck})
                         break
                     if phase in ("Running", "Succeeded", "Failed"):
+                        assert pod is not None  # it has a phase
                         before = run.consumed
                         await self._read_log(run, pod["metadata"]["name"], final=phase != "Running")
                         if phase != "Running":

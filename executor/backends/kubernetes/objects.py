@@ -73,7 +73,7 @@ def labels(release: str, component: str, owner_slug: str | None = None, **extra:
     return result | extra
 
 
-def selector(**match: str) -> str:
+def selector(**match: object) -> str:
     """A labelSelector query value."""
     return ",".join(f"{key}={value}" for key, value in match.items())
 

@@ -56,6 +56,7 @@ class WarmHost:
         self.ready = asyncio.ensure_future(self._wait_ready())
 
     async def _wait_ready(self) -> bool:
+        assert self.proc.stdout is not None  # started with stdout=PIPE (_spawn_host)
         line = await self.proc.stdout.readline()
         return bool(line) and json.loads(line).get("event") == "ready"
 
@@ -84,7 +85,7 @@ class LocalEndpointBackend(EndpointBackend, ProfileLimits):
     # --- warm processes ------------------------------------------------------------------------
 
     async def _spawn_host(self, owner: str) -> WarmHost:
-        self.accounts.prepare(owner)
+        self._accounts.prepare(owner)
         proc = await asyncio.create_subprocess_exec(
             sys.executable,
             "-m",
@@ -94,9 +95,9 @@ class LocalEndpointBackend(EndpointBackend, ProfileLimits):
             stdin=asyncio.subprocess.PIPE,
             stdout=asyncio.subprocess.PIPE,
             stderr=asyncio.subprocess.DEVNULL,
-            env=self.accounts.env(owner),
+            env=self._accounts.env(owner),
             cwd="/",
-            preexec_fn=self.accounts.preexec(owner),
+            preexec_fn=self._accounts.preexec(owner),
             start_new_session=True,  # its own process group, and it outlives the executor
         )
         self._children[proc.pid] = proc
@@ -143,26 +144,28 @@ class LocalEndpointBackend(EndpointBackend, ProfileLimits):
         sock = directory / "server.sock"
         if len(str(sock)) > MAX_SOCKET_PATH:
             raise ScoringServerFailed(f"socket path {sock} is too long for a Unix socket: use a shorter data dir")
-        self.accounts.prepare(spec.owner)
+        self._accounts.prepare(spec.owner)
         Path(self.servers_dir).mkdir(parents=True, exist_ok=True)
         os.chmod(self.servers_dir, 0o711)  # owners reach their server's directory, and list nothing
         shutil.rmtree(directory, ignore_errors=True)
         (directory / "tmp").mkdir(mode=0o700, parents=True)
-        if self.accounts.isolate_users:
-            uid, gid = self.accounts.uid_gid(spec.owner)
+        if self._accounts.isolate_users:
+            uid, gid = self._accounts.uid_gid(spec.owner)
             for path in (directory, directory / "tmp"):
                 os.chown(path, uid, gid)
         else:
             uid = os.getuid()
         host = await self._take_host(spec.owner)
-        profile = self.profiles.get(spec.profile)
+        profile = self._profiles.get(spec.profile)
         self.confine(f"scoring-{spec.server_id}", profile.cpu_limit, profile.mem_limit, [host.proc.pid])
         self.prewarm(spec.owner)  # the next deploy of this owner finds one ready
         env = {**spec.env, "TMPDIR": str(directory / "tmp")}  # model downloads, removed with the directory
         message = {"model_uri": spec.model_uri, "socket": str(sock), "log": str(directory / "server.log"), "env": env}
-        host.proc.stdin.write((json.dumps(message) + "\n").encode())
-        await host.proc.stdin.drain()
-        host.proc.stdin.close()
+        stdin = host.proc.stdin
+        assert stdin is not None  # started with stdin=PIPE (_spawn_host)
+        stdin.write((json.dumps(message) + "\n").encode())
+        await stdin.drain()
+        stdin.close()
         started = psutil.Process(host.proc.pid).create_time()
         return {"pid": host.proc.pid, "started": started, "socket": str(sock), "uid": uid, "dir": str(directory)}
 

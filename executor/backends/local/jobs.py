@@ -111,10 +111,12 @@ class WarmRunner:
         return not self.reader.at_eof() and (self.process is None or self.process.process() is not None)
 
     async def assign(self, spec: JobSpec) -> JobProcess:
+        process = self.process
+        assert process is not None  # assigned only once ready, when root has found its process
         self.writer.write((json.dumps(asdict(spec)) + "\n").encode())
         await self.writer.drain()
         self.writer.close()
-        return self.process
+        return process
 
     def let_go(self) -> None:
         self.writer.close()  # EOF: the runner shuts its kernel down and exits
@@ -165,7 +167,7 @@ class LocalBackend(Backend, ProfileLimits):
         self._tree_seen: dict[JobProcess, float] = {}
 
     def _uid(self, owner: str) -> int:
-        return self.accounts.uid_gid(owner)[0] if self.accounts.isolate_users else os.getuid()
+        return self._accounts.uid_gid(owner)[0] if self._accounts.isolate_users else os.getuid()
 
     async def _factory(self, owner: str) -> RunnerFactory:
         # One at a time per owner: a second factory would replace the first, whose runners being
@@ -177,7 +179,7 @@ class LocalBackend(Backend, ProfileLimits):
             return await self._start_factory(owner)
 
     async def _start_factory(self, owner: str) -> RunnerFactory:
-        self.accounts.prepare(owner)
+        self._accounts.prepare(owner)
         # SOCK_SEQPACKET keeps each request one message, with the runner's channel attached.
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         try:
@@ -187,9 +189,9 @@ class LocalBackend(Backend, ProfileLimits):
                 str(theirs.fileno()),
                 pass_fds=(theirs.fileno(),),
                 stdin=asyncio.subprocess.DEVNULL,
-                env=self.accounts.env(owner),
+                env=self._accounts.env(owner),
                 cwd="/",
-                preexec_fn=self.accounts.preexec(owner),
+                preexec_fn=self._accounts.preexec(owner),
                 start_new_session=True,
             )
         finally:
@@ -198,7 +200,7 @@ class LocalBackend(Backend, ProfileLimits):
         return factory
 
     async def _spawn_runner(self, owner: str, kernel: str, env: dict) -> WarmRunner:
-        home = self.accounts.home(owner)
+        home = self._accounts.home(owner)
         factory = await self._factory(owner)
         try:
             return await factory.runner(kernel, home, env, owner, self._uid(owner))
@@ -248,22 +250,24 @@ class LocalBackend(Backend, ProfileLimits):
             runner = await self._spawn_runner(spec.owner, spec.kernel, spec.env)
             if not await runner.ready:
                 raise RuntimeError(f"the runner for kernel {spec.kernel!r} did not start (see the executor's log)")
-        self._observe(runner.process)  # its kernel, already started
-        self._confine(spec, runner.process)
+        process = runner.process
+        assert process is not None  # the runner is ready: root has found its process
+        self._observe(process)  # its kernel, already started
+        self._confine(spec, process)
         handle = await runner.assign(spec)
         return handle
 
     def _confine(self, spec: JobSpec, runner: JobProcess) -> None:
         """The job's profiles' limits on its runner and kernel (its Dask workers, started later, follow)."""
-        job = self.profiles.get(spec.profile)
-        worker = self.profiles.get(spec.worker_profile or spec.profile)
+        job = self._profiles.get(spec.profile)
+        worker = self._profiles.get(spec.worker_profile or spec.profile)
         pids = [runner.pid, *(p.pid for p in self._tree.get(runner, ()))]
         self.confine(cgroup_name(runner), combined(job.cpu_limit, spec.workers, worker.cpu_limit),
                      combined(job.mem_limit, spec.workers, worker.mem_limit), pids)
 
     def prepare(self, owner: str, job_dir: str) -> None:
-        self.accounts.prepare(owner)
-        uid, gid = self.accounts.uid_gid(owner)
+        self._accounts.prepare(owner)
+        uid, gid = self._accounts.uid_gid(owner)
         for path in (job_dir, os.path.join(job_dir, "input.ipynb")):
             os.chown(path, uid, gid)  # the runner, as the owner, writes its output here
         os.chmod(job_dir, 0o700)
@@ -339,19 +343,20 @@ class LocalBackend(Backend, ProfileLimits):
         # As the owner: whatever these pids have become, only the owner's own processes can be hit.
         proc = await asyncio.create_subprocess_exec(
             *KILL_AS_OWNER, *sorted(targets), env={}, stdin=asyncio.subprocess.DEVNULL,
-            preexec_fn=self.accounts.preexec(owner),
+            preexec_fn=self._accounts.preexec(owner),
         )
         await proc.wait()
 
     async def close(self) -> None:
         await self._tasks.close()  # runners being started: a runner let go before its job stops its kernel
         runners = [r for pool in self._pools.values() for r in pool]
-        waiting = {}
+        waiting: dict[psutil.Process, JobProcess] = {}
         for runner in runners:
-            p = runner.process.process() if runner.process else None
-            if p is not None:
-                waiting[p] = runner.process
-                self._observe(runner.process)
+            process = runner.process
+            p = process.process() if process is not None else None
+            if process is not None and p is not None:
+                waiting[p] = process
+                self._observe(process)
             runner.let_go()
         for factory in self._factories.values():
             factory.close()
