@@ -1,7 +1,8 @@
-"""What clients send: request bodies of the executor API, validated with pydantic.
+"""The executor API's bodies as pydantic models: what clients send (validated: a validation error
+becomes a 400 whose JSON body names the field, api/base.py) and what the API answers.
 
-A validation error becomes a 400 whose JSON body names the field (see handlers.py). These models
-also give the OpenAPI description its schemas (openapi.py).
+The OpenAPI description takes its schemas from these (api/openapi.py), and the JupyterLab
+extension's TypeScript types are generated from that (extensions/jupyterlab-notebench/src/schema.ts).
 """
 
 from __future__ import annotations
@@ -16,7 +17,9 @@ import nbformat
 from croniter import croniter
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from notebench.executor.db import iso
 from notebench.hub.platform.names import ENDPOINT_NAME
+from notebench.hub.platform.statuses import ENDPOINT_STATUSES, JOB_STATUSES, SERVER_STATUSES
 
 MAX_PARAMETERS_BYTES = 64 * 1024
 
@@ -37,7 +40,7 @@ def _drop_null_defaults(schema: dict) -> None:
 
 
 # For the OpenAPI description (and so for its readers and API fuzzers): a job that runs.
-EXAMPLE_NOTEBOOK = {
+EXAMPLE_NOTEBOOK: dict[str, Any] = {
     "nbformat": 4,
     "nbformat_minor": 5,
     "metadata": {"kernelspec": {"name": "python3", "display_name": "Python 3", "language": "python"}},
@@ -47,7 +50,7 @@ EXAMPLE_NOTEBOOK = {
         {"cell_type": "code", "id": "work", "metadata": {}, "source": "print(x * 2)", "outputs": [], "execution_count": None},
     ],
 }
-EXAMPLE_JOB = {"notebook": EXAMPLE_NOTEBOOK, "parameters": {"x": 21}, "name": "double", "timeout_seconds": 600}
+EXAMPLE_JOB: dict[str, Any] = {"notebook": EXAMPLE_NOTEBOOK, "parameters": {"x": 21}, "name": "double", "timeout_seconds": 600}
 
 
 class JobRequest(BaseModel):
@@ -155,15 +158,16 @@ class ScheduleRequest(BaseModel):
 
 
 class SchedulePatch(BaseModel):
-    """Only the fields sent change; a field may be left out but not sent as null."""
+    """Only the fields sent change; a field may be left out but not sent as null (so the fields
+    are typed without None, and default to it: mypy is told so)."""
 
     model_config = ConfigDict(extra="forbid", strict=True, json_schema_extra=_drop_null_defaults)
 
-    name: str = Field(default=None, max_length=255)
-    cron: str = Field(default=None, description="Five-field cron expression.")
-    timezone: str = Field(default=None, description="IANA time zone the cron expression is read in.")
-    active: bool = Field(default=None, description="false: no more runs (next_run_at becomes null).")
-    job: JobRequest = Field(default=None, description="The job to submit at each tick.")
+    name: str = Field(default=None, max_length=255)  # type: ignore[assignment]
+    cron: str = Field(default=None, description="Five-field cron expression.")  # type: ignore[assignment]
+    timezone: str = Field(default=None, description="IANA time zone the cron expression is read in.")  # type: ignore[assignment]
+    active: bool = Field(default=None, description="false: no more runs (next_run_at becomes null).")  # type: ignore[assignment]
+    job: JobRequest = Field(default=None, description="The job to submit at each tick.")  # type: ignore[assignment]
 
     _cron = field_validator("cron")(check_cron)
     _timezone = field_validator("timezone")(check_timezone)
@@ -176,7 +180,7 @@ ENDPOINT_NAME_PATTERN = f"^{ENDPOINT_NAME}$"
 # MLflow numbers a model's versions from 1 and stores them as SQL INTEGER: 32 bits on PostgreSQL
 # and MySQL (its store may be either), so a larger number is no version anywhere.
 MAX_MODEL_VERSION = 2**31 - 1
-EXAMPLE_ENDPOINT = {"name": "churn", "versions": [{"model": "churn-model", "version": "champion", "weight": 80},
+EXAMPLE_ENDPOINT: dict[str, Any] = {"name": "churn", "versions": [{"model": "churn-model", "version": "champion", "weight": 80},
                                                   {"model": "churn-model", "version": "3", "weight": 20}]}
 
 
@@ -234,3 +238,166 @@ class EndpointPatch(BaseModel):
     versions: list[EndpointVersion] = Field(min_length=1, max_length=10)
 
     _versions = field_validator("versions")(check_versions)
+
+
+# --- What the API answers ---------------------------------------------------------------------
+# Times are RFC 3339 strings in UTC with a Z (db.iso); the statuses are hub/platform/statuses.py's.
+
+def _datetime():
+    return Field(json_schema_extra={"format": "date-time"})
+
+
+def _one_of(values):
+    return Field(json_schema_extra={"enum": list(values)})
+
+
+class ErrorResponse(BaseModel):
+    model_config = ConfigDict(title="Error")
+
+    status: int
+    message: str
+    field: str | None = Field(description="The request field that was wrong.")
+
+
+class Progress(BaseModel):
+    cells_completed: int
+    cells_total: int
+
+
+class CellError(BaseModel):
+    model_config = ConfigDict(extra="allow")  # errors stored by older versions are shown as they are
+
+    ename: str = ""
+    evalue: str = ""
+    cell_index: int | None = Field(default=None, description="Index of the failing cell in the output notebook")
+
+
+class JobResponse(BaseModel):
+    model_config = ConfigDict(title="Job")
+
+    id: int
+    name: str
+    owner: str
+    status: str = _one_of(JOB_STATUSES)
+    created_at: str = _datetime()
+    started_at: str | None = _datetime()
+    finished_at: str | None = _datetime()
+    parameters: dict[str, Any]
+    profile: str
+    kernel: str
+    cwd: str
+    notebook_path: str | None = Field(
+        description="The notebook's path in the owner's files, as the submitter gave it (metadata.notebench.path)")
+    workers: int
+    worker_profile: str | None
+    timeout_seconds: int
+    progress: Progress
+    error: CellError | None
+    mlflow_run_id: str | None
+    schedule_id: int | None
+
+    @classmethod
+    def of(cls, job) -> JobResponse:
+        return cls(
+            id=job.id, name=job.name, owner=job.owner, status=job.status, created_at=iso(job.created_at),
+            started_at=iso(job.started_at), finished_at=iso(job.finished_at), parameters=job.parameters,
+            profile=job.profile, kernel=job.kernel, cwd=job.cwd, notebook_path=job.notebook_path, workers=job.workers,
+            worker_profile=job.worker_profile, timeout_seconds=job.timeout_seconds,
+            progress=Progress(cells_completed=job.cells_completed, cells_total=job.cells_total),
+            error=job.error, mlflow_run_id=job.mlflow_run_id, schedule_id=job.schedule_id,
+        )
+
+
+class JobPage(BaseModel):
+    jobs: list[JobResponse]
+    next_cursor: str | None = Field(description="Pass as cursor for the next page; null on the last one")
+
+
+class ScheduleResponse(BaseModel):
+    model_config = ConfigDict(title="Schedule")
+
+    id: int
+    owner: str
+    name: str
+    cron: str
+    timezone: str
+    active: bool
+    job: dict[str, Any] = Field(description="The job template (a JobRequest)")
+    created_at: str = _datetime()
+    next_run_at: str | None = _datetime()
+
+    @classmethod
+    def of(cls, schedule) -> ScheduleResponse:
+        return cls(id=schedule.id, owner=schedule.owner, name=schedule.name, cron=schedule.cron,
+                   timezone=schedule.timezone, active=schedule.active, job=schedule.job_template,
+                   created_at=iso(schedule.created_at), next_run_at=iso(schedule.next_run_at))
+
+
+class ScheduleList(BaseModel):
+    schedules: list[ScheduleResponse]
+
+
+class ProfileInfo(BaseModel):
+    name: str
+    display_name: str
+    description: str
+    gpus: int
+    cpu_limit: float | None
+    mem_limit: int | None = Field(description="bytes")
+    default: bool
+
+
+class ProfilesResponse(BaseModel):
+    profiles: list[ProfileInfo]
+    kernels: list[str]
+
+
+class ServedVersion(BaseModel):
+    model: str
+    version: str = Field(description="The version served (an alias resolved at deploy)")
+    alias: str | None = Field(description="The alias it was deployed by, if any")
+    weight: int
+    status: str = _one_of(SERVER_STATUSES)
+    reason: str | None
+
+
+class EndpointResponse(BaseModel):
+    model_config = ConfigDict(title="Endpoint")
+
+    name: str
+    owner: str
+    profile: str
+    status: str = _one_of(ENDPOINT_STATUSES)
+    reason: str | None = Field(description="Why it failed (or why an update was not applied)")
+    created_at: str = _datetime()
+    updated_at: str = _datetime()
+    invocation_url: str = Field(description="POST MLflow scoring input here (a token with the invoke scope)")
+    versions: list[ServedVersion]
+
+
+class EndpointList(BaseModel):
+    endpoints: list[EndpointResponse]
+
+
+class Latency(BaseModel):
+    p50: float | None
+    p99: float | None
+
+
+class MinuteStats(BaseModel):
+    t: str = _datetime()
+    requests: int
+    p50_ms: float | None
+
+
+class VersionMetrics(BaseModel):
+    model: str
+    version: str
+    requests: int
+    errors: int
+    latency_ms: Latency
+    series: list[MinuteStats]
+
+
+class EndpointMetrics(BaseModel):
+    versions: list[VersionMetrics]

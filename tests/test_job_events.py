@@ -1,4 +1,4 @@
-"""The strict parser of a job's reports (executor/job_events.py), on every shape a job could write."""
+"""The strict parser of a job's reports (executor/runtime/events.py), on every shape a job could write."""
 
 import json
 import os

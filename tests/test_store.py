@@ -28,6 +28,7 @@ from traitlets.config import Config
 
 from notebench.executor import db
 from notebench.executor.db import Job, Schedule
+from notebench.executor.schemas import JobResponse
 from notebench.hub.platform.gpus import GPUInventory, NoFreeGPUs
 
 pytestmark = pytest.mark.timeout(60)
@@ -189,7 +190,7 @@ def test_jobs_and_schedules_round_trip_json_and_utc_datetimes(db_url, engines):
             assert value.tzinfo is not None and value.utcoffset() == timedelta(0), f"{value!r} is not UTC"
         assert got.started_at == started and sched.next_run_at == started + timedelta(days=1)
         assert before <= got.created_at <= after
-        as_json = got.to_dict()
+        as_json = JobResponse.of(got).model_dump(mode="json")
         assert as_json["started_at"] == "2026-03-29T01:30:15.123456Z"
         assert as_json["created_at"].endswith("Z") and as_json["finished_at"] is None
         # Comparisons are on instants, whatever zone the bound value is in.
@@ -283,7 +284,7 @@ def test_executor_processes_claiming_all_queued_jobs_run_each_once(db_url, engin
 
 
 class ScheduleChecker:
-    """What Executor.check_schedules uses of an executor: sessions, dispatcher.submit, log."""
+    """What schedules.due.submit_due uses of an executor: its sessions and its dispatcher's submit."""
 
     def __init__(self, sessions: sessionmaker, name: str):
         self.sessions = sessions
@@ -304,7 +305,7 @@ NOTEBOOK = {"cells": [], "metadata": {}, "nbformat": 4, "nbformat_minor": 5}
 
 
 def test_executors_checking_a_due_schedule_submit_its_job_once(db_url, engines):
-    from notebench.executor.app import Executor
+    from notebench.executor.schedules.due import submit_due
 
     executors, rounds = 4, 6
     sessions = connect(db_url, engines)
@@ -326,7 +327,7 @@ def test_executors_checking_a_due_schedule_submit_its_job_once(db_url, engines):
 
         def racer(i, barrier):
             barrier.wait(timeout=30)
-            asyncio.run(Executor.check_schedules(checkers[i]))
+            asyncio.run(submit_due(checkers[i].sessions, checkers[i]))
 
         run_racers(executors, racer)
         now = db.utcnow()

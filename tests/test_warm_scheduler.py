@@ -1,4 +1,4 @@
-"""The runner's warm-up of a job's Dask scheduler (executor/warm_scheduler.py), without a hub:
+"""The runner's warm-up of a job's Dask scheduler (executor/runtime/dask_warmup.py), without a hub:
 which imports it finds in a cell, which of them it may import, that it follows the cells and stops
 at the first graph. tests/test_distributed.py checks it on a real job's scheduler."""
 

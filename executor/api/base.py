@@ -7,7 +7,7 @@ Errors are JSON: ``{"status": 4xx, "message": "...", "field": "<the offending fi
 ``NotebenchError`` raised anywhere below is answered with its own status (``JSONErrors``).
 
 Request bodies are streamed in (``stream_request_body``, ``LimitedBodyHandler``: the API here,
-and the endpoints' scoring paths in router.py) so that a body over ``c.Executor.max_body_bytes``
+and the endpoints' scoring paths in invocations.py) so that a body over ``c.Executor.max_body_bytes``
 is read and dropped, then answered with a JSON 413. Tornado's own limit (HTTPServer's
 max_body_size) answers a bare 400 and closes the connection while the proxy still sends the body:
 the proxy's write fails and it answers its 503 page instead.
@@ -21,11 +21,12 @@ import re
 from urllib.parse import quote
 
 import pydantic
-from jupyterhub.services.auth import HubOAuthenticated, UserNotAllowed
+from jupyterhub.services.auth import HubOAuthenticated
 from tornado import web
 
 from notebench.executor.errors import NotebenchError
 from notebench.hub.platform.accounts import AccountClash
+from notebench.hub.platform.service_auth import identify
 
 PAGE_DEFAULT, PAGE_MAX = 50, 200
 MAX_ID = 2**63 - 1  # ids are 64-bit integers in every database we use
@@ -95,7 +96,7 @@ def write_json_error(handler: web.RequestHandler, status_code: int, exc, body_co
     handler.finish(json.dumps(body))
 
 
-class JSONErrors:
+class JSONErrors(web.RequestHandler):
     """How every executor handler answers an error, in one place: a ``NotebenchError`` with its
     own status, anything else as tornado does (an HTTPError's status, else 500); all as JSON."""
 
@@ -116,7 +117,7 @@ class JSONErrors:
 
 
 @web.stream_request_body
-class LimitedBodyHandler(JSONErrors, web.RequestHandler):
+class LimitedBodyHandler(JSONErrors):
     """Reads its request body itself, at most ``c.Executor.max_body_bytes`` of it: a subclass's HTTP
     methods run once the whole body is in (``self.request.body``) and ``authenticate()`` passed.
     Errors are JSON (``write_json_error``)."""
@@ -200,29 +201,23 @@ class APIHandler(HubOAuthenticated, LimitedBodyHandler):
 
     async def authenticate(self) -> None:
         self._authenticating = True
-        model = await self.hub_auth.get_user(self, sync=False)
-        if not model:
-            if self.request.method == "GET" and self._browser_navigation():
-                self.redirect(self.get_login_url())  # the hub's OAuth: a browser comes back with the cookie
-                raise web.Finish()
+        caller = await identify(self)
+        if caller.outcome == "login":
+            self.redirect(self.get_login_url())  # the hub's OAuth: a browser comes back with the cookie
+            raise web.Finish()
+        if caller.outcome == "anonymous":
             if self.get_cookie(self.hub_auth.cookie_name) and self.request.method not in ("GET", "HEAD", "OPTIONS"):
                 raise NotebenchError(
                     403, None, "a cookie-authenticated request that changes something needs the X-XSRFToken header"
                 )
             raise NotebenchError(401, None, "Not authenticated: send a JupyterHub API token (Authorization: token <token>)")
-        try:
-            self._user_model = self.check_hub_user(model)
-        except (UserNotAllowed, web.HTTPError):  # e.g. a token without the access:services scope
-            raise NotebenchError(403, None, f"{model['name']} may not use the executor (needs the access:services scope)")
-        if self._user_model is None:
-            raise NotebenchError(403, None, f"{model['name']} may not use the executor")
-        if model.get("kind", "user") != "user":
+        assert caller.model is not None  # "allowed" and "forbidden" come with the hub's model
+        name = caller.model["name"]
+        if caller.outcome == "forbidden":
+            raise NotebenchError(403, None, f"{name} may not use the executor (needs the access:services scope)")
+        if caller.model.get("kind", "user") != "user":
             raise NotebenchError(403, None, "jobs belong to users: use a user's token, not a service's")
-
-    def _browser_navigation(self) -> bool:
-        if self.request.headers.get("Sec-Fetch-Mode") == "navigate":
-            return True
-        return "text/html" in self.request.headers.get("Accept", "")
+        self._user_model = caller.model
 
     @property
     def user_name(self) -> str:
@@ -235,6 +230,8 @@ class APIHandler(HubOAuthenticated, LimitedBodyHandler):
     # --- answers ----------------------------------------------------------------------------------
 
     def write_json(self, data, status: int = 200) -> None:
+        if isinstance(data, pydantic.BaseModel):  # a response model (schemas.py)
+            data = data.model_dump(mode="json")
         self.set_status(status)
         self.set_header("Content-Type", "application/json")
         self.finish(json.dumps(data))
@@ -284,7 +281,7 @@ def _non_finite(value, path=()) -> tuple | None:
     return None
 
 
-def _field_name(model: type[pydantic.BaseModel], path: tuple) -> str:
+def _field_name(model: type[pydantic.BaseModel] | None, path: tuple) -> str:
     """The request field a JSON path is in (e.g. 'parameters', 'job.parameters')."""
     names = []
     for key in path:

@@ -1,7 +1,7 @@
 """The endpoints API under /services/executor/api/endpoints (contract: docs/endpoints-api.md).
 
-Same rules as jobs (handlers.APIHandler): others' endpoints answer 404, admins see all, errors
-name the field. Invocations (and an endpoint's ping, health and version) are not here: see router.py.
+Same rules as jobs (base.APIHandler): others' endpoints answer 404, admins see all, errors
+name the field. Invocations (and an endpoint's ping, health and version) are not here: see invocations.py.
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ import json
 from notebench.executor.api.base import APIHandler, attachment
 from notebench.executor.api.invocations import InvocationHandler, ScoringInfoHandler
 from notebench.executor.errors import NotebenchError
-from notebench.executor.schemas import EndpointCreate, EndpointPatch
+from notebench.executor.schemas import EndpointCreate, EndpointList, EndpointMetrics, EndpointPatch
 from notebench.hub.platform.names import ENDPOINT_NAME
 
 
@@ -29,8 +29,8 @@ class EndpointAPIHandler(APIHandler):
 
 class EndpointsHandler(EndpointAPIHandler):
     async def get(self):
-        endpoints = self.endpoints.list(None if self.is_admin else self.user_name)
-        self.write_json({"endpoints": [self.endpoints.to_dict(e) for e in endpoints]})
+        endpoints = self.endpoints.listing(None if self.is_admin else self.user_name)
+        self.write_json(EndpointList(endpoints=[self.endpoints.describe(e) for e in endpoints]))
         if self.app.mlflow_url:
             # Listed by the Models panel, which deploys: a user's first deploy then finds a scoring
             # process with its imports done (cold, it takes 4-10 s here; warm, about 1 s).
@@ -40,18 +40,18 @@ class EndpointsHandler(EndpointAPIHandler):
         request = self.parse(EndpointCreate)
         endpoint = await self.endpoints.create(self.user_name, request)
         self.set_header("Location", f"{self.settings['prefix']}api/endpoints/{endpoint.name}")
-        self.write_json(self.endpoints.to_dict(endpoint), 201)
+        self.write_json(self.endpoints.describe(endpoint), 201)
 
 
 class EndpointHandler(EndpointAPIHandler):
     async def get(self, name):
-        self.write_json(self.endpoints.to_dict(self.load_endpoint(name)))
+        self.write_json(self.endpoints.describe(self.load_endpoint(name)))
 
     async def patch(self, name):
         endpoint = self.load_endpoint(name)
         request = self.parse(EndpointPatch)
         endpoint = await self.endpoints.update(endpoint, request)
-        self.write_json(self.endpoints.to_dict(endpoint))
+        self.write_json(self.endpoints.describe(endpoint))
 
     async def delete(self, name):
         await self.endpoints.delete(self.load_endpoint(name))
@@ -61,7 +61,7 @@ class EndpointHandler(EndpointAPIHandler):
 
 class EndpointMetricsHandler(EndpointAPIHandler):
     async def get(self, name):
-        self.write_json(self.endpoints.metrics(self.load_endpoint(name)))
+        self.write_json(EndpointMetrics.model_validate(self.endpoints.metrics(self.load_endpoint(name))))
 
 
 class EndpointRequestsHandler(EndpointAPIHandler):

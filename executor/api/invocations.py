@@ -64,9 +64,11 @@ class ScoringHandler(LimitedBodyHandler):
         self.route = route
 
     def serving(self) -> Route:
-        if not self.route.targets:
-            raise NotebenchError(503, None, f"endpoint {self.route.name} is not serving: {self.route.reason}")
-        return self.route
+        route = self.route
+        assert route is not None  # authenticate() found it
+        if not route.targets:
+            raise NotebenchError(503, None, f"endpoint {route.name} is not serving: {route.reason}")
+        return route
 
     def write_error(self, status_code, **kwargs):
         exc = kwargs.get("exc_info", (None, None))[1]

@@ -14,7 +14,7 @@ from notebench.executor.jobs.dispatcher import MAX_NOTEBOOK_BYTES
 
 
 @web.stream_request_body
-class JobFilesHandler(JSONErrors, web.RequestHandler):
+class JobFilesHandler(JSONErrors):
     """A job pod's own calls (the Kubernetes backend's jobs): GET its input notebook, PUT its
     output notebook. Authenticated by the job's token, not a user's (the pod holds no hub token);
     backends whose jobs write the job directory themselves accept no token (403)."""

@@ -19,7 +19,7 @@ from tornado.iostream import StreamClosedError
 from notebench.executor.api.base import _DIGITS, MAX_ID, PAGE_DEFAULT, PAGE_MAX, APIHandler, attachment
 from notebench.executor.db import Job
 from notebench.executor.errors import NotebenchError
-from notebench.executor.schemas import JobRequest
+from notebench.executor.schemas import JobPage, JobRequest, JobResponse
 from notebench.executor.user_files import read_job_file
 from notebench.hub.platform.statuses import FINAL, JOB_STATUSES
 
@@ -56,18 +56,18 @@ class JobsHandler(APIHandler):
             jobs = s.scalars(q.limit(limit + 1)).all()
         page = jobs[:limit]
         more = len(jobs) > limit
-        self.write_json({"jobs": [j.to_dict() for j in page], "next_cursor": str(page[-1].id) if more else None})
+        self.write_json(JobPage(jobs=[JobResponse.of(j) for j in page], next_cursor=str(page[-1].id) if more else None))
 
     async def post(self):
         request = self.parse(JobRequest)
         job = await self.app.dispatcher.submit(self.user_name, request)
         self.set_header("Location", f"{self.settings['prefix']}api/jobs/{job.id}")
-        self.write_json(job.to_dict(), 201)
+        self.write_json(JobResponse.of(job), 201)
 
 
 class JobHandler(APIHandler):
     async def get(self, job_id):
-        self.write_json(self.load(Job, job_id).to_dict())
+        self.write_json(JobResponse.of(self.load(Job, job_id)))
 
 
 class CancelHandler(APIHandler):
@@ -75,7 +75,7 @@ class CancelHandler(APIHandler):
         job = self.load(Job, job_id)
         if job.status not in FINAL:
             await self.app.dispatcher.cancel(job.id)
-        self.write_json(self.load(Job, job_id).to_dict())
+        self.write_json(JobResponse.of(self.load(Job, job_id)))
 
 
 class LogHandler(APIHandler):
@@ -138,11 +138,12 @@ class OutputHandler(APIHandler):
     async def _read_output(self, job: Job, output: Path) -> bytes:
         for attempt in range(10):
             try:
-                data = read_job_file(output)
+                read = read_job_file(output)
             except PermissionError as e:
                 raise NotebenchError(404, None, f"job {job.id}'s output cannot be read: {e}")
-            if data is None:
+            if read is None:
                 raise NotebenchError(404, None, f"job {job.id} has no output yet (status: {job.status})")
+            data = read
             if job.status in FINAL:
                 return data
             try:  # a running job's output is rewritten after each cell: wait out a half-written one

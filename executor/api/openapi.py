@@ -1,4 +1,4 @@
-"""The OpenAPI description of the executor API, built from the request models.
+"""The OpenAPI description of the executor API, built from its request and response models.
 
 Served at /services/executor/api/openapi.json; the checked-in copy (executor/api/openapi.json) is
 compared with it by the tests, so the file in the repo is always the API that runs.
@@ -6,137 +6,51 @@ compared with it by the tests, so the file in the repo is always the API that ru
 
 from __future__ import annotations
 
-from notebench.executor.schemas import EndpointCreate, EndpointPatch, JobRequest, SchedulePatch, ScheduleRequest
-from notebench.hub.platform.statuses import ENDPOINT_STATUSES, JOB_STATUSES, SERVER_STATUSES
+import json
 
-ERROR = {
-    "type": "object",
-    "required": ["status", "message", "field"],
-    "properties": {
-        "status": {"type": "integer"},
-        "message": {"type": "string"},
-        "field": {"type": ["string", "null"], "description": "The request field that was wrong."},
-    },
-}
+from pydantic import BaseModel
+from pydantic.json_schema import JsonSchemaMode
 
-DATETIME = {"type": ["string", "null"], "format": "date-time"}
+from notebench.executor.schemas import (
+    EndpointCreate,
+    EndpointList,
+    EndpointMetrics,
+    EndpointPatch,
+    EndpointResponse,
+    ErrorResponse,
+    JobPage,
+    JobRequest,
+    JobResponse,
+    ProfilesResponse,
+    ScheduleList,
+    SchedulePatch,
+    ScheduleRequest,
+    ScheduleResponse,
+)
+from notebench.hub.platform.statuses import JOB_STATUSES
 
-JOB = {
-    "type": "object",
-    "required": ["id", "name", "owner", "status", "created_at", "started_at", "finished_at", "parameters", "profile", "kernel", "cwd",
-                 "notebook_path", "workers", "worker_profile", "timeout_seconds", "progress", "error", "mlflow_run_id", "schedule_id"],
-    "properties": {
-        "id": {"type": "integer"},
-        "name": {"type": "string"},
-        "owner": {"type": "string"},
-        "status": {"type": "string", "enum": list(JOB_STATUSES)},
-        "created_at": {"type": "string", "format": "date-time"},
-        "started_at": DATETIME,
-        "finished_at": DATETIME,
-        "parameters": {"type": "object"},
-        "profile": {"type": "string"},
-        "kernel": {"type": "string"},
-        "cwd": {"type": "string"},
-        "notebook_path": {"type": ["string", "null"], "description": "The notebook's path in the owner's files, as the submitter gave it (metadata.notebench.path)"},
-        "workers": {"type": "integer"},
-        "worker_profile": {"type": ["string", "null"]},
-        "timeout_seconds": {"type": "integer"},
-        "progress": {
-            "type": "object",
-            "required": ["cells_completed", "cells_total"],
-            "properties": {"cells_completed": {"type": "integer"}, "cells_total": {"type": "integer"}},
-        },
-        "error": {
-            "type": ["object", "null"],
-            "properties": {"ename": {"type": "string"}, "evalue": {"type": "string"}, "cell_index": {"type": ["integer", "null"], "description": "Index of the failing cell in the output notebook"}},
-        },
-        "mlflow_run_id": {"type": ["string", "null"]},
-        "schedule_id": {"type": ["integer", "null"]},
-    },
-}
-
-SCHEDULE = {
-    "type": "object",
-    "required": ["id", "owner", "name", "cron", "timezone", "active", "job", "created_at", "next_run_at"],
-    "properties": {
-        "id": {"type": "integer"},
-        "owner": {"type": "string"},
-        "name": {"type": "string"},
-        "cron": {"type": "string"},
-        "timezone": {"type": "string"},
-        "active": {"type": "boolean"},
-        "job": {"type": "object"},
-        "created_at": {"type": "string", "format": "date-time"},
-        "next_run_at": DATETIME,
-    },
-}
+# Component names of the response models (their classes are named apart from the store's rows).
+COMPONENT_NAMES = {"ErrorResponse": "Error", "JobResponse": "Job", "ScheduleResponse": "Schedule",
+                   "EndpointResponse": "Endpoint"}
+REQUESTS = (JobRequest, ScheduleRequest, SchedulePatch, EndpointCreate, EndpointPatch)
+RESPONSES = (ErrorResponse, JobResponse, JobPage, ScheduleResponse, ScheduleList, ProfilesResponse, EndpointResponse,
+             EndpointList, EndpointMetrics)
 
 
-PROFILES = {
-    "type": "object",
-    "required": ["profiles", "kernels"],
-    "properties": {
-        "profiles": {"type": "array", "items": {
-            "type": "object",
-            "required": ["name", "display_name", "description", "gpus", "cpu_limit", "mem_limit", "default"],
-            "properties": {
-                "name": {"type": "string"}, "display_name": {"type": "string"}, "description": {"type": "string"},
-                "gpus": {"type": "integer"}, "cpu_limit": {"type": ["number", "null"]},
-                "mem_limit": {"type": ["integer", "null"], "description": "bytes"}, "default": {"type": "boolean"},
-            },
-        }},
-        "kernels": {"type": "array", "items": {"type": "string"}},
-    },
-}
-
-ENDPOINT = {
-    "type": "object",
-    "required": ["name", "owner", "profile", "status", "reason", "created_at", "updated_at", "invocation_url", "versions"],
-    "properties": {
-        "name": {"type": "string"},
-        "owner": {"type": "string"},
-        "profile": {"type": "string"},
-        "status": {"type": "string", "enum": list(ENDPOINT_STATUSES)},
-        "reason": {"type": ["string", "null"], "description": "Why it failed (or why an update was not applied)"},
-        "created_at": {"type": "string", "format": "date-time"},
-        "updated_at": {"type": "string", "format": "date-time"},
-        "invocation_url": {"type": "string", "description": "POST MLflow scoring input here (a token with the invoke scope)"},
-        "versions": {"type": "array", "items": {
-            "type": "object",
-            "required": ["model", "version", "alias", "weight", "status", "reason"],
-            "properties": {
-                "model": {"type": "string"},
-                "version": {"type": "string", "description": "The version served (an alias resolved at deploy)"},
-                "alias": {"type": ["string", "null"], "description": "The alias it was deployed by, if any"},
-                "weight": {"type": "integer"},
-                "status": {"type": "string", "enum": list(SERVER_STATUSES)},
-                "reason": {"type": ["string", "null"]},
-            },
-        }},
-    },
-}
-
-NULLABLE_MS = {"type": ["number", "null"]}
-METRICS = {
-    "type": "object",
-    "required": ["versions"],
-    "properties": {"versions": {"type": "array", "items": {
-        "type": "object",
-        "required": ["model", "version", "requests", "errors", "latency_ms", "series"],
-        "properties": {
-            "model": {"type": "string"},
-            "version": {"type": "string"},
-            "requests": {"type": "integer"},
-            "errors": {"type": "integer"},
-            "latency_ms": {"type": "object", "required": ["p50", "p99"], "properties": {"p50": NULLABLE_MS, "p99": NULLABLE_MS}},
-            "series": {"type": "array", "items": {
-                "type": "object",
-                "required": ["t", "requests", "p50_ms"],
-                "properties": {"t": {"type": "string", "format": "date-time"}, "requests": {"type": "integer"}, "p50_ms": NULLABLE_MS},
-            }},
-        },
-    }}},
-}
+def component_schemas() -> dict:
+    """The request and response models' JSON schemas, and the models they are made of."""
+    schemas = {}
+    modes: list[tuple[type[BaseModel], JsonSchemaMode]] = [(m, "validation") for m in REQUESTS]
+    modes += [(m, "serialization") for m in RESPONSES]
+    for model, mode in modes:
+        schema = model.model_json_schema(ref_template="#/components/schemas/{model}", mode=mode)
+        schemas.update(schema.pop("$defs", {}))
+        schemas[model.__name__] = schema
+    text = json.dumps(schemas)
+    for name, component in COMPONENT_NAMES.items():
+        text = text.replace(f'"#/components/schemas/{name}"', f'"#/components/schemas/{component}"')
+    schemas = json.loads(text)
+    return {COMPONENT_NAMES.get(name, name): schema for name, schema in schemas.items()}
 
 
 def _ref(name):
@@ -159,11 +73,7 @@ def spec(prefix: str = "/services/executor/") -> dict:
     job_id = [{"name": "job_id", "in": "path", "required": True, "schema": {"type": "integer"}}]
     schedule_id = [{"name": "schedule_id", "in": "path", "required": True, "schema": {"type": "integer"}}]
     endpoint_name = [{"name": "name", "in": "path", "required": True, "schema": {"type": "string"}}]
-    schemas = {"Error": ERROR, "Job": JOB, "Schedule": SCHEDULE, "Endpoint": ENDPOINT}
-    for model in (JobRequest, ScheduleRequest, SchedulePatch, EndpointCreate, EndpointPatch):
-        schema = model.model_json_schema(ref_template="#/components/schemas/{model}")
-        schemas.update(schema.pop("$defs", {}))
-        schemas[model.__name__] = schema
+    schemas = component_schemas()
     common = _errors(400, 401, 403, 413)  # any request: unknown query parameters (400), a body over the limit (413)
     return {
         "openapi": "3.1.0",
@@ -189,7 +99,7 @@ def spec(prefix: str = "/services/executor/") -> dict:
         "paths": {
             "/profiles": {
                 "get": {"summary": "The profiles and kernels a job may ask for", "responses": {
-                    "200": {"description": "Profiles and kernels", "content": _json(PROFILES)}, **common}},
+                    "200": {"description": "Profiles and kernels", "content": _json(_ref("ProfilesResponse"))}, **common}},
             },
             "/jobs": {
                 "get": {
@@ -203,10 +113,7 @@ def spec(prefix: str = "/services/executor/") -> dict:
                          "schema": {"type": "string", "pattern": "^[0-9]*$"}},
                     ],
                     "responses": {
-                        "200": {"description": "A page of jobs", "content": _json({
-                            "type": "object",
-                            "properties": {"jobs": {"type": "array", "items": _ref("Job")}, "next_cursor": {"type": ["string", "null"]}},
-                        })},
+                        "200": {"description": "A page of jobs", "content": _json(_ref("JobPage"))},
                         **common,
                     },
                 },
@@ -251,7 +158,7 @@ def spec(prefix: str = "/services/executor/") -> dict:
             },
             "/schedules": {
                 "get": {"summary": "Your schedules (admins: everyone's)",
-                        "responses": {"200": {"description": "Schedules", "content": _json({"type": "object", "properties": {"schedules": {"type": "array", "items": _ref("Schedule")}}})}, **common}},
+                        "responses": {"200": {"description": "Schedules", "content": _json(_ref("ScheduleList"))}, **common}},
                 "post": {"summary": "Create a schedule", "requestBody": {"required": True, "content": _json(_ref("ScheduleRequest"))},
                          "responses": {"201": {"description": "Created", "content": _json(_ref("Schedule"))}, **common}},
             },
@@ -266,7 +173,7 @@ def spec(prefix: str = "/services/executor/") -> dict:
             },
             "/endpoints": {
                 "get": {"summary": "Your model endpoints (admins: everyone's)",
-                        "responses": {"200": {"description": "Endpoints", "content": _json({"type": "object", "required": ["endpoints"], "properties": {"endpoints": {"type": "array", "items": _ref("Endpoint")}}})}, **common}},
+                        "responses": {"200": {"description": "Endpoints", "content": _json(_ref("EndpointList"))}, **common}},
                 "post": {"summary": "Deploy model versions (or aliases, resolved now) behind a new endpoint, traffic split by weight",
                          "requestBody": {"required": True, "content": _json(_ref("EndpointCreate"))},
                          "responses": {"201": {"description": "Created; starting (poll until ready)", "content": _json(_ref("Endpoint"))},
@@ -285,7 +192,7 @@ def spec(prefix: str = "/services/executor/") -> dict:
             "/endpoints/{name}/metrics": {
                 "get": {"summary": "Requests, errors and latency per version (since the executor started), per minute too",
                         "parameters": endpoint_name,
-                        "responses": {"200": {"description": "Metrics", "content": _json(METRICS)}, **_errors(404), **common}},
+                        "responses": {"200": {"description": "Metrics", "content": _json(_ref("EndpointMetrics"))}, **_errors(404), **common}},
             },
             "/endpoints/{name}/requests": {
                 "get": {"summary": "The stored sample of requests, as JSON lines", "parameters": endpoint_name,
@@ -297,7 +204,6 @@ def spec(prefix: str = "/services/executor/") -> dict:
 
 
 if __name__ == "__main__":  # regenerate the checked-in copy: python -m notebench.executor.api.openapi
-    import json
     from pathlib import Path
 
     Path(__file__).with_name("openapi.json").write_text(json.dumps(spec(), indent=1, sort_keys=True) + "\n")

@@ -8,7 +8,7 @@ from notebench.executor.api.base import APIHandler
 from notebench.executor.db import Schedule
 from notebench.executor.errors import NotebenchError
 from notebench.executor.schedules.cron import next_run
-from notebench.executor.schemas import SchedulePatch, ScheduleRequest
+from notebench.executor.schemas import ScheduleList, SchedulePatch, ScheduleRequest, ScheduleResponse
 
 
 class SchedulesHandler(APIHandler):
@@ -18,7 +18,7 @@ class SchedulesHandler(APIHandler):
             q = q.where(Schedule.owner == self.user_name)
         with self.app.sessions() as s:
             schedules = s.scalars(q).all()
-        self.write_json({"schedules": [x.to_dict() for x in schedules]})
+        self.write_json(ScheduleList(schedules=[ScheduleResponse.of(x) for x in schedules]))
 
     async def post(self):
         request = self.parse(ScheduleRequest)
@@ -39,12 +39,12 @@ class SchedulesHandler(APIHandler):
             s.add(schedule)
             s.commit()
         self.set_header("Location", f"{self.settings['prefix']}api/schedules/{schedule.id}")
-        self.write_json(schedule.to_dict(), 201)
+        self.write_json(ScheduleResponse.of(schedule), 201)
 
 
 class ScheduleHandler(APIHandler):
     async def get(self, schedule_id):
-        self.write_json(self.load(Schedule, schedule_id).to_dict())
+        self.write_json(ScheduleResponse.of(self.load(Schedule, schedule_id)))
 
     async def patch(self, schedule_id):
         schedule = self.load(Schedule, schedule_id)
@@ -66,7 +66,7 @@ class ScheduleHandler(APIHandler):
                 setattr(schedule, key, value)
             schedule.next_run_at = next_run(schedule.cron, schedule.timezone) if schedule.active else None
             s.commit()
-        self.write_json(schedule.to_dict())
+        self.write_json(ScheduleResponse.of(schedule))
 
     async def delete(self, schedule_id):
         schedule = self.load(Schedule, schedule_id)

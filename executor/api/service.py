@@ -7,6 +7,7 @@ import json
 from tornado import web
 
 from notebench.executor.api.base import APIHandler
+from notebench.executor.schemas import ProfileInfo, ProfilesResponse
 
 
 class ProfilesHandler(APIHandler):
@@ -15,18 +16,11 @@ class ProfilesHandler(APIHandler):
     async def get(self):
         default = self.app.profiles.get(None).name
         profiles = [
-            {
-                "name": p.name,
-                "display_name": p.display_name,
-                "description": p.description,
-                "gpus": p.gpus,
-                "cpu_limit": p.cpu_limit,
-                "mem_limit": p.mem_limit,
-                "default": p.name == default,
-            }
+            ProfileInfo(name=p.name, display_name=p.display_name, description=p.description, gpus=p.gpus,
+                        cpu_limit=p.cpu_limit, mem_limit=p.mem_limit, default=p.name == default)
             for p in self.app.profiles.all()
         ]
-        self.write_json({"profiles": profiles, "kernels": sorted(self.app.kernel_names())})
+        self.write_json(ProfilesResponse(profiles=profiles, kernels=sorted(self.app.kernel_names())))
         # Asked for by the job form: a job is likely to follow, let it start on a warm kernel.
         self.app.dispatcher.tasks.start(self.app.dispatcher.prewarm(self.user_name))
 

@@ -5,7 +5,7 @@ compare-and-set on its status (so two executors on one database never both run i
 jobs report to files in their job directory, so a restarted executor re-attaches to them or,
 when their process is gone, marks them failed ("executor restarted") keeping partial output.
 
-Those reports are the job owner's words (job_events.py): a job can end itself, succeeded or
+Those reports are the job owner's words (runtime/events.py): a job can end itself, succeeded or
 failed, and nothing else; a report that is not one fails that job alone. A dependency that is
 down (MLflow, the hub API, the Kubernetes API) holds jobs in the queue and is retried with
 backoff: it never fails them.

@@ -30,7 +30,7 @@ from traitlets.config import LoggingConfigurable
 from notebench.executor.backends.base import ScoringServerFailed, ScoringServerSpec
 from notebench.executor.db import Endpoint, RequestSample, ScoringServer, iso, utcnow
 from notebench.executor.errors import NotebenchError
-from notebench.executor.schemas import EndpointCreate, EndpointPatch, EndpointVersion
+from notebench.executor.schemas import EndpointCreate, EndpointPatch, EndpointResponse, EndpointVersion, ServedVersion
 from notebench.executor.serving.router import Route, Router, Target
 from notebench.hub.platform.environment import workload_env
 from notebench.hub.platform.profiles import ProfileError
@@ -108,27 +108,23 @@ class Endpoints(LoggingConfigurable):
     def _servers(self, s, endpoint_id: int) -> list[ScoringServer]:
         return s.scalars(sa.select(ScoringServer).where(ScoringServer.endpoint_id == endpoint_id).order_by(ScoringServer.id)).all()
 
-    def to_dict(self, endpoint: Endpoint) -> dict:
+    def describe(self, endpoint: Endpoint) -> EndpointResponse:
+        """The endpoint as the API shows it: the versions it serves (not those being retired)."""
         with self.sessions() as s:
             servers = [x for x in self._servers(s, endpoint.id) if not x.retired]
-        prefix = self.app.service_prefix
-        return {
-            "name": endpoint.name,
-            "owner": endpoint.owner,
-            "profile": endpoint.profile,
-            "status": endpoint.status,
-            "reason": endpoint.reason,
-            "created_at": iso(endpoint.created_at),
-            "updated_at": iso(endpoint.updated_at),
-            "invocation_url": prefix + INVOCATIONS_PATH.format(name=endpoint.name),
-            "versions": [x.to_dict() for x in servers],
-        }
+        return EndpointResponse(
+            name=endpoint.name, owner=endpoint.owner, profile=endpoint.profile, status=endpoint.status,
+            reason=endpoint.reason, created_at=iso(endpoint.created_at), updated_at=iso(endpoint.updated_at),
+            invocation_url=self.app.service_prefix + INVOCATIONS_PATH.format(name=endpoint.name),
+            versions=[ServedVersion(model=x.model, version=x.version, alias=x.alias, weight=x.weight, status=x.status,
+                                    reason=x.reason) for x in servers],
+        )
 
     def find(self, name: str) -> Endpoint | None:
         with self.sessions() as s:
             return s.scalar(sa.select(Endpoint).where(Endpoint.name == name))
 
-    def list(self, owner: str | None) -> list[Endpoint]:
+    def listing(self, owner: str | None) -> list[Endpoint]:
         q = sa.select(Endpoint).order_by(Endpoint.name)
         if owner is not None:
             q = q.where(Endpoint.owner == owner)
@@ -153,7 +149,8 @@ class Endpoints(LoggingConfigurable):
     async def _resolve(self, owner: str, versions: list[EndpointVersion]) -> list[tuple[EndpointVersion, str, str | None]]:
         if self.registry is None:
             raise NotebenchError(503, None, "MLflow is not enabled on this Notebench: endpoints need its model registry")
-        resolved, seen = [], set()
+        resolved: list[tuple[EndpointVersion, str, str | None]] = []
+        seen: set[tuple[str, str]] = set()
         for i, wanted in enumerate(versions):
             version, alias = await self.registry.resolve(owner, wanted, f"versions.{i}")
             if (wanted.model, version) in seen:
@@ -221,7 +218,10 @@ class Endpoints(LoggingConfigurable):
             row.status, row.updated_at = "updating", utcnow()
             s.commit()
         self._start_task(endpoint.id)
-        return self.find(endpoint.name)
+        updated = self.find(endpoint.name)
+        if updated is None:  # deleted meanwhile
+            raise NotebenchError(404, None, f"no endpoint {endpoint.name}")
+        return updated
 
     async def delete(self, endpoint: Endpoint) -> None:
         self._deleting.add(endpoint.id)

@@ -25,7 +25,6 @@ from jupyterhub.services.auth import (
     HubOAuth,
     HubOAuthCallbackHandler,
     HubOAuthenticated,
-    UserNotAllowed,
 )
 from jupyterhub.utils import url_path_join
 from tornado import httputil, web
@@ -35,7 +34,7 @@ from tornado.queues import Queue
 from tornado.simple_httpclient import SimpleAsyncHTTPClient
 
 from notebench.hub.mlflow_service import ADMIN_HEADER, IDENTITY_HEADER_PREFIX, SECRET_HEADER, USER_HEADER
-from notebench.hub.platform.service_auth import TOKEN_CACHE_SECONDS
+from notebench.hub.platform.service_auth import TOKEN_CACHE_SECONDS, identify
 
 log = logging.getLogger("notebench.mlflow")
 
@@ -246,14 +245,6 @@ class ProxyHandler(HubOAuthenticated, web.RequestHandler):
             return
         return super().check_xsrf_cookie()
 
-    def _wants_redirect(self):
-        if self.request.method not in ("GET", "HEAD"):
-            return False
-        mode = self.request.headers.get("Sec-Fetch-Mode")
-        if mode and mode != "navigate":
-            return False
-        return "text/html" in self.request.headers.get("Accept", "")
-
     def _send_json_error(self, status, message, error_code=None, **headers):
         self.set_status(status)
         self.set_header("Content-Type", "application/json")
@@ -285,22 +276,19 @@ class ProxyHandler(HubOAuthenticated, web.RequestHandler):
     async def _authenticate(self):
         """The hub user/service model, or None when a response has been sent instead."""
         try:
-            model = await self.hub_auth.get_user(self, sync=False)
+            caller = await identify(self)
         except Exception:
             log.exception("Could not check identity with the hub")
             self._answer(502, "Could not check identity with JupyterHub.")
             return None
-        if model:
-            try:
-                model = self.check_hub_user(model)
-            except UserNotAllowed:
-                self._answer(
-                    403, f"{model.get('kind', 'user')} {model['name']} may not use MLflow "
-                    "(needs the access:services scope)."
-                )
-                return None
-            return model
-        if self._wants_redirect():
+        if caller.outcome == "allowed":
+            return caller.model
+        if caller.outcome == "forbidden":
+            model = caller.model
+            self._answer(
+                403, f"{model.get('kind', 'user')} {model['name']} may not use MLflow (needs the access:services scope)."
+            )
+        elif caller.outcome == "login":
             login_url = self.get_login_url()
             self._answer_with(lambda: self.redirect(login_url))
         else:
