@@ -7,7 +7,7 @@ are the hub's own and ``c.Executor`` / ``c.LocalBackend`` tune the executor.
 ``c.Executor.backend_class`` and ``c.Executor.endpoint_backend_class`` choose where jobs and
 scoring servers run ("local" processes, the default, or "kubernetes"). On Kubernetes
 (``NOTEBENCH_MODE=kubernetes``) the chart's values file configures the executor
-(executor/backends/kubernetes.py, ``config_from_values``; docs/kubernetes.md).
+(executor/backends/kubernetes/jobs.py, ``config_from_values``; docs/kubernetes.md).
 """
 
 from __future__ import annotations

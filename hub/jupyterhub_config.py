@@ -6,7 +6,8 @@ import os
 c = get_config()  # type: ignore[name-defined]  # noqa: F821 (provided by traitlets when JupyterHub loads this file)
 
 if os.environ.get("NOTEBENCH_MODE") == "kubernetes":
-    from notebench.hub.kubernetes import configure, load_values
+    from notebench.hub.kubernetes import configure
+    from notebench.hub.platform.chart_values import load_values
 
     configure(c, load_values(os.environ["NOTEBENCH_VALUES"]), os.environ)
 else:

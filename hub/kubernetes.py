@@ -11,7 +11,6 @@ from __future__ import annotations
 
 from typing import Mapping
 
-import yaml
 from kubespawner import KubeSpawner
 from tornado import web
 
@@ -22,6 +21,7 @@ from notebench.hub.config import (
     apply_bootstrap_admin,
     apply_scopes,
 )
+from notebench.hub.platform.chart_values import ConfigError, image_name, required, required_env
 from notebench.hub.platform.environment import workload_env
 from notebench.hub.platform.profiles import Profiles
 from notebench.hub.singleuser import singleuser_args
@@ -32,10 +32,6 @@ HOME = "/home/jovyan"
 DATA_DIR = "/srv/notebench"
 # How often a user server tells the hub it is active (local mode's default too).
 ACTIVITY_INTERVAL = 300
-
-
-class ConfigError(ValueError):
-    """The chart's values or env lack something the hub needs; the message names it."""
 
 
 class NotebenchKubeSpawner(KubeSpawner):
@@ -50,11 +46,6 @@ class NotebenchKubeSpawner(KubeSpawner):
             await super().load_user_options()
         except ValueError as e:  # KubeSpawner's "No such profile: ... Options include: ..."
             raise web.HTTPError(400, str(e), reason=str(e)) from None
-
-
-def load_values(path: str) -> dict:
-    with open(path) as f:
-        return yaml.safe_load(f) or {}
 
 
 def configure(c, values: dict, env: Mapping[str, str]) -> None:
@@ -223,19 +214,4 @@ def configure_services(c, values: dict, env: Mapping[str, str]) -> None:
     c.JupyterHub.load_roles = roles
 
 
-def image_name(image: dict, where: str) -> str:
-    """repository:tag (the chart fills in empty tags with its appVersion)."""
-    return f"{required(image, 'repository', where)}:{required(image, 'tag', where)}"
 
-
-def required(section: dict, key: str, where: str):
-    value = section.get(key)
-    if value in (None, "", [], {}):
-        raise ConfigError(f"{where}.{key} is required")
-    return value
-
-
-def required_env(env: Mapping[str, str], name: str) -> str:
-    if not env.get(name):
-        raise ConfigError(f"{name} is not set (the chart sets it; see docs/kubernetes.md)")
-    return env[name]

@@ -34,7 +34,8 @@ from kubespawner.slugs import safe_slug
 from tornado import web
 
 from notebench.hub.config import ENDPOINT_INVOKE_SCOPE, refuse_bootstrap_admin_login
-from notebench.hub.kubernetes import ConfigError, NotebenchKubeSpawner
+from notebench.hub.kubernetes import NotebenchKubeSpawner
+from notebench.hub.platform.chart_values import ConfigError
 from notebench.hub.platform.profiles import Profiles, parse_bytes
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -1,4 +1,4 @@
-"""The interface every executor backend implements (local processes now, Kubernetes next).
+"""The interface every executor backend implements (local processes: local/; Kubernetes: kubernetes/).
 
 As in dask-gateway, a backend is a small configurable class: the executor decides *what* runs
 and when (queue, limits, records); the backend only knows *how* to run one job and how to find
@@ -66,7 +66,7 @@ class Backend(LoggingConfigurable):
 
     A job reports to its job directory (``events.jsonl``: started, finished; ``log.txt``;
     ``output.ipynb``), where the dispatcher reads it, however the backend gets it there. Those
-    reports are the owner's words (job_events.py parses them strictly); the backend acts only on
+    reports are the owner's words (runtime/events.py parses them strictly); the backend acts only on
     what it recorded itself.
     """
 

@@ -1,6 +1,6 @@
 """Scoring servers on Kubernetes: a Deployment (one replica) and a Service per model version.
 
-The executor's router (executor/router.py) splits an endpoint's traffic between its versions as
+The executor's router (executor/serving/router.py) splits an endpoint's traffic between its versions as
 it does locally: ``open_connection`` connects to the version's Service. The Deployment restarts
 a crashed server itself, so a server "runs" as long as its Deployment exists. The owner's MLflow
 token reaches the pod in a Secret owned by the Deployment. (KServe is not used.)

@@ -29,7 +29,6 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 import aiohttp
-import yaml
 from kubernetes_asyncio.client import ApiClient, Configuration
 from kubernetes_asyncio.client.exceptions import ApiException
 from kubernetes_asyncio.config import load_incluster_config
@@ -57,6 +56,7 @@ from notebench.executor.backends.kubernetes.objects import (
     selector,
 )
 from notebench.executor.runtime.events import EVENT_PREFIX, MalformedReport, malformed, parse_event
+from notebench.hub.platform.chart_values import image_name, load_values
 
 DASK_CLUSTER = "notebench.io/dask-cluster"  # on a distributed job's Job: its cluster's name
 FAILED_WAITING = {"ErrImagePull", "ImagePullBackOff", "InvalidImageName", "CrashLoopBackOff", "CreateContainerError"}
@@ -64,7 +64,7 @@ FAILED_WAITING = {"ErrImagePull", "ImagePullBackOff", "InvalidImageName", "Crash
 
 class KubeAPI:
     """The backends' Kubernetes REST calls, through kubernetes_asyncio's ApiClient (its in-cluster
-    credentials, TLS and errors); objects go and come as plain dicts (kubernetes_objects.py)."""
+    credentials, TLS and errors); objects go and come as plain dicts (objects.py)."""
 
     def __init__(self, client: ApiClient):
         self.client = client
@@ -127,22 +127,10 @@ class KubeAPI:
         await self.client.close()
 
 
-def read_values(path: str) -> dict:
-    with open(path) as f:
-        return yaml.safe_load(f) or {}
-
-
-def image_name(image: dict | None) -> str:
-    """``repository:tag`` of a chart's image (``{repository, tag, pullPolicy}``)."""
-    if not image or not image.get("repository"):
-        return ""
-    return f"{image['repository']}:{image['tag']}" if image.get("tag") else image["repository"]
-
-
 def config_from_values(env: dict) -> Config:
     """The executor's configuration on Kubernetes, from the chart's values (NOTEBENCH_VALUES) and
     the pod's environment (docs/kubernetes.md says which)."""
-    values = read_values(env.get("NOTEBENCH_VALUES", "/etc/notebench/values.yaml"))
+    values = load_values(env.get("NOTEBENCH_VALUES", "/etc/notebench/values.yaml"))
     singleuser = values.get("singleuser") or {}
     executor = values.get("executor") or {}
     model_server_image = (executor.get("modelServer") or {}).get("image") or {}
@@ -169,11 +157,14 @@ def config_from_values(env: dict) -> Config:
     c.KubernetesSettings.gid = int(singleuser.get("fsGid", 100))
     c.KubernetesSettings.image_pull_secrets = list(values.get("imagePullSecrets") or [])
     user_image = singleuser.get("image") or {}
-    c.KubernetesBackend.image = image_name(user_image)
+    c.KubernetesBackend.image = image_name(user_image, "singleuser.image")
     c.KubernetesBackend.image_pull_policy = user_image.get("pullPolicy", "IfNotPresent")
     if env.get("NOTEBENCH_EXECUTOR_URL"):
         c.KubernetesBackend.executor_url = env["NOTEBENCH_EXECUTOR_URL"]
-    c.KubernetesEndpointBackend.image = image_name(model_server_image) or image_name(user_image)
+    c.KubernetesEndpointBackend.image = (  # the user image serves models when no model-server image is set
+        image_name(model_server_image, "executor.modelServer.image") if model_server_image.get("repository")
+        else c.KubernetesBackend.image
+    )
     c.KubernetesEndpointBackend.image_pull_policy = model_server_image.get("pullPolicy", "IfNotPresent")
     return c
 

@@ -2,7 +2,8 @@
 
 As kubespawner's objects.py does: every manifest is a plain dict made here from its inputs, so
 tests validate and inspect exactly what the backends send. ``EXECUTOR_RULES`` lists the API calls
-the backends make (the chart renders the executor's Role from it; docs/kubernetes.md).
+the backends make; the chart's Role for the executor lists the same (tests/test_helm_chart.py
+checks they are equal; docs/kubernetes.md).
 
 Every user workload pod (job, Dask scheduler and workers, model server) gets the trust boundary of
 docs/kubernetes.md: the contract's labels (``notebench.io/workload: user`` selects it for the
@@ -17,7 +18,7 @@ from dataclasses import dataclass
 from dask_kubernetes.operator import make_cluster_spec
 from kubespawner.slugs import safe_slug
 
-# Exactly the verbs executor/backends/kubernetes.py and kubernetes_endpoints.py call.
+# Exactly the verbs the Kubernetes backends (jobs.py, endpoints.py) call.
 EXECUTOR_RULES = [
     # Notebook jobs: made, watched, found again after a restart, deleted (with their pods).
     {"apiGroups": ["batch"], "resources": ["jobs"], "verbs": ["create", "delete", "get", "list"]},

@@ -1,6 +1,6 @@
 """Scoring servers as local processes: one per model version, as the owner's OS account.
 
-Each server is MLflow's pyfunc scoring server in this environment (executor/scoring_host.py),
+Each server is MLflow's pyfunc scoring server in this environment (executor/runtime/scoring_host.py),
 listening on a Unix socket in a directory of its own (``servers_dir/<id>``, the owner's, mode
 0700): other users cannot reach it, the executor (root) can. As that directory is the owner's,
 the socket in it could be swapped for a link to somebody else's; connections are therefore
