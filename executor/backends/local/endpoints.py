@@ -14,7 +14,6 @@ outlive an executor restart: the handle (pid, start time, socket) finds them aga
 from __future__ import annotations
 
 import asyncio
-import collections
 import json
 import os
 import shutil
@@ -31,6 +30,7 @@ from traitlets import Integer, List, Unicode
 from notebench.executor.backends.base import EndpointBackend, ScoringServerFailed, ScoringServerSpec
 from notebench.executor.backends.local.jobs import runs_module
 from notebench.executor.backends.local.limits import ProfileLimits
+from notebench.executor.backends.local.warm_pool import WarmPool
 from notebench.executor.background import BackgroundTasks
 from notebench.executor.user_files import read_job_file
 
@@ -77,10 +77,9 @@ class LocalEndpointBackend(EndpointBackend, ProfileLimits):
 
     def __init__(self, **kwargs):
         super().__init__(**kwargs)
-        self._warm: dict[str, list[WarmHost]] = {}
-        self._spawning: collections.Counter = collections.Counter()  # warm processes being started, per owner
         self._children: dict[int, asyncio.subprocess.Process] = {}
         self._tasks = BackgroundTasks()
+        self._warm: WarmPool[WarmHost] = WarmPool(self._tasks)  # per owner; an unused host exits by itself
 
     # --- warm processes ------------------------------------------------------------------------
 
@@ -110,25 +109,12 @@ class LocalEndpointBackend(EndpointBackend, ProfileLimits):
 
     def prewarm(self, owner: str) -> None:
         """Start warm processes for ``owner`` if there are not enough."""
-        pool = self._warm.setdefault(owner, [])
-        pool[:] = [h for h in pool if h.alive()]
-
-        async def add():
-            try:
-                pool.append(await self._spawn_host(owner))
-            finally:
-                self._spawning[owner] -= 1
-
-        for _ in range(self.warm_hosts - len(pool) - self._spawning[owner]):
-            self._spawning[owner] += 1
-            self._tasks.start(add())
+        self._warm.refill(owner, self.warm_hosts, lambda: self._spawn_host(owner))
 
     async def _take_host(self, owner: str) -> WarmHost:
-        pool = self._warm.setdefault(owner, [])
-        while pool:
-            host = pool.pop(0)
-            if host.alive() and await host.ready:
-                return host
+        host = await self._warm.take(owner)
+        if host is not None:
+            return host
         host = await self._spawn_host(owner)
         if not await host.ready:
             raise ScoringServerFailed(f"the scoring process did not start (exit {host.proc.returncode})")
@@ -235,9 +221,7 @@ class LocalEndpointBackend(EndpointBackend, ProfileLimits):
 
     async def close(self) -> None:
         await self._tasks.close()
-        for pool in self._warm.values():
-            for host in pool:
-                if host.alive():
-                    host.proc.kill()
-                    await host.proc.wait()
-        self._warm.clear()
+        for host in self._warm.drain():
+            if host.alive():
+                host.proc.kill()
+                await host.proc.wait()

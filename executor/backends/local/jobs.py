@@ -22,7 +22,7 @@ import os
 import socket
 import sys
 import time
-from collections import Counter, defaultdict
+from collections import defaultdict
 from dataclasses import asdict, dataclass
 
 import psutil
@@ -30,6 +30,7 @@ from traitlets import Integer
 
 from notebench.executor.backends.base import Backend, JobSpec, RecordedJob
 from notebench.executor.backends.local.limits import ProfileLimits, combined
+from notebench.executor.backends.local.warm_pool import WarmPool
 from notebench.executor.background import BackgroundTasks
 
 log = logging.getLogger("notebench.executor")
@@ -156,9 +157,9 @@ class LocalBackend(Backend, ProfileLimits):
 
     def __init__(self, **kwargs):
         super().__init__(**kwargs)
-        self._pools: dict[tuple, list[WarmRunner]] = defaultdict(list)
         self._tasks = BackgroundTasks()  # warm runners being started
-        self._spawning: Counter = Counter()  # runners being started, per pool
+        # Per (owner, kernel, profile): runners with a started kernel, let go when unused.
+        self._pool: WarmPool[WarmRunner] = WarmPool(self._tasks, self.warm_runner_idle_seconds, WarmRunner.let_go)
         self._factories: dict[str, RunnerFactory] = {}
         self._factory_locks: dict[str, asyncio.Lock] = defaultdict(asyncio.Lock)
         # Each running job's processes as root last saw them (the runner's descendants), so its
@@ -212,25 +213,7 @@ class LocalBackend(Backend, ProfileLimits):
 
     def _refill(self, key: tuple, env: dict) -> None:
         owner, kernel, _profile = key
-        pool = self._pools[key]
-        pool[:] = [r for r in pool if r.alive()]
-
-        async def add():
-            try:
-                runner = await self._spawn_runner(owner, kernel, env)
-            finally:
-                self._spawning[key] -= 1
-            pool.append(runner)
-            asyncio.get_running_loop().call_later(self.warm_runner_idle_seconds, self._retire, key, runner)
-
-        for _ in range(self.warm_runners - len(pool) - self._spawning[key]):
-            self._spawning[key] += 1
-            self._tasks.start(add())
-
-    def _retire(self, key: tuple, runner: WarmRunner) -> None:
-        if runner in self._pools[key]:
-            self._pools[key].remove(runner)
-            runner.let_go()
+        self._pool.refill(key, self.warm_runners, lambda: self._spawn_runner(owner, kernel, env))
 
     def prewarm(self, owner: str, kernel: str, profile: str, env: dict) -> None:
         """Start warm runners for this owner/kernel/profile if there are not enough."""
@@ -240,11 +223,7 @@ class LocalBackend(Backend, ProfileLimits):
         key = (spec.owner, spec.kernel, spec.profile)
         runner = None
         if not spec.gpus:
-            pool = self._pools[key]
-            while pool and runner is None:
-                candidate = pool.pop(0)
-                if candidate.alive() and await candidate.ready:
-                    runner = candidate
+            runner = await self._pool.take(key)
             self._refill(key, spec.env)
         if runner is None:  # nothing warm (first job, GPU job, or the pool is drained): start cold
             runner = await self._spawn_runner(spec.owner, spec.kernel, spec.env)
@@ -349,7 +328,7 @@ class LocalBackend(Backend, ProfileLimits):
 
     async def close(self) -> None:
         await self._tasks.close()  # runners being started: a runner let go before its job stops its kernel
-        runners = [r for pool in self._pools.values() for r in pool]
+        runners = self._pool.drain()
         waiting: dict[psutil.Process, JobProcess] = {}
         for runner in runners:
             process = runner.process
@@ -363,5 +342,4 @@ class LocalBackend(Backend, ProfileLimits):
         _, late = await asyncio.to_thread(psutil.wait_procs, list(waiting), timeout=10)
         for p in late:  # did not shut down in time: stop them
             await self.kill(waiting[p])
-        self._pools.clear()
         self._factories.clear()
