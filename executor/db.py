@@ -1,7 +1,8 @@
 """The executor's store: jobs, schedules and model endpoints (SQLAlchemy; SQLite locally, PostgreSQL at scale).
 
 The schema is owned by Alembic migrations (executor/migrations); ``connect()`` upgrades the
-database to the newest revision before use, so every process sees the same schema.
+database to the newest revision before use, so every process sees the same schema. The engine is
+the platform's (notebench.hub.platform.sqlite.make_engine), set up as the GPU lease store's is.
 """
 
 from __future__ import annotations
@@ -11,6 +12,8 @@ from pathlib import Path
 
 import sqlalchemy as sa
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, sessionmaker
+
+from notebench.hub.platform.sqlite import make_engine
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 
@@ -213,19 +216,6 @@ def _json_or_text(text: str):
         return json.loads(text)
     except ValueError:
         return text
-
-
-def make_engine(url: str) -> sa.Engine:
-    engine = sa.create_engine(url, future=True, pool_pre_ping=True)
-    if engine.dialect.name == "sqlite":
-
-        @sa.event.listens_for(engine, "connect")
-        def _pragmas(dbapi_conn, _):
-            dbapi_conn.execute("PRAGMA busy_timeout = 30000")
-            dbapi_conn.execute("PRAGMA journal_mode = WAL")
-            dbapi_conn.execute("PRAGMA foreign_keys = ON")
-
-    return engine
 
 
 def upgrade(url: str) -> None:

@@ -4,6 +4,12 @@ A lease is one row per GPU device in ``gpu_leases``; the device is the primary k
 holders can never hold the same GPU, whatever process (hub or executor) asks, and on SQLite
 or PostgreSQL alike. A holder is a string such as ``server:alice/`` or ``job:42``. Leases
 carry the pid of the process that uses them, so leases of crashed processes can be reaped.
+
+The lease store (``c.GPUInventory.db_url``, by default ``notebench.sqlite`` in the data dir) is
+owned by Alembic migrations (hub/platform/migrations, version table ``alembic_version_platform``,
+so it can share a database with the executor's history). The first use in a process upgrades it
+to the newest revision (processes take turns on ``<file>.lock`` beside a SQLite file); a store made
+before it was migrated (by ``create_all``) is adopted as is, leases kept.
 """
 
 from __future__ import annotations
@@ -12,11 +18,23 @@ import os
 import shutil
 import socket
 import subprocess
+import threading
 from datetime import datetime, timezone
+from pathlib import Path
 
 import sqlalchemy as sa
 from traitlets import Any, List, Unicode, default
 from traitlets.config import LoggingConfigurable
+
+from notebench.hub.platform.sqlite import file_lock_beside, make_engine
+
+MIGRATIONS = Path(__file__).parent / "migrations"
+# Not Alembic's default "alembic_version": the executor's history may live in the same database.
+VERSION_TABLE = "alembic_version_platform"
+
+# Alembic runs env.py through module-global proxies (alembic.context): threads of one process
+# upgrading at once would run each other's migrations, so they take turns.
+_upgrade_in_process = threading.Lock()
 
 metadata = sa.MetaData()
 
@@ -29,6 +47,20 @@ gpu_leases = sa.Table(
     sa.Column("pid", sa.Integer, nullable=True),
     sa.Column("acquired_at", sa.DateTime(timezone=True), nullable=False),
 )
+
+
+def upgrade(url: str) -> None:
+    """Bring the lease store at ``url`` to the newest schema (idempotent; processes and threads may call it at once)."""
+    from alembic import command
+    from alembic.config import Config
+
+    cfg = Config()
+    cfg.set_main_option("script_location", str(MIGRATIONS))
+    cfg.set_main_option("sqlalchemy.url", url.replace("%", "%%"))
+    # The hub and the executor both upgrade as they start: on SQLite they take turns on a file lock,
+    # then the first makes the file WAL and migrates it, the others find it done.
+    with _upgrade_in_process, file_lock_beside(url):
+        command.upgrade(cfg, "head")
 
 
 class NoFreeGPUs(RuntimeError):
@@ -97,23 +129,9 @@ class GPUInventory(LoggingConfigurable):
 
     @default("engine")
     def _engine(self):
-        engine = sa.create_engine(self.db_url, future=True)
-        if engine.dialect.name == "sqlite":
-            # Serialise writers across processes: BEGIN IMMEDIATE takes the write lock up front.
-            @sa.event.listens_for(engine, "connect")
-            def _sqlite_pragmas(dbapi_conn, _):
-                dbapi_conn.isolation_level = None
-                dbapi_conn.execute("PRAGMA busy_timeout = 30000")
-
-            @sa.event.listens_for(engine, "begin")
-            def _begin_immediate(conn):
-                conn.exec_driver_sql("BEGIN IMMEDIATE")
-
-        with engine.begin() as conn:
-            if engine.dialect.name == "postgresql":  # several processes may create it at once
-                conn.execute(sa.text("SELECT pg_advisory_xact_lock(7204641186)"))
-            metadata.create_all(conn)
-        return engine
+        upgrade(self.db_url)
+        # BEGIN IMMEDIATE on SQLite: acquirers read the free GPUs and insert, one at a time.
+        return make_engine(self.db_url, begin_immediate=True)
 
     def all_devices(self) -> list[str]:
         if self.devices is None:
