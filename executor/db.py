@@ -9,11 +9,12 @@ from __future__ import annotations
 
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import overload
 
 import sqlalchemy as sa
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, sessionmaker
 
-from notebench.hub.platform.sqlite import make_engine
+from notebench.hub.platform.sqlite import file_lock_beside, make_engine
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 
@@ -23,6 +24,10 @@ def utcnow() -> datetime:
     return datetime.now(timezone.utc)
 
 
+@overload
+def iso(moment: datetime) -> str: ...
+@overload
+def iso(moment: datetime | None) -> str | None: ...
 def iso(moment: datetime | None) -> str | None:
     """RFC 3339 in UTC with a Z, as the API shows times."""
     return moment.astimezone(timezone.utc).isoformat().replace("+00:00", "Z") if moment else None
@@ -79,29 +84,6 @@ class Job(Base):
     # Ended while MLflow was down: its run is closed once MLflow is back.
     mlflow_pending: Mapped[bool] = mapped_column(default=False, server_default=sa.false())
 
-    def to_dict(self) -> dict:
-        return {
-            "id": self.id,
-            "name": self.name,
-            "owner": self.owner,
-            "status": self.status,
-            "created_at": iso(self.created_at),
-            "started_at": iso(self.started_at),
-            "finished_at": iso(self.finished_at),
-            "parameters": self.parameters,
-            "profile": self.profile,
-            "kernel": self.kernel,
-            "cwd": self.cwd,
-            "notebook_path": self.notebook_path,
-            "workers": self.workers,
-            "worker_profile": self.worker_profile,
-            "timeout_seconds": self.timeout_seconds,
-            "progress": {"cells_completed": self.cells_completed, "cells_total": self.cells_total},
-            "error": self.error,
-            "mlflow_run_id": self.mlflow_run_id,
-            "schedule_id": self.schedule_id,
-        }
-
 
 class Schedule(Base):
     __tablename__ = "schedules"
@@ -115,21 +97,6 @@ class Schedule(Base):
     job_template: Mapped[dict] = mapped_column(sa.JSON)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     next_run_at: Mapped[datetime | None] = mapped_column(UTCDateTime, index=True)
-
-    def to_dict(self) -> dict:
-        return {
-            "id": self.id,
-            "owner": self.owner,
-            "name": self.name,
-            "cron": self.cron,
-            "timezone": self.timezone,
-            "active": self.active,
-            "job": self.job_template,
-            "created_at": iso(self.created_at),
-            "next_run_at": iso(self.next_run_at),
-        }
-
-
 
 
 class Endpoint(Base):
@@ -169,16 +136,6 @@ class ScoringServer(Base):
     handle: Mapped[dict | None] = mapped_column(sa.JSON)
     executor_id: Mapped[str | None] = mapped_column(sa.String(64))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
-
-    def to_dict(self) -> dict:
-        return {
-            "model": self.model,
-            "version": self.version,
-            "alias": self.alias,
-            "weight": self.weight,
-            "status": self.status,
-            "reason": self.reason,
-        }
 
 
 class RequestSample(Base):
@@ -226,7 +183,8 @@ def upgrade(url: str) -> None:
     cfg = Config()
     cfg.set_main_option("script_location", str(MIGRATIONS))
     cfg.set_main_option("sqlalchemy.url", url.replace("%", "%%"))
-    command.upgrade(cfg, "head")
+    with file_lock_beside(url):  # executors starting together on a new SQLite file take turns
+        command.upgrade(cfg, "head")
 
 
 def connect(url: str) -> sessionmaker:

@@ -19,6 +19,7 @@ import shutil
 import socket
 import subprocess
 import threading
+from collections.abc import Collection
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -183,7 +184,7 @@ class GPUInventory(LoggingConfigurable):
             self.log.info("Released GPU(s) %s held by %s", ",".join(devices), holder)
         return devices
 
-    def reap(self, holder_prefix: str = "", keep: set[str] = frozenset()) -> list[str]:
+    def reap(self, holder_prefix: str = "", keep: Collection[str] = frozenset()) -> list[str]:
         """Free leases on this host whose process is gone (after a crash), except holders in ``keep``."""
         host = socket.gethostname()
         freed = []

@@ -31,6 +31,7 @@ else:
     # Upgraders take turns on a file lock already (gpus.upgrade). On SQLite the transaction below also
     # starts with BEGIN IMMEDIATE: the version is read, the store adopted and migrated under the write
     # lock, in one transaction, so lease transactions of processes already running wait for it.
+    assert url is not None  # gpus.upgrade sets it
     engine = make_engine(url, begin_immediate=True)
     with engine.connect() as connection:
         # SQLite's DDL is transactional, though Alembic assumes not and commits after each
