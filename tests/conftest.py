@@ -1,24 +1,10 @@
 """Fixtures that start real Notebench hubs (JupyterHub, configurable-http-proxy, services)."""
 
-import os
-import sys
-from pathlib import Path
-
 import pytest
 
-sys.path.insert(0, str(Path(__file__).parent))
-
-from launcher import Hub  # noqa: E402
-
-# Two fake GPU indices: there is no GPU in CI, and the inventory may be set in config.
-# Servers are polled often so a crashed server's lease is noticed quickly.
-BASE_CONFIG = """
-c.GPUInventory.devices = ["0", "1"]
-c.Spawner.poll_interval = 2
-c.NotebenchSpawner.kernel_cull_idle_timeout = 0
-"""
-
-IS_ROOT = os.geteuid() == 0
+from tests.support.endpoints import RUN
+from tests.support.launcher import BASE_CONFIG, Hub
+from tests.support.registry import register_model
 
 
 @pytest.fixture(scope="session")
@@ -27,3 +13,12 @@ def hub(tmp_path_factory):
     h = Hub(tmp_path_factory.mktemp("hub") / "data", config=BASE_CONFIG).start()
     yield h
     h.stop()
+
+
+@pytest.fixture(scope="module")
+def model(hub, people):
+    """A registered model of ``people["owner"]`` (the requesting module's ``people`` fixture, on its
+    ``hub``) with versions 1 (alias champion), 2, and 3 (broken); a scoring input.
+    Used by serving/test_endpoints.py and faults/test_chaos.py."""
+    name = f"clf-{RUN}"
+    return {"name": name, "input": register_model(hub.url, people["owner_token"], name)}

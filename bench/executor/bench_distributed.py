@@ -2,7 +2,7 @@
 
     .venv/bin/python bench/executor/bench_distributed.py [--runs 3] [--n-samples 10000] [--n-candidates 24] [--out DIR] ...
 
-Starts its own Notebench (tests/launcher.Hub, executor + MLflow) unless --url/--admin-token name a
+Starts its own Notebench (tests/support/launcher.Hub, executor + MLflow) unless --url/--admin-token name a
 running one, submits examples/distributed-training.ipynb through the executor API as one user, with
 the same parameters, alternately with workers=1 and workers=2 (one unmeasured warm-up job first), and
 prints for each run and as medians:
@@ -40,10 +40,11 @@ import nbformat
 import requests
 
 REPO = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(REPO / "tests"))
+sys.path.insert(0, str(REPO))  # tests.support (the helpers the tests use too)
 
 from bench_jobs import ts  # noqa: E402  (ISO time -> epoch seconds)
-from launcher import Hub  # noqa: E402
+
+from tests.support.launcher import Hub  # noqa: E402
 
 EXAMPLE = REPO / "examples" / "distributed-training.ipynb"
 WORKER_PROFILE = "dask-1cpu"

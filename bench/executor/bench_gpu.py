@@ -3,7 +3,7 @@
     python bench/executor/bench_gpu.py [--runs 3] [--epochs 4] [--steps 150] [--out DIR]
 
 Needs a machine with an NVIDIA GPU (CI has none: this is a benchmark, not a test). It starts a
-real `notebench up` (tests/launcher.py's Hub; MLflow off unless `mlflow` is importable), makes a
+real `notebench up` (tests/support/launcher.py's Hub; MLflow off unless `mlflow` is importable), makes a
 user, and alternates --runs times:
   job:    POST the notebook to the executor API with profile `gpu`, poll until it succeeded, read
           its output notebook through the API;
@@ -35,9 +35,9 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent.parent
-sys.path.insert(0, str(REPO / "tests"))
+sys.path.insert(0, str(REPO))  # tests.support (the helpers the tests use too)
 
-from launcher import Hub  # noqa: E402
+from tests.support.launcher import Hub  # noqa: E402
 
 NOTEBOOK = REPO / "examples" / "gpu-training.ipynb"
 MARKER = "NOTEBENCH_GPU_RESULT "

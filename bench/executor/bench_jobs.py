@@ -3,7 +3,7 @@
     .venv/bin/python bench/executor/bench_jobs.py [--jobs 200] [--latency-runs 15] [--cli-runs 5]
         [--users 4] [--pause 2] [--config 'c.LocalBackend.warm_runners = 2'] [--variants mlflow,no-mlflow]
 
-Each variant is a real `notebench up` (tests/launcher.py's Hub) with its own data dir:
+Each variant is a real `notebench up` (tests/support/launcher.py's Hub) with its own data dir:
 ``mlflow`` is the default config (every job is an MLflow run); ``no-mlflow`` adds
 ``c.Notebench.mlflow_enabled = False``; ``warm2`` sets ``c.LocalBackend.warm_runners = 2``.
 ``--config`` text is appended to every variant's config (to try knobs). For each variant it prints:
@@ -60,11 +60,10 @@ import requests
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent.parent
-sys.path.insert(0, str(REPO / "tests"))
-
-from launcher import Hub, notebook  # noqa: E402
+sys.path.insert(0, str(REPO))  # tests.support (the helpers the tests use too)
 
 from notebench.hub.platform.statuses import FINAL  # noqa: E402
+from tests.support.launcher import Hub, notebook  # noqa: E402
 
 VENV_BIN = Path(sys.prefix) / "bin"
 IS_ROOT = os.geteuid() == 0

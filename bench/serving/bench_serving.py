@@ -3,8 +3,8 @@ directly vs ``mlflow models serve --env-manager local``, in one run.
 
     .venv/bin/python bench/serving/bench_serving.py [--deploys 6] [--requests 2000] [--seconds 10] [--concurrency 8]
 
-Starts its own Notebench (tests/launcher.Hub), registers a scikit-learn model as one user
-(tests/registry.py) and prints, with medians:
+Starts its own Notebench (tests/support/launcher.Hub), registers a scikit-learn model as one user
+(tests/support/registry.py) and prints, with medians:
 
 - deploy→ready: POST /api/endpoints (one version) until GET says ready, for --deploys endpoints
   one after the other, --deploy-pause seconds apart (each deleted after). The first deploy of a
@@ -47,10 +47,10 @@ import psutil
 import requests
 
 REPO = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(REPO / "tests"))
+sys.path.insert(0, str(REPO))  # tests.support (the helpers the tests use too)
 
-from launcher import Hub, free_port, wait_for  # noqa: E402
-from registry import register_model  # noqa: E402
+from tests.support.launcher import Hub, free_port, wait_for  # noqa: E402
+from tests.support.registry import register_model  # noqa: E402
 
 CONFIG = "c.GPUInventory.devices = []\n"
 

@@ -3,7 +3,7 @@
     .venv/bin/python bench/spawn/bench_spawn.py [--spawns 10] [--concurrent 20] [--variants product,recommended]
     .venv/bin/python bench/spawn/bench_spawn.py --knobs product,fastwait,nolsp,norfc,noyarn,recommended
 
-For each hub variant (a real `notebench up` started with tests/launcher.py's Hub and a config
+For each hub variant (a real `notebench up` started with tests/support/launcher.py's Hub and a config
 text; see VARIANTS) it prints:
 
 (a) spawn-to-ready through the proxy over --spawns sequential spawns of one user's `cpu` server:
@@ -51,9 +51,9 @@ import requests
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent.parent
-sys.path.insert(0, str(REPO / "tests"))
+sys.path.insert(0, str(REPO))  # tests.support (the helpers the tests use too)
 
-from launcher import Hub, free_port, wait_for  # noqa: E402
+from tests.support.launcher import Hub, free_port, wait_for  # noqa: E402
 
 VENV_BIN = Path(sys.prefix) / "bin"
 PY = str(VENV_BIN / "python")
