@@ -11,6 +11,8 @@ import pytest
 
 from tests.support.launcher import IS_ROOT, notebook, running_hub, wait_for
 
+pytestmark = pytest.mark.slow
+
 CONFIG = """
 c.Notebench.mlflow_enabled = False
 c.Executor.max_running_jobs_per_user = 1
