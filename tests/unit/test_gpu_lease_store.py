@@ -1,7 +1,7 @@
 """The GPU lease store is migrated (hub/platform/migrations): fresh stores, stores made before
 migrations (by create_all), processes upgrading one file at once, a version table of its own.
 
-SQLite files only, no hub: fast. tests/test_store.py runs the leases on PostgreSQL too.
+SQLite files only, no hub: fast. tests/unit/test_store.py runs the leases on PostgreSQL too.
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """The executor's store (jobs, schedules) and the GPU lease table, on SQLite and on a real PostgreSQL.
 
 Every test runs twice: on a SQLite file, and on a fresh database of one PostgreSQL server started for
-this file (tests/postgres.py: initdb + pg_ctl in a temp dir, on a free loopback port). The races use one
+this file (tests/support/postgres.py: initdb + pg_ctl in a temp dir, on a free loopback port). The races use one
 engine per racer (threads) or one process per racer, as several executors sharing one database would.
 """
 

@@ -2,7 +2,7 @@
 
 As kubespawner's objects.py does: every manifest is a plain dict made here from its inputs, so
 tests validate and inspect exactly what the backends send. ``EXECUTOR_RULES`` lists the API calls
-the backends make; the chart's Role for the executor lists the same (tests/test_helm_chart.py
+the backends make; the chart's Role for the executor lists the same (tests/unit/test_helm_chart.py
 checks they are equal; docs/kubernetes.md).
 
 Every user workload pod (job, Dask scheduler and workers, model server) gets the trust boundary of
