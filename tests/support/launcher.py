@@ -18,6 +18,8 @@ from pathlib import Path
 
 import requests
 
+from notebench.hub.platform.statuses import FINAL
+
 REPO = Path(__file__).resolve().parents[2]
 NOTEBENCH = [sys.executable, "-m", "notebench.hub.cli"]
 IS_ROOT = os.geteuid() == 0
@@ -142,7 +144,7 @@ class Hub:
             method, f"{self.url}/services/executor/api/{path.lstrip('/')}", headers=headers, timeout=60, **kwargs
         )
 
-    def wait_job(self, job_id: int, token: str, timeout: float = 180, until=("succeeded", "failed", "cancelled", "timed_out"),
+    def wait_job(self, job_id: int, token: str, timeout: float = 180, until=FINAL,
                  interval: float = 0.05) -> dict:
         """Wait until the job's status is one of ``until``; returns the job. Each poll is a request
         through the proxy, the executor and the hub's token check: benchmarks that time the job
