@@ -24,6 +24,8 @@ from pytest_jupyter.jupyter_core import *  # noqa: E402,F401,F403
 from pytest_jupyter.jupyter_server import *  # noqa: E402,F401,F403
 from tornado.httpclient import HTTPClientError
 
+from notebench.hub.platform.statuses import FINAL
+
 REPO = Path(__file__).resolve().parents[2]
 VENV_BIN = Path(sys.executable).parent
 TRAIN_NOTEBOOK = REPO / "examples" / "train-model.ipynb"
@@ -73,7 +75,7 @@ async def fetch_json(jp_fetch, *parts, method="GET", body=None, **kwargs):
     return json.loads(response.body or b"null")
 
 
-async def wait_job(jp_fetch, job_id, until=("succeeded", "failed", "cancelled", "timed_out"), timeout=180):
+async def wait_job(jp_fetch, job_id, until=FINAL, timeout=180):
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         job = await fetch_json(jp_fetch, "jobs", str(job_id))
