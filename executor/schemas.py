@@ -158,8 +158,9 @@ class ScheduleRequest(BaseModel):
 
 
 class SchedulePatch(BaseModel):
-    """Only the fields sent change; a field may be left out but not sent as null (so the fields
-    are typed without None, and default to it: mypy is told so)."""
+    """Only the fields sent change; a field may be left out but not sent as null."""
+
+    # Typed without None (the schema must not allow null), defaulting to it: mypy is told so.
 
     model_config = ConfigDict(extra="forbid", strict=True, json_schema_extra=_drop_null_defaults)
 
