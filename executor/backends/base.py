@@ -60,15 +60,8 @@ class RecordedJob:
     owner: str = ""
 
 
-class Backend(LoggingConfigurable):
-    """Runs jobs. A handle (what ``start`` returns) is the backend's own: the dispatcher passes it
-    back, and records ``pid(handle)`` to find the job again after a restart (``find``).
-
-    A job reports to its job directory (``events.jsonl``: started, finished; ``log.txt``;
-    ``output.ipynb``), where the dispatcher reads it, however the backend gets it there. Those
-    reports are the owner's words (runtime/events.py parses them strictly); the backend acts only on
-    what it recorded itself.
-    """
+class UsersBackend(LoggingConfigurable):
+    """What both kinds of backend are given by the executor: the users' OS accounts and the profiles."""
 
     accounts = Instance(UserAccounts, allow_none=True)
     profiles = Instance(Profiles, allow_none=True)
@@ -82,6 +75,17 @@ class Backend(LoggingConfigurable):
     def _profiles(self) -> Profiles:
         """``profiles``, where a backend needs them."""
         return _given(self.profiles, "profiles")
+
+
+class Backend(UsersBackend):
+    """Runs jobs. A handle (what ``start`` returns) is the backend's own: the dispatcher passes it
+    back, and records ``pid(handle)`` to find the job again after a restart (``find``).
+
+    A job reports to its job directory (``events.jsonl``: started, finished; ``log.txt``;
+    ``output.ipynb``), where the dispatcher reads it, however the backend gets it there. Those
+    reports are the owner's words (runtime/events.py parses them strictly); the backend acts only on
+    what it recorded itself.
+    """
 
     # Whether the executor leases this machine's GPUs to jobs (GPUInventory); else the backend's
     # scheduler places jobs on GPUs (Kubernetes: nvidia.com/gpu limits).
@@ -157,26 +161,13 @@ class ScoringServerFailed(Exception):
     """The scoring server will not become ready; the message says why (e.g. its last log lines)."""
 
 
-class EndpointBackend(LoggingConfigurable):
+class EndpointBackend(UsersBackend):
     """Runs scoring servers. The executor decides which versions serve an endpoint, and the
     router splits traffic between them; the backend only starts, finds, reaches and stops them.
 
     A handle is a JSON-able dict, recorded in the store, that finds a server again after an
     executor restart.
     """
-
-    accounts = Instance(UserAccounts, allow_none=True)
-    profiles = Instance(Profiles, allow_none=True)
-
-    @property
-    def _accounts(self) -> UserAccounts:
-        """``accounts``, where a backend needs them (the executor always gives its backends both)."""
-        return _given(self.accounts, "accounts")
-
-    @property
-    def _profiles(self) -> Profiles:
-        """``profiles``, where a backend needs them."""
-        return _given(self.profiles, "profiles")
 
     def prewarm(self, owner: str) -> None:
         """Get ready for a deploy of ``owner`` that is likely to come (optional)."""

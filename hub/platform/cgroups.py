@@ -47,12 +47,10 @@ class CgroupLimits:
         """Move the calling process into ``group`` (used in a Popen preexec_fn)."""
         (group / "cgroup.procs").write_text(str(os.getpid()))
 
-    def confine(self, name: str, cpu_limit: float | None, mem_limit: int | None, pids) -> Path | None:
+    def confine(self, name: str, cpu_limit: float | None, mem_limit: int | None, pids) -> Path:
         """Limit processes that already run: the group ``notebench/<name>`` with these limits, and
-        ``pids`` moved into it (what they start later stays in it). None where there is no limit to
-        set or the machine allows none (``available()``)."""
-        if not (cpu_limit or mem_limit) or not self.available()[0]:
-            return None
+        ``pids`` moved into it (what they start later stays in it). Like ``create``, only where
+        ``available()``."""
         group = self.create(name, cpu_limit, mem_limit)
         for pid in pids:
             try:

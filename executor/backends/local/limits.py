@@ -18,10 +18,14 @@ class ProfileLimits(LoggingConfigurable):
         return CgroupLimits(root=self.cgroup_root)
 
     def confine(self, name: str, cpu_limit: float | None, mem_limit: int | None, pids) -> None:
-        ok, why = self.cgroups.available()
-        if (cpu_limit or mem_limit) and not ok:
+        if not (cpu_limit or mem_limit):  # nothing to limit: no cgroup, and no look at the hierarchy
+            return
+        cgroups = self.cgroups
+        ok, why = cgroups.available()
+        if not ok:
             self.log.debug("profile limits of %s are advisory: %s", name, why)
-        self.cgroups.confine(name, cpu_limit, mem_limit, pids)
+            return
+        cgroups.confine(name, cpu_limit, mem_limit, pids)
 
     def release(self, name: str) -> None:
         self.cgroups.remove(name)
