@@ -4,15 +4,18 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 import time
 from pathlib import Path
 from urllib.parse import quote
 
 from tornado.httpclient import AsyncHTTPClient, HTTPClientError
 
+from notebench.executor.runtime.mlflow_plugins import MOVED_TO
 from notebench.executor.user_files import read_job_file
 
 MAX_ARTIFACT_BYTES = 256 * 1024 * 1024
+RUN_ID = re.compile(r"[0-9a-f]{32}")  # MLflow's run ids
 # What a service answers (or its proxy for it) while it is down or restarting; 599: no answer.
 UNAVAILABLE = (502, 503, 504, 599)
 
@@ -49,6 +52,12 @@ class HubTokens:
         token = json.loads(r.body)["token"]
         self._cache[user] = (token, time.time() + self.lifetime_s)
         return token
+
+
+def job_experiment(job) -> str:
+    """The experiment of a job's run, unless its notebook names another (runtime/mlflow_plugins.py):
+    the notebook's own, as in JupyterLab, since a job is named after its notebook by default."""
+    return f"{job.owner}/{job.name}"
 
 
 class MlflowRuns:
@@ -100,7 +109,7 @@ class MlflowRuns:
     async def create_run(self, job, notebook_name: str, look_first: bool = False) -> str:
         """The job's run, made as its owner. ``look_first``: an earlier try may have made it (MLflow
         went down before it answered): find that one by its job tag instead of making a second."""
-        experiment = f"{job.owner}/{job.name}"
+        experiment = job_experiment(job)
         experiment_id = await self._experiment_id(job.owner, experiment)
         if look_first:
             found = await self._call(job.owner, "POST", "/api/2.0/mlflow/runs/search", {
@@ -141,25 +150,43 @@ class MlflowRuns:
         for start in range(0, len(params), 100):  # MLflow takes at most 100 params per batch
             await self._call(job.owner, "POST", "/api/2.0/mlflow/runs/log-batch", {"run_id": job.mlflow_run_id, "params": params[start : start + 100]})
 
-    async def finish(self, job, output: Path) -> None:
+    async def current_run(self, job) -> str:
+        """The job's run: the one made for it, or where the notebook moved it (``notebench.moved_to``
+        on the deleted original, set by the owner's kernel). The new run is checked to be this job's."""
+        run = (await self._call(job.owner, "GET", f"/api/2.0/mlflow/runs/get?run_id={quote(job.mlflow_run_id)}"))["run"]
+        moved_to = {t["key"]: t.get("value") for t in run["data"].get("tags", [])}.get(MOVED_TO)
+        if run["info"].get("lifecycle_stage") != "deleted" or not moved_to or not RUN_ID.fullmatch(moved_to):
+            return job.mlflow_run_id
+        new = (await self._call(job.owner, "GET", f"/api/2.0/mlflow/runs/get?run_id={moved_to}"))["run"]
+        tags = {t["key"]: t.get("value") for t in new["data"].get("tags", [])}
+        if tags.get("notebench.job_id") != str(job.id):
+            return job.mlflow_run_id
+        self._run_experiments[moved_to] = new["info"]["experiment_id"]
+        return moved_to
+
+    async def finish(self, job, output: Path) -> str:
+        """Upload the output notebook to the job's run and close it; returns the run's id (see
+        current_run: the notebook may have moved it)."""
         try:
             notebook = read_job_file(output, limit=MAX_ARTIFACT_BYTES)
         except (PermissionError, OverflowError):
             notebook = None  # not a plain file the runner wrote: never upload it
-        experiment_id = self._run_experiments.pop(job.mlflow_run_id, None)
+        run_id = await self.current_run(job)
+        experiment_id = self._run_experiments.pop(run_id, None)
         if notebook is not None:
             if experiment_id is None:  # started by an executor before a restart
-                info = await self._call(job.owner, "GET", f"/api/2.0/mlflow/runs/get?run_id={job.mlflow_run_id}")
+                info = await self._call(job.owner, "GET", f"/api/2.0/mlflow/runs/get?run_id={run_id}")
                 experiment_id = info["run"]["info"]["experiment_id"]
             await self._call(
                 job.owner,
                 "PUT",
-                f"/api/2.0/mlflow-artifacts/artifacts/{experiment_id}/{job.mlflow_run_id}/artifacts/output.ipynb",
+                f"/api/2.0/mlflow-artifacts/artifacts/{experiment_id}/{run_id}/artifacts/output.ipynb",
                 raw=notebook,
             )
         await self._call(
             job.owner,
             "POST",
             "/api/2.0/mlflow/runs/update",
-            {"run_id": job.mlflow_run_id, "status": self.STATUS[job.status], "end_time": int(time.time() * 1000)},
+            {"run_id": run_id, "status": self.STATUS[job.status], "end_time": int(time.time() * 1000)},
         )
+        return run_id
