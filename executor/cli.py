@@ -264,11 +264,12 @@ def error_text(error: dict) -> str:
 
 
 def outcome(job: dict) -> str:
-    """'job 12 failed at cell index 3: ZeroDivisionError: division by zero'."""
+    """'job 12 failed at cell 4: ZeroDivisionError: division by zero' (cells counted from 1 in the
+    notebook as submitted, as people count them)."""
     text = f"job {job['id']} {job['status'].replace('_', ' ')}"
     error = job.get("error") or {}
     if error.get("cell_index") is not None:
-        text += f" at cell index {error['cell_index']}"
+        text += f" at cell {error['cell_index'] + 1}"
     what = error_text(error)
     return text + (f": {what}" if what else "")
 
@@ -416,7 +417,7 @@ def cmd_show(args) -> int:
         ("status", job["status"]),
         ("progress", f"{progress_text(job)} cells"),
         ("error", error_text(error) if error else None),
-        ("error cell", f"index {error['cell_index']}" if error and error.get("cell_index") is not None else None),
+        ("error cell", f"{error['cell_index'] + 1}" if error and error.get("cell_index") is not None else None),
         ("profile", job.get("profile")),
         ("kernel", job.get("kernel")),
         ("workers", job.get("workers") or None),

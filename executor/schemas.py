@@ -270,7 +270,10 @@ class CellError(BaseModel):
 
     ename: str = ""
     evalue: str = ""
-    cell_index: int | None = Field(default=None, description="Index of the failing cell in the output notebook")
+    cell_index: int | None = Field(
+        default=None, description="Index (from 0) of the failing cell in the notebook as submitted: papermill's added cells not counted"
+    )
+    output_cell_index: int | None = Field(default=None, description="Index of the same cell in the output notebook")
 
 
 class JobResponse(BaseModel):

@@ -134,6 +134,11 @@ class Backend(UsersBackend):
         the backend's own record, never what the job reported: it acts only on the owner's job."""
         raise NotImplementedError
 
+    async def stop(self, handle: Any) -> None:
+        """Stop a job that is cancelled or out of time: give its runner a moment to save the output
+        produced so far (the running cell's too), then kill. By default: kill at once."""
+        await self.kill(handle)
+
     async def clean_up(self, handle: Any) -> None:
         """The job ended by itself (its 'finished' event is in): let go of what is left of it (optional)."""
 

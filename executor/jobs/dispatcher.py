@@ -34,8 +34,9 @@ from notebench.executor.runtime.events import (  # noqa: F401
     notebook_progress,
     read_events,
 )
+from notebench.executor.runtime.mlflow_plugins import JOB_EXPERIMENT
 from notebench.executor.schemas import JobRequest
-from notebench.executor.services import is_outage
+from notebench.executor.services import is_outage, job_experiment
 from notebench.hub.platform.gpus import NoFreeGPUs
 from notebench.hub.platform.profiles import ProfileError
 from notebench.hub.platform.statuses import FINAL
@@ -287,6 +288,7 @@ class Dispatcher:
                 self._update(job.id, mlflow_run_id=job.mlflow_run_id)
             await self.app.mlflow.log_parameters(job)
             kernel_env["MLFLOW_RUN_ID"] = job.mlflow_run_id
+            kernel_env[JOB_EXPERIMENT] = job_experiment(job)  # where the notebook's other runs go
         return JobSpec(
             job_id=job.id,
             owner=job.owner,
@@ -327,7 +329,8 @@ class Dispatcher:
 
     async def _stop(self, job_id: int, handle, status: str, error: dict | None) -> None:
         try:
-            await self.backend.kill(handle)
+            # Cancelled or out of time: the output so far is kept (the running cell's too).
+            await (self.backend.stop(handle) if status in ("cancelled", "timed_out") else self.backend.kill(handle))
         except Exception:
             log.exception("could not stop job %s", job_id)
         self._update_progress(job_id, self.job_dir(job_id))
@@ -395,7 +398,9 @@ class Dispatcher:
             # The MLflow run is closed first, so whoever sees the job finished also finds its run complete.
             job.status = status
             try:
-                await self.app.mlflow.finish(job, self.job_dir(job_id) / "output.ipynb")
+                run_id = await self.app.mlflow.finish(job, self.job_dir(job_id) / "output.ipynb")
+                if run_id != job.mlflow_run_id:
+                    self._update(job_id, mlflow_run_id=run_id)  # the notebook moved it to its own experiment
             except Exception as e:
                 pending = is_outage(e)  # MLflow is down: the run is closed once it is back
                 log.log(logging.WARNING if pending else logging.ERROR, "could not record job %s's end in MLflow run %s%s",
@@ -420,8 +425,8 @@ class Dispatcher:
                 return
             try:
                 for job in jobs:
-                    await self.app.mlflow.finish(job, self.job_dir(job.id) / "output.ipynb")
-                    self._update(job.id, mlflow_pending=False)
+                    run_id = await self.app.mlflow.finish(job, self.job_dir(job.id) / "output.ipynb")
+                    self._update(job.id, mlflow_pending=False, mlflow_run_id=run_id)
                 self._mlflow_backoff.answered()
             except Exception as e:
                 if not is_outage(e):

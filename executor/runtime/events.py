@@ -52,17 +52,25 @@ class MalformedReport(Exception):
     """The job wrote something that is not a report the runner makes: the job fails with this."""
 
 
+ERROR_KEYS = {"ename", "evalue", "cell_index", "output_cell_index"}
+
+
 def _error(value) -> dict | None:
     if value is None:
         return None
-    if not isinstance(value, dict) or set(value) - {"ename", "evalue", "cell_index"}:
-        raise MalformedReport("'error' must be an object with ename, evalue and cell_index")
-    ename, evalue, cell = value.get("ename", ""), value.get("evalue", ""), value.get("cell_index")
+    if not isinstance(value, dict) or set(value) - ERROR_KEYS:
+        raise MalformedReport("'error' must be an object with ename, evalue, cell_index and output_cell_index")
+    ename, evalue = value.get("ename", ""), value.get("evalue", "")
     if not isinstance(ename, str) or not isinstance(evalue, str):
         raise MalformedReport("'error.ename' and 'error.evalue' must be strings")
-    if cell is not None and (type(cell) is not int or cell < 0):
-        raise MalformedReport("'error.cell_index' must be a non-negative integer or null")
-    return {"ename": ename[:MAX_ENAME], "evalue": evalue[:MAX_EVALUE], "cell_index": cell}
+    error = {"ename": ename[:MAX_ENAME], "evalue": evalue[:MAX_EVALUE]}
+    for key in ("cell_index", "output_cell_index"):
+        cell = value.get(key)
+        if cell is not None and (type(cell) is not int or cell < 0):
+            raise MalformedReport(f"'error.{key}' must be a non-negative integer or null")
+        if key == "cell_index" or cell is not None:
+            error[key] = cell
+    return error
 
 
 def parse_event(line: bytes | str) -> dict:

@@ -126,13 +126,20 @@ def wait_for_dask(address: str, workers: int, timeout: float = 600) -> None:
         client.wait_for_workers(workers, timeout=timeout)
 
 
-def failed_cell(job_dir: Path, error) -> int:
-    """Index of the failing cell in the output notebook (papermill's own index skips its marker cells)."""
+# Cells papermill adds to the output: the injected parameters, and its error banner and anchor.
+ADDED_CELL_TAGS = {"injected-parameters", "papermill-error-cell-tag"}
+
+
+def failed_cell(job_dir: Path, error) -> dict:
+    """Where the failing cell is: ``cell_index`` in the user's notebook (papermill's added cells not
+    counted, so it is the cell the user wrote), ``output_cell_index`` in the output notebook."""
     try:
         cells = json.loads((job_dir / "output.ipynb").read_text())["cells"]
-        return next(i for i, c in enumerate(cells) if c.get("metadata", {}).get("papermill", {}).get("exception"))
+        at = next(i for i, c in enumerate(cells) if c.get("metadata", {}).get("papermill", {}).get("exception"))
     except (OSError, ValueError, KeyError, StopIteration):
-        return error.cell_index
+        return {"cell_index": None, "output_cell_index": error.cell_index}
+    added = sum(1 for c in cells[:at] if ADDED_CELL_TAGS & set(c.get("metadata", {}).get("tags", [])))
+    return {"cell_index": at - added, "output_cell_index": at}
 
 
 def run_job(spec: dict, km, kc, cleanup: contextlib.ExitStack) -> dict:
@@ -174,7 +181,7 @@ def run_job(spec: dict, km, kc, cleanup: contextlib.ExitStack) -> dict:
         )
         return {"status": "succeeded"}
     except PapermillExecutionError as e:
-        return {"status": "failed", "error": {"ename": e.ename, "evalue": e.evalue, "cell_index": failed_cell(job_dir, e)}}
+        return {"status": "failed", "error": {"ename": e.ename, "evalue": e.evalue, **failed_cell(job_dir, e)}}
     except Exception as e:  # the notebook could not even be run: kernel died, bad notebook...
         logging.exception("job failed outside the notebook")
         return {"status": "failed", "error": {"ename": type(e).__name__, "evalue": str(e), "cell_index": None}}
@@ -200,9 +207,11 @@ def import_papermill():
         silence) although the runner's own is connected and ready: use that one."""
 
         ready_kc = None
+        running = None  # the job's client, for save_and_exit
 
         def __init__(self, *args, **kwargs):
             super().__init__(*args, **kwargs)
+            ReadyKernelClient.running = self
             if self.ready_kc is not None:
                 self.kc = self.ready_kc
                 self.kc.allow_stdin = False
@@ -221,6 +230,30 @@ def import_papermill():
 
     papermill_engines.register(ENGINE, ReadyKernelEngine)
     return ReadyKernelClient
+
+
+STOPPED_NOTE = "\n[Notebench] The job was stopped here (cancelled, or out of time): above is what this cell wrote until then.\n"
+
+
+def save_and_exit(client_class) -> None:
+    """The executor's SIGTERM (the job is cancelled or out of time): save the notebook with all the
+    output so far, the running cell's included (papermill saves only between cells and every few
+    seconds), then exit. The executor kills the kernel and the rest right after."""
+    client = client_class.running
+    try:
+        if client is not None:
+            import nbformat
+
+            for cell in client.nb_man.nb.cells:
+                if cell.get("metadata", {}).get("papermill", {}).get("status") == "running":
+                    cell.outputs.append(nbformat.v4.new_output("stream", name="stderr", text=STOPPED_NOTE))
+            client.nb_man.save()
+    except Exception:
+        logging.exception("could not save the output of the stopped job")
+    finally:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(128 + signal.SIGTERM)
 
 
 def run_one_job(kernel_name: str, cwd: str, channel: socket.socket, client_class) -> int:
@@ -242,6 +275,7 @@ def run_one_job(kernel_name: str, cwd: str, channel: socket.socket, client_class
     os.dup2(log, 1)
     os.dup2(log, 2)
     logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr, force=True)
+    signal.signal(signal.SIGTERM, lambda *_: save_and_exit(client_class))
     emit(events, event="started", kernel_pid=kernel_pid, runner_pid=os.getpid())
     result = {"status": "failed", "error": {"ename": "RunnerError", "evalue": "the runner stopped", "cell_index": None}}
     # A job's GPUs go to the next job as soon as it is reported finished: a GPU job's kernel and

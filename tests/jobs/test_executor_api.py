@@ -419,9 +419,12 @@ def test_a_job_that_fails(hub, people, failed_job):
     assert job["progress"]["cells_completed"] < job["progress"]["cells_total"]
 
 
-def test_the_error_cell_index_points_at_the_failing_cell_of_the_output(hub, people, failed_job):
+def test_the_error_names_the_failing_cell_of_the_users_notebook_and_of_the_output(hub, people, failed_job):
+    # The submitted notebook: the parameters cell, then "print(...)", then the failing cell (index 2).
+    # papermill's injected parameters cell, error banner and anchor are not the user's cells.
+    assert failed_job["error"]["cell_index"] == 2, failed_job["error"]
     nb = hub.executor("GET", f"jobs/{failed_job['id']}/output", people["owner_token"]).json()
-    cell = nb["cells"][failed_job["error"]["cell_index"]]
+    cell = nb["cells"][failed_job["error"]["output_cell_index"]]
     assert "raise ValueError" in "".join(cell["source"]), (failed_job["error"], cell["source"])
 
 
@@ -440,6 +443,31 @@ def test_a_job_that_times_out_keeps_its_partial_output(hub, people, done_job):
     nb = hub.executor("GET", f"jobs/{job['id']}/output", token).json()
     assert "before the timeout" in outputs_text(nb) and "after" not in outputs_text(nb)
     wait_for(lambda: not alive(started["kernel_pid"]), 30, message="the timed-out job's kernel to be gone")
+
+
+PRINTS_THEN_SLEEPS = "import time\nfor i in range(4):\n    print(f'line {i}', flush=True)\ntime.sleep(600)"
+
+
+@pytest.mark.parametrize("stop", ["cancel", "timeout"])
+def test_a_stopped_job_keeps_what_its_running_cell_printed(hub, people, done_job, stop):
+    """papermill saves the notebook between cells and every few seconds: a cancel or a timeout in
+    the middle of a cell keeps that cell's output so far, with a note where it stopped."""
+    user, token = people["owner"], people["owner_token"]
+    wait_for(lambda: warm_runner(hub, user), 120, message=f"a warm runner for {user}")
+    job = submit(hub, token, "print('first cell')", PRINTS_THEN_SLEEPS, "print('never')",
+                 timeout_seconds=30 if stop == "timeout" else 3600, name=f"stopped-by-{stop}")
+    log = lambda: hub.executor("GET", f"jobs/{job['id']}/log", token).text  # noqa: E731
+    wait_for(lambda: "line 3" in log(), 60, message="the running cell's four lines in the job's log")
+    if stop == "cancel":
+        assert hub.executor("POST", f"jobs/{job['id']}/cancel", token).status_code == 200
+    job = hub.wait_job(job["id"], token, timeout=120)
+    assert job["status"] == ("cancelled" if stop == "cancel" else "timed_out"), job
+    nb = hub.executor("GET", f"jobs/{job['id']}/output", token).json()
+    running = next(c for c in nb["cells"] if "time.sleep(600)" in "".join(c["source"]))
+    text = outputs_text({"cells": [running]})
+    assert all(f"line {i}" in text for i in range(4)), running["outputs"]
+    assert "The job was stopped here" in text
+    assert "never" not in outputs_text(nb)
 
 
 @pytest.fixture(scope="module")

@@ -145,10 +145,10 @@ def test_failing_notebook_exits_1_with_its_error_and_a_bar_on_a_terminal(hub, al
     assert proc.returncode == 1, terminal
     job_id = submitted_id(stdout)
     assert re.search(rf"\r\x1b\[Kjob {job_id} \[[#-]+\] \d+/\d+ cells", terminal), terminal
-    assert f"job {job_id} failed at cell index 4: ZeroDivisionError: division by zero" in terminal, terminal
+    assert f"job {job_id} failed at cell 3: ZeroDivisionError: division by zero" in terminal, terminal
 
     shown = cli(hub, alice, "show", job_id).stdout
-    assert "ZeroDivisionError: division by zero" in shown and re.search(r"^error cell:\s+index 4$", shown, re.M), shown
+    assert "ZeroDivisionError: division by zero" in shown and re.search(r"^error cell:\s+3$", shown, re.M), shown
     partial = cli(hub, alice, "output", job_id)
     assert partial.returncode == 0 and "before the error" in partial.stdout
     listed = cli(hub, alice, "list", "--status", "failed")

@@ -19,6 +19,8 @@ GOOD = [
     ({"event": "finished", "status": "succeeded"}, {"event": "finished", "status": "succeeded", "error": None}),
     ({"event": "finished", "status": "failed", "error": {"ename": "E", "evalue": "x" * 20000, "cell_index": 3}},
      {"event": "finished", "status": "failed", "error": {"ename": "E", "evalue": "x" * 8192, "cell_index": 3}}),
+    ({"event": "finished", "status": "failed", "error": {"ename": "E", "cell_index": 2, "output_cell_index": 4}},
+     {"event": "finished", "status": "failed", "error": {"ename": "E", "evalue": "", "cell_index": 2, "output_cell_index": 4}}),
 ]
 
 
@@ -44,6 +46,7 @@ BAD = {
     "error with more": json.dumps({"event": "finished", "status": "failed", "error": {"ename": "E", "x": 1}}),
     "cell_index negative": json.dumps({"event": "finished", "status": "failed", "error": {"cell_index": -1}}),
     "cell_index a bool": json.dumps({"event": "finished", "status": "failed", "error": {"cell_index": True}}),
+    "output_cell_index a string": json.dumps({"event": "finished", "status": "failed", "error": {"output_cell_index": "4"}}),
     "time NaN": '{"event": "started", "time": NaN}',
     "pid a float": json.dumps({"event": "started", "kernel_pid": 1.0}),
     "deep nesting": "[" * 50000 + "]" * 50000,

@@ -19,6 +19,7 @@ import asyncio
 import json
 import logging
 import os
+import signal
 import socket
 import sys
 import time
@@ -26,7 +27,7 @@ from collections import defaultdict
 from dataclasses import asdict, dataclass
 
 import psutil
-from traitlets import Integer
+from traitlets import Float, Integer
 
 from notebench.executor.backends.base import Backend, JobSpec, RecordedJob
 from notebench.executor.backends.local.limits import ProfileLimits, combined
@@ -39,8 +40,8 @@ RUNNER_MODULE = "notebench.executor.runtime.runner"
 RUNNER_MODULES = (RUNNER_MODULE, "notebench.executor.runner")
 RUNNER = [sys.executable, "-m", RUNNER_MODULE]
 # Sends SIGKILL to the pids and process groups (negative) in argv; run as the job's owner.
-KILL_AS_OWNER = [sys.executable, "-S", "-c",
-                 "import os, sys\nfor t in sys.argv[1:]:\n    try: os.kill(int(t), 9)\n    except OSError: pass"]
+SIGNAL_AS_OWNER = [sys.executable, "-S", "-c",
+                   "import os, sys\nfor t in sys.argv[2:]:\n    try: os.kill(int(t), int(sys.argv[1]))\n    except OSError: pass"]
 
 
 def runs_module(process: psutil.Process, modules: tuple[str, ...]) -> bool:
@@ -153,6 +154,10 @@ class LocalBackend(Backend, ProfileLimits):
 
     warm_runner_idle_seconds = Integer(
         900, help="A warm runner nobody took within this time is let go (its memory back; the next job starts cold)."
+    ).tag(config=True)
+
+    stop_grace_seconds = Float(
+        10, help="A cancelled or timed-out job's runner gets this long to save the output so far before it is killed."
     ).tag(config=True)
 
     def __init__(self, **kwargs):
@@ -301,6 +306,21 @@ class LocalBackend(Backend, ProfileLimits):
         await self._kill_as_owner(handle.owner, [handle, *self._tree.pop(handle, ())])
         self._tree_seen.pop(handle, None)
 
+    async def stop(self, handle: JobProcess) -> None:
+        """SIGTERM the runner alone (it saves the output so far and exits: runner.save_and_exit),
+        wait ``stop_grace_seconds`` at most, then kill the whole job."""
+        runner = handle.process()
+        if runner is not None:
+            proc = await asyncio.create_subprocess_exec(
+                *SIGNAL_AS_OWNER, str(int(signal.SIGTERM)), str(handle.pid), env={}, stdin=asyncio.subprocess.DEVNULL,
+                preexec_fn=self._accounts.preexec(handle.owner),
+            )
+            await proc.wait()
+            deadline = time.monotonic() + self.stop_grace_seconds
+            while handle.process() is not None and time.monotonic() < deadline:
+                await asyncio.sleep(0.05)
+        await self.kill(handle)
+
     async def clean_up(self, handle: JobProcess) -> None:
         self.release(cgroup_name(handle))
         self._tree.pop(handle, None)
@@ -321,7 +341,7 @@ class LocalBackend(Backend, ProfileLimits):
             return
         # As the owner: whatever these pids have become, only the owner's own processes can be hit.
         proc = await asyncio.create_subprocess_exec(
-            *KILL_AS_OWNER, *sorted(targets), env={}, stdin=asyncio.subprocess.DEVNULL,
+            *SIGNAL_AS_OWNER, str(int(signal.SIGKILL)), *sorted(targets), env={}, stdin=asyncio.subprocess.DEVNULL,
             preexec_fn=self._accounts.preexec(owner),
         )
         await proc.wait()

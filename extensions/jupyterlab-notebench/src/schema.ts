@@ -1696,7 +1696,7 @@ export interface components {
         CellError: {
             /**
              * Cell Index
-             * @description Index of the failing cell in the output notebook
+             * @description Index (from 0) of the failing cell in the notebook as submitted: papermill's added cells not counted
              * @default null
              */
             cell_index: number | null;
@@ -1710,6 +1710,12 @@ export interface components {
              * @default
              */
             evalue: string;
+            /**
+             * Output Cell Index
+             * @description Index of the same cell in the output notebook
+             * @default null
+             */
+            output_cell_index: number | null;
         } & {
             [key: string]: unknown;
         };
