@@ -63,7 +63,7 @@ def _error(value) -> dict | None:
     ename, evalue = value.get("ename", ""), value.get("evalue", "")
     if not isinstance(ename, str) or not isinstance(evalue, str):
         raise MalformedReport("'error.ename' and 'error.evalue' must be strings")
-    error = {"ename": ename[:MAX_ENAME], "evalue": evalue[:MAX_EVALUE]}
+    error: dict = {"ename": ename[:MAX_ENAME], "evalue": evalue[:MAX_EVALUE]}
     for key in ("cell_index", "output_cell_index"):
         cell = value.get(key)
         if cell is not None and (type(cell) is not int or cell < 0):

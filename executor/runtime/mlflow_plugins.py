@@ -69,7 +69,9 @@ class NotebookExperiment:
     def get_experiment_id(self) -> str:
         from mlflow import MlflowClient
 
-        return get_or_create_experiment(MlflowClient(), notebook_experiment_name())
+        name = notebook_experiment_name()
+        assert name is not None, "MLflow asks only when in_context() is true"
+        return get_or_create_experiment(MlflowClient(), name)
 
 
 class JobRunTags:
@@ -127,7 +129,7 @@ def _install_in_job_kernel() -> None:
         return
     from mlflow.environment_variables import MLFLOW_RUN_ID
 
-    MLFLOW_RUN_ID.get = _job_run_id(MLFLOW_RUN_ID)
+    MLFLOW_RUN_ID.get = _job_run_id(MLFLOW_RUN_ID)  # type: ignore[method-assign]
 
 
 _install_in_job_kernel()  # on import: MLflow imports its plugins while it is imported
