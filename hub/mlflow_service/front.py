@@ -101,8 +101,8 @@ UI_ADDITIONS = """<script>
 })();
 </script>
 <style>
-[data-component-id^="mlflow.assistant"], [data-component-id="mlflow.experiment_side_nav.assistant_button"],
-.assistant-fab-label { display: none !important; }
+[data-assistant-ui], [data-component-id^="mlflow.assistant"],
+[data-component-id="mlflow.experiment_side_nav.assistant_button"] { display: none !important; }
 .notebench-lab-link { position: fixed; right: 16px; bottom: 16px; z-index: 1000; padding: 6px 14px;
   border-radius: 16px; background: #2272b4; color: #fff !important; font: 13px/1.4 system-ui, sans-serif;
   text-decoration: none; box-shadow: 0 1px 4px rgba(0, 0, 0, 0.3); }
@@ -578,7 +578,10 @@ class UIPageHandler(ProxyHandler):
             self._answer(503, "MLflow is not available yet; try again shortly.")
             return
         headers = self._upstream_headers(model)
-        headers.pop("Accept-Encoding", None)  # the page is edited here: plain text, please
+        # The page is edited here: plain text, and always the whole page (MLflow's validators are
+        # of its own page, not this one).
+        for name in ("Accept-Encoding", "If-None-Match", "If-Modified-Since"):
+            headers.pop(name, None)
         response = await self.settings["http_client"].fetch(HTTPRequest(
             backend.process.url + self.request.uri, headers=headers, follow_redirects=False, request_timeout=60,
         ), raise_error=False)
@@ -594,8 +597,9 @@ class UIPageHandler(ProxyHandler):
             additions = UI_ADDITIONS % {"lab_url": json.dumps(hub + "user-redirect/lab")}
             body = body.replace(b"</head>", additions.encode() + b"</head>", 1)
         self.set_status(response.code)
+        self.set_header("Cache-Control", "no-cache")
         for name, value in response.headers.get_all():
-            if name.lower() not in _DROP_RESPONSE | {"content-length", "content-encoding"}:
+            if name.lower() not in _DROP_RESPONSE | {"content-length", "content-encoding", "etag", "last-modified", "cache-control"}:
                 self.add_header(name, value)
         self.finish(body)
 
