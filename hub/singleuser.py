@@ -13,11 +13,15 @@ for an hour in one long cell looks idle and its server would be culled. Every ch
 jupyter_server) while any kernel is busy; jupyterhub-singleuser reports it to the hub.
 """
 
+import json
 import os
 import shutil
 from datetime import datetime, timezone
 from pathlib import Path
 
+from jupyter_server.base.handlers import APIHandler
+from jupyter_server.utils import url_path_join
+from tornado import web
 from tornado.ioloop import PeriodicCallback
 
 from notebench.hub.platform.service_auth import TOKEN_CACHE_SECONDS
@@ -48,6 +52,8 @@ def _load_jupyter_server_extension(serverapp):
     settings = web_app.settings
     kernels = serverapp.kernel_manager
     count_only_changes_as_activity(web_app)
+    if not serverapp.jpserver_extensions.get("jupyter_lsp"):
+        web_app.add_handlers(".*$", [(url_path_join(settings["base_url"], "lsp", "status"), NoLanguageServersHandler)])
     if os.environ.get("NOTEBENCH_EXAMPLES_DIR"):
         offer_examples(Path(os.environ["NOTEBENCH_EXAMPLES_DIR"]), Path(serverapp.root_dir), serverapp.log)
 
@@ -60,15 +66,16 @@ def _load_jupyter_server_extension(serverapp):
 
 
 def count_only_changes_as_activity(web_app) -> None:
-    """Requests count as activity when they change something (not GET/HEAD/OPTIONS); jupyter_server
-    counts every API request (``api_last_activity``), JupyterLab's polling included."""
+    """Requests count as activity when they change something (not GET/HEAD/OPTIONS), except
+    JupyterLab's saves of its layout (``lab/api/workspaces``), which it makes every few seconds on
+    its own; jupyter_server counts every API request (``api_last_activity``), polling included."""
     settings = web_app.settings
     log_request = settings.get("log_function")
 
     def log_and_track(handler):
         request = handler.request
         if request.method not in ("GET", "HEAD", "OPTIONS") and handler.get_status() < 400 \
-                and getattr(handler, "_jupyter_current_user", None):
+                and getattr(handler, "_jupyter_current_user", None) and "/lab/api/workspaces" not in request.path:
             settings["changes_last_activity"] = datetime.now(timezone.utc)
         if log_request is not None:
             log_request(handler)
@@ -102,3 +109,14 @@ def offer_examples(source: Path, root: Path, log) -> None:
         log.info("notebench: example notebooks offered in %s", target)
     except OSError as e:
         log.warning("notebench: could not copy the examples into %s: %s", target, e)
+
+
+class NoLanguageServersHandler(APIHandler):
+    """``lsp/status`` while jupyter_lsp is off (see singleuser_args): JupyterLab's list of running
+    language servers asks it whenever its running sessions change; "none" rather than a 404."""
+
+    _track_activity = False
+
+    @web.authenticated
+    def get(self):
+        self.finish(json.dumps({"version": 2, "sessions": {}, "specs": {}}))

@@ -32,7 +32,6 @@ from notebench.hub.platform.gpus import GPUInventory, NoFreeGPUs
 from notebench.hub.platform.profiles import ProfileError, Profiles
 from notebench.hub.singleuser import singleuser_args
 
-
 # The repository's examples/ (beside hub/): what a new user finds in their home.
 REPO_EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 
@@ -127,7 +126,7 @@ class NotebenchSpawner(CulledRecord, LocalProcessSpawner):
                 f" <strong>{html.escape(p.display_name)}</strong> <span class=\"text-muted\">{html.escape(p.description)}</span>"
                 f"{why}</label>"
             )
-        return '<div class="list-group" role="radiogroup" aria-label="Server profile">' + "".join(choices) + "</div>"
+        return '<div class="list-group" id="nb-profiles" role="radiogroup" aria-label="Server profile">' + "".join(choices) + "</div>"
 
     def options_from_form(self, formdata) -> dict:
         return {"profile": formdata.get("profile", [""])[0]}

@@ -10,8 +10,8 @@ import os
 from tornado import web
 
 from notebench.executor.api.base import APIHandler, NotFoundHandler
-from notebench.hub.platform.service_auth import browser_navigation
 from notebench.executor.schemas import ProfileInfo, ProfilesResponse
+from notebench.hub.platform.service_auth import browser_navigation
 
 
 class ProfilesHandler(APIHandler):

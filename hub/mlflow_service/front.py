@@ -566,7 +566,7 @@ class UIPageHandler(ProxyHandler):
     """MLflow's UI page (the service's root), fetched from MLflow as the caller, with
     ``UI_ADDITIONS`` before the end of its head."""
 
-    SUPPORTED_METHODS = ("GET", "HEAD")
+    SUPPORTED_METHODS = ("GET", "HEAD")  # type: ignore[assignment]  # fewer than the proxy's: a page
 
     async def prepare(self):
         model = await self._authenticate()

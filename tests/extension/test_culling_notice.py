@@ -8,7 +8,7 @@ import secrets
 import pytest
 import requests
 
-from tests.extension.conftest import browser, login, new_page, open_lab  # noqa: F401 (fixtures)
+from tests.extension.conftest import login, open_lab
 from tests.support.launcher import running_hub, wait_for
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
@@ -23,8 +23,6 @@ CONFIG = f"""
 c.Notebench.cull_idle_timeout = {TIMEOUT}
 c.Notebench.cull_every = {EVERY}
 c.Notebench.cull_notice_seconds = {NOTICE}
-c.Notebench.mlflow_enabled = False
-c.Notebench.executor_enabled = False
 c.NotebenchSpawner.activity_interval = 5
 c.NotebenchSpawner.kernel_cull_idle_timeout = {KERNEL_TIMEOUT}
 c.NotebenchSpawner.kernel_cull_interval = 2

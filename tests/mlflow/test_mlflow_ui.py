@@ -7,9 +7,12 @@ import secrets
 import pytest
 import requests
 
-from tests.extension.conftest import browser, login, new_page  # noqa: F401 (fixtures)
+import tests.extension.conftest as browser_fixtures
+from tests.extension.conftest import login
 
 pytestmark = pytest.mark.browser
+# The browser fixtures of tests/extension (Chromium, pages that fail on console errors).
+browser, new_page = browser_fixtures.browser, browser_fixtures.new_page
 
 from playwright.sync_api import expect  # noqa: E402
 
