@@ -28,8 +28,8 @@ c.NotebenchSpawner.kernel_cull_idle_timeout = {KERNEL_TIMEOUT}
 c.NotebenchSpawner.kernel_cull_interval = 2
 # A service that may record culls as the culler does, to try the hub API's bad input with.
 c.JupyterHub.services = [{{"name": "hp-recorder", "api_token": "{RECORDER_TOKEN}"}}]
-c.JupyterHub.load_roles = [{{"name": "hp-recorder", "scopes": ["custom:notebench-culls:record"],
-                             "services": ["hp-recorder"]}}]
+c.JupyterHub.load_roles.append({{"name": "hp-recorder", "scopes": ["custom:notebench-culls:record"],
+                                "services": ["hp-recorder"]}})  # besides Notebench's own roles
 """
 
 
