@@ -27,6 +27,7 @@ from traitlets import Bool, Integer, Unicode
 from traitlets.config import Configurable
 
 from notebench.hub.auth import NotebenchNativeAuthenticator
+from notebench.hub.culling import CULL_RECORD_PATH, CULL_RECORD_SCOPE
 from notebench.hub.platform.gpus import GPUInventory
 from notebench.hub.platform.scopes import ENDPOINT_INVOKE_SCOPE
 
@@ -42,6 +43,10 @@ class Notebench(Configurable):
         config=True
     )
     cull_every = Integer(300, help="Seconds between idle-culler passes.").tag(config=True)
+    cull_notice_seconds = Integer(
+        600,
+        help="How long before an idle server is culled JupyterLab shows a notice, in seconds (0: no notice).",
+    ).tag(config=True)
 
     mlflow_enabled = Bool(True, help="Run the MLflow tracking service at /services/mlflow/.").tag(config=True)
     executor_enabled = Bool(True, help="Run the notebook execution service at /services/executor/.").tag(config=True)
@@ -104,6 +109,7 @@ def apply_defaults(c, data_dir: str) -> None:
     c.GPUInventory.db_url = f"sqlite:///{data / 'notebench.sqlite'}"
 
     apply_scopes(c)
+    apply_pages(c)
 
     c.Application.logging_config = {
         "handlers": {
@@ -118,6 +124,31 @@ def apply_defaults(c, data_dir: str) -> None:
     }
 
 
+TEMPLATES = Path(__file__).parent / "templates"
+
+
+def apply_pages(c) -> None:
+    """The hub's pages as Notebench shows them (hub/templates, extending JupyterHub's own), the
+    hub API path where the idle culler records why it stops a server, and the proxy whose traffic
+    does not count as activity (notebench.hub.culling)."""
+    c.JupyterHub.template_paths = [str(TEMPLATES)]
+    c.JupyterHub.template_vars = {"notebench_signups": pending_signups}
+    c.JupyterHub.extra_handlers = [(CULL_RECORD_PATH, "notebench.hub.culling.CullRecordHandler")]
+    c.JupyterHub.proxy_class = "notebench.hub.culling.NotebenchProxy"
+
+
+def pending_signups(user) -> int | None:
+    """For an admin (who approves sign-ups at /hub/authorize): how many wait; None for others."""
+    if user is None or not getattr(user, "admin", False):
+        return None
+    from nativeauthenticator.orm import UserInfo
+    from sqlalchemy import inspect
+
+    if not inspect(user.db.get_bind()).has_table(UserInfo.__tablename__):
+        return None  # another authenticator (OAuth): no sign-ups here
+    return user.db.query(UserInfo).filter(UserInfo.is_authorized.is_(False)).count()
+
+
 def apply_scopes(c) -> None:
     """The custom scope, the users' role and what a server's own token may do."""
     # Users may reach every service; each service checks ownership itself.
@@ -125,13 +156,16 @@ def apply_scopes(c) -> None:
     # that can only invoke (POST /hub/api/users/NAME/tokens {"scopes": [ENDPOINT_INVOKE_SCOPE]}):
     # without access:services it cannot use the executor's API, nor the user's server.
     c.JupyterHub.custom_scopes = {
-        ENDPOINT_INVOKE_SCOPE: {"description": "Invoke model endpoints (/services/executor/endpoints/*/invocations)."}
+        ENDPOINT_INVOKE_SCOPE: {"description": "Invoke model endpoints (/services/executor/endpoints/*/invocations)."},
+        CULL_RECORD_SCOPE: {"description": "Record why a server is stopped for inactivity (the idle culler's)."},
     }
     c.JupyterHub.load_roles = [{"name": "user", "scopes": ["self", "access:services", ENDPOINT_INVOKE_SCOPE + "!user"]}]
     # The server's own token also talks to MLflow (MLFLOW_TRACKING_TOKEN) and the executor
     # (the JupyterLab panel's "Try it" invokes endpoints).
+    # It also reads its own server's last activity as the hub sees it (JupyterLab's notice before a cull).
     c.Spawner.server_token_scopes = [
-        "users:activity!user", "access:servers!server", "access:services", ENDPOINT_INVOKE_SCOPE + "!user"
+        "users:activity!user", "read:servers!user", "access:servers!server", "access:services",
+        ENDPOINT_INVOKE_SCOPE + "!user",
     ]
 
 
@@ -152,6 +186,10 @@ def apply_services(c) -> None:
     public = f"http://127.0.0.1:{nb.port}"
     c.NotebenchSpawner.mlflow_url = f"{public}/services/mlflow"
     c.NotebenchSpawner.notebench_url = public
+    # JupyterLab warns before a cull: the servers learn the culler's settings.
+    c.NotebenchSpawner.cull_idle_timeout = nb.cull_idle_timeout
+    c.NotebenchSpawner.cull_every = nb.cull_every
+    c.NotebenchSpawner.cull_notice_seconds = nb.cull_notice_seconds
 
     apply_bootstrap_admin(c, os.environ)
 
@@ -279,15 +317,16 @@ def refuse_bootstrap_admin_login(authenticator, handler, authentication):
 # it runs elsewhere (Kubernetes), the api_token it registers with.
 
 def add_idle_culler_service(services: list, roles: list, timeout: int, every: int, hub_api_url: str = "", **how) -> None:
-    """jupyterhub-idle-culler, run by the hub, with only the scopes it needs: no admin, no tokens."""
-    command = [sys.executable, "-m", "jupyterhub_idle_culler", f"--timeout={timeout}", f"--cull-every={every}"]
+    """jupyterhub-idle-culler, run by the hub, with only the scopes it needs: no admin, no tokens.
+    Run as notebench.hub.culling, which records why it stops a server first."""
+    command = [sys.executable, "-m", "notebench.hub.culling", f"--timeout={timeout}", f"--cull-every={every}"]
     if hub_api_url:
         command.append(f"--url={hub_api_url}")
     services.append({"name": "idle-culler", "command": command, **how})
     roles.append(
         {
             "name": "idle-culler",
-            "scopes": ["list:users", "read:users:activity", "read:servers", "delete:servers"],
+            "scopes": ["list:users", "read:users:activity", "read:servers", "delete:servers", CULL_RECORD_SCOPE],
             "services": ["idle-culler"],
         }
     )

@@ -19,6 +19,7 @@ from notebench.hub.config import (
     add_idle_culler_service,
     add_mlflow_service,
     apply_bootstrap_admin,
+    apply_pages,
     apply_scopes,
 )
 from notebench.hub.platform.chart_values import ConfigError, image_name, required, required_env
@@ -72,6 +73,7 @@ def configure_hub(c, env: Mapping[str, str]) -> None:
     # User pods outlive a hub restart; the hub finds them again from its database.
     c.JupyterHub.cleanup_servers = False
     apply_scopes(c)
+    apply_pages(c)
 
 
 def configure_auth(c, values: dict, env: Mapping[str, str]) -> None:

@@ -16,13 +16,15 @@ import html
 import os
 import sys
 import time
+from pathlib import Path
 
 from jupyterhub.spawner import LocalProcessSpawner
 from jupyterhub.utils import url_path_join
 from tornado import web
 from tornado.httpclient import AsyncHTTPClient, HTTPClientError
-from traitlets import Integer, Unicode, default
+from traitlets import Bool, Integer, Unicode, default
 
+from notebench.hub.culling import CulledRecord
 from notebench.hub.platform.accounts import AccountClash, UserAccounts
 from notebench.hub.platform.cgroups import CgroupLimits
 from notebench.hub.platform.environment import workload_env
@@ -30,8 +32,11 @@ from notebench.hub.platform.gpus import GPUInventory, NoFreeGPUs
 from notebench.hub.platform.profiles import ProfileError, Profiles
 from notebench.hub.singleuser import singleuser_args
 
+# The repository's examples/ (beside hub/): what a new user finds in their home.
+REPO_EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 
-class NotebenchSpawner(LocalProcessSpawner):
+
+class NotebenchSpawner(CulledRecord, LocalProcessSpawner):
     """LocalProcessSpawner with profiles, GPU leases, OS-account isolation and limits."""
 
     mlflow_url = Unicode(help="MLflow tracking URI handed to servers as MLFLOW_TRACKING_URI.").tag(config=True)
@@ -45,6 +50,19 @@ class NotebenchSpawner(LocalProcessSpawner):
     activity_interval = Integer(
         300, help="Seconds between the server's activity reports to the hub (busy kernels count as activity)."
     ).tag(config=True)
+    # The idle culler's settings (set from c.Notebench by the hub's config): JupyterLab warns before a cull.
+    cull_idle_timeout = Integer(0, help="Seconds without activity before the idle culler stops a server (0: never).").tag(
+        config=True
+    )
+    cull_every = Integer(300, help="Seconds between the idle culler's checks.").tag(config=True)
+    cull_notice_seconds = Integer(
+        600, help="How long before an idle server is culled JupyterLab shows a notice (0: no notice)."
+    ).tag(config=True)
+    examples_dir = Unicode(
+        str(REPO_EXAMPLES) if REPO_EXAMPLES.is_dir() else "",
+        help="Notebooks copied into examples/ of a user's home at their first start ('' for none); never overwrites.",
+    ).tag(config=True)
+    examples_offered = Bool(False)  # in the spawner's state: examples are offered once
 
     @default("cmd")
     def _cmd_default(self):
@@ -73,15 +91,42 @@ class NotebenchSpawner(LocalProcessSpawner):
     def lease_holder(self) -> str:
         return f"server:{self.user.name}/{self.name}"
 
+    def _free_gpus(self) -> int:
+        """GPUs free now, counting those this server holds as its own."""
+        leases = self.gpu_inventory.leases()
+        taken = {lease["device"] for lease in leases if lease["holder"] != self.lease_holder}
+        return len([d for d in self.gpu_inventory.all_devices() if d not in taken])
+
+    def _unavailable_reason(self, profile, free_gpus: int) -> str:
+        """Why ``profile`` cannot start now ('' when it can)."""
+        if profile.gpus <= free_gpus:
+            return ""
+        if not self.gpu_inventory.all_devices():
+            return "Not available: this machine has no GPUs."
+        return (f"Not available now: needs {profile.gpus} GPU(s), {free_gpus} free. "
+                "Try again when another server or job stops.")
+
     def _render_options_form(self, spawner) -> str:
+        profiles = self.profiles.all()
+        free = self._free_gpus() if any(p.gpus for p in profiles) else 0
+        reasons = {p.name: self._unavailable_reason(p, free) for p in profiles}
+        startable = [p for p in profiles if not reasons[p.name]]
+        chosen = next((p for p in startable if p.default), startable[0] if startable else None)
         choices = []
-        for i, p in enumerate(self.profiles.all()):
-            checked = " checked" if (p.default or (i == 0 and not any(q.default for q in self.profiles.all()))) else ""
+        for p in profiles:
+            name = html.escape(p.name)
+            reason = reasons[p.name]
+            attrs = " checked" if p is chosen else ""
+            attrs += f' disabled aria-describedby="profile-{name}-reason"' if reason else ""
+            why = (f' <span class="text-danger nb-profile-reason" id="profile-{name}-reason">{html.escape(reason)}</span>'
+                   if reason else "")
             choices.append(
-                f'<label class="list-group-item"><input type="radio" name="profile" value="{html.escape(p.name)}"{checked}>'
-                f" <strong>{html.escape(p.display_name)}</strong> <span class=\"text-muted\">{html.escape(p.description)}</span></label>"
+                f'<label class="list-group-item{" disabled" if reason else ""}" data-profile="{name}">'
+                f'<input type="radio" name="profile" value="{name}"{attrs}>'
+                f" <strong>{html.escape(p.display_name)}</strong> <span class=\"text-muted\">{html.escape(p.description)}</span>"
+                f"{why}</label>"
             )
-        return '<div class="list-group">' + "".join(choices) + "</div>"
+        return '<div class="list-group" id="nb-profiles" role="radiogroup" aria-label="Server profile">' + "".join(choices) + "</div>"
 
     def options_from_form(self, formdata) -> dict:
         return {"profile": formdata.get("profile", [""])[0]}
@@ -117,6 +162,12 @@ class NotebenchSpawner(LocalProcessSpawner):
     def get_env(self):
         env = super().get_env()
         env["JUPYTERHUB_ACTIVITY_INTERVAL"] = str(self.activity_interval)
+        # What JupyterLab's notice before a cull needs to know (jupyterlab_notebench/culling.py).
+        env["NOTEBENCH_CULL_IDLE_TIMEOUT"] = str(self.cull_idle_timeout)
+        env["NOTEBENCH_CULL_EVERY"] = str(self.cull_every)
+        env["NOTEBENCH_CULL_NOTICE_SECONDS"] = str(self.cull_notice_seconds)
+        if self.examples_dir and not self.examples_offered:
+            env["NOTEBENCH_EXAMPLES_DIR"] = self.examples_dir  # copied by the server, as the user
         env.update(workload_env(getattr(self, "_profile", None), gpus=getattr(self, "_gpus", None) or [],
                                 mlflow_url=self.mlflow_url, mlflow_token=self.api_token,
                                 notebench_url=self.notebench_url))
@@ -129,6 +180,16 @@ class NotebenchSpawner(LocalProcessSpawner):
         return args
 
     # --- lifecycle ----------------------------------------------------------------------------
+
+    def get_state(self):
+        state = super().get_state()
+        if self.examples_offered:
+            state["examples_offered"] = True
+        return state
+
+    def load_state(self, state):
+        super().load_state(state)
+        self.examples_offered = bool(state.get("examples_offered"))
 
     async def start(self):
         profile = self._profile = self.chosen_profile()
@@ -157,6 +218,9 @@ class NotebenchSpawner(LocalProcessSpawner):
             raise
         self.gpu_inventory.set_pid(self.lease_holder, self.pid)
         await self._wait_until_up(*result)
+        # Started: the last cull is history, and the examples have been offered (the hub saves the state now).
+        self.forget_culled()
+        self.examples_offered = True
         return result
 
     async def _wait_until_up(self, ip: str, port: int, interval: float = 0.02) -> None:

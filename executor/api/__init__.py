@@ -3,17 +3,23 @@ the endpoints' scoring paths (invocations.py)."""
 
 from jupyterhub.services.auth import HubOAuthCallbackHandler
 
-from notebench.executor.api.base import NotFoundHandler
 from notebench.executor.api.endpoints import routes as endpoint_routes
 from notebench.executor.api.job_files import JobFilesHandler
 from notebench.executor.api.jobs import CancelHandler, JobHandler, JobsHandler, LogHandler, OutputHandler
 from notebench.executor.api.schedules import ScheduleHandler, SchedulesHandler
-from notebench.executor.api.service import HealthHandler, OpenAPIHandler, ProfilesHandler
+from notebench.executor.api.service import (
+    HealthHandler,
+    OpenAPIHandler,
+    PageNotFoundHandler,
+    ProfilesHandler,
+    RootHandler,
+)
 
 
 def routes(prefix: str) -> list:
     api = prefix + "api/"
     return [
+        (prefix, RootHandler),
         (prefix + "health", HealthHandler),
         (prefix + "oauth_callback", HubOAuthCallbackHandler),
         (api + "openapi.json", OpenAPIHandler),
@@ -27,5 +33,5 @@ def routes(prefix: str) -> list:
         (api + "schedules", SchedulesHandler),
         (api + r"schedules/([0-9]+)", ScheduleHandler),
         *endpoint_routes(prefix),
-        (prefix + "(.*)", NotFoundHandler),
+        (prefix + "(.*)", PageNotFoundHandler),
     ]

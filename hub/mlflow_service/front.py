@@ -4,11 +4,13 @@ Routes, under the service prefix (``$JUPYTERHUB_SERVICE_PREFIX``, e.g. ``/servic
 
 - ``health``          anonymous; JSON ``{"status": "ok", "mlflow": {"ready": ...}}``
 - ``oauth_callback``  JupyterHub OAuth callback (sets the service's login cookie)
+- the prefix itself   MLflow's UI page, with Notebench's additions (``UI_ADDITIONS``): the classic
+                      ML view by default, no Assistant, a link back to JupyterLab
 - everything else     authenticated with a JupyterHub API token (``Authorization: token X`` or
                       ``Bearer X``) or the OAuth cookie, then streamed to MLflow with the caller's
                       identity in headers that only this process can make MLflow trust; except
-                      MLflow's Assistant (403) and MLflow 2's permission API, gone in MLflow 3
-                      (404 naming what replaced it).
+                      MLflow's Assistant (403; its UI asks for its settings, answered "none") and
+                      MLflow 2's permission API, gone in MLflow 3 (404 naming what replaced it).
 
 Anonymous browser page loads are redirected to the hub login; other anonymous requests get 401.
 """
@@ -16,6 +18,7 @@ Anonymous browser page loads are redirected to the hub login; other anonymous re
 import asyncio
 import json
 import logging
+import os
 import re
 import signal
 import time
@@ -68,6 +71,44 @@ _EARLY_ANSWER_MAX_BODY = 1024 * 1024
 # loopback addresses as "local" (where it may run tools on the server host); every request the
 # front forwards comes from loopback, and users' servers run on this host.
 _BLOCKED_PATHS = re.compile(r"(?:ajax-)?api/[0-9.]+/mlflow/assistant(?:/|$)")
+# What MLflow's UI asks about its Assistant as it starts: answered here with "nothing set up"
+# (as MLflow answers a server without providers), so the UI has no failed requests to report.
+_ASSISTANT_UI_ANSWERS = {
+    "ajax-api/3.0/mlflow/assistant/config": {"providers": {}, "projects": {}, "remote_access_allowed": False},
+    "ajax-api/3.0/mlflow/assistant/providers": {"providers": [], "resolved": None, "gateway_vendor_options": {}},
+}
+# Added to MLflow's UI page (before its own scripts run). MLflow keeps its UI settings in the
+# browser's localStorage: the classic ML view ("Model training") unless the user chose another,
+# and the Assistant's panel never opening by itself (MLflow opens it on a first visit, and on
+# loopback hosts offers it whatever the server says). A link goes back to JupyterLab.
+UI_ADDITIONS = """<script>
+(function () {
+  try {
+    if (localStorage.getItem("mlflow.workflowType_v1") === null) {
+      localStorage.setItem("mlflow.workflowType_v1", JSON.stringify("machine_learning"));
+    }
+    localStorage.setItem("mlflow.assistant.panelOpen_v1", "false");
+    localStorage.setItem("mlflow.assistant.fab.autoOpenedOnFirstLoad_v1", "true");
+  } catch (e) {}
+  document.addEventListener("DOMContentLoaded", function () {
+    var link = document.createElement("a");
+    link.href = %(lab_url)s;
+    link.className = "notebench-lab-link";
+    link.textContent = "\u2190 JupyterLab";
+    link.title = "Back to your JupyterLab";
+    document.body.appendChild(link);
+  });
+})();
+</script>
+<style>
+[data-assistant-ui], [data-component-id^="mlflow.assistant"],
+[data-component-id="mlflow.experiment_side_nav.assistant_button"] { display: none !important; }
+.notebench-lab-link { position: fixed; right: 16px; bottom: 16px; z-index: 1000; padding: 6px 14px;
+  border-radius: 16px; background: #2272b4; color: #fff !important; font: 13px/1.4 system-ui, sans-serif;
+  text-decoration: none; box-shadow: 0 1px 4px rgba(0, 0, 0, 0.3); }
+.notebench-lab-link:hover, .notebench-lab-link:focus-visible { background: #0e538b; }
+</style>
+"""
 # MLflow 2's per-resource permission API, gone in MLflow 3 (whose fail-closed auth answers it
 # with a bare 403): answered with what replaced it.
 _OLD_PERMISSION_PATHS = re.compile(
@@ -371,6 +412,10 @@ class ProxyHandler(HubOAuthenticated, web.RequestHandler):
             return
         self._hub_auth_user_cache = model
         rest = self.request.path[len(self.settings["prefix"]):]
+        if self.request.method == "GET" and rest in _ASSISTANT_UI_ANSWERS:
+            answer = json.dumps(_ASSISTANT_UI_ANSWERS[rest])
+            self._answer_with(lambda: (self.set_header("Content-Type", "application/json"), self.finish(answer)))
+            return
         if _BLOCKED_PATHS.match(rest):
             self._answer(403, "This MLflow feature is disabled in Notebench.")
             return
@@ -517,6 +562,48 @@ class ProxyHandler(HubOAuthenticated, web.RequestHandler):
         super().log_exception(typ, value, tb)
 
 
+class UIPageHandler(ProxyHandler):
+    """MLflow's UI page (the service's root), fetched from MLflow as the caller, with
+    ``UI_ADDITIONS`` before the end of its head."""
+
+    SUPPORTED_METHODS = ("GET", "HEAD")  # type: ignore[assignment]  # fewer than the proxy's: a page
+
+    async def prepare(self):
+        model = await self._authenticate()
+        if model is None:
+            return
+        self._hub_auth_user_cache = model
+        backend = self.settings["backend"]
+        if not await backend.wait_ready(self.settings["backend_wait"]):
+            self._answer(503, "MLflow is not available yet; try again shortly.")
+            return
+        headers = self._upstream_headers(model)
+        # The page is edited here: plain text, and always the whole page (MLflow's validators are
+        # of its own page, not this one).
+        for name in ("Accept-Encoding", "If-None-Match", "If-Modified-Since"):
+            headers.pop(name, None)
+        response = await self.settings["http_client"].fetch(HTTPRequest(
+            backend.process.url + self.request.uri, headers=headers, follow_redirects=False, request_timeout=60,
+        ), raise_error=False)
+        self._early_answer = lambda: self._send_page(response)
+
+    def _send_page(self, response):
+        if response.code == 599:
+            self._send_json_error(502, "MLflow did not answer.")
+            return
+        body = response.body or b""
+        if response.code == 200 and "text/html" in response.headers.get("Content-Type", ""):
+            hub = os.environ.get("JUPYTERHUB_BASE_URL", "/").rstrip("/") + "/hub/"
+            additions = UI_ADDITIONS % {"lab_url": json.dumps(hub + "user-redirect/lab")}
+            body = body.replace(b"</head>", additions.encode() + b"</head>", 1)
+        self.set_status(response.code)
+        self.set_header("Cache-Control", "no-cache")
+        for name, value in response.headers.get_all():
+            if name.lower() not in _DROP_RESPONSE | {"content-length", "content-encoding", "etag", "last-modified", "cache-control"}:
+                self.add_header(name, value)
+        self.finish(body)
+
+
 def _log_request(handler):
     status = handler.get_status()
     if status < 400:
@@ -571,6 +658,7 @@ def make_app(*, prefix, backend, front_secret, cookie_secret, backend_wait, max_
         (url_path_join(prefix, "health"), HealthHandler),
         (callback_path, OAuthCallbackHandler),
         (prefix.rstrip("/"), web.RedirectHandler, {"url": prefix}),
+        (prefix, UIPageHandler),
         (prefix + ".*", ProxyHandler),
     ]
     return web.Application(handlers, **settings)

@@ -253,14 +253,16 @@ def test_idle_culler_runs_in_the_hub_pod_with_least_privilege(hub):
     culler = next(s for s in hub.app.services if s["name"] == "idle-culler")
     assert culler["command"][1:] == [
         "-m",
-        "jupyterhub_idle_culler",
+        "notebench.hub.culling",  # jupyterhub-idle-culler, recording why it stops a server
         f"--timeout={cull['timeout']}",
         f"--cull-every={cull['every']}",
         "--url=http://127.0.0.1:8081/hub/api",
     ]
     assert culler["api_token"] == hub.chart.env["NOTEBENCH_CULLER_API_TOKEN"]
     (role,) = [r for r in hub.app.load_roles if "idle-culler" in r.get("services", [])]
-    assert sorted(role["scopes"]) == ["delete:servers", "list:users", "read:servers", "read:users:activity"]
+    assert sorted(role["scopes"]) == [
+        "custom:notebench-culls:record", "delete:servers", "list:users", "read:servers", "read:users:activity"
+    ]
 
 
 def test_culling_can_be_turned_off(tmp_path):

@@ -28,6 +28,7 @@ from traitlets.config import Configurable
 
 from notebench.hub.platform.names import ENDPOINT_NAME  # the executor's rule, so a bad name never leaves the server
 
+from .culling import setup_culling
 from .parameters import notebook_parameters
 from .upstream import UpstreamError, call, check_depth, load_json
 
@@ -537,5 +538,6 @@ def setup_handlers(web_app, settings: NotebenchExtension | None = None) -> None:
         (endpoint + "/metrics", EndpointMetricsHandler),
         (endpoint + "/example", EndpointExampleHandler),
         (endpoint + "/invoke", EndpointInvokeHandler),
+        *setup_culling(web_app, NotebenchHandler, "/culling"),
     ]
     web_app.add_handlers(".*$", [(base + path, handler) for path, handler in routes])

@@ -13,6 +13,7 @@ import { ITranslator, nullTranslator } from '@jupyterlab/translation';
 import { LabIcon } from '@jupyterlab/ui-components';
 
 import { api, Job, notebenchUrl } from './api';
+import { cullingPlugin } from './culling';
 import { TRANSLATION_DOMAIN } from './i18n';
 // The panels are created in activate() and added to the sidebar at start, so their modules are
 // needed at once: importing them lazily would only delay the panels.
@@ -160,4 +161,4 @@ const plugin: JupyterFrontEndPlugin<void> = {
   }
 };
 
-export default plugin;
+export default [plugin, cullingPlugin];
