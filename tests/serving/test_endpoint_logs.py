@@ -56,11 +56,12 @@ def test_owner_and_admin_read_each_versions_log_others_do_not(hub, people, model
     assert anonymous.status_code == 401
     other = logs(hub, served, people["other_token"])
     assert other.status_code == 404 and other.json()["status"] == 404
-    assert served not in other.text
-    assert logs(hub, f"mp-none-{RUN}", people["owner_token"]).status_code == 404  # no such endpoint: the same
+    # The same answer as for an endpoint that does not exist.
+    missing = logs(hub, f"mp-none-{RUN}", people["owner_token"])
+    assert missing.status_code == 404 and missing.json()["message"] == other.json()["message"].replace(served, f"mp-none-{RUN}")
 
 
-@pytest.mark.parametrize("lines", ["0", "-1", "1001", "abc", "1e3", "99999999999", "٣", " 5", ""])
+@pytest.mark.parametrize("lines", ["0", "-1", "1001", "abc", "1e3", "99999999999", "٣", "5x", ""])
 def test_a_bad_lines_parameter_is_a_400_naming_it(hub, people, served, lines):
     r = logs(hub, served, people["owner_token"], lines=lines)
     assert r.status_code == 400, r.text
