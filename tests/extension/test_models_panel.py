@@ -122,7 +122,12 @@ def test_the_owner_registers_aliases_deploys_and_uses_the_endpoint_card(hub, new
     run_link = rows.first.get_by_role("link", name="Run C=0.5 in MLflow")
     assert re.fullmatch(r"/services/mlflow/#/experiments/\d+/runs/[0-9a-f]{32}", run_link.get_attribute("href"))
     assert run_link.get_attribute("target") == "_blank"
-    assert page.request.get(f"{hub.url}/services/mlflow/").status == 200
+    with page.expect_popup() as popup:
+        run_link.click()
+    mlflow_page = popup.value  # MLflow's UI (after the hub's OAuth), on the run
+    mlflow_page.wait_for_url(re.compile(r"/services/mlflow/#/experiments/\d+/runs/"), timeout=120_000)
+    expect(mlflow_page.locator("body")).to_contain_text("C=0.5", timeout=120_000)
+    mlflow_page.close()
 
     # Register the second run as version 2.
     row = rows.filter(has_text="C=2.0")
@@ -201,7 +206,9 @@ def test_the_owner_registers_aliases_deploys_and_uses_the_endpoint_card(hub, new
     endpoint.get_by_text("Scoring servers' logs").click()
     expect(endpoint.get_by_label(f"Log of {model}/1")).to_contain_text("Application startup complete", timeout=30_000)
     no_violations(page)
+    page.set_viewport_size({"width": 1600, "height": 2600})  # the whole card, unscrolled
     screenshot(page, endpoint, "models-endpoint-card")
+    page.set_viewport_size({"width": 1600, "height": 1000})
 
     # Delete asks first; Cancel keeps the endpoint.
     endpoint.get_by_role("button", name="Delete…").click()

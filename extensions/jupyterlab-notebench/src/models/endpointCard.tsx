@@ -551,7 +551,14 @@ export function EndpointCard(props: {
             metrics={metrics}
             value={p => p.p50_ms}
           />
-          <Legend metrics={metrics} />
+          <div
+            className="nb-scroll"
+            tabIndex={0}
+            role="region"
+            aria-label={trans.__('Requests per version')}
+          >
+            <Legend metrics={metrics} />
+          </div>
         </div>
       )}
       <Logs endpoint={endpoint} stopped={stopped} />
