@@ -405,3 +405,14 @@ class VersionMetrics(BaseModel):
 
 class EndpointMetrics(BaseModel):
     versions: list[VersionMetrics]
+
+
+class VersionLog(BaseModel):
+    model: str
+    version: str
+    status: str = _one_of(SERVER_STATUSES)
+    log: str = Field(description="The scoring server's last lines, as it wrote them (the owner's text: show it as text)")
+
+
+class EndpointLogs(BaseModel):
+    versions: list[VersionLog]

@@ -11,7 +11,7 @@ import json
 from notebench.executor.api.base import APIHandler, attachment
 from notebench.executor.api.invocations import InvocationHandler, ScoringInfoHandler
 from notebench.executor.errors import NotebenchError
-from notebench.executor.schemas import EndpointCreate, EndpointList, EndpointMetrics, EndpointPatch
+from notebench.executor.schemas import EndpointCreate, EndpointList, EndpointLogs, EndpointMetrics, EndpointPatch
 from notebench.hub.platform.names import ENDPOINT_NAME
 
 
@@ -73,6 +73,22 @@ class EndpointRequestsHandler(EndpointAPIHandler):
         self.finish("".join(json.dumps(sample) + "\n" for sample in samples))
 
 
+class EndpointLogsHandler(EndpointAPIHandler):
+    """The last lines of each scoring server's log. The text is the owner's code's (untrusted):
+    it goes out as JSON strings, never interpreted."""
+
+    query_params = frozenset({"lines"})
+
+    async def get(self, name):
+        endpoint = self.load_endpoint(name)
+        lines = self.get_argument("lines", str(LOG_LINES_DEFAULT))
+        if not (lines.isascii() and lines.isdigit() and len(lines) <= 4 and 1 <= int(lines) <= LOG_LINES_MAX):
+            raise NotebenchError(400, "lines", f"lines must be an integer from 1 to {LOG_LINES_MAX}")
+        self.write_json(EndpointLogs.model_validate({"versions": await self.endpoints.logs(endpoint, int(lines))}))
+
+
+LOG_LINES_DEFAULT = 100
+LOG_LINES_MAX = 1000
 NAME = f"({ENDPOINT_NAME})"
 
 
@@ -83,6 +99,7 @@ def routes(prefix: str) -> list:
         (api + f"endpoints/{NAME}", EndpointHandler),
         (api + f"endpoints/{NAME}/metrics", EndpointMetricsHandler),
         (api + f"endpoints/{NAME}/requests", EndpointRequestsHandler),
+        (api + f"endpoints/{NAME}/logs", EndpointLogsHandler),
         (prefix + f"endpoints/{NAME}/invocations", InvocationHandler),
         (prefix + f"endpoints/{NAME}/(ping|health|version)", ScoringInfoHandler),
     ]

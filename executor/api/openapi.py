@@ -14,6 +14,7 @@ from pydantic.json_schema import JsonSchemaMode
 from notebench.executor.schemas import (
     EndpointCreate,
     EndpointList,
+    EndpointLogs,
     EndpointMetrics,
     EndpointPatch,
     EndpointResponse,
@@ -34,7 +35,7 @@ COMPONENT_NAMES = {"ErrorResponse": "Error", "JobResponse": "Job", "ScheduleResp
                    "EndpointResponse": "Endpoint"}
 REQUESTS = (JobRequest, ScheduleRequest, SchedulePatch, EndpointCreate, EndpointPatch)
 RESPONSES = (ErrorResponse, JobResponse, JobPage, ScheduleResponse, ScheduleList, ProfilesResponse, EndpointResponse,
-             EndpointList, EndpointMetrics)
+             EndpointList, EndpointMetrics, EndpointLogs)
 
 
 def component_schemas() -> dict:
@@ -193,6 +194,13 @@ def spec(prefix: str = "/services/executor/") -> dict:
                 "get": {"summary": "Requests, errors and latency per version (since the executor started), per minute too",
                         "parameters": endpoint_name,
                         "responses": {"200": {"description": "Metrics", "content": _json(_ref("EndpointMetrics"))}, **_errors(404), **common}},
+            },
+            "/endpoints/{name}/logs": {
+                "get": {"summary": "The last lines of each scoring server's log, per version being served (at most "
+                                   "c.Endpoints.max_log_bytes each); the text is the model's code's: show it as text",
+                        "parameters": endpoint_name + [{"name": "lines", "in": "query", "description": "Lines per version",
+                                                        "schema": {"type": "integer", "minimum": 1, "maximum": 1000, "default": 100}}],
+                        "responses": {"200": {"description": "Logs", "content": _json(_ref("EndpointLogs"))}, **_errors(404), **common}},
             },
             "/endpoints/{name}/requests": {
                 "get": {"summary": "The stored sample of requests, as JSON lines", "parameters": endpoint_name,

@@ -208,6 +208,11 @@ class EndpointBackend(UsersBackend):
         finally:
             writer.close()
 
+    async def logs(self, handle: dict, lines: int, max_bytes: int) -> str:
+        """The server's last ``lines`` log lines, at most ``max_bytes`` of them: the owner's text,
+        returned as it is (decoded, never interpreted)."""
+        return ""
+
     async def stop(self, handle: dict) -> None:
         """Stop the server and anything it started."""
         raise NotImplementedError

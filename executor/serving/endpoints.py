@@ -90,6 +90,9 @@ class Endpoints(LoggingConfigurable):
         config=True
     )
     sample_flush_seconds = Integer(1, help="How often sampled requests are written to the store.").tag(config=True)
+    max_log_bytes = Integer(64 * 1024, help="The most of a scoring server's log GET endpoints/{name}/logs returns.").tag(
+        config=True
+    )
     watch_seconds = Integer(2, help="How often scoring servers are checked (one that died is started again).").tag(config=True)
 
     def __init__(self, app, **kwargs):
@@ -135,6 +138,18 @@ class Endpoints(LoggingConfigurable):
         with self.sessions() as s:
             versions = [(x.model, x.version) for x in self._servers(s, endpoint.id) if not x.retired]
         return self.router.metrics(endpoint.id, versions)
+
+    async def logs(self, endpoint: Endpoint, lines: int) -> list[dict]:
+        """The last ``lines`` lines (at most ``max_log_bytes``) of each scoring server of the endpoint."""
+        with self.sessions() as s:
+            servers = [x for x in self._servers(s, endpoint.id) if not x.retired]
+
+        async def log_of(server: ScoringServer) -> str:
+            return await self.backend.logs(server.handle, lines, self.max_log_bytes) if server.handle else ""
+
+        texts = await asyncio.gather(*(log_of(x) for x in servers))
+        return [{"model": x.model, "version": x.version, "status": x.status, "log": "\n".join(text.splitlines()[-lines:])}
+                for x, text in zip(servers, texts)]
 
     async def samples(self, endpoint: Endpoint) -> list[dict]:
         await self.flush_samples()

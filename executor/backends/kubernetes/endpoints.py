@@ -85,9 +85,7 @@ class KubernetesEndpointBackend(KubernetesSettings, EndpointBackend):
 
     async def _problem(self, handle: dict) -> str | None:
         """Why the server's pod will not serve (a bad image, a crash), with its last log lines."""
-        pods = await self.api.call("GET", f"/api/v1/namespaces/{handle['namespace']}/pods",
-                                   {"labelSelector": selector(**{INSTANCE: self.release, SERVER_ID: handle["server_id"]})})
-        for pod in pods.get("items", []):
+        for pod in await self._pods(handle):
             for status in (pod.get("status") or {}).get("containerStatuses") or []:
                 waiting = (status.get("state") or {}).get("waiting") or {}
                 crashed = (status.get("lastState") or {}).get("terminated") or {}
@@ -97,17 +95,41 @@ class KubernetesEndpointBackend(KubernetesSettings, EndpointBackend):
                     return f"the scoring server's container: {reason} {waiting.get('message', '')}".rstrip() + f"\n{tail}"
         return None
 
-    async def _log_tail(self, handle: dict, pod: str, previous: bool) -> str:
+    async def _pods(self, handle: dict) -> list[dict]:
+        pods = await self.api.call("GET", f"/api/v1/namespaces/{handle['namespace']}/pods",
+                                   {"labelSelector": selector(**{INSTANCE: self.release, SERVER_ID: handle["server_id"]})})
+        return pods.get("items", [])
+
+    async def _log_tail(self, handle: dict, pod: str, previous: bool, lines: int = LOG_TAIL_LINES,
+                        max_bytes: int | None = None) -> str:
         path = f"/api/v1/namespaces/{handle['namespace']}/pods/{pod}/log"
-        query = {"container": "model-server", "tailLines": str(LOG_TAIL_LINES), "previous": str(previous).lower()}
+        query = {"container": "model-server", "tailLines": str(lines), "previous": str(previous).lower()}
+        if max_bytes is not None:
+            query["limitBytes"] = str(max_bytes)
         try:
             response = await self.api.stream(path, query)
         except ApiException:
             return ""
         try:
-            return (await response.read()).decode("utf-8", "replace")
+            if max_bytes is None:
+                return (await response.read()).decode("utf-8", "replace")
+            # Bounded twice: the API server stops at limitBytes, and so does this read.
+            data = b""
+            async for chunk in response.content.iter_any():
+                data += chunk
+                if len(data) >= max_bytes:
+                    break
+            return data[:max_bytes].decode("utf-8", "replace")
         finally:
             response.release()
+
+    async def logs(self, handle: dict, lines: int, max_bytes: int) -> str:
+        """The current log of the server's pod (the Deployment has one replica; a pod being
+        replaced may be listed too: the newest one's)."""
+        pods = sorted(await self._pods(handle), key=lambda pod: pod["metadata"].get("creationTimestamp") or "")
+        if not pods:
+            return ""
+        return await self._log_tail(handle, pods[-1]["metadata"]["name"], previous=False, lines=lines, max_bytes=max_bytes)
 
     async def open_connection(self, handle: dict):
         return await asyncio.open_connection(f"{handle['name']}.{handle['namespace']}.svc", handle["port"])

@@ -168,14 +168,16 @@ class LocalEndpointBackend(EndpointBackend, ProfileLimits):
     async def is_running(self, handle: dict) -> bool:
         return self._process(handle) is not None
 
-    def log_tail(self, handle: dict, lines: int = 15) -> str:
-        path = Path(handle["dir"]) / "server.log"
+    def log_tail(self, handle: dict, lines: int = 15, max_bytes: int = LOG_TAIL_BYTES) -> str:
+        # The log is in the owner's directory: read as a plain file only (no link), bounded.
         try:
-            size = os.lstat(path).st_size
-            data = read_job_file(path, offset=max(0, size - LOG_TAIL_BYTES)) or b""
+            data = read_job_file(Path(handle["dir"]) / "server.log", tail=max_bytes) or b""
         except (OSError, PermissionError):
             return ""
         return "\n".join(data.decode("utf-8", "replace").splitlines()[-lines:])
+
+    async def logs(self, handle: dict, lines: int, max_bytes: int) -> str:
+        return self.log_tail(handle, lines, max_bytes)
 
     async def wait_ready(self, handle: dict, timeout: float) -> None:
         deadline = time.monotonic() + timeout

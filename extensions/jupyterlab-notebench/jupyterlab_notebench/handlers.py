@@ -10,6 +10,7 @@ than ``MAX_JSON_DEPTH`` (64) or is not an object, a 400.
 
 from __future__ import annotations
 
+import asyncio
 import getpass
 import json
 import os
@@ -336,8 +337,55 @@ class VersionsHandler(NotebenchHandler):
         self.reply(created["model_version"], 201)
 
 
+# MLflow's permissions that let a user change a registered model (versions, aliases, deletion).
+EDIT_PERMISSIONS = ("EDIT", "MANAGE")
+# Permission look-ups MLflow is asked at once (one per registered model).
+PERMISSION_LOOKUPS = 8
+
+
+async def _is_mlflow_admin() -> bool:
+    """Whether this server's user is an admin in MLflow (every hub admin is)."""
+    return bool((await call("mlflow", ["users", "current"])).json()["user"].get("is_admin"))
+
+
+class ModelsContextHandler(NotebenchHandler):
+    """What the Models panel needs to know once: who is looking (and whether an admin), the
+    endpoint-name rule the executor applies (for the form's pattern), and where MLflow's UI and
+    the token page are (for links and the code examples)."""
+
+    @web.authenticated
+    @authorized
+    async def get(self):
+        base = os.environ.get("JUPYTERHUB_BASE_URL") or "/"
+        self.reply(
+            {
+                "user": self.hub_user,
+                "admin": await _is_mlflow_admin(),
+                "endpoint_name_pattern": ENDPOINT_NAME,
+                "mlflow_url": url_path_join(base, "services/mlflow/"),
+                "token_url": url_path_join(base, "hub/token"),
+            }
+        )
+
+
 class RegisteredModelsHandler(NotebenchHandler):
-    """Registered models with all their versions and aliases."""
+    """Registered models with all their versions and aliases, and whether this user may change
+    each (``can_edit``: MLflow's own answer, so the panel offers only what will work)."""
+
+    async def _can_edit(self, names: list[str]) -> dict[str, bool]:
+        if await _is_mlflow_admin():
+            return dict.fromkeys(names, True)
+        slots = asyncio.Semaphore(PERMISSION_LOOKUPS)
+
+        async def permission(name: str) -> str:
+            query = {"username": self.hub_user, "resource_type": "registered_model", "resource_id": name}
+            async with slots:
+                response = await call("mlflow3", ["users", "permissions", "get"], query=query, raise_error=False)
+            # Not answerable (e.g. deleted meanwhile): offer no changes.
+            return (response.json() or {}).get("permission", "") if response.status == 200 else ""
+
+        permissions = await asyncio.gather(*(permission(name) for name in names))
+        return {name: p in EDIT_PERMISSIONS for name, p in zip(names, permissions)}
 
     @web.authenticated
     @authorized
@@ -361,6 +409,7 @@ class RegisteredModelsHandler(NotebenchHandler):
         for version in versions:
             version["tags"] = _pairs(version.get("tags"))
             by_model.setdefault(version["name"], []).append(version)
+        can_edit = await self._can_edit([m["name"] for m in models])
         result = []
         for model in models:
             aliases = {a["alias"]: a["version"] for a in model.get("aliases", [])}
@@ -375,6 +424,7 @@ class RegisteredModelsHandler(NotebenchHandler):
                     "updated_at": model.get("last_updated_timestamp"),
                     "aliases": aliases,
                     "versions": model_versions,
+                    "can_edit": can_edit[model["name"]],
                 }
             )
         self.reply({"registered_models": result})
@@ -459,6 +509,38 @@ class EndpointMetricsHandler(NotebenchHandler):
         self.reply((await call("executor", ["endpoints", name, "metrics"])).json())
 
 
+class EndpointLogsHandler(NotebenchHandler):
+    """The scoring servers' last log lines (the executor bounds them; they are shown as text)."""
+
+    @web.authenticated
+    @authorized
+    async def get(self, name):
+        self.reply((await call("executor", ["endpoints", name, "logs"], query={"lines": "200"})).json())
+
+
+REQUEST_SAMPLES_SHOWN = 20
+
+
+class EndpointRequestsHandler(NotebenchHandler):
+    """The latest stored request samples, newest first (the executor keeps up to 1000)."""
+
+    @web.authenticated
+    @authorized
+    async def get(self, name):
+        body = (await call("executor", ["endpoints", name, "requests"])).body
+        samples = []
+        for line in reversed(body.splitlines()):
+            if len(samples) == REQUEST_SAMPLES_SHOWN:
+                break
+            try:
+                sample = load_json(line, "a request sample")
+            except ValueError:
+                continue
+            if isinstance(sample, dict):
+                samples.append(sample)
+        self.reply({"requests": samples})
+
+
 async def input_example(endpoint_name: str) -> dict:
     """The serving input example logged with the model of the endpoint's heaviest version."""
     endpoint = (await call("executor", ["endpoints", endpoint_name])).json()
@@ -484,10 +566,18 @@ async def input_example(endpoint_name: str) -> dict:
 
 
 class EndpointExampleHandler(NotebenchHandler):
+    """The model's input example, to start "Try it" from; a model logged without one is not an
+    error here: ``payload`` is null and ``reason`` says why."""
+
     @web.authenticated
     @authorized
     async def get(self, name):
-        self.reply({"payload": await input_example(name)})
+        try:
+            self.reply({"payload": await input_example(name), "reason": None})
+        except web.HTTPError as e:
+            if e.status_code != 404 or isinstance(e, UpstreamError):
+                raise
+            self.reply({"payload": None, "reason": e.log_message})
 
 
 class EndpointInvokeHandler(NotebenchHandler):
@@ -529,6 +619,7 @@ def setup_handlers(web_app, settings: NotebenchExtension | None = None) -> None:
         (job + "/cancel", JobCancelHandler),
         (job + "/output", JobOutputHandler),
         (job + "/output.html", JobOutputHtmlHandler),
+        ("/models/context", ModelsContextHandler),
         ("/models/runs", RunsHandler),
         ("/models/registered", RegisteredModelsHandler),
         ("/models/versions", VersionsHandler),
@@ -538,6 +629,8 @@ def setup_handlers(web_app, settings: NotebenchExtension | None = None) -> None:
         (endpoint + "/metrics", EndpointMetricsHandler),
         (endpoint + "/example", EndpointExampleHandler),
         (endpoint + "/invoke", EndpointInvokeHandler),
+        (endpoint + "/logs", EndpointLogsHandler),
+        (endpoint + "/requests", EndpointRequestsHandler),
         *setup_culling(web_app, NotebenchHandler, "/culling"),
     ]
     web_app.add_handlers(".*$", [(base + path, handler) for path, handler in routes])

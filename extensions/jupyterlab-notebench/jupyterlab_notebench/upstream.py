@@ -27,6 +27,7 @@ UPSTREAMS = {
     "executor": "/services/executor/api/",
     "endpoints": "/services/executor/endpoints/",
     "mlflow": "/services/mlflow/api/2.0/mlflow/",
+    "mlflow3": "/services/mlflow/api/3.0/mlflow/",  # MLflow 3's permission API
     "mlflow-artifacts": "/services/mlflow/api/2.0/mlflow-artifacts/artifacts/",
 }
 

@@ -67,6 +67,7 @@ export type Endpoint = Schemas['Endpoint'];
 export type EndpointVersion = Schemas['ServedVersion'];
 export type EndpointMetrics = Schemas['EndpointMetrics'];
 export type VersionMetrics = Schemas['VersionMetrics'];
+export type EndpointLogs = Schemas['EndpointLogs'];
 
 // The server extension's own answers (parameters of a notebook, MLflow runs and registered models,
 // an endpoint's "try it"): not in the executor's API, so written here by hand.
@@ -80,10 +81,20 @@ export interface Parameter {
   help: string;
 }
 
+// What the Models panel needs once (GET models/context).
+export interface IModelsContext {
+  user: string;
+  admin: boolean;
+  endpoint_name_pattern: string; // the executor's rule for endpoint names (an HTML pattern)
+  mlflow_url: string; // MLflow's UI, e.g. /services/mlflow/
+  token_url: string; // where a user makes an API token, e.g. /hub/token
+}
+
 export interface ModelRun {
   model_id: string;
   name: string;
   run_id: string;
+  experiment_id: string;
   run_name: string;
   experiment: string;
   created_at: number;
@@ -110,6 +121,23 @@ export interface RegisteredModel {
   owner: string | null;
   aliases: Record<string, string>;
   versions: ModelVersion[];
+  can_edit: boolean; // MLflow lets this user change it (register into, aliases, deploy from)
+}
+
+// One stored request sample of an endpoint (the executor's GET endpoints/{name}/requests).
+export interface IRequestSample {
+  time: string;
+  model: string;
+  version: string;
+  latency_ms: number;
+  status: number;
+  inputs: unknown; // the JSON body, or text where it was not JSON or was cut at 16 KiB
+  outputs: unknown;
+}
+
+export interface IEndpointExample {
+  payload: unknown;
+  reason: string | null; // why there is no example (payload null)
 }
 
 export interface Invocation {

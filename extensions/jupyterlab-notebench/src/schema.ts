@@ -409,6 +409,92 @@ export interface paths {
         };
         trace?: never;
     };
+    "/endpoints/{name}/logs": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** The last lines of each scoring server's log, per version being served (at most c.Endpoints.max_log_bytes each); the text is the model's code's: show it as text */
+        get: {
+            parameters: {
+                query?: {
+                    /** @description Lines per version */
+                    lines?: number;
+                };
+                header?: never;
+                path: {
+                    name: string;
+                };
+                cookie?: never;
+            };
+            requestBody?: never;
+            responses: {
+                /** @description Logs */
+                200: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["EndpointLogs"];
+                    };
+                };
+                /** @description Bad input (the body names the field) */
+                400: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["Error"];
+                    };
+                };
+                /** @description Not authenticated */
+                401: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["Error"];
+                    };
+                };
+                /** @description Not allowed */
+                403: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["Error"];
+                    };
+                };
+                /** @description Not found (or not yours) */
+                404: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["Error"];
+                    };
+                };
+                /** @description Body over c.Executor.max_body_bytes (field: body) */
+                413: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["Error"];
+                    };
+                };
+            };
+        };
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/endpoints/{name}/metrics": {
         parameters: {
             query?: never;
@@ -1793,6 +1879,11 @@ export interface components {
             /** Endpoints */
             endpoints: components["schemas"]["Endpoint"][];
         };
+        /** EndpointLogs */
+        EndpointLogs: {
+            /** Versions */
+            versions: components["schemas"]["VersionLog"][];
+        };
         /** EndpointMetrics */
         EndpointMetrics: {
             /** Versions */
@@ -2230,6 +2321,23 @@ export interface components {
             version: string;
             /** Weight */
             weight: number;
+        };
+        /** VersionLog */
+        VersionLog: {
+            /**
+             * Log
+             * @description The scoring server's last lines, as it wrote them (the owner's text: show it as text)
+             */
+            log: string;
+            /** Model */
+            model: string;
+            /**
+             * Status
+             * @enum {string}
+             */
+            status: "starting" | "ready" | "failed";
+            /** Version */
+            version: string;
         };
         /** VersionMetrics */
         VersionMetrics: {

@@ -1,0 +1,122 @@
+"""The Models panel's server side added for issue 15 (models/context, can_edit on registered
+models, an endpoint's logs and request samples, its input example), in a real
+jupyter_server (pytest-jupyter) forwarding to the real executor and MLflow of the session's hub,
+as the owner, another user and an admin."""
+
+import pytest
+from jupyterlab_notebench.handlers import REQUEST_SAMPLES_SHOWN
+
+# pytest-jupyter's fixtures for this module only (see test_extension.py).
+from pytest_jupyter.jupyter_core import *  # noqa: E402,F401,F403
+from pytest_jupyter.jupyter_server import *  # noqa: E402,F401,F403
+from tornado.httpclient import HTTPClientError
+
+from notebench.hub.platform.names import ENDPOINT_NAME
+from tests.extension.test_extension import fetch_json, jp_server_config, on_server_loop  # noqa: F401
+from tests.support.endpoints import RUN, deploy, invoke, wait_status
+from tests.support.launcher import wait_for
+from tests.support.registry import register_model
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def people(hub):
+    names = {"owner": f"mp-h-owner-{RUN}", "other": f"mp-h-other-{RUN}", "admin": f"mp-h-admin-{RUN}"}
+    return {role: (name, hub.new_user(name, admin=role == "admin")) for role, name in names.items()}
+
+
+@pytest.fixture(scope="module")
+def served(hub, people):
+    """The owner's model (versions 1, 2, 3) and an endpoint serving version 1; deleted at the end."""
+    model, endpoint = f"mp-h-model-{RUN}", f"mp-h-{RUN}"
+    payload = register_model(hub.url, people["owner"][1], model)
+    deploy(hub, people["owner"][1], endpoint, [{"model": model, "version": "1", "weight": 100}])
+    wait_status(hub, endpoint, people["owner"][1])
+    yield {"model": model, "endpoint": endpoint, "payload": payload}
+    hub.executor("DELETE", f"endpoints/{endpoint}")
+
+
+@pytest.fixture
+def as_user(hub, monkeypatch):
+    """``as_user(role)``: the in-process server becomes that person's (as the spawner sets it up)."""
+
+    def become(person):
+        name, token = person
+        monkeypatch.setenv("NOTEBENCH_URL", hub.url)
+        monkeypatch.setenv("JUPYTERHUB_API_TOKEN", token)
+        monkeypatch.setenv("JUPYTERHUB_USER", name)
+        monkeypatch.setenv("JUPYTERHUB_BASE_URL", "/")
+
+    return become
+
+
+NEW_ROUTES = ["models/context", "endpoints/e1/logs", "endpoints/e1/requests"]
+
+
+@pytest.mark.parametrize("auth", ["none", "wrong token"])
+@on_server_loop
+async def test_the_new_handlers_require_authentication(jp_fetch, hub, people, as_user, auth):
+    as_user(people["owner"])
+    header = {"Authorization": "" if auth == "none" else "token not-a-real-token"}
+    for path in NEW_ROUTES:
+        with pytest.raises(HTTPClientError) as e:
+            await jp_fetch(*f"notebench/{path}".split("/"), headers=dict(header), follow_redirects=False)
+        assert e.value.code in (401, 403), (path, e.value.code)
+
+
+@on_server_loop
+async def test_context_names_the_user_the_admin_flag_and_the_executors_name_rule(jp_fetch, people, as_user):
+    for role, admin in (("owner", False), ("other", False), ("admin", True)):
+        as_user(people[role])
+        context = await fetch_json(jp_fetch, "models", "context")
+        assert context == {"user": people[role][0], "admin": admin, "endpoint_name_pattern": ENDPOINT_NAME,
+                           "mlflow_url": "/services/mlflow/", "token_url": "/hub/token"}
+
+
+@on_server_loop
+async def test_can_edit_is_mlflows_answer_for_each_person(jp_fetch, people, served, as_user):
+    for role, can_edit in (("owner", True), ("other", False), ("admin", True)):
+        as_user(people[role])
+        models = (await fetch_json(jp_fetch, "models", "registered"))["registered_models"]
+        mine = next(m for m in models if m["name"] == served["model"])
+        assert mine["can_edit"] is can_edit, role
+    # The other user's alias change is refused by MLflow all the same (the flag only hides controls).
+    as_user(people["other"])
+    with pytest.raises(HTTPClientError) as e:
+        await fetch_json(jp_fetch, "models", "aliases", method="POST",
+                         body={"name": served["model"], "alias": "mine", "version": "1"})
+    assert e.value.code == 403
+
+
+@on_server_loop
+async def test_logs_and_request_samples_for_the_owner_and_an_admin_only(hub, jp_fetch, people, served, as_user):
+    endpoint = served["endpoint"]
+
+    def sampled():  # at most 10 requests a second are sampled: invoke until more than are shown are
+        assert invoke(hub, endpoint, people["owner"][1], served["payload"]).status_code == 200
+        stored = hub.executor("GET", f"endpoints/{endpoint}/requests", people["owner"][1]).text.splitlines()
+        return len(stored) > REQUEST_SAMPLES_SHOWN
+
+    wait_for(sampled, 120, message="more invocations sampled than the panel shows")
+    for role in ("owner", "admin"):
+        as_user(people[role])
+        logs = await fetch_json(jp_fetch, "endpoints", endpoint, "logs")
+        assert [(v["version"], v["status"]) for v in logs["versions"]] == [("1", "ready")]
+        assert "Application startup complete" in logs["versions"][0]["log"]
+        samples = (await fetch_json(jp_fetch, "endpoints", endpoint, "requests"))["requests"]
+        assert len(samples) == REQUEST_SAMPLES_SHOWN
+        assert [s["time"] for s in samples] == sorted((s["time"] for s in samples), reverse=True)  # newest first
+        assert samples[0]["inputs"] == served["payload"] and samples[0]["status"] == 200
+    as_user(people["other"])
+    for part in ("logs", "requests", "example"):
+        with pytest.raises(HTTPClientError) as e:
+            await fetch_json(jp_fetch, "endpoints", endpoint, part)
+        assert e.value.code == 404, part
+
+
+@on_server_loop
+async def test_the_input_example(hub, jp_fetch, people, served, as_user):
+    as_user(people["owner"])
+    example = await fetch_json(jp_fetch, "endpoints", served["endpoint"], "example")
+    assert example["reason"] is None and example["payload"]["dataframe_split"]["columns"] == ["a", "b", "c"]
