@@ -35,6 +35,13 @@ WORK = notebook(
 )
 OTHER = notebook("print('other')", parameters="k = 1")
 
+# Console errors these tests cause, or meet, on purpose:
+# - the values the form sends wrong on purpose: Chromium logs every 400 answer;
+REFUSED = re.compile(r"status of 400 \(Bad Request\) \(at \S+/notebench/(jobs|schedules)\?")
+# - JupyterLab's LSP front end asks for /lsp/status, and hub/singleuser.py turns the jupyter_lsp server
+#   extension off: a 404 at every start of JupyterLab (not the Jobs panel's; reported for the merge).
+LSP_STATUS = re.compile(r"status of 404 \(Not Found\) \(at \S+/lsp/status\?")
+
 
 @pytest.fixture(scope="module")
 def person(hub):
@@ -59,7 +66,7 @@ def confirm_dialog(page, button: str) -> None:
 
 def test_jobs_panel(hub, person, new_page):
     name, password, token = person
-    page = new_page()
+    page = new_page(allowed_errors=[REFUSED, LSP_STATUS])
     login(page, hub, name, password)
     open_lab(page, hub, name, "work.ipynb")
     page.locator(".nb-run-as-job-button").first.click(timeout=120_000)
@@ -119,7 +126,7 @@ def test_jobs_panel(hub, person, new_page):
     # Open output: the output opens, the form stays on the notebook and its values.
     row.get_by_role("button", name="Open output").click()
     expect(page.locator(".lm-TabBar-tab.lm-mod-current", has_text=f"work-{job}.ipynb")).to_be_visible()
-    page.locator('.lm-TabBar-tab[data-id="notebench-jobs"]').click()
+    expect(form).to_be_visible()  # the panel stays open beside the output
     expect(form.locator(".nb-form-title")).to_contain_text("work.ipynb")
     expect(n).to_have_value("4")
 
@@ -174,7 +181,7 @@ def test_pages_of_jobs(hub, person, new_page):
     for job_id in ids:
         hub.executor("POST", f"jobs/{job_id}/cancel", token)
         hub.wait_job(job_id, token)
-    page = new_page()
+    page = new_page(allowed_errors=[LSP_STATUS])
     login(page, hub, name, password)
     open_lab(page, hub, name)
     page.locator('.lm-TabBar-tab[data-id="notebench-jobs"]').click()
@@ -196,7 +203,7 @@ def test_pages_of_jobs(hub, person, new_page):
 
 def test_schedules_from_the_form(hub, person, new_page):
     name, password, token = person
-    page = new_page()
+    page = new_page(allowed_errors=[REFUSED, LSP_STATUS])
     login(page, hub, name, password)
     open_lab(page, hub, name, "other.ipynb")
     page.locator(".nb-run-as-job-button").first.click(timeout=120_000)
