@@ -208,6 +208,14 @@ class Client:
         except ValueError:
             fail(f"unexpected answer from {r.url} (not JSON): is NOTEBENCH_URL a Notebench hub?")
 
+    def whoami(self) -> dict:
+        """The token's user as the hub knows them ({} if the hub does not say): name, admin."""
+        try:
+            r = self.session.get(self.url + "/hub/api/user", timeout=(10, 60), allow_redirects=False)
+            return r.json() if r.status_code == 200 and isinstance(r.json(), dict) else {}
+        except (self.requests.exceptions.RequestException, ValueError):
+            return {}
+
     def job_patiently(self, job: int) -> dict:
         """GET the job, riding out a restart of the hub or the executor for up to PATIENCE_S."""
         give_up = None
@@ -377,6 +385,8 @@ def cmd_list(args) -> int:
         params["status"] = args.status
     if args.name:
         params["name"] = args.name
+    if args.owner:
+        params["owner"] = args.owner
     jobs, cursor = [], None
     while True:
         page = client.json("GET", "jobs", params=dict(params, **({"cursor": cursor} if cursor else {})))
@@ -390,7 +400,11 @@ def cmd_list(args) -> int:
     if not jobs:
         note("no jobs" + (" match" if args.status or args.name else ""))
         return 0
-    owners = len({j.get("owner") for j in jobs}) > 1
+    # Admins list everyone's jobs: they always see whose each one is (others see only their own).
+    me = client.whoami()
+    owners = bool(me.get("admin")) or len({j.get("owner") for j in jobs}) > 1 or any(
+        j.get("owner") != me.get("name", j.get("owner")) for j in jobs
+    )
     headers = ["ID", "NAME"] + (["OWNER"] if owners else []) + ["STATUS", "PROGRESS", "CREATED"]
     rows = [
         [str(j["id"]), clip(j.get("name") or "")]
@@ -552,9 +566,10 @@ def add_jobs_commands(subparsers) -> None:
     p.add_argument("--json", action="store_true", help="print the job as JSON")
     p.set_defaults(func=cmd_submit)
 
-    p = sub.add_parser("list", help="list your jobs, newest first", epilog=ENVIRONMENT, formatter_class=formatter)
+    p = sub.add_parser("list", help="list your jobs (admins: everyone's, with their owners), newest first", epilog=ENVIRONMENT, formatter_class=formatter)
     p.add_argument("--status", choices=JOB_STATUSES, help="only jobs with this status")
     p.add_argument("--name", metavar="PREFIX", help="only jobs whose name starts with PREFIX")
+    p.add_argument("--owner", metavar="USER", help="only USER's jobs (admins; others may name only themselves)")
     p.add_argument("--all", action="store_true", help="every matching job, not only the newest page")
     p.add_argument("--limit", type=positive_int, metavar="N", help=f"jobs per page (default 50, at most {PAGE_MAX})")
     p.add_argument("--json", action="store_true", help="print the jobs as JSON")

@@ -1,4 +1,4 @@
-"""Jobs: submit, list, show, cancel; a job's log (followed) and output notebook (as HTML too).
+"""Jobs: submit, list, show, cancel, delete (ended ones); a job's log (followed) and output notebook (as HTML too).
 
 A job's directory belongs to the job's owner (the job runs as them and writes there), while the
 executor reads it as root: its files are opened without following links, and only when they are
@@ -69,6 +69,15 @@ class JobHandler(APIHandler):
     async def get(self, job_id):
         self.write_json(JobResponse.of(self.load(Job, job_id)))
 
+    async def delete(self, job_id):
+        """Delete an ended job: its record, its directory (log, output). Its MLflow run stays."""
+        job = self.load(Job, job_id)
+        if not self.app.dispatcher.delete(job.id):
+            status = self.load(Job, job_id).status  # 404 if deleted meanwhile
+            raise NotebenchError(409, "status", f"job {job.id} is {status}: cancel it first, only ended jobs can be deleted")
+        self.set_status(204)
+        self.finish()
+
 
 class CancelHandler(APIHandler):
     async def post(self, job_id):
@@ -79,7 +88,7 @@ class CancelHandler(APIHandler):
 
 
 class LogHandler(APIHandler):
-    query_params = frozenset({"follow"})
+    query_params = frozenset({"follow", "offset"})
 
     async def get(self, job_id):
         job = self.load(Job, job_id)
@@ -89,7 +98,11 @@ class LogHandler(APIHandler):
         if follow not in ("0", "1", "true", "false"):
             raise NotebenchError(400, "follow", "follow must be 1 (stream until the job ends) or 0")
         follow = follow in ("1", "true")
-        offset = 0
+        # From a byte offset: a client that polls (the JupyterLab panel) asks only for what is new.
+        offset = self.get_argument("offset", "0")
+        if not (_DIGITS.fullmatch(offset) and len(offset) <= 18):
+            raise NotebenchError(400, "offset", "offset must be a byte offset into the log (0 or more)")
+        offset = int(offset)
         while not self._closed:
             try:
                 chunk = read_job_file(path, offset) or b""

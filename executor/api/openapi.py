@@ -127,6 +127,8 @@ def spec(prefix: str = "/services/executor/") -> dict:
             "/jobs/{job_id}": {
                 "get": {"summary": "One job", "parameters": job_id,
                         "responses": {"200": {"description": "The job", "content": _json(_ref("Job"))}, **_errors(404), **common}},
+                "delete": {"summary": "Delete an ended job: its record, log and output (its MLflow run stays)", "parameters": job_id,
+                           "responses": {"204": {"description": "Deleted"}, **_errors(404, 409), **common}},
             },
             "/jobs/{job_id}/cancel": {
                 "post": {"summary": "Cancel a queued or running job", "parameters": job_id,
@@ -134,7 +136,9 @@ def spec(prefix: str = "/services/executor/") -> dict:
             },
             "/jobs/{job_id}/log": {
                 "get": {"summary": "The job's log (follow=1 streams until the job ends)",
-                        "parameters": job_id + [{"name": "follow", "in": "query", "schema": {"type": "string", "enum": ["0", "1", "true", "false"]}}],
+                        "parameters": job_id + [{"name": "follow", "in": "query", "schema": {"type": "string", "enum": ["0", "1", "true", "false"]}},
+                                                {"name": "offset", "in": "query", "description": "Start at this byte of the log (default 0)",
+                                                 "schema": {"type": "string", "pattern": "^[0-9]{1,18}$"}}],
                         "responses": {"200": {"description": "Log text", "content": {"text/plain": {"schema": {"type": "string"}}}}, **_errors(404), **common}},
             },
             "/jobs/{job_id}/output": {

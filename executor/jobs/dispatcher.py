@@ -496,3 +496,23 @@ class Dispatcher:
         await self.tasks.close()
         await self.backend.close()
 
+
+    # --- deleting (at the end: the rest of the class is the lead's) -------------------------
+
+    def delete(self, job_id: int) -> bool:
+        """Forget an ended job: its row (a compare-and-set on a final status, so a job that is
+        queued or running is never deleted under its runner), then its directory and its cached
+        HTML. False when the job is not final (or gone). Its MLflow run stays: it is MLflow's record."""
+        with self.sessions() as s:
+            deleted = s.execute(sa.delete(Job).where(Job.id == job_id, Job.status.in_(FINAL))).rowcount
+            s.commit()
+        if not deleted:
+            return False
+        import shutil  # here, so this method stays one block at the end of the class
+
+        # The directory is the owner's (they may have put links in it): rmtree removes links, it
+        # never follows them out of the directory.
+        shutil.rmtree(self.job_dir(job_id), ignore_errors=True)
+        for cached in (self.jobs_dir.parent / "html").glob(f"{job_id}-*.html"):
+            cached.unlink(missing_ok=True)
+        return True

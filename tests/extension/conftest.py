@@ -59,32 +59,34 @@ class ConsoleErrors:
     def __init__(self):
         self.errors: list[str] = []
 
-    def watch(self, page) -> None:
-        page.on("console", self._console)
+    def watch(self, page, allowed=()) -> None:
+        page.on("console", lambda message: self._console(message, allowed))
         page.on("pageerror", lambda error: self.errors.append(f"uncaught: {error}"))
 
-    def _console(self, message) -> None:
+    def _console(self, message, allowed=()) -> None:
         if message.type != "error":
             return
         text = f"{message.text} (at {message.location.get('url', '?')})"
-        if not any(allowed.search(text) for allowed in ALLOWED_CONSOLE_ERRORS):
+        if not any(pattern.search(text) for pattern in [*ALLOWED_CONSOLE_ERRORS, *allowed]):
             self.errors.append(text)
 
 
 @pytest.fixture
 def new_page(browser):
     """``new_page(**context_options)``: a page in a fresh browser context (its own cookies). The
-    test fails at teardown if any page it made logged a console error or threw."""
+    test fails at teardown if any page it made logged a console error or threw.
+    ``new_page(allowed_errors=[regex, ...])``: console errors the test causes on purpose (Chromium
+    logs every 4xx answer, e.g. a form's value the server refuses), each said why by the caller."""
     console = ConsoleErrors()
     contexts = []
 
-    def make(**options):
+    def make(allowed_errors=(), **options):
         options.setdefault("viewport", {"width": 1600, "height": 1000})
         context = browser.new_context(**options)
         contexts.append(context)
         page = context.new_page()
         page.set_default_timeout(60_000)
-        console.watch(page)
+        console.watch(page, allowed_errors)
         return page
 
     yield make

@@ -313,3 +313,46 @@ def test_parameter_values_are_json_when_they_parse():
     assert parameter("expr=a=b") == ("expr", "a=b")
     assert parameter("x=NaN") == ("x", "NaN")  # not JSON the API takes: kept a string
     assert parameter("empty=") == ("empty", "")
+
+
+# --- owners (issue 15): admins see whose each job is -------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def two_owners(hub, tmp_path_factory):
+    """Two users with one job each (names starting jp: OS accounts are machine-wide)."""
+    people = {}
+    path = write_notebook(tmp_path_factory.mktemp("owners") / "owned.ipynb", "print('mine')")
+    for prefix in ("jp-cli-a", "jp-cli-b"):
+        name = f"{prefix}-{uuid.uuid4().hex[:6]}"
+        token = hub.new_user(name)
+        r = cli(hub, token, "submit", path, "--name", f"owned-{name}", "--wait")
+        assert r.returncode == 0, r.stderr
+        people[name] = (token, submitted_id(r.stdout))
+    return people
+
+
+def test_admin_list_shows_every_owner(hub, two_owners):
+    for name, (_, job) in two_owners.items():
+        # Even filtered down to one owner's jobs, the admin's list says whose they are.
+        r = cli(hub, hub.admin_token, "list", "--owner", name)
+        assert r.returncode == 0, r.stderr
+        header, *rows = r.stdout.splitlines()
+        assert header.split()[:3] == ["ID", "NAME", "OWNER"], r.stdout
+        assert len(rows) == 1 and rows[0].split()[:3] == [str(job), f"owned-{name}", name], r.stdout
+    r = cli(hub, hub.admin_token, "list", "--name", "owned-jp-cli-", "--limit", "200")
+    assert r.returncode == 0, r.stderr
+    for name, (_, job) in two_owners.items():
+        assert any(line.split()[:3] == [str(job), f"owned-{name}", name] for line in r.stdout.splitlines()), r.stdout
+
+
+def test_users_list_their_own_jobs_without_an_owner_column(hub, two_owners):
+    (first, (token, job)), (second, _) = two_owners.items()
+    r = cli(hub, token, "list")
+    assert r.returncode == 0, r.stderr
+    header, *rows = r.stdout.splitlines()
+    assert "OWNER" not in header.split() and [row.split()[0] for row in rows] == [str(job)], r.stdout
+    r = cli(hub, token, "list", "--owner", first)  # naming themselves is fine
+    assert r.returncode == 0 and str(job) in r.stdout, r.stderr
+    r = cli(hub, token, "list", "--owner", second)  # anyone else is an admin's business
+    assert r.returncode == 2 and "HTTP 403" in r.stderr and "(field: owner)" in r.stderr, r.stderr

@@ -30,8 +30,8 @@ from traitlets.config import Configurable
 from notebench.hub.platform.names import ENDPOINT_NAME  # the executor's rule, so a bad name never leaves the server
 
 from .culling import setup_culling
-from .parameters import notebook_parameters
-from .upstream import UpstreamError, call, check_depth, load_json
+from .parameters import notebook_parameters, parse_literal
+from .upstream import UpstreamError, UpstreamResponse, call, check_depth, load_json
 
 JOB_FIELDS = ("parameters", "profile", "timeout_seconds", "workers", "worker_profile", "kernel", "name")
 OUTPUT_DIR = "job-outputs"
@@ -145,43 +145,180 @@ def job_cwd(contents_manager, notebook_path: str) -> str:
     return os.path.relpath(directory, home)
 
 
-class JobsHandler(NotebenchHandler):
+class FieldError(web.HTTPError):
+    """A 4xx/5xx whose JSON body names the request field at fault, as the executor's errors do."""
+
+    def __init__(self, status: int, message: str, field: str | None = None):
+        super().__init__(status, message)
+        self.field = field
+
+
+class JobsAPIHandler(NotebenchHandler):
+    """The job and schedule handlers: errors are ``{status, message, field}``, the executor's own
+    passed on with their field, so the form shows each at the field it concerns."""
+
+    def write_error(self, status_code: int, **kwargs) -> None:
+        exc = kwargs.get("exc_info", (None, None, None))[1]
+        if isinstance(exc, FieldError):
+            self.set_header("Content-Type", "application/json")
+            self.finish(json.dumps({"status": status_code, "message": exc.log_message, "field": exc.field}))
+        else:
+            super().write_error(status_code, **kwargs)
+
+    async def executor(self, segments, method: str = "GET", body=None, query=None) -> UpstreamResponse:
+        response = await call("executor", segments, method, body, query=query, raise_error=False)
+        if response.status >= 400:
+            error = UpstreamError(response)
+            try:
+                field = load_json(response.body or b"null", "the executor's answer").get("field")
+            except (ValueError, AttributeError):
+                field = None
+            raise FieldError(error.status_code, error.log_message or "", field if isinstance(field, str) else None)
+        return response
+
+
+async def job_request(handler: JobsAPIHandler, body: dict) -> dict:
+    """The executor's JobRequest for a form's body: the notebook at ``path`` in the user's files, or
+    (``from_job``, re-running a job whose notebook is gone) that job's output notebook, which
+    papermill re-parameterises (it replaces the injected-parameters cell); its parameters as
+    typed values (``parameters``) and as Python literals (``literals``, read here)."""
+    from_job = body.get("from_job")
+    if from_job is not None:
+        if not (isinstance(from_job, int) and not isinstance(from_job, bool) and 0 < from_job < 2**63):
+            raise FieldError(400, "from_job must be a job id", "from_job")
+        source = (await handler.executor(["jobs", str(from_job)])).json()
+        notebook = (await handler.executor(["jobs", str(from_job), "output"])).json()
+        path = source.get("notebook_path") or f"{source['name']}.ipynb"
+        cwd = _relative_to_home(source.get("cwd") or "")
+    else:
+        try:
+            path = _text(body, "path")
+        except web.HTTPError as e:
+            raise FieldError(400, e.log_message or "", "path") from None
+        notebook = await read_notebook(handler.contents_manager, path)
+        cwd = job_cwd(handler.contents_manager, path)
+    # The executor names the job and tags its MLflow run with the notebook's path.
+    notebook.setdefault("metadata", {}).setdefault("notebench", {})["path"] = path
+    job = {k: body[k] for k in JOB_FIELDS if body.get(k) is not None}
+    parameters, literals = body.get("parameters") or {}, body.get("literals") or {}
+    if not isinstance(parameters, dict):
+        raise FieldError(400, "parameters must be an object {name: value}", "parameters")
+    if not isinstance(literals, dict):
+        raise FieldError(400, "literals must be an object {name: Python literal}", "literals")
+    try:
+        declared = {p["name"]: p["type"] for p in notebook_parameters(notebook)["parameters"]}
+    except ValueError:
+        declared = {}
+    for name, text in literals.items():
+        try:
+            parameters[name] = parse_literal(name, text, declared.get(name))
+        except ValueError as e:
+            raise FieldError(400, str(e), f"parameters.{name}") from None
+    job["parameters"] = keep_float_types(notebook, parameters)
+    job.setdefault("name", posixpath.splitext(posixpath.basename(path))[0])
+    job.update(notebook=notebook, cwd=cwd)
+    return job
+
+
+def _relative_to_home(directory: str) -> str:
+    """A job's (absolute) working directory as the executor wants `cwd`: relative to the home."""
+    home = os.path.realpath(os.path.expanduser("~"))
+    return os.path.relpath(directory, home) if directory.startswith(home + os.sep) else ""
+
+
+class JobsHandler(JobsAPIHandler):
     @web.authenticated
     @authorized
     async def get(self):
         query = {k: self.get_query_argument(k, None) for k in ("status", "name", "limit", "cursor")}
-        self.reply((await call("executor", ["jobs"], query=query)).json())
+        self.reply((await self.executor(["jobs"], query=query)).json())
 
     @web.authenticated
     @authorized
     async def post(self):
         """Submit the notebook at `path` (read here, from the user's files) as a job."""
-        body = self.body()
-        path = _text(body, "path")
-        notebook = await read_notebook(self.contents_manager, path)
-        # The executor names the job and tags its MLflow run with the notebook's path.
-        notebook.setdefault("metadata", {}).setdefault("notebench", {})["path"] = path
-        job = {k: body[k] for k in JOB_FIELDS if body.get(k) is not None}
-        if not isinstance(job.get("parameters", {}), dict):
-            raise web.HTTPError(400, "parameters must be an object {name: value}")
-        job["parameters"] = keep_float_types(notebook, job.get("parameters") or {})
-        job.setdefault("name", posixpath.splitext(posixpath.basename(path))[0])
-        job.update(notebook=notebook, cwd=job_cwd(self.contents_manager, path))
-        self.reply((await call("executor", ["jobs"], "POST", job)).json(), 201)
+        job = await job_request(self, self.body())
+        self.reply((await self.executor(["jobs"], "POST", job)).json(), 201)
 
 
-class JobHandler(NotebenchHandler):
+class JobHandler(JobsAPIHandler):
     @web.authenticated
     @authorized
     async def get(self, job_id):
-        self.reply((await call("executor", ["jobs", job_id])).json())
+        self.reply((await self.executor(["jobs", job_id])).json())
+
+    @web.authenticated
+    @authorized
+    async def delete(self, job_id):
+        await self.executor(["jobs", job_id], "DELETE")
+        self.set_status(204)
+        self.finish()
 
 
-class JobCancelHandler(NotebenchHandler):
+class JobCancelHandler(JobsAPIHandler):
     @web.authenticated
     @authorized
     async def post(self, job_id):
-        self.reply((await call("executor", ["jobs", job_id, "cancel"], "POST", {})).json())
+        self.reply((await self.executor(["jobs", job_id, "cancel"], "POST", {})).json())
+
+
+MAX_LOG_CHUNK = 1024 * 1024  # per answer: the panel asks again at once for the rest
+
+
+class JobLogHandler(JobsAPIHandler):
+    """The job's log from a byte ``offset``: ``{text, offset}`` (the offset to ask from next).
+    The panel polls it while the job runs (a stream would hold one of the browser's few
+    connections per server for as long as the log is open)."""
+
+    @web.authenticated
+    @authorized
+    async def get(self, job_id):
+        offset = self.get_query_argument("offset", "0")
+        if not (offset.isdigit() and offset.isascii() and len(offset) <= 18):
+            raise FieldError(400, "offset must be a byte offset into the log (0 or more)", "offset")
+        data = (await self.executor(["jobs", job_id, "log"], query={"offset": offset})).body[:MAX_LOG_CHUNK]
+        text, used = _utf8_text(data)
+        self.reply({"text": text, "offset": int(offset) + used})
+
+
+def _utf8_text(data: bytes) -> tuple[str, int]:
+    """``data`` decoded, and how many of its bytes that used: a character cut in two at the end is
+    left for the next answer; the rest of one cut at the start (an offset inside it) is skipped."""
+    start = 0
+    while start < min(3, len(data)) and 0x80 <= data[start] < 0xC0:
+        start += 1
+    for cut in range(4):
+        try:
+            return data[start : len(data) - cut].decode(), len(data) - cut
+        except UnicodeDecodeError:
+            continue
+    return data.decode(errors="replace"), len(data)
+
+
+class JobRunHandler(JobsAPIHandler):
+    """The job's MLflow run: status, metrics and params, and where it is in MLflow's UI."""
+
+    @web.authenticated
+    @authorized
+    async def get(self, job_id):
+        job = (await self.executor(["jobs", job_id])).json()
+        if not job.get("mlflow_run_id"):
+            raise FieldError(404, f"job {job_id} has no MLflow run", None)
+        response = await call("mlflow", ["runs", "get"], query={"run_id": job["mlflow_run_id"]}, raise_error=False)
+        if response.status >= 400:
+            error = UpstreamError(response)
+            raise FieldError(error.status_code, error.log_message or "", None)
+        run = response.json()["run"]
+        data = run.get("data", {})
+        self.reply(
+            {
+                "run_id": run["info"]["run_id"],
+                "experiment_id": run["info"]["experiment_id"],
+                "status": run["info"].get("status"),
+                "metrics": _pairs(data.get("metrics")),
+                "params": _pairs(data.get("params")),
+            }
+        )
 
 
 class JobOutputHandler(NotebenchHandler):
@@ -215,6 +352,44 @@ class JobOutputHtmlHandler(SameOriginOnly, JupyterHandler):
         self.set_header("Content-Type", "text/html; charset=utf-8")
         self.set_header("Content-Security-Policy", "sandbox allow-scripts allow-popups; frame-ancestors 'self'")
         self.finish(response.body)
+
+
+class SchedulesHandler(JobsAPIHandler):
+    @web.authenticated
+    @authorized
+    async def get(self):
+        self.reply((await self.executor(["schedules"])).json())
+
+    @web.authenticated
+    @authorized
+    async def post(self):
+        """A schedule of the form's job: ``cron`` and ``timezone`` beside the job's fields."""
+        body = self.body()
+        job = await job_request(self, body)
+        schedule = {"name": job["name"], "cron": body.get("cron"), "timezone": body.get("timezone") or "UTC", "job": job}
+        try:
+            self.reply((await self.executor(["schedules"], "POST", schedule)).json(), 201)
+        except FieldError as e:  # the job's fields are the form's: name them as the form does
+            if e.field and e.field.startswith("job."):
+                e.field = e.field[len("job.") :]
+            raise
+
+
+class ScheduleHandler(JobsAPIHandler):
+    @web.authenticated
+    @authorized
+    async def patch(self, schedule_id):
+        """Pause or resume (``active``), rename or re-time a schedule."""
+        body = self.body()
+        patch = {k: body[k] for k in ("active", "name", "cron", "timezone") if k in body}
+        self.reply((await self.executor(["schedules", schedule_id], "PATCH", patch)).json())
+
+    @web.authenticated
+    @authorized
+    async def delete(self, schedule_id):
+        await self.executor(["schedules", schedule_id], "DELETE")
+        self.set_status(204)
+        self.finish()
 
 
 # --- MLflow models ---------------------------------------------------------------------------
@@ -620,6 +795,10 @@ def setup_handlers(web_app, settings: NotebenchExtension | None = None) -> None:
         (job + "/output", JobOutputHandler),
         (job + "/output.html", JobOutputHtmlHandler),
         ("/models/context", ModelsContextHandler),
+        (job + "/log", JobLogHandler),
+        (job + "/run", JobRunHandler),
+        ("/schedules", SchedulesHandler),
+        (r"/schedules/(\d{1,18})", ScheduleHandler),
         ("/models/runs", RunsHandler),
         ("/models/registered", RegisteredModelsHandler),
         ("/models/versions", VersionsHandler),

@@ -10,6 +10,17 @@ export function notebenchUrl(path: string): string {
   return URLExt.join(settings.baseUrl, 'notebench', path);
 }
 
+/** An error answer: its message, HTTP status and the request field it concerns (if any). */
+export class ApiError extends Error {
+  constructor(
+    message: string,
+    readonly status: number,
+    readonly field: string | null
+  ) {
+    super(message);
+  }
+}
+
 export async function api<T = any>(
   path: string,
   method = 'GET',
@@ -34,8 +45,10 @@ export async function api<T = any>(
     data = { message: text };
   }
   if (!response.ok) {
-    throw new Error(
-      data?.message || `${response.status} ${response.statusText}`
+    throw new ApiError(
+      data?.message || `${response.status} ${response.statusText}`,
+      response.status,
+      typeof data?.field === 'string' ? data.field : null
     );
   }
   return data as T;
@@ -61,6 +74,8 @@ export type ProfilesResponse = Schemas['ProfilesResponse'];
 export type Profile = Schemas['ProfileInfo'];
 export type Job = Schemas['Job'];
 export type JobPage = Schemas['JobPage'];
+export type Schedule = Schemas['Schedule'];
+export type ScheduleList = Schemas['ScheduleList'];
 export type EndpointList = Schemas['EndpointList'];
 export type Endpoint = Schemas['Endpoint'];
 // A version an endpoint serves (the executor's ServedVersion; its EndpointVersion is the request's).
@@ -88,6 +103,21 @@ export interface IModelsContext {
   endpoint_name_pattern: string; // the executor's rule for endpoint names (an HTML pattern)
   mlflow_url: string; // MLflow's UI, e.g. /services/mlflow/
   token_url: string; // where a user makes an API token, e.g. /hub/token
+}
+
+/** A job's log from a byte offset (/notebench/jobs/<id>/log?offset=N). */
+export interface LogChunk {
+  text: string;
+  offset: number;
+}
+
+/** A job's MLflow run (/notebench/jobs/<id>/run). */
+export interface JobRun {
+  run_id: string;
+  experiment_id: string;
+  status: string | null;
+  metrics: Record<string, number>;
+  params: Record<string, string>;
 }
 
 export interface ModelRun {

@@ -76,7 +76,16 @@ const plugin: JupyterFrontEndPlugin<void> = {
         cellIndex !== null
       ) {
         await widget.context.ready;
-        widget.content.activeCellIndex = cellIndex;
+        // cellIndex counts the user's cells: the output also has papermill's injected one.
+        const cells = widget.content.widgets;
+        const userCells = cells.filter(
+          cell =>
+            !cell.model.getMetadata('tags')?.includes('injected-parameters')
+        );
+        const target = userCells[Math.min(cellIndex, userCells.length - 1)];
+        widget.content.activeCellIndex = target
+          ? cells.indexOf(target)
+          : cellIndex;
         if (widget.content.activeCell) {
           await widget.content.scrollToCell(widget.content.activeCell);
         }
@@ -102,10 +111,11 @@ const plugin: JupyterFrontEndPlugin<void> = {
     modelsPanel.title.icon = modelsIcon;
     shell.add(modelsPanel, 'left', { rank: 601 });
 
-    // The form follows the notebook being worked on; the commands below can point it elsewhere.
+    // The form follows the notebook being worked on until the user chooses one (the commands
+    // below): then it stays on that one.
     notebooks.currentChanged.connect((_, panel) => {
       if (panel) {
-        jobsPanel.setNotebook(panel.context.path);
+        jobsPanel.followNotebook(panel.context.path);
       }
     });
 
