@@ -22,9 +22,6 @@ EXAMPLES = REPO / "examples"
 ALLOWED_CONSOLE_ERRORS = [
     # Chromium logs a failed favicon fetch of an iframe's about:blank document.
     re.compile(r"favicon\.ico"),
-    # JupyterLab's LSP front end asks its server for /lsp/status at start; Notebench turns the
-    # jupyter_lsp server extension off (hub/singleuser.py), so that answer is a 404.
-    re.compile(r"404 \(Not Found\) \(at [^ ]*/user/[^/]+/lsp/status\?"),
 ]
 
 
