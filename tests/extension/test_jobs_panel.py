@@ -35,12 +35,8 @@ WORK = notebook(
 )
 OTHER = notebook("print('other')", parameters="k = 1")
 
-# Console errors these tests cause, or meet, on purpose:
-# - the values the form sends wrong on purpose: Chromium logs every 400 answer;
+# Console errors these tests cause on purpose: the values the form sends wrong (Chromium logs every 400 answer).
 REFUSED = re.compile(r"status of 400 \(Bad Request\) \(at \S+/notebench/(jobs|schedules)\?")
-# - JupyterLab's LSP front end asks for /lsp/status, and hub/singleuser.py turns the jupyter_lsp server
-#   extension off: a 404 at every start of JupyterLab (not the Jobs panel's; reported for the merge).
-LSP_STATUS = re.compile(r"status of 404 \(Not Found\) \(at \S+/lsp/status\?")
 
 
 @pytest.fixture(scope="module")
@@ -66,7 +62,7 @@ def confirm_dialog(page, button: str) -> None:
 
 def test_jobs_panel(hub, person, new_page):
     name, password, token = person
-    page = new_page(allowed_errors=[REFUSED, LSP_STATUS])
+    page = new_page(allowed_errors=[REFUSED])
     login(page, hub, name, password)
     open_lab(page, hub, name, "work.ipynb")
     page.locator(".nb-run-as-job-button").first.click(timeout=120_000)
@@ -181,7 +177,7 @@ def test_pages_of_jobs(hub, person, new_page):
     for job_id in ids:
         hub.executor("POST", f"jobs/{job_id}/cancel", token)
         hub.wait_job(job_id, token)
-    page = new_page(allowed_errors=[LSP_STATUS])
+    page = new_page()
     login(page, hub, name, password)
     open_lab(page, hub, name)
     page.locator('.lm-TabBar-tab[data-id="notebench-jobs"]').click()
@@ -203,7 +199,7 @@ def test_pages_of_jobs(hub, person, new_page):
 
 def test_schedules_from_the_form(hub, person, new_page):
     name, password, token = person
-    page = new_page(allowed_errors=[REFUSED, LSP_STATUS])
+    page = new_page(allowed_errors=[REFUSED])
     login(page, hub, name, password)
     open_lab(page, hub, name, "other.ipynb")
     page.locator(".nb-run-as-job-button").first.click(timeout=120_000)
