@@ -2,7 +2,6 @@
 
 import pytest
 
-from tests.support.endpoints import RUN
 from tests.support.launcher import BASE_CONFIG, Hub
 from tests.support.registry import register_model
 
@@ -19,6 +18,7 @@ def hub(tmp_path_factory):
 def model(hub, people):
     """A registered model of ``people["owner"]`` (the requesting module's ``people`` fixture, on its
     ``hub``) with versions 1 (alias champion), 2, and 3 (broken); a scoring input.
-    Used by serving/test_endpoints.py and faults/test_chaos.py."""
-    name = f"clf-{RUN}"
+    Used by serving/, faults/test_chaos.py: one model per owner (another user may not add versions
+    to it, nor runs to its experiment)."""
+    name = f"clf-{people['owner']}"
     return {"name": name, "input": register_model(hub.url, people["owner_token"], name)}

@@ -75,6 +75,7 @@ def test_notice_before_the_cull_and_the_reason_after(cull_hub, new_page):
     # Keeping the server running is activity the hub hears of at once.
     before = hub.server(name)["last_activity"]
     notice = page.locator(".Toastify__toast").filter(has_text="your server will be stopped in about")
+    expect(notice).to_have_count(1)  # the notice closed by "Why?" slides out as the new one comes
     notice.get_by_role("button", name="Keep my server running").click()
     wait_for(lambda: hub.server(name)["last_activity"] > before, 30, message="activity reported to the hub")
     expect(notice).to_have_count(0, timeout=30_000)

@@ -132,7 +132,7 @@ def test_refused_requests_do_not_break_kept_alive_connections(base, users):
     for _ in range(30):
         statuses.append(s.get(base + "api/2.0/mlflow/experiments/search?max_results=1",
                               timeout=30).status_code)
-        statuses.append(s.get(base + "ajax-api/3.0/mlflow/assistant/config",
+        statuses.append(s.get(base + "ajax-api/3.0/mlflow/assistant/sessions",
                               headers={"Authorization": f"Bearer {token}"}, timeout=30).status_code)
         statuses.append(s.get(base + "api/2.0/mlflow/experiments/search?max_results=1",
                               headers={"Authorization": f"Bearer {token}"}, timeout=30).status_code)

@@ -55,7 +55,9 @@ class CullingNotices {
   constructor(private trans: TranslationBundle) {}
 
   private noticeId: string | null = null;
+  private noticeMessage = '';
   private timer: number | undefined;
+  private checking = false;
 
   start(): void {
     void this.check();
@@ -67,6 +69,20 @@ class CullingNotices {
   }
 
   private async check(): Promise<void> {
+    // One at a time: two checks in flight would each show the notice (a timer's, and one after
+    // "Why?" or "Keep"); the one in flight shows what applies and schedules the next.
+    if (this.checking) {
+      return;
+    }
+    this.checking = true;
+    try {
+      await this.checkNow();
+    } finally {
+      this.checking = false;
+    }
+  }
+
+  private async checkNow(): Promise<void> {
     let state: ICullingState;
     try {
       state = await api<ICullingState>('culling');
@@ -118,9 +134,10 @@ class CullingNotices {
         }
       ]
     };
+    // Updated in place when its wording changes only: each update of a closed toast opens it again.
     if (this.noticeId === null) {
       this.noticeId = Notification.warning(message, options);
-    } else {
+    } else if (message !== this.noticeMessage) {
       Notification.update({
         id: this.noticeId,
         message,
@@ -128,6 +145,7 @@ class CullingNotices {
         ...options
       });
     }
+    this.noticeMessage = message;
   }
 
   private dismissServerNotice(): void {
@@ -151,6 +169,7 @@ class CullingNotices {
 
   private async explain(server: IServerCulling): Promise<void> {
     const trans = this.trans;
+    this.dismissServerNotice(); // its toast closed with the click: a new one comes when it applies
     await showDialog({
       title: trans.__('Why your server will be stopped'),
       body: trans.__(
@@ -160,8 +179,6 @@ class CullingNotices {
       ),
       buttons: [Dialog.okButton({ label: trans.__('OK') })]
     });
-    // The notice closes when an action is chosen: show it again while it still applies.
-    this.noticeId = null;
     void this.check();
   }
 
