@@ -92,12 +92,14 @@ def test_a_new_data_scientist_from_sign_up_to_a_deployed_model(hub, new_page):
     page.locator('.jp-DirListing-item[title^="Name: train-model.ipynb"]').dblclick()
     notebook = page.locator(".jp-NotebookPanel:visible")
     expect(notebook.locator(".jp-Notebook-ExecutionIndicator[data-status='idle']")).to_be_attached(timeout=120_000)
+    # As a person waits for "Idle" in the status bar: the kernel is connected, not just started.
+    expect(page.locator(".jp-StatusBar-Widget", has_text="| Idle")).to_be_visible(timeout=120_000)
     run_all_cells(page)
     expect(notebook.locator(".jp-OutputArea-output", has_text="accuracy")).to_be_visible(timeout=120_000)
     # The interactive run lands in the notebook's own experiment (users may not write Default).
     token = hub.api("POST", f"/users/{name}/tokens", json={"note": "journey"}).json()["token"]
     experiment = f"{name}/train-model"
-    expect(notebook.locator(".jp-InputPrompt", has_text=re.compile(r"\[4\]"))).to_be_visible(timeout=120_000)
+    expect(notebook.locator(".jp-InputPrompt", has_text=re.compile(r"\[3\]"))).to_be_visible(timeout=120_000)  # its last cell
     assert [run["info"]["status"] for run in experiment_runs(hub, token, experiment)] == ["FINISHED"]
 
     # The same notebook as a job, from its toolbar: C edited in the form built from its parameters.

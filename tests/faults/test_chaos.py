@@ -266,7 +266,7 @@ def test_kill_9_of_the_mlflow_backend(hub, chaos):
 
 
 def test_kill_9_of_the_idle_culler(hub, chaos):
-    chaos("idle-culler", *kill_one(hub, "jupyterhub_idle_culler"))
+    chaos("idle-culler", *kill_one(hub, "notebench.hub.culling"))  # jupyterhub-idle-culler with Notebench's arbiter
 
 
 def test_kill_9_of_a_scoring_server(hub, chaos, endpoint):

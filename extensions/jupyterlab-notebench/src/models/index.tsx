@@ -1,6 +1,7 @@
 // The Models panel: runs that logged models, registered models and aliases, endpoints.
 import { TranslationBundle } from '@jupyterlab/translation';
 import { ReactWidget } from '@jupyterlab/ui-components';
+import type { Message } from '@lumino/messaging'; // a type only: @lumino/widgets brings it
 import * as React from 'react';
 
 import { api, IModelsContext, ModelRun, RegisteredModel } from '../api';
@@ -11,7 +12,7 @@ import { Endpoints } from './endpoints';
 import { RegisteredModels } from './registered';
 import { RunsTable } from './runs';
 
-function ModelsView(): JSX.Element {
+function ModelsView(props: { shown: number }): JSX.Element {
   const trans = useTranslation();
   const [context, setContext] = React.useState<IModelsContext | null>(null);
   const [runs, setRuns] = React.useState<ModelRun[]>([]);
@@ -34,9 +35,11 @@ function ModelsView(): JSX.Element {
         setLoading(false);
       }
     });
+  // Loaded again each time the panel is opened: runs and models are made elsewhere (a notebook,
+  // a job, MLflow's UI) and nothing tells the panel.
   React.useEffect(() => {
     load();
-  }, []);
+  }, [props.shown]);
   return (
     <div className="nb-panel-body">
       <h2>
@@ -84,10 +87,18 @@ export class ModelsPanel extends ReactWidget {
     this.title.caption = trans.__('Notebench models');
   }
 
+  private shown = 0;
+
+  protected onAfterShow(msg: Message): void {
+    super.onAfterShow(msg);
+    this.shown += 1;
+    this.update();
+  }
+
   render(): JSX.Element {
     return (
       <TranslationContext.Provider value={this.trans}>
-        <ModelsView />
+        <ModelsView shown={this.shown} />
       </TranslationContext.Provider>
     );
   }
