@@ -60,15 +60,22 @@ def confirm_dialog(page, button: str) -> None:
     expect(dialog).to_have_count(0)
 
 
-def test_jobs_panel(hub, person, new_page):
-    name, password, token = person
-    page = new_page(allowed_errors=[REFUSED])
+def open_job_form(page, hub, person, notebook: str):
+    """JupyterLab on ``notebook`` and its Run-as-job form; returns (panel, form)."""
+    name, password, _ = person
     login(page, hub, name, password)
-    open_lab(page, hub, name, "work.ipynb")
+    open_lab(page, hub, name, notebook)
     page.locator(".nb-run-as-job-button").first.click(timeout=120_000)
     panel = page.locator("#notebench-jobs")
     form = panel.locator('form[aria-label="Run as job"]')
-    expect(form.locator(".nb-form-title")).to_contain_text("work.ipynb")
+    expect(form.locator(".nb-form-title")).to_contain_text(notebook)
+    return panel, form
+
+
+def test_jobs_panel(hub, person, new_page):
+    name, password, token = person
+    page = new_page(allowed_errors=[REFUSED])
+    panel, form = open_job_form(page, hub, person, "work.ipynb")
     n = form.locator('input[name="param-n"]')
     expect(n).to_have_value("3")
     expect(form.locator('input[name="param-pause"]')).to_have_value("1.0")
@@ -200,12 +207,7 @@ def test_pages_of_jobs(hub, person, new_page):
 def test_schedules_from_the_form(hub, person, new_page):
     name, password, token = person
     page = new_page(allowed_errors=[REFUSED])
-    login(page, hub, name, password)
-    open_lab(page, hub, name, "other.ipynb")
-    page.locator(".nb-run-as-job-button").first.click(timeout=120_000)
-    panel = page.locator("#notebench-jobs")
-    form = panel.locator('form[aria-label="Run as job"]')
-    expect(form.locator(".nb-form-title")).to_contain_text("other.ipynb")
+    panel, form = open_job_form(page, hub, person, "other.ipynb")
     form.get_by_label("Repeat on a schedule").check()
     form.locator('input[name="cron"]').fill("every morning")
     form.locator('input[name="timezone"]').fill("Europe/Paris")

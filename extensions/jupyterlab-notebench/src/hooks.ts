@@ -42,18 +42,23 @@ export function useAsync(): {
 
 /**
  * `load()`'s answer, polled every `intervalMs` (see usePolling); `error` is the last failure's
- * message (cleared by the next success) and `refresh()` polls again at once.
+ * message (cleared by the next success) and `refresh()` polls again at once. Nothing is loaded
+ * while `enabled()` is false.
  */
 export function usePolled<T>(
   load: () => Promise<T>,
   intervalMs: number,
-  deps: React.DependencyList
+  deps: React.DependencyList,
+  enabled: () => boolean = () => true
 ): { data: T | null; error: string; refresh: () => void } {
   const [data, setData] = React.useState<T | null>(null);
   const [error, setError] = React.useState('');
   const [tick, setTick] = React.useState(0);
   usePolling(
     async isCurrent => {
+      if (!enabled()) {
+        return;
+      }
       try {
         const answer = await load();
         if (isCurrent()) {

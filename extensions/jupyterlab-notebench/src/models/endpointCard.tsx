@@ -20,7 +20,7 @@ import {
   VersionMetrics
 } from '../api';
 import { Legend, LineChart } from '../chart';
-import { useAsync, usePolling } from '../hooks';
+import { useAsync, usePolled, usePolling } from '../hooks';
 import { useTranslation } from '../i18n';
 import {
   ENDPOINT_POLL_MS,
@@ -219,27 +219,11 @@ function usePolledWhileOpen<T>(
   stopped: React.MutableRefObject<boolean>,
   deps: React.DependencyList
 ): { data: T | null; error: string } {
-  const [data, setData] = React.useState<T | null>(null);
-  const [error, setError] = React.useState('');
-  usePolling(
-    async isCurrent => {
-      if (!open || stopped.current) {
-        return;
-      }
-      try {
-        const answer = await load();
-        if (isCurrent()) {
-          setData(answer);
-          setError('');
-        }
-      } catch (e: any) {
-        if (isCurrent()) {
-          setError(e.message);
-        }
-      }
-    },
+  const { data, error } = usePolled(
+    load,
     ENDPOINT_POLL_MS,
-    [open, ...deps]
+    [open, ...deps],
+    () => open && !stopped.current
   );
   return { data, error };
 }
