@@ -1,0 +1,110 @@
+"""The live cluster as the tests see it: a kubeconfig, API clients built from it, and waiting."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from dataclasses import dataclass, field
+from functools import cached_property
+from pathlib import Path
+from typing import Callable, TypeVar
+
+from kubernetes import client, config
+from kubernetes.client.rest import ApiException
+
+from tests.kubernetes_live.control_plane import ControlPlane
+from tests.kubernetes_live.kubelet_double import KubeletDouble
+
+T = TypeVar("T")
+# Generous: the machine running the tier may be shared and slow.
+DEFAULT_TIMEOUT = 60
+
+
+def wait_until(condition: Callable[[], T], timeout: float = DEFAULT_TIMEOUT, what: str = "the condition",
+               every: float = 0.2) -> T:
+    """Poll ``condition`` until it returns something truthy (returned); AssertionError naming ``what`` after ``timeout``."""
+    deadline = time.monotonic() + timeout
+    while True:
+        result = condition()
+        if result:
+            return result
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+        time.sleep(every)
+
+
+@dataclass
+class Cluster:
+    """A live cluster: the tier's own control plane (``control_plane`` set), or NOTEBENCH_KUBECONFIG's."""
+
+    kubeconfig: Path
+    control_plane: ControlPlane | None = None
+    node: KubeletDouble | None = field(default=None, repr=False)
+
+    @cached_property
+    def api(self) -> client.ApiClient:
+        return config.new_client_from_config(str(self.kubeconfig))
+
+    @cached_property
+    def core(self) -> client.CoreV1Api:
+        return client.CoreV1Api(self.api)
+
+    @cached_property
+    def apps(self) -> client.AppsV1Api:
+        return client.AppsV1Api(self.api)
+
+    @cached_property
+    def batch(self) -> client.BatchV1Api:
+        return client.BatchV1Api(self.api)
+
+    @cached_property
+    def rbac(self) -> client.RbacAuthorizationV1Api:
+        return client.RbacAuthorizationV1Api(self.api)
+
+    @cached_property
+    def networking(self) -> client.NetworkingV1Api:
+        return client.NetworkingV1Api(self.api)
+
+    @cached_property
+    def custom(self) -> client.CustomObjectsApi:
+        return client.CustomObjectsApi(self.api)
+
+    def start_node(self, directory: Path, ip_octet: int = 1) -> KubeletDouble:
+        """The test node (a double of the kubelet) on the tier's own control plane, started once."""
+        assert self.control_plane is not None, "the test node runs only on the tier's own control plane"
+        if self.node is None:
+            self.node = KubeletDouble(self.api, self.control_plane.ca.issue, directory, ip_octet=ip_octet).start()
+        return self.node
+
+    def create_namespace(self, prefix: str = "nb", pod_security: str = "restricted") -> str:
+        """A fresh namespace enforcing a Pod Security level, with its default ServiceAccount made
+        (pods are refused until the controller manager has made it)."""
+        name = f"{prefix}-{uuid.uuid4().hex[:8]}"
+        self.core.create_namespace({"metadata": {"name": name, "labels": {
+            "pod-security.kubernetes.io/enforce": pod_security, "notebench.io/test": "kubernetes-live"}}})
+        wait_until(lambda: self.exists(lambda: self.core.read_namespaced_service_account("default", name)),
+                   what=f"the default ServiceAccount of namespace {name}")
+        return name
+
+    def delete_namespace(self, name: str) -> None:
+        try:
+            self.core.delete_namespace(name)
+        except ApiException as e:
+            if e.status != 404:
+                raise
+
+    @staticmethod
+    def exists(read: Callable[[], object]) -> bool:
+        try:
+            read()
+            return True
+        except ApiException as e:
+            if e.status == 404:
+                return False
+            raise
+
+    def stop(self) -> None:
+        if self.node is not None:
+            self.node.stop()
+        if self.control_plane is not None:
+            self.control_plane.stop()
