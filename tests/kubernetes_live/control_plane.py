@@ -45,8 +45,16 @@ class ControlPlaneUnavailable(Exception):
 
 
 def k8s_dir() -> Path:
-    """Where the control-plane tarball lives: $NOTEBENCH_K8S_DIR, else ../shared/k8s beside the checkout."""
-    return Path(os.environ.get("NOTEBENCH_K8S_DIR") or CHECKOUT.parent / "shared" / "k8s")
+    """Where the control-plane tarball lives: $NOTEBENCH_K8S_DIR, else ../shared/k8s beside the checkout
+    (for a `git worktree`, beside its main checkout too)."""
+    if os.environ.get("NOTEBENCH_K8S_DIR"):
+        return Path(os.environ["NOTEBENCH_K8S_DIR"])
+    candidates = [CHECKOUT.parent / "shared" / "k8s"]
+    git = CHECKOUT / ".git"
+    if git.is_file():  # a worktree: "gitdir: <main checkout>/.git/worktrees/<name>"
+        gitdir = Path(git.read_text().removeprefix("gitdir:").strip())
+        candidates.append(gitdir.parents[2].parent / "shared" / "k8s")
+    return next((c for c in candidates if (c / TARBALL).is_file()), candidates[0])
 
 
 def etcd_binary() -> Path:
