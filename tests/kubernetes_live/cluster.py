@@ -12,7 +12,7 @@ from typing import Callable, TypeVar
 from kubernetes import client, config
 from kubernetes.client.rest import ApiException
 
-from tests.kubernetes_live.control_plane import ControlPlane
+from tests.kubernetes_live.control_plane import ControlPlane, kubeconfig
 from tests.kubernetes_live.kubelet_double import KubeletDouble
 
 T = TypeVar("T")
@@ -75,6 +75,13 @@ class Cluster:
         if self.node is None:
             self.node = KubeletDouble(self.api, self.control_plane.ca.issue, directory, ip_octet=ip_octet).start()
         return self.node
+
+    def service_account_kubeconfig(self, namespace: str, account: str, path: Path) -> Path:
+        """A kubeconfig with a TokenRequest token of ``account``: authorised exactly as its Roles say."""
+        token = self.core.create_namespaced_service_account_token(
+            account, namespace, {"spec": {"expirationSeconds": 3600}}).status.token
+        path.write_text(kubeconfig(self.api.configuration.host, Path(self.api.configuration.ssl_ca_cert), token, account))
+        return path
 
     def create_namespace(self, prefix: str = "nb", pod_security: str = "restricted") -> str:
         """A fresh namespace enforcing a Pod Security level, with its default ServiceAccount made

@@ -14,7 +14,9 @@ import tempfile
 from pathlib import Path
 
 import pytest
+from kubernetes import client
 
+from tests.kubernetes_live.chart import relaxed_chart
 from tests.kubernetes_live.cluster import Cluster
 from tests.kubernetes_live.control_plane import ControlPlane, ControlPlaneUnavailable
 
@@ -64,6 +66,13 @@ def kube_namespace(kube_cluster):
     name = kube_cluster.create_namespace()
     yield name
     kube_cluster.delete_namespace(name)
+
+
+@pytest.fixture(scope="session")
+def live_chart(kube_cluster, tmp_path_factory) -> Path:
+    """helm/notebench with its kubeVersion floor relaxed to the live cluster's version (chart.py)."""
+    version = client.VersionApi(kube_cluster.api).get_code().git_version
+    return relaxed_chart(tmp_path_factory.mktemp("chart"), version)
 
 
 @pytest.fixture(scope="session")

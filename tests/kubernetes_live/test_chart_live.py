@@ -15,7 +15,7 @@ from helm_python.errors import HelmError
 from kubernetes import client, dynamic
 from kubernetes.client.rest import ApiException
 
-from tests.kubernetes_live.chart import FULLNAME, Release, live_values, relaxed_chart
+from tests.kubernetes_live.chart import FULLNAME, Release, live_values
 from tests.kubernetes_live.cluster import wait_until
 from tests.support.kube import yaml_objects
 
@@ -26,15 +26,9 @@ SECRET = f"{FULLNAME}-secrets"
 CLAIMS = {f"{FULLNAME}-executor": "20Gi", f"{FULLNAME}-mlflow": "10Gi", f"data-{FULLNAME}-postgresql-0": "10Gi"}
 
 
-@pytest.fixture(scope="module")
-def chart_dir(kube_cluster, tmp_path_factory):
-    version = client.VersionApi(kube_cluster.api).get_code().git_version
-    return relaxed_chart(tmp_path_factory.mktemp("chart"), version)
-
-
 @pytest.fixture
-def release(kube_cluster, kube_namespace, chart_dir):
-    r = Release(kube_cluster.kubeconfig, chart_dir, kube_namespace)
+def release(kube_cluster, kube_namespace, live_chart):
+    r = Release(kube_cluster.kubeconfig, live_chart, kube_namespace)
     yield r
     r.close()
 

@@ -10,6 +10,8 @@ import sys
 import urllib.request
 
 import pytest
+from kubernetes import client, config
+from kubernetes.client.rest import ApiException
 
 from tests.kubernetes_live.cluster import wait_until
 from tests.kubernetes_live.kubelet_double import NODE_NAME
@@ -147,3 +149,30 @@ def test_logs_follow_and_tail_and_deletion_stops_the_process(kube_cluster, kube_
     wait_until(lambda: not kube_cluster.exists(lambda: core.read_namespaced_pod("talks", ns)),
                what="the pod object to go once its process is gone")
     assert run.containers[0].process.poll() == 0
+
+
+def test_the_owner_references_cluster_refuses_block_owner_deletion_without_finalizers_rights(
+        kube_cluster_owner_references_enforced, tmp_path):
+    """The second control plane (OwnerReferencesPermissionEnforcement, as on OpenShift) and its node."""
+    cluster = kube_cluster_owner_references_enforced
+    assert cluster.core.read_node(NODE_NAME).status.allocatable["nvidia.com/gpu"] == "2"
+    ns = cluster.create_namespace()
+    cluster.core.create_namespaced_service_account(ns, {"metadata": {"name": "maker"}})
+    cluster.rbac.create_namespaced_role(ns, {"metadata": {"name": "maker"}, "rules": [
+        {"apiGroups": [""], "resources": ["configmaps"], "verbs": ["create", "get"]}]})
+    cluster.rbac.create_namespaced_role_binding(ns, {
+        "metadata": {"name": "maker"}, "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": "maker"},
+        "subjects": [{"kind": "ServiceAccount", "name": "maker", "namespace": ns}]})
+    maker = client.CoreV1Api(config.new_client_from_config(
+        str(cluster.service_account_kubeconfig(ns, "maker", tmp_path / "maker.kubeconfig"))))
+    owner = maker.create_namespaced_config_map(ns, {"metadata": {"name": "owner"}})
+
+    def child(name: str, block: bool) -> dict:
+        return {"metadata": {"name": name, "ownerReferences": [{
+            "apiVersion": "v1", "kind": "ConfigMap", "name": "owner", "uid": owner.metadata.uid,
+            "blockOwnerDeletion": block}]}}
+    with pytest.raises(ApiException) as refused:
+        maker.create_namespaced_config_map(ns, child("blocking", True))
+    assert refused.value.status == 403 and "blockOwnerDeletion" in refused.value.body
+    maker.create_namespaced_config_map(ns, child("plain", False))
+    cluster.delete_namespace(ns)

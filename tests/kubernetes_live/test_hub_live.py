@@ -1,0 +1,92 @@
+"""The hub with KubeSpawner on the live cluster (hub.py): with the chart's ServiceAccount and Role,
+it spawns a cpu and a gpu server as pods in a namespace enforcing Pod Security ``restricted``; the
+scheduler places them on the test node by their requests (the gpu one takes an ``nvidia.com/gpu``),
+each home PVC binds, the test node runs jupyterhub-singleuser as the chart's uid, and the servers
+answer through configurable-http-proxy."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+import requests
+
+from tests.kubernetes_live.chart import Release, live_values
+from tests.kubernetes_live.cluster import wait_until
+from tests.kubernetes_live.hub import LiveHub, token_for
+from tests.kubernetes_live.kubelet_double import NODE_NAME
+
+pytestmark = pytest.mark.kubernetes_live
+
+USERS = {"ada": "cpu", "grace": "gpu"}
+HOME_SIZE = "10Gi"  # singleuser.storage.size
+
+
+@pytest.fixture(scope="module")
+def namespace(kube_cluster):
+    name = kube_cluster.create_namespace("nb-hub")
+    yield name
+    kube_cluster.delete_namespace(name)
+
+
+@pytest.fixture(scope="module")
+def homes(kube_cluster, namespace):
+    """A volume for each user's home claim, bound ahead to it (no provisioner here)."""
+    names = []
+    for user in USERS:
+        name = f"{namespace}-home-{user}"
+        kube_cluster.core.create_persistent_volume({
+            "metadata": {"name": name, "labels": {"notebench.io/test": "kubernetes-live"}},
+            "spec": {"capacity": {"storage": HOME_SIZE}, "accessModes": ["ReadWriteOnce"],
+                     "persistentVolumeReclaimPolicy": "Retain", "hostPath": {"path": f"/nonexistent/{name}"},
+                     "claimRef": {"namespace": namespace, "name": f"home-{user}"}}})
+        names.append(name)
+    yield
+    for name in names:
+        kube_cluster.core.delete_persistent_volume(name)
+
+
+@pytest.fixture(scope="module")
+def live_hub(kube_cluster, kube_node, live_chart, namespace, homes, tmp_path_factory):
+    release = Release(kube_cluster.kubeconfig, live_chart, namespace)
+    release.install(live_values(cull={"enabled": False}))  # no culler: nothing here idles
+    release.close()
+    hub = LiveHub(kube_cluster, kube_node, namespace, tmp_path_factory.mktemp("hub")).start()
+    yield hub
+    hub.stop()
+
+
+def test_the_hub_spawns_the_cpu_and_gpu_profiles_with_the_charts_role(kube_cluster, kube_node, namespace, live_hub):
+    core = kube_cluster.core
+    for user, profile in USERS.items():
+        live_hub.spawn(user, profile)
+    for user, profile in USERS.items():
+        pod = core.read_namespaced_pod(f"jupyter-{user}", namespace)
+        assert pod.spec.node_name == NODE_NAME and pod.status.phase == "Running"
+        limits = pod.spec.containers[0].resources.limits
+        assert limits.get("nvidia.com/gpu") == ("1" if profile == "gpu" else None), limits
+        claim = core.read_namespaced_persistent_volume_claim(f"home-{user}", namespace)
+        assert claim.status.phase == "Bound"
+        assert [v.persistent_volume_claim.claim_name for v in pod.spec.volumes if v.persistent_volume_claim] == [f"home-{user}"]
+        # the server process runs as the chart's singleuser.uid
+        if os.geteuid() == 0:
+            process = kube_node.by_name[(namespace, f"jupyter-{user}")].containers[0].process
+            assert os.stat(f"/proc/{process.pid}").st_uid == 1000
+
+        # The user's server answers through the proxy, with the user's own token.
+        answer = requests.get(f"{live_hub.url}/user/{user}/api/status", timeout=30,
+                              headers={"Authorization": f"token {token_for(live_hub, user)}"})
+        assert answer.status_code == 200, answer.text
+        assert "started" in answer.json()
+
+    # The scheduler counted the gpu server's GPU on the node.
+    gpu_pods = [p for p in core.list_namespaced_pod(namespace).items
+                if (p.spec.containers[0].resources.limits or {}).get("nvidia.com/gpu")]
+    assert [p.metadata.name for p in gpu_pods] == ["jupyter-grace"]
+
+    # Stopping a server deletes its pod (the test node ends the process), and keeps the home claim.
+    stopped = live_hub.api("DELETE", "/users/ada/server")
+    assert stopped.status_code in (202, 204), stopped.text
+    wait_until(lambda: not kube_cluster.exists(lambda: core.read_namespaced_pod("jupyter-ada", namespace)),
+               what="ada's pod to go")
+    assert core.read_namespaced_persistent_volume_claim("home-ada", namespace).status.phase == "Bound"
