@@ -16,7 +16,7 @@ from tests.kubernetes_live.cluster import wait_until
 from tests.kubernetes_live.hub import LiveHub, token_for
 from tests.kubernetes_live.kubelet_double import NODE_NAME
 
-pytestmark = pytest.mark.kubernetes_live
+pytestmark = [pytest.mark.kubernetes_live, pytest.mark.slow]  # it starts a hub of its own
 
 USERS = {"ada": "cpu", "grace": "gpu"}
 HOME_SIZE = "10Gi"  # singleuser.storage.size
