@@ -17,8 +17,10 @@ admission above it are all real:
   ``startedAt``, terminated ``exitCode`` and ``reason``), restarts by ``restartPolicy`` with the
   kubelet's back-off (CrashLoopBackOff), and readiness from ``httpGet``/``tcpSocket``/``exec``
   readiness probes (probed every 0.5 s until the first success; liveness probes are not run);
-- on deletion it sends SIGTERM, SIGKILL after the grace period, and deletes the pod object
-  (grace 0) once the processes are gone;
+- on deletion it sends SIGTERM to each container's main process, SIGKILL after the grace period,
+  and deletes the pod object (grace 0) once the processes are gone. There are no PID namespaces:
+  a container's processes carry a marker in their environment, and all of them are killed when
+  the container ends, as its namespace's end would (Jupyter kernels in sessions of their own too);
 - it serves ``pods/log``: the API server fetches logs from the node's kubelet endpoint
   (``status.daemonEndpoints.kubeletEndpoint``, address 127.0.0.1), an HTTPS server here with a
   certificate from the test CA, with ``follow``, ``tailLines``, ``limitBytes`` and ``previous``.
@@ -60,6 +62,7 @@ import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import psutil
 from kubernetes import client, watch
 from kubernetes.client.rest import ApiException
 
@@ -70,6 +73,9 @@ PROBE_SECONDS = 0.5
 # The kubelet's restart back-off: 10 s, doubling, at most 5 min.
 BACKOFF_START, BACKOFF_MAX = 10.0, 300.0
 STRATEGIC = "application/strategic-merge-patch+json"
+# In the environment of every process of a container (inherited by its descendants): which
+# container it belongs to, so that all of them end with it (there are no PID namespaces here).
+MARKER = "NOTEBENCH_TEST_NODE_CONTAINER"
 ENV_REFERENCE = re.compile(r"\$\$|\$\(([-._a-zA-Z0-9]+)\)")
 
 
@@ -105,11 +111,25 @@ class ContainerRun:
     terminated: dict | None = None
     last_terminated: dict | None = None
     backoff_until: float = 0.0
+    marker: str = ""  # <pod uid>/<container name>, in the environment of the container's processes
     ended: threading.Event = field(default_factory=threading.Event)
 
     @property
     def name(self) -> str:
         return self.spec["name"]
+
+    def kill_all(self) -> None:
+        """SIGKILL every process of the container, as the end of its PID namespace would: the
+        processes that carry its marker in their environment (its main process and every
+        descendant, also those in sessions of their own, such as Jupyter kernels)."""
+        if self.process is None:
+            return
+        for process in psutil.process_iter():
+            try:
+                if process.pid == self.process.pid or process.environ().get(MARKER) == self.marker:
+                    process.kill()
+            except (psutil.Error, OSError):  # gone, or a zombie
+                pass
 
     def status(self) -> dict:
         # Every state key is sent, the unused ones as null: a strategic merge patch keeps keys it is not told to drop.
@@ -332,8 +352,8 @@ class PodRun:
         self.ip = node.allocate_ip()
         self.dir = node.dir / "pods" / f"{self.namespace}_{self.name}_{self.uid[:8]}"
         spec = pod["spec"]
-        self.init = [ContainerRun(c, init=True) for c in spec.get("initContainers") or []]
-        self.containers = [ContainerRun(c) for c in spec.get("containers") or []]
+        self.init = [ContainerRun(c, init=True, marker=f"{self.uid}/{c['name']}") for c in spec.get("initContainers") or []]
+        self.containers = [ContainerRun(c, marker=f"{self.uid}/{c['name']}") for c in spec.get("containers") or []]
         self.restart_policy = spec.get("restartPolicy", "Always")
         self.wake = threading.Event()  # set on deletion, and when a process ends
         self.grace: float | None = None  # set once the pod is being deleted
@@ -362,7 +382,7 @@ class PodRun:
         self.grace = 0
         self.wake.set()
         for c in [*self.init, *self.containers]:
-            signal_group(c.process, signal.SIGKILL)
+            c.kill_all()
 
     # --- the pod's life --------------------------------------------------------------------------
 
@@ -498,6 +518,7 @@ class PodRun:
             c.terminated = {"exitCode": code, "reason": "Completed" if code == 0 else "Error",
                             "startedAt": c.started_at, "finishedAt": now()}
             c.ready = False
+            c.kill_all()  # what it left behind ends with it
             c.ended.set()
         if c.terminated is None:
             if not c.ready and not c.init:
@@ -532,6 +553,7 @@ class PodRun:
             os.chown(home, uid, gid)
         env["HOME"] = str(self.local_path(env.get("HOME")) or self.local_path(c.spec.get("workingDir")) or home)
         env["NOTEBENCH_TEST_NODE_MOUNTS"] = json.dumps({k: str(v) for k, v in self.mounts.items()})
+        env[MARKER] = c.marker
         cwd = self.local_path(c.spec.get("workingDir")) or Path(env["HOME"])
         logs = self.dir / "logs"
         logs.mkdir(parents=True, exist_ok=True)
@@ -612,14 +634,14 @@ class PodRun:
         """SIGTERM, then SIGKILL once the grace period is over; the statuses say how each ended."""
         running = [c for c in [*self.init, *self.containers] if c.process and c.process.poll() is None]
         for c in running:
-            signal_group(c.process, signal.SIGTERM)
+            c.process.send_signal(signal.SIGTERM)  # to the container's main process, as runtimes do
         deadline = time.monotonic() + (self.grace or 0)
         for c in running:
             try:
                 c.process.wait(timeout=max(0.0, deadline - time.monotonic()))
             except subprocess.TimeoutExpired:
                 pass
-            signal_group(c.process, signal.SIGKILL)  # the rest of its process group, too
+            c.kill_all()
             c.process.wait()
         for c in [*self.init, *self.containers]:
             self.check(c)
@@ -662,15 +684,6 @@ class PodRun:
         except ApiException as e:
             if e.status != 404:  # gone: nothing to tell
                 raise
-
-
-def signal_group(process: subprocess.Popen | None, sig: int) -> None:
-    if process is None:
-        return
-    try:
-        os.killpg(process.pid, sig)
-    except (ProcessLookupError, PermissionError):
-        pass
 
 
 class LogServer:

@@ -9,6 +9,7 @@ import os
 import sys
 import urllib.request
 
+import psutil
 import pytest
 from kubernetes import client, config
 from kubernetes.client.rest import ApiException
@@ -149,6 +150,23 @@ def test_logs_follow_and_tail_and_deletion_stops_the_process(kube_cluster, kube_
     wait_until(lambda: not kube_cluster.exists(lambda: core.read_namespaced_pod("talks", ns)),
                what="the pod object to go once its process is gone")
     assert run.containers[0].process.poll() == 0
+
+
+def test_processes_a_container_leaves_behind_end_with_it(kube_cluster, kube_node, kube_namespace):
+    core, ns = kube_cluster.core, kube_namespace
+    code = ("import subprocess, sys\n"
+            "child = subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(600)'], start_new_session=True)\n"
+            "print(child.pid)\n")
+    core.create_namespaced_pod(ns, pod("leaves", container("main", code)))
+    wait_until(lambda: phase(kube_cluster, ns, "leaves", "Succeeded"), what="the pod to end")
+    child = int(core.read_namespaced_pod_log("leaves", ns))
+
+    def gone():
+        try:
+            return psutil.Process(child).status() == psutil.STATUS_ZOMBIE
+        except psutil.NoSuchProcess:
+            return True
+    wait_until(gone, what=f"the container's detached child {child} to be killed")
 
 
 def test_the_owner_references_cluster_refuses_block_owner_deletion_without_finalizers_rights(
