@@ -38,10 +38,13 @@ def relaxed_chart(directory: Path, kube_version: str) -> Path:
     return target
 
 
-def live_values(**overrides) -> dict:
-    """Values for a live install: the platform pinned to no node, and whatever the test adds."""
+def live_values(*layers: dict, **overrides) -> dict:
+    """Values for a live install: the platform pinned to no node, then each layer and the keyword
+    values merged on top (dicts merge, anything else replaces)."""
     values: dict = {component: {"nodeSelector": NO_NODE} for component in PLATFORM}
-    return merge(values, overrides)
+    for layer in [*layers, overrides]:
+        values = merge(values, layer)
+    return values
 
 
 def merge(base: dict, extra: dict) -> dict:

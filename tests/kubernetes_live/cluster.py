@@ -115,3 +115,47 @@ class Cluster:
             self.node.stop()
         if self.control_plane is not None:
             self.control_plane.stop()
+
+
+class StaticStorage:
+    """Volumes for the claims a test expects, since there is no provisioner on the tier's own control
+    plane: a StorageClass of the namespace (no provisioner, expansion allowed) and a PersistentVolume
+    bound ahead to each claim. Claims of that class bind to them on any cluster, also one with a
+    default StorageClass of its own. ``close()`` removes them (they are cluster-wide)."""
+
+    def __init__(self, cluster: Cluster, namespace: str):
+        self.cluster, self.namespace = cluster, namespace
+        self.storage = client.StorageV1Api(cluster.api)
+        self.class_name = f"{namespace}-static"
+        self.storage.create_storage_class({
+            "metadata": {"name": self.class_name, "labels": {"notebench.io/test": "kubernetes-live"}},
+            "provisioner": "kubernetes.io/no-provisioner", "allowVolumeExpansion": True,
+            "volumeBindingMode": "Immediate"})
+        self.volumes: list[str] = []
+
+    def add(self, claims: dict[str, str]) -> None:
+        """A volume for each claim name, of the given size (e.g. {"home-ada": "10Gi"})."""
+        for claim, size in claims.items():
+            name = f"{self.namespace}-{claim}"[:63]
+            self.cluster.core.create_persistent_volume({
+                "metadata": {"name": name, "labels": {"notebench.io/test": "kubernetes-live"}},
+                "spec": {"capacity": {"storage": size}, "accessModes": ["ReadWriteOnce"],
+                         "storageClassName": self.class_name, "persistentVolumeReclaimPolicy": "Retain",
+                         # never mounted: the test node gives each claim a directory of its own
+                         "hostPath": {"path": f"/nonexistent/{name}"},
+                         "claimRef": {"namespace": self.namespace, "name": claim}}})
+            self.volumes.append(name)
+
+    def close(self) -> None:
+        for name in self.volumes:
+            self.ignore_missing(lambda: self.cluster.core.delete_persistent_volume(name))
+        self.ignore_missing(lambda: self.storage.delete_storage_class(self.class_name))
+
+    @staticmethod
+    def ignore_missing(delete: Callable[[], object]) -> None:
+        try:
+            delete()
+        except ApiException as e:
+            if e.status != 404:
+                raise
+

@@ -17,7 +17,7 @@ import pytest
 from kubernetes import client
 
 from tests.kubernetes_live.chart import relaxed_chart
-from tests.kubernetes_live.cluster import Cluster
+from tests.kubernetes_live.cluster import Cluster, StaticStorage
 from tests.kubernetes_live.control_plane import ControlPlane, ControlPlaneUnavailable
 
 
@@ -66,6 +66,14 @@ def kube_namespace(kube_cluster):
     name = kube_cluster.create_namespace()
     yield name
     kube_cluster.delete_namespace(name)
+
+
+@pytest.fixture
+def static_storage(kube_cluster, kube_namespace):
+    """StaticStorage (cluster.py) for ``kube_namespace``: its ``class_name`` and ``add(claims)``."""
+    storage = StaticStorage(kube_cluster, kube_namespace)
+    yield storage
+    storage.close()
 
 
 @pytest.fixture(scope="session")

@@ -33,44 +33,6 @@ def release(kube_cluster, kube_namespace, live_chart):
     r.close()
 
 
-@pytest.fixture
-def static_volumes(kube_cluster, kube_namespace):
-    """Make a PersistentVolume for each claim, bound ahead to it (there is no provisioner here);
-    removed afterwards, with any StorageClass made for them."""
-    made: list[tuple[str, str]] = []
-
-    def make(claims: dict[str, str], storage_class: str = "") -> None:
-        for claim, size in claims.items():
-            name = f"{kube_namespace}-{claim}"[:63]
-            kube_cluster.core.create_persistent_volume({
-                "metadata": {"name": name, "labels": {"notebench.io/test": "kubernetes-live"}},
-                "spec": {"capacity": {"storage": size}, "accessModes": ["ReadWriteOnce"],
-                         "storageClassName": storage_class, "persistentVolumeReclaimPolicy": "Retain",
-                         "hostPath": {"path": f"/nonexistent/{name}"},
-                         "claimRef": {"namespace": kube_namespace, "name": claim}}})
-            made.append(("pv", name))
-
-    def storage_class(expandable: bool) -> str:
-        name = f"{kube_namespace}-expandable"
-        client.StorageV1Api(kube_cluster.api).create_storage_class({
-            "metadata": {"name": name}, "provisioner": "kubernetes.io/no-provisioner",
-            "allowVolumeExpansion": expandable, "volumeBindingMode": "Immediate"})
-        made.append(("class", name))
-        return name
-
-    make.storage_class = storage_class  # type: ignore[attr-defined]
-    yield make
-    for kind, name in made:
-        try:
-            if kind == "pv":
-                kube_cluster.core.delete_persistent_volume(name)
-            else:
-                client.StorageV1Api(kube_cluster.api).delete_storage_class(name)
-        except ApiException as e:
-            if e.status != 404:
-                raise
-
-
 def secret_data(cluster, namespace: str) -> dict[str, str]:
     return cluster.core.read_namespaced_secret(SECRET, namespace).data
 
@@ -78,6 +40,11 @@ def secret_data(cluster, namespace: str) -> dict[str, str]:
 def claims_bound(cluster, namespace: str) -> dict[str, str]:
     found = cluster.core.list_namespaced_persistent_volume_claim(namespace).items
     return {c.metadata.name: c.metadata.uid for c in found if c.status.phase == "Bound"}
+
+
+def on(storage) -> dict:
+    """Values putting every claim of the chart on the test's StaticStorage."""
+    return {part: {"persistence": {"storageClass": storage.class_name}} for part in ("executor", "mlflow", "postgresql")}
 
 
 def pods_of(cluster, namespace: str) -> dict[str, client.V1Pod]:
@@ -95,10 +62,10 @@ def strict_dry_run(cluster, namespace: str, objects: list[dict]) -> None:
                               query_params=[("fieldValidation", "Strict")])
 
 
-def test_install_upgrade_uninstall_in_a_restricted_namespace(kube_cluster, kube_namespace, release, static_volumes):
+def test_install_upgrade_uninstall_in_a_restricted_namespace(kube_cluster, kube_namespace, release, static_storage):
     cluster, ns = kube_cluster, kube_namespace
-    static_volumes(CLAIMS)
-    installed = release.install(live_values())
+    static_storage.add(CLAIMS)
+    installed = release.install(live_values(on(static_storage)))
     objects = yaml_objects(installed["manifest"])
     assert len(objects) > 20
 
@@ -121,7 +88,7 @@ def test_install_upgrade_uninstall_in_a_restricted_namespace(kube_cluster, kube_
     values_before = cluster.core.read_namespaced_config_map(f"{FULLNAME}-values", ns).data
 
     # An upgrade with other values: the generated Secrets stay byte-identical, the rest follows.
-    release.upgrade(live_values(cull={"timeout": 7200}, executor={"maxRunningJobs": 8}))
+    release.upgrade(live_values(on(static_storage), cull={"timeout": 7200}, executor={"maxRunningJobs": 8}))
     assert secret_data(cluster, ns) == secrets_before
     assert cluster.core.read_namespaced_config_map(f"{FULLNAME}-values", ns).data != values_before
     assert claims_bound(cluster, ns) == bound
@@ -170,19 +137,18 @@ def test_switching_to_an_external_database_and_back_keeps_the_postgresql_passwor
         "name": SECRET, "key": "postgresql-password", "optional": None}
 
 
-def test_growing_the_postgresql_volume_as_the_chart_readme_says(kube_cluster, kube_namespace, release, static_volumes):
+def test_growing_the_postgresql_volume_as_the_chart_readme_says(kube_cluster, kube_namespace, release, static_storage):
     """D4: a StatefulSet's volumeClaimTemplates cannot change, so a new postgresql.persistence.size
     alone fails the upgrade. The README's procedure (grow the claim, delete the StatefulSet keeping
     its pod and claim, upgrade) works; the volume's own growth is the storage driver's, not run here."""
     cluster, ns = kube_cluster, kube_namespace
-    expandable = static_volumes.storage_class(expandable=True)
     claim = f"data-{FULLNAME}-postgresql-0"
-    static_volumes({claim: "1Gi"}, storage_class=expandable)
-    small = {"persistence": {"size": "1Gi", "storageClass": expandable}}
+    static_storage.add({claim: "1Gi"})  # its StorageClass allows expansion
+    small = {"persistence": {"size": "1Gi", "storageClass": static_storage.class_name}}
     release.install(live_values(postgresql=small))
     bound = wait_until(lambda: claims_bound(cluster, ns).get(claim), what="the database's claim to be bound")
     pod = wait_until(lambda: pods_of(cluster, ns).get("postgresql"), what="the database's pod")
-    bigger = {"persistence": {"size": "2Gi", "storageClass": expandable}}
+    bigger = {"persistence": {"size": "2Gi", "storageClass": static_storage.class_name}}
 
     with pytest.raises(HelmError) as refused:
         release.upgrade(live_values(postgresql=bigger))

@@ -12,7 +12,7 @@ import pytest
 import requests
 
 from tests.kubernetes_live.chart import Release, live_values
-from tests.kubernetes_live.cluster import wait_until
+from tests.kubernetes_live.cluster import StaticStorage, wait_until
 from tests.kubernetes_live.hub import LiveHub, token_for
 from tests.kubernetes_live.kubelet_double import NODE_NAME
 
@@ -31,25 +31,18 @@ def namespace(kube_cluster):
 
 @pytest.fixture(scope="module")
 def homes(kube_cluster, namespace):
-    """A volume for each user's home claim, bound ahead to it (no provisioner here)."""
-    names = []
-    for user in USERS:
-        name = f"{namespace}-home-{user}"
-        kube_cluster.core.create_persistent_volume({
-            "metadata": {"name": name, "labels": {"notebench.io/test": "kubernetes-live"}},
-            "spec": {"capacity": {"storage": HOME_SIZE}, "accessModes": ["ReadWriteOnce"],
-                     "persistentVolumeReclaimPolicy": "Retain", "hostPath": {"path": f"/nonexistent/{name}"},
-                     "claimRef": {"namespace": namespace, "name": f"home-{user}"}}})
-        names.append(name)
-    yield
-    for name in names:
-        kube_cluster.core.delete_persistent_volume(name)
+    """A volume for each user's home claim (no provisioner here)."""
+    storage = StaticStorage(kube_cluster, namespace)
+    storage.add({f"home-{user}": HOME_SIZE for user in USERS})
+    yield storage
+    storage.close()
 
 
 @pytest.fixture(scope="module")
 def live_hub(kube_cluster, kube_node, live_chart, namespace, homes, tmp_path_factory):
     release = Release(kube_cluster.kubeconfig, live_chart, namespace)
-    release.install(live_values(cull={"enabled": False}))  # no culler: nothing here idles
+    # no culler (nothing idles here); the homes on the test's volumes
+    release.install(live_values(cull={"enabled": False}, singleuser={"storage": {"storageClass": homes.class_name}}))
     release.close()
     hub = LiveHub(kube_cluster, kube_node, namespace, tmp_path_factory.mktemp("hub")).start()
     yield hub
