@@ -310,15 +310,15 @@ class ControlPlane:
             time.sleep(0.5)
 
     def stop(self) -> None:
-        """Stop the processes one by one, clients before the store: SIGTERM, then SIGKILL after 3 s
-        (kube-scheduler 1.24 can hang in its shutdown; nothing here needs a graceful one)."""
-        for name in ("kube-scheduler", "kube-controller-manager", "kube-apiserver", "etcd"):
-            process = self.processes.get(name)
-            if process is None or process.poll() is not None:
-                continue
+        """SIGTERM to all, SIGKILL to what is left after 2 s: nothing here needs a graceful end, and
+        this kube-scheduler build hangs in its shutdown."""
+        running = [p for p in self.processes.values() if p.poll() is None]
+        for process in running:
             process.terminate()
+        deadline = time.monotonic() + 2
+        for process in running:
             try:
-                process.wait(timeout=3)
+                process.wait(timeout=max(0.0, deadline - time.monotonic()))
             except subprocess.TimeoutExpired:
                 process.kill()
                 process.wait()
