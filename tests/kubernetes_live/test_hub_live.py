@@ -15,6 +15,7 @@ from tests.kubernetes_live.chart import Release, live_values
 from tests.kubernetes_live.cluster import StaticStorage, wait_until
 from tests.kubernetes_live.hub import LiveHub, token_for
 from tests.kubernetes_live.kubelet_double import NODE_NAME
+from tests.kubernetes_live.network_policies import Allowed, allowed
 
 pytestmark = [pytest.mark.kubernetes_live, pytest.mark.slow]  # it starts a hub of its own
 
@@ -49,10 +50,15 @@ def live_hub(kube_cluster, kube_node, live_chart, namespace, homes, tmp_path_fac
     hub.stop()
 
 
-def test_the_hub_spawns_the_cpu_and_gpu_profiles_with_the_charts_role(kube_cluster, kube_node, namespace, live_hub):
+@pytest.fixture(scope="module")
+def servers(live_hub):
+    """Each user's server started with their profile (the hub says ready)."""
+    return {user: live_hub.spawn(user, profile) for user, profile in USERS.items()}
+
+
+def test_the_hub_spawns_the_cpu_and_gpu_profiles_with_the_charts_role(kube_cluster, kube_node, namespace, live_hub,
+                                                                       servers):
     core = kube_cluster.core
-    for user, profile in USERS.items():
-        live_hub.spawn(user, profile)
     for user, profile in USERS.items():
         pod = core.read_namespaced_pod(f"jupyter-{user}", namespace)
         assert pod.spec.node_name == NODE_NAME and pod.status.phase == "Running"
@@ -77,9 +83,33 @@ def test_the_hub_spawns_the_cpu_and_gpu_profiles_with_the_charts_role(kube_clust
                 if (p.spec.containers[0].resources.limits or {}).get("nvidia.com/gpu")]
     assert [p.metadata.name for p in gpu_pods] == ["jupyter-grace"]
 
-    # Stopping a server deletes its pod (the test node ends the process), and keeps the home claim.
+
+def test_the_network_policies_let_user_servers_talk_only_to_the_platform(kube_cluster, namespace, servers):
+    """Evaluated on the live objects: the chart's stored policies, KubeSpawner's pods with the labels
+    they got, and the platform's (Pending) pods. Not enforced: no network plugin here."""
+    api = kube_cluster.api
+    policies = [api.sanitize_for_serialization(p)
+                for p in kube_cluster.networking.list_namespaced_network_policy(namespace).items]
+    pods = [api.sanitize_for_serialization(p) for p in kube_cluster.core.list_namespaced_pod(namespace).items]
+    platform = {p["metadata"]["labels"]["app.kubernetes.io/component"]: p["metadata"]["name"] for p in pods
+                if p["metadata"]["labels"].get("app.kubernetes.io/managed-by") == "Helm"}
+    assert set(platform) == {"hub", "proxy", "executor", "mlflow", "postgresql"}
+    for user in USERS:
+        pod = next(p for p in pods if p["metadata"]["name"] == f"jupyter-{user}")
+        assert allowed(policies, pods, pod, "ingress") == {
+            Allowed(platform["hub"], 8888), Allowed(platform["proxy"], 8888)}
+        egress = allowed(policies, pods, pod, "egress")
+        to_pods = {a for a in egress if a.peer in platform.values() or a.peer.startswith("jupyter-")}
+        assert to_pods == {Allowed(platform["hub"], 8081), Allowed(platform["proxy"], 8000),
+                           Allowed(platform["executor"], 8090), Allowed(platform["mlflow"], 5000)}
+        # the rest is DNS: port 53 only (wherever the cluster's resolver is)
+        assert {a.port for a in egress - to_pods} == {53}
+
+
+def test_stopping_a_server_deletes_its_pod_and_keeps_its_home(kube_cluster, namespace, live_hub, servers):
+    core = kube_cluster.core
     stopped = live_hub.api("DELETE", "/users/ada/server")
     assert stopped.status_code in (202, 204), stopped.text
     wait_until(lambda: not kube_cluster.exists(lambda: core.read_namespaced_pod("jupyter-ada", namespace)),
-               what="ada's pod to go")
+               what="ada's pod to go (the test node ends its process)")
     assert core.read_namespaced_persistent_volume_claim("home-ada", namespace).status.phase == "Bound"
