@@ -271,6 +271,11 @@ class ControlPlane:
         return self
 
     def _spawn(self, name: str, args: list[str]) -> None:
+        # Should the test process die without its teardown (kill -9), the control plane goes with
+        # it instead of running on, unseen, on a shared machine: util-linux's setpriv sets the
+        # parent-death signal before it execs the program.
+        if shutil.which("setpriv"):
+            args = ["setpriv", "--pdeathsig", "KILL", "--", *args]
         with open(self.dir / f"{name}.log", "wb") as log:
             self.processes[name] = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT,
                                                     stdin=subprocess.DEVNULL, start_new_session=True)
