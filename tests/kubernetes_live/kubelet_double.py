@@ -112,11 +112,21 @@ class ContainerRun:
     last_terminated: dict | None = None
     backoff_until: float = 0.0
     marker: str = ""  # <pod uid>/<container name>, in the environment of the container's processes
+    mounts: dict[str, Path] = field(default_factory=dict)  # mountPath -> its directory here
     ended: threading.Event = field(default_factory=threading.Event)
 
     @property
     def name(self) -> str:
         return self.spec["name"]
+
+    def local_path(self, path: str | None) -> Path | None:
+        """Where a path under one of the container's mountPaths is on this machine (the longest mount wins)."""
+        if not path:
+            return None
+        for mount in sorted(self.mounts, key=len, reverse=True):
+            if path == mount or path.startswith(mount.rstrip("/") + "/"):
+                return self.mounts[mount] / os.path.relpath(path, mount)
+        return None
 
     def kill_all(self) -> None:
         """SIGKILL every process of the container, as the end of its PID namespace would: the
@@ -360,7 +370,6 @@ class PodRun:
         self.killed = False
         self.started_at = now()
         self.phase = "Pending"
-        self.mounts: dict[str, Path] = {}
         self.reported: str = ""
 
     def start(self) -> None:
@@ -451,7 +460,7 @@ class PodRun:
             for mount in c.spec.get("volumeMounts") or []:
                 path = volumes[mount["name"]] / mount.get("subPath", "")
                 path.mkdir(parents=True, exist_ok=True)
-                self.mounts[mount["mountPath"]] = path
+                c.mounts[mount["mountPath"]] = path
         return True
 
     def volume_dir(self, volume: dict) -> Path:
@@ -551,10 +560,14 @@ class PodRun:
         home.mkdir(parents=True, exist_ok=True)
         if os.geteuid() == 0:
             os.chown(home, uid, gid)
-        env["HOME"] = str(self.local_path(env.get("HOME")) or self.local_path(c.spec.get("workingDir")) or home)
-        env["NOTEBENCH_TEST_NODE_MOUNTS"] = json.dumps({k: str(v) for k, v in self.mounts.items()})
+        env["HOME"] = str(c.local_path(env.get("HOME")) or c.local_path(c.spec.get("workingDir")) or home)
+        env["NOTEBENCH_TEST_NODE_MOUNTS"] = json.dumps({k: str(v) for k, v in c.mounts.items()})
         env[MARKER] = c.marker
-        cwd = self.local_path(c.spec.get("workingDir")) or Path(env["HOME"])
+        cwd = c.local_path(c.spec.get("workingDir")) or Path(env["HOME"])
+        if not cwd.exists():  # made for the container, as runc makes a missing working directory
+            cwd.mkdir(parents=True)
+            if os.geteuid() == 0:
+                os.chown(cwd, uid, gid)
         logs = self.dir / "logs"
         logs.mkdir(parents=True, exist_ok=True)
         c.previous_log, c.log = c.log, logs / f"{c.name}.{c.restarts}.log"
@@ -587,15 +600,6 @@ class PodRun:
         gid = own.get("runAsGroup", pod.get("runAsGroup", 0))
         groups = [*([pod["fsGroup"]] if "fsGroup" in pod else []), *(pod.get("supplementalGroups") or [])]
         return uid, gid, groups
-
-    def local_path(self, path: str | None) -> Path | None:
-        """Where a path under one of the container's mountPaths is on this machine (the longest mount wins)."""
-        if not path:
-            return None
-        for mount in sorted(self.mounts, key=len, reverse=True):
-            if path == mount or path.startswith(mount.rstrip("/") + "/"):
-                return self.mounts[mount] / os.path.relpath(path, mount)
-        return None
 
     def probe(self, c: ContainerRun) -> bool:
         """The readiness probe once (no probe: ready when running)."""

@@ -152,6 +152,21 @@ def test_logs_follow_and_tail_and_deletion_stops_the_process(kube_cluster, kube_
     assert run.containers[0].process.poll() == 0
 
 
+def test_init_containers_run_first_and_share_an_empty_dir_at_their_working_dir(kube_cluster, kube_node, kube_namespace):
+    """A volume cannot be mounted at its mountPath for a local process: a workingDir under it is its directory."""
+    core, ns = kube_cluster.core, kube_namespace
+    mount = {"volumeMounts": [{"name": "scratch", "mountPath": "/scratch"}], "workingDir": "/scratch/here"}
+    spec = pod("shares",
+               container("main", "print(open('note').read())", **mount))
+    spec["spec"]["initContainers"] = [container("prepare", "open('note', 'w').write('from the init container')", **mount)]
+    spec["spec"]["volumes"] = [{"name": "scratch", "emptyDir": {}}]
+    core.create_namespaced_pod(ns, spec)
+    done = wait_until(lambda: phase(kube_cluster, ns, "shares", "Succeeded", "Failed"), what="the pod to end")
+    assert done.status.phase == "Succeeded", done.status
+    assert done.status.init_container_statuses[0].state.terminated.exit_code == 0
+    assert core.read_namespaced_pod_log("shares", ns, container="main") == "from the init container\n"
+
+
 def test_processes_a_container_leaves_behind_end_with_it(kube_cluster, kube_node, kube_namespace):
     core, ns = kube_cluster.core, kube_namespace
     code = ("import subprocess, sys\n"
