@@ -69,11 +69,11 @@ class Cluster:
     def custom(self) -> client.CustomObjectsApi:
         return client.CustomObjectsApi(self.api)
 
-    def start_node(self, directory: Path, ip_octet: int = 1) -> KubeletDouble:
+    def start_node(self, directory: Path) -> KubeletDouble:
         """The test node (a double of the kubelet) on the tier's own control plane, started once."""
         assert self.control_plane is not None, "the test node runs only on the tier's own control plane"
         if self.node is None:
-            self.node = KubeletDouble(self.api, self.control_plane.ca.issue, directory, ip_octet=ip_octet).start()
+            self.node = KubeletDouble(self.api, self.control_plane.ca.issue, directory).start()
         return self.node
 
     def service_account_kubeconfig(self, namespace: str, account: str, path: Path) -> Path:

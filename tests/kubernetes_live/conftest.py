@@ -92,6 +92,6 @@ def kube_cluster_owner_references_enforced(tmp_path_factory, node_dir):
         pytest.skip("needs an admission plugin on the API server: only on the tier's own control plane")
     cluster = start_control_plane(tmp_path_factory.mktemp("kube-owner-references"),
                                   ("OwnerReferencesPermissionEnforcement",))
-    cluster.start_node(node_dir / "owner-references", ip_octet=2)
+    cluster.start_node(node_dir / "owner-references")
     yield cluster
     cluster.stop()

@@ -49,6 +49,7 @@ import http.server
 import itertools
 import json
 import os
+import random
 import re
 import signal
 import socket
@@ -77,6 +78,17 @@ STRATEGIC = "application/strategic-merge-patch+json"
 # container it belongs to, so that all of them end with it (there are no PID namespaces here).
 MARKER = "NOTEBENCH_TEST_NODE_CONTAINER"
 ENV_REFERENCE = re.compile(r"\$\$|\$\(([-._a-zA-Z0-9]+)\)")
+
+
+_octets_in_use: set[int] = set()
+
+
+def pick_octet() -> int:
+    """The second octet of a node's pod addresses (127.<octet>.x.y): another for each node of this
+    process, and a random one, so that test runs side by side on one machine rarely meet."""
+    octet = random.choice(sorted(set(range(2, 255)) - _octets_in_use))
+    _octets_in_use.add(octet)
+    return octet
 
 
 def now() -> str:
@@ -155,13 +167,12 @@ class ContainerRun:
 class KubeletDouble:
     """The node: ``start()`` registers it and starts serving pods, ``stop()`` kills what runs and removes it."""
 
-    def __init__(self, api: client.ApiClient, issue_certificate, directory: Path, *, ip_octet: int = 1,
-                 name: str = NODE_NAME):
+    def __init__(self, api: client.ApiClient, issue_certificate, directory: Path, *, name: str = NODE_NAME):
         self.api = api
         self.core = client.CoreV1Api(api)
         self.name = name
         self.dir = directory
-        self.ip_octet = ip_octet
+        self.ip_octet = pick_octet()
         self.ip_numbers = itertools.count()  # next() on a count is atomic under the GIL
         self.lock = threading.Lock()
         self.pods: dict[str, PodRun] = {}  # by uid
