@@ -27,7 +27,7 @@ from tornado.httpserver import HTTPServer
 from traitlets import Integer, Type, Unicode, default
 from traitlets.config import Application
 
-from notebench.executor import db
+from notebench.executor import audit, db
 from notebench.executor.api import routes
 from notebench.executor.backends.base import Backend, EndpointBackend
 from notebench.executor.background import BackgroundTasks
@@ -100,6 +100,9 @@ class Executor(Application):
         "answered with a JSON 413.",
     ).tag(config=True)
     schedule_check_seconds = Integer(5, help="How often due schedules are looked for.").tag(config=True)
+    audit_retention_days = Integer(
+        400, help="Days the audit log keeps an entry (GET /api/audit); older ones are dropped hourly."
+    ).tag(config=True)
 
     public_url = Unicode(help="Public base URL (for MLFLOW_TRACKING_URI in jobs).").tag(config=True)
 
@@ -208,7 +211,8 @@ class Executor(Application):
         server.listen(url.port or 0, url.hostname)  # no port in the URL: any free one, as tornado did with None
         await self.dispatcher.recover()
         loops = BackgroundTasks()
-        for loop in (self.schedule_loop(), self.endpoints.flush_loop(), self.endpoints.watch_loop()):
+        for loop in (self.schedule_loop(), self.endpoints.flush_loop(), self.endpoints.watch_loop(),
+                     audit.purge_loop(self.sessions, self.audit_retention_days)):
             loops.start(loop)
         stop = asyncio.Event()
         for sig in (signal.SIGTERM, signal.SIGINT):

@@ -99,6 +99,20 @@ class Schedule(Base):
     next_run_at: Mapped[datetime | None] = mapped_column(UTCDateTime, index=True)
 
 
+class AuditEntry(Base):
+    """One line of the audit log (executor/audit.py): append-only, dropped only by retention."""
+
+    __tablename__ = "audit_log"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, index=True)
+    actor: Mapped[str] = mapped_column(sa.String(255), index=True)  # who did it (a user, or a service)
+    action: Mapped[str] = mapped_column(sa.String(64), index=True)
+    target: Mapped[str] = mapped_column(sa.String(255))  # what it was done to: "job 12", "endpoint iris"
+    owner: Mapped[str | None] = mapped_column(sa.String(255), index=True)  # whose thing that is
+    detail: Mapped[dict] = mapped_column(sa.JSON, default=dict)
+
+
 class Endpoint(Base):
     """A named endpoint of a user: invocations are split between its versions by weight."""
 

@@ -341,6 +341,28 @@ class ScheduleList(BaseModel):
     schedules: list[ScheduleResponse]
 
 
+class AuditEntryResponse(BaseModel):
+    model_config = ConfigDict(title="AuditEntry")
+
+    id: int
+    at: str = _datetime()
+    actor: str = Field(description="Who did it")
+    action: str = Field(description="What they did, e.g. job.submit, endpoint.deploy")
+    target: str = Field(description='What it was done to, e.g. "job 12", "endpoint iris"')
+    owner: str | None = Field(description="Whose that thing is")
+    detail: dict[str, Any]
+
+    @classmethod
+    def of(cls, entry) -> AuditEntryResponse:
+        return cls(id=entry.id, at=iso(entry.at), actor=entry.actor, action=entry.action, target=entry.target,
+                   owner=entry.owner, detail=entry.detail)
+
+
+class AuditPage(BaseModel):
+    entries: list[AuditEntryResponse]
+    next_cursor: str | None = Field(description="Pass as cursor for the next (older) page; null on the last one")
+
+
 class ProfileInfo(BaseModel):
     name: str
     display_name: str

@@ -3,6 +3,7 @@ the endpoints' scoring paths (invocations.py)."""
 
 from jupyterhub.services.auth import HubOAuthCallbackHandler
 
+from notebench.executor.api.audit import AuditHandler
 from notebench.executor.api.endpoints import routes as endpoint_routes
 from notebench.executor.api.job_files import JobFilesHandler
 from notebench.executor.api.jobs import CancelHandler, JobHandler, JobsHandler, LogHandler, OutputHandler
@@ -33,5 +34,6 @@ def routes(prefix: str) -> list:
         (api + "schedules", SchedulesHandler),
         (api + r"schedules/([0-9]+)", ScheduleHandler),
         *endpoint_routes(prefix),
+        (api + "audit", AuditHandler),
         (prefix + "(.*)", PageNotFoundHandler),
     ]

@@ -24,6 +24,7 @@ import pydantic
 from jupyterhub.services.auth import HubOAuthenticated
 from tornado import web
 
+from notebench.executor import audit
 from notebench.executor.errors import NotebenchError
 from notebench.hub.platform.accounts import AccountClash
 from notebench.hub.platform.service_auth import identify
@@ -226,6 +227,10 @@ class APIHandler(HubOAuthenticated, LimitedBodyHandler):
     @property
     def is_admin(self) -> bool:
         return bool(self.current_user.get("admin"))
+
+    def audit(self, action: str, target: str, owner: str | None, **detail) -> None:
+        """Record a change this request made in the audit log (executor/audit.py)."""
+        audit.record(self.app.sessions, self.user_name, action, target, owner, **detail)
 
     # --- answers ----------------------------------------------------------------------------------
 

@@ -15,6 +15,11 @@ from notebench.executor.schemas import EndpointCreate, EndpointList, EndpointLog
 from notebench.hub.platform.names import ENDPOINT_NAME
 
 
+def _versions(request: EndpointCreate | EndpointPatch) -> list[dict]:
+    """The versions and weights asked for, as the audit log keeps them (aliases as given)."""
+    return [v.model_dump() for v in request.versions]
+
+
 class EndpointAPIHandler(APIHandler):
     @property
     def endpoints(self):
@@ -39,6 +44,7 @@ class EndpointsHandler(EndpointAPIHandler):
     async def post(self):
         request = self.parse(EndpointCreate)
         endpoint = await self.endpoints.create(self.user_name, request)
+        self.audit("endpoint.deploy", f"endpoint {endpoint.name}", endpoint.owner, versions=_versions(request))
         self.set_header("Location", f"{self.settings['prefix']}api/endpoints/{endpoint.name}")
         self.write_json(self.endpoints.describe(endpoint), 201)
 
@@ -51,10 +57,13 @@ class EndpointHandler(EndpointAPIHandler):
         endpoint = self.load_endpoint(name)
         request = self.parse(EndpointPatch)
         endpoint = await self.endpoints.update(endpoint, request)
+        self.audit("endpoint.update", f"endpoint {endpoint.name}", endpoint.owner, versions=_versions(request))
         self.write_json(self.endpoints.describe(endpoint))
 
     async def delete(self, name):
-        await self.endpoints.delete(self.load_endpoint(name))
+        endpoint = self.load_endpoint(name)
+        await self.endpoints.delete(endpoint)
+        self.audit("endpoint.delete", f"endpoint {endpoint.name}", endpoint.owner)
         self.set_status(204)
         self.finish()
 

@@ -61,6 +61,7 @@ class JobsHandler(APIHandler):
     async def post(self):
         request = self.parse(JobRequest)
         job = await self.app.dispatcher.submit(self.user_name, request)
+        self.audit("job.submit", f"job {job.id}", job.owner, name=job.name, profile=job.profile, workers=job.workers)
         self.set_header("Location", f"{self.settings['prefix']}api/jobs/{job.id}")
         self.write_json(JobResponse.of(job), 201)
 
@@ -75,6 +76,7 @@ class JobHandler(APIHandler):
         if not self.app.dispatcher.delete(job.id):
             status = self.load(Job, job_id).status  # 404 if deleted meanwhile
             raise NotebenchError(409, "status", f"job {job.id} is {status}: cancel it first, only ended jobs can be deleted")
+        self.audit("job.delete", f"job {job.id}", job.owner, name=job.name, status=job.status)
         self.set_status(204)
         self.finish()
 
@@ -84,6 +86,7 @@ class CancelHandler(APIHandler):
         job = self.load(Job, job_id)
         if job.status not in FINAL:
             await self.app.dispatcher.cancel(job.id)
+            self.audit("job.cancel", f"job {job.id}", job.owner, name=job.name, was=job.status)
         self.write_json(JobResponse.of(self.load(Job, job_id)))
 
 

@@ -11,7 +11,9 @@ import json
 from pydantic import BaseModel
 from pydantic.json_schema import JsonSchemaMode
 
+from notebench.executor.audit import ACTIONS, FAMILIES
 from notebench.executor.schemas import (
+    AuditPage,
     EndpointCreate,
     EndpointList,
     EndpointLogs,
@@ -31,11 +33,11 @@ from notebench.executor.schemas import (
 from notebench.hub.platform.statuses import JOB_STATUSES
 
 # Component names of the response models (their classes are named apart from the store's rows).
-COMPONENT_NAMES = {"ErrorResponse": "Error", "JobResponse": "Job", "ScheduleResponse": "Schedule",
+COMPONENT_NAMES = {"AuditEntryResponse": "AuditEntry", "ErrorResponse": "Error", "JobResponse": "Job", "ScheduleResponse": "Schedule",
                    "EndpointResponse": "Endpoint"}
 REQUESTS = (JobRequest, ScheduleRequest, SchedulePatch, EndpointCreate, EndpointPatch)
 RESPONSES = (ErrorResponse, JobResponse, JobPage, ScheduleResponse, ScheduleList, ProfilesResponse, EndpointResponse,
-             EndpointList, EndpointMetrics, EndpointLogs)
+             EndpointList, EndpointMetrics, EndpointLogs, AuditPage)
 
 
 def component_schemas() -> dict:
@@ -210,6 +212,27 @@ def spec(prefix: str = "/services/executor/") -> dict:
                 "get": {"summary": "The stored sample of requests, as JSON lines", "parameters": endpoint_name,
                         "responses": {"200": {"description": 'One {"time", "model", "version", "latency_ms", "status", "inputs", "outputs"} per line',
                                               "content": {"application/x-ndjson": {"schema": {"type": "string"}}}}, **_errors(404), **common}},
+            },
+            "/audit": {
+                "get": {
+                    "summary": "The audit log (admins only), newest first: who submitted, cancelled or deleted jobs, changed "
+                               "schedules, deployed, changed or deleted endpoints, and when. Read-only: nothing edits or deletes "
+                               "an entry; entries older than c.Executor.audit_retention_days are dropped",
+                    "parameters": [
+                        {"name": "since", "in": "query", "description": "RFC 3339 time (UTC if no zone); entries at or after it",
+                         "schema": {"type": "string", "format": "date-time"}},
+                        {"name": "until", "in": "query", "description": "RFC 3339 time; entries before it",
+                         "schema": {"type": "string", "format": "date-time"}},
+                        {"name": "user", "in": "query", "description": "Entries by this user, or about their things",
+                         "schema": {"type": "string"}},
+                        {"name": "action", "in": "query", "description": "An action, or a family (job, schedule, endpoint)",
+                         "schema": {"type": "string", "enum": list(FAMILIES + ACTIONS)}},
+                        {"name": "limit", "in": "query", "schema": {"type": "integer", "minimum": 1, "maximum": 200}},
+                        {"name": "cursor", "in": "query", "description": "next_cursor of the previous page",
+                         "schema": {"type": "string", "pattern": "^[0-9]*$"}},
+                    ],
+                    "responses": {"200": {"description": "A page of entries", "content": _json(_ref("AuditPage"))}, **common},
+                },
             },
         },
     }

@@ -38,6 +38,8 @@ class SchedulesHandler(APIHandler):
         with self.app.sessions() as s:
             s.add(schedule)
             s.commit()
+        self.audit("schedule.create", f"schedule {schedule.id}", schedule.owner, name=schedule.name,
+                   cron=schedule.cron, timezone=schedule.timezone, active=schedule.active)
         self.set_header("Location", f"{self.settings['prefix']}api/schedules/{schedule.id}")
         self.write_json(ScheduleResponse.of(schedule), 201)
 
@@ -66,6 +68,8 @@ class ScheduleHandler(APIHandler):
                 setattr(schedule, key, value)
             schedule.next_run_at = next_run(schedule.cron, schedule.timezone) if schedule.active else None
             s.commit()
+        self.audit("schedule.update", f"schedule {schedule.id}", schedule.owner, name=schedule.name,
+                   changed=sorted(patch.model_dump(exclude_unset=True)))
         self.write_json(ScheduleResponse.of(schedule))
 
     async def delete(self, schedule_id):
@@ -73,5 +77,6 @@ class ScheduleHandler(APIHandler):
         with self.app.sessions() as s:
             s.execute(sa.delete(Schedule).where(Schedule.id == schedule.id))
             s.commit()
+        self.audit("schedule.delete", f"schedule {schedule.id}", schedule.owner, name=schedule.name)
         self.set_status(204)
         self.finish()

@@ -116,7 +116,7 @@ def test_migrations_build_the_schema_on_an_empty_database_and_are_idempotent(db_
 
     sessions = connect(db_url, engines)
     with engine.connect() as conn:
-        assert set(sa.inspect(conn).get_table_names()) == {"alembic_version", "jobs", "schedules", "endpoints", "scoring_servers", "endpoint_requests"}
+        assert set(sa.inspect(conn).get_table_names()) == {"alembic_version", "jobs", "schedules", "endpoints", "scoring_servers", "endpoint_requests", "audit_log"}
         assert conn.execute(sa.text("SELECT version_num FROM alembic_version")).scalars().all() == [head]
         # The migrations build exactly what the models describe (no model change without a migration).
         assert compare_metadata(MigrationContext.configure(conn), db.Base.metadata) == []
@@ -378,3 +378,18 @@ def test_racing_acquires_never_hand_one_gpu_to_two_holders(db_url):
     finally:
         for inv in [admin, *inventories]:
             inv.engine.dispose()
+
+
+def test_audit_retention_drops_only_entries_older_than_it(db_url, engines):
+    from notebench.executor.audit import purge
+
+    sessions = connect(db_url, engines)
+    now = db.utcnow()
+    with sessions() as s:
+        for days in (0, 29, 31, 400):
+            s.add(db.AuditEntry(at=now - timedelta(days=days), actor="ada", action="job.submit", target=f"job {days}",
+                                owner="ada", detail={}))
+        s.commit()
+    assert purge(sessions, 30) == 2
+    with sessions() as s:
+        assert sorted(e.target for e in s.scalars(sa.select(db.AuditEntry))) == ["job 0", "job 29"]

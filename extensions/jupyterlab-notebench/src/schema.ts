@@ -4,6 +4,90 @@
  */
 
 export interface paths {
+    "/audit": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** The audit log (admins only), newest first: who submitted, cancelled or deleted jobs, changed schedules, deployed, changed or deleted endpoints, and when. Read-only: nothing edits or deletes an entry; entries older than c.Executor.audit_retention_days are dropped */
+        get: {
+            parameters: {
+                query?: {
+                    /** @description RFC 3339 time (UTC if no zone); entries at or after it */
+                    since?: string;
+                    /** @description RFC 3339 time; entries before it */
+                    until?: string;
+                    /** @description Entries by this user, or about their things */
+                    user?: string;
+                    /** @description An action, or a family (job, schedule, endpoint) */
+                    action?: "endpoint" | "job" | "schedule" | "job.submit" | "job.cancel" | "job.delete" | "schedule.create" | "schedule.update" | "schedule.delete" | "endpoint.deploy" | "endpoint.update" | "endpoint.delete";
+                    limit?: number;
+                    /** @description next_cursor of the previous page */
+                    cursor?: string;
+                };
+                header?: never;
+                path?: never;
+                cookie?: never;
+            };
+            requestBody?: never;
+            responses: {
+                /** @description A page of entries */
+                200: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["AuditPage"];
+                    };
+                };
+                /** @description Bad input (the body names the field) */
+                400: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["Error"];
+                    };
+                };
+                /** @description Not authenticated */
+                401: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["Error"];
+                    };
+                };
+                /** @description Not allowed */
+                403: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["Error"];
+                    };
+                };
+                /** @description Body over c.Executor.max_body_bytes (field: body) */
+                413: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["Error"];
+                    };
+                };
+            };
+        };
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/endpoints": {
         parameters: {
             query?: never;
@@ -1854,6 +1938,50 @@ export interface paths {
 export type webhooks = Record<string, never>;
 export interface components {
     schemas: {
+        /** AuditEntry */
+        AuditEntry: {
+            /**
+             * Action
+             * @description What they did, e.g. job.submit, endpoint.deploy
+             */
+            action: string;
+            /**
+             * Actor
+             * @description Who did it
+             */
+            actor: string;
+            /**
+             * At
+             * Format: date-time
+             */
+            at: string;
+            /** Detail */
+            detail: {
+                [key: string]: unknown;
+            };
+            /** Id */
+            id: number;
+            /**
+             * Owner
+             * @description Whose that thing is
+             */
+            owner: string | null;
+            /**
+             * Target
+             * @description What it was done to, e.g. "job 12", "endpoint iris"
+             */
+            target: string;
+        };
+        /** AuditPage */
+        AuditPage: {
+            /** Entries */
+            entries: components["schemas"]["AuditEntry"][];
+            /**
+             * Next Cursor
+             * @description Pass as cursor for the next (older) page; null on the last one
+             */
+            next_cursor: string | null;
+        };
         /** CellError */
         CellError: {
             /**

@@ -1,0 +1,66 @@
+"""The audit log, for admins: GET /api/audit, newest first (executor/audit.py records it).
+
+Read-only by design: the route takes GET only, so no API edits or deletes an entry (405).
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+
+import sqlalchemy as sa
+
+from notebench.executor.api.base import _DIGITS, MAX_ID, PAGE_DEFAULT, PAGE_MAX, APIHandler
+from notebench.executor.audit import ACTIONS, FAMILIES
+from notebench.executor.db import AuditEntry
+from notebench.executor.errors import NotebenchError
+from notebench.executor.schemas import AuditEntryResponse, AuditPage
+
+
+class AuditHandler(APIHandler):
+    query_params = frozenset({"since", "until", "user", "action", "limit", "cursor"})
+
+    async def get(self):
+        if not self.is_admin:
+            raise NotebenchError(403, None, "only admins may read the audit log")
+        q = sa.select(AuditEntry).order_by(AuditEntry.id.desc())
+        since, until = self.moment("since"), self.moment("until")
+        if since is not None:
+            q = q.where(AuditEntry.at >= since)
+        if until is not None:
+            q = q.where(AuditEntry.at < until)
+        user = self.get_argument("user", None)
+        if user:  # what they did, and what was done to their things
+            q = q.where(sa.or_(AuditEntry.actor == user, AuditEntry.owner == user))
+        action = self.get_argument("action", None)
+        if action is not None:
+            if action in FAMILIES:
+                q = q.where(AuditEntry.action.like(action + ".%"))
+            elif action in ACTIONS:
+                q = q.where(AuditEntry.action == action)
+            else:
+                raise NotebenchError(400, "action", f"action must be one of {', '.join(FAMILIES + ACTIONS)}")
+        limit = self.get_argument("limit", str(PAGE_DEFAULT))
+        if not (_DIGITS.fullmatch(limit) and len(limit) <= 4 and 1 <= int(limit) <= PAGE_MAX):
+            raise NotebenchError(400, "limit", f"limit must be an integer from 1 to {PAGE_MAX}")
+        cursor = self.get_argument("cursor", None)
+        if cursor:
+            if not _DIGITS.fullmatch(cursor):
+                raise NotebenchError(400, "cursor", "cursor must be the next_cursor of a previous page")
+            q = q.where(AuditEntry.id < (min(int(cursor), MAX_ID) if len(cursor) <= 19 else MAX_ID))
+        with self.app.sessions() as s:
+            entries = s.scalars(q.limit(int(limit) + 1)).all()
+        page = entries[: int(limit)]
+        more = len(entries) > int(limit)
+        self.write_json(AuditPage(entries=[AuditEntryResponse.of(e) for e in page],
+                                  next_cursor=str(page[-1].id) if more else None))
+
+    def moment(self, name: str) -> datetime | None:
+        """A query parameter that is an RFC 3339 time (UTC when it names no zone), or None."""
+        value = self.get_argument(name, None)
+        if value is None:
+            return None
+        try:
+            moment = datetime.fromisoformat(value)
+        except ValueError:
+            raise NotebenchError(400, name, f"{name} must be an RFC 3339 time, e.g. 2026-12-05T09:00:00Z") from None
+        return moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)
