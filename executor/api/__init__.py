@@ -10,6 +10,7 @@ from notebench.executor.api.jobs import CancelHandler, JobHandler, JobsHandler, 
 from notebench.executor.api.schedules import ScheduleHandler, SchedulesHandler
 from notebench.executor.api.service import (
     HealthHandler,
+    MetricsHandler,
     OpenAPIHandler,
     PageNotFoundHandler,
     ProfilesHandler,
@@ -22,6 +23,7 @@ def routes(prefix: str) -> list:
     return [
         (prefix, RootHandler),
         (prefix + "health", HealthHandler),
+        (prefix + "metrics", MetricsHandler),
         (prefix + "oauth_callback", HubOAuthCallbackHandler),
         (api + "openapi.json", OpenAPIHandler),
         (api + "profiles", ProfilesHandler),

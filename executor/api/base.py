@@ -167,6 +167,7 @@ class LimitedBodyHandler(JSONErrors):
 
 class APIHandler(HubOAuthenticated, LimitedBodyHandler):
     query_params: frozenset = frozenset()  # the query parameters a handler reads; others answer 400
+    services_may_call = False  # a service's token (not a user's) is refused unless a handler says so
 
     def initialize(self):
         super().initialize()
@@ -216,7 +217,7 @@ class APIHandler(HubOAuthenticated, LimitedBodyHandler):
         name = caller.model["name"]
         if caller.outcome == "forbidden":
             raise NotebenchError(403, None, f"{name} may not use the executor (needs the access:services scope)")
-        if caller.model.get("kind", "user") != "user":
+        if caller.model.get("kind", "user") != "user" and not self.services_may_call:
             raise NotebenchError(403, None, "jobs belong to users: use a user's token, not a service's")
         self._user_model = caller.model
 

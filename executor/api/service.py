@@ -1,15 +1,19 @@
 """The service's own paths: what a job may ask for (profiles, kernels), the OpenAPI document, health,
-and the pages a person sees in a browser (the service's root, not found)."""
+Prometheus metrics, and the pages a person sees in a browser (the service's root, not found)."""
 
 from __future__ import annotations
 
+import asyncio
 import html
 import json
 import os
 
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from tornado import web
+from tornado.httpclient import AsyncHTTPClient
 
 from notebench.executor.api.base import APIHandler, NotFoundHandler
+from notebench.executor.errors import NotebenchError
 from notebench.executor.schemas import ProfileInfo, ProfilesResponse
 from notebench.hub.platform.service_auth import browser_navigation
 
@@ -84,3 +88,28 @@ class PageNotFoundHandler(NotFoundHandler):
         self.set_header("Content-Type", "text/html; charset=utf-8")
         self.finish(_page("Not found", f"<p>There is nothing at <code>{html.escape(self.request.path)}</code>. "
                                        f"The executor's page is <a href=\"{prefix}\">{prefix}</a>.</p>"))
+
+
+class MetricsHandler(APIHandler):
+    """``/services/executor/metrics``: Prometheus' text format (executor/metrics.py), for tokens
+    with the ``read:metrics`` scope (admins have it; a scraper is a service with a role holding it
+    and access to this service), as JupyterHub's /hub/metrics asks."""
+
+    services_may_call = True
+
+    async def get(self):
+        if "read:metrics" not in self.current_user.get("scopes", ()):
+            raise NotebenchError(403, None, "reading metrics needs the read:metrics scope")
+        metrics = self.app.metrics
+        if self.app.mlflow_url:
+            metrics.mlflow_up.set(1 if await mlflow_answers(self.app.mlflow_url) else 0)
+        body = await asyncio.to_thread(generate_latest, metrics.registry)  # reads the store
+        self.set_header("Content-Type", CONTENT_TYPE_LATEST)
+        self.finish(body)
+
+
+async def mlflow_answers(mlflow_url: str) -> bool:
+    """Whether the MLflow service answers its (anonymous) health route within a few seconds."""
+    response = await AsyncHTTPClient().fetch(f"{mlflow_url.rstrip('/')}/health", request_timeout=5,
+                                             connect_timeout=2, raise_error=False)
+    return response.code == 200

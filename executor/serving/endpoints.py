@@ -101,7 +101,7 @@ class Endpoints(LoggingConfigurable):
         self.sessions = app.sessions
         self.backend = app.endpoint_backend
         self.registry = ModelRegistry(app.mlflow_url, app.tokens) if app.mlflow_url else None
-        self.router = Router(app.hub_auth, samples_per_second=self.samples_per_second)
+        self.router = Router(app.hub_auth, samples_per_second=self.samples_per_second, prometheus=app.metrics)
         self._tasks: dict[int, asyncio.Task] = {}
         self._deleting: set[int] = set()  # no more changes to these (the watcher must not restart them)
         self._flush_lock = asyncio.Lock()

@@ -218,7 +218,8 @@ class Sample:
 
 
 class Router:
-    def __init__(self, hub_auth, samples_per_second: int = 10, max_pending_samples: int = 5000):
+    def __init__(self, hub_auth, samples_per_second: int = 10, max_pending_samples: int = 5000, prometheus=None):
+        self.prometheus = prometheus  # the executor's Prometheus metrics (executor/metrics.py), if any
         self.routes: dict[str, Route] = {}
         self.upstreams: dict[int, Upstream] = {}  # by scoring server id (shared by old and new routes)
         self.stats: dict[tuple, VersionStats] = {}
@@ -260,6 +261,8 @@ class Router:
         if stats is None:
             stats = self.stats[key] = VersionStats()
         stats.add(latency_ms, status < 400)
+        if self.prometheus is not None:
+            self.prometheus.invocation(route.name, target.model, target.version, status, latency_ms / 1000)
         now = time.time()
         second, taken = self._sampled.get(route.endpoint_id, (0, 0))
         if int(now) != second:
