@@ -33,6 +33,7 @@ from notebench.executor.backends.base import Backend, EndpointBackend
 from notebench.executor.background import BackgroundTasks
 from notebench.executor.jobs.dispatcher import Dispatcher
 from notebench.executor.metrics import Metrics
+from notebench.executor.quotas import Quotas
 from notebench.executor.schedules.due import submit_due
 from notebench.executor.services import HubTokens, MlflowRuns
 from notebench.executor.serving.endpoints import Endpoints
@@ -152,6 +153,7 @@ class Executor(Application):
         self.mlflow = MlflowRuns(self.mlflow_url, self.tokens) if self.mlflow_url else None
         self.dispatcher = Dispatcher(self)
         self.metrics = Metrics(self.sessions, self.gpus)
+        self.quotas = Quotas(self.sessions, parent=self)
         self.service_prefix = os.environ.get("JUPYTERHUB_SERVICE_PREFIX", "/services/executor/")
         self.endpoints = Endpoints(self)
         self._kernels: tuple[float, set] = (0.0, set())

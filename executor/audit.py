@@ -1,4 +1,4 @@
-"""The audit log: who did what, and when, to jobs, schedules and endpoints (issue 17).
+"""The audit log: who did what, and when, to jobs, schedules, endpoints and quotas (issue 17).
 
 Append-only: the API records an entry after each change it makes, and admins read them
 (``GET /api/audit``); no API edits or deletes one. Entries older than
@@ -24,6 +24,7 @@ ACTIONS = (
     "job.submit", "job.cancel", "job.delete",
     "schedule.create", "schedule.update", "schedule.delete",
     "endpoint.deploy", "endpoint.update", "endpoint.delete",
+    "quota.update",
 )
 FAMILIES = tuple(sorted({a.split(".")[0] for a in ACTIONS}))
 

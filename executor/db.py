@@ -113,6 +113,18 @@ class AuditEntry(Base):
     detail: Mapped[dict] = mapped_column(sa.JSON, default=dict)
 
 
+class Quota(Base):
+    """What one user or group may hold at once (executor/quotas.py): {quantity: number or None}."""
+
+    __tablename__ = "quotas"
+    __table_args__ = (sa.UniqueConstraint("kind", "name"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    kind: Mapped[str] = mapped_column(sa.String(8))  # "user" or "group"
+    name: Mapped[str] = mapped_column(sa.String(255))
+    limits: Mapped[dict] = mapped_column(sa.JSON, default=dict)
+
+
 class Endpoint(Base):
     """A named endpoint of a user: invocations are split between its versions by weight."""
 

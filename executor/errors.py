@@ -16,6 +16,7 @@ class NotebenchError(Exception):
     def __init__(self, status: int, field: str | None, message: str, error_code: str | None = None):
         super().__init__(message)
         self.status, self.field, self.message, self.error_code = status, field, message, error_code
+        self.details: dict = {}  # more of the error body (a quota's limit and current use)
 
     def within(self, prefix: str) -> NotebenchError:
         """The same error for a request that nests this one's under ``prefix`` (e.g. a schedule's ``job``)."""

@@ -258,6 +258,9 @@ class ErrorResponse(BaseModel):
     status: int
     message: str
     field: str | None = Field(description="The request field that was wrong.")
+    quota: str | None = Field(None, description="An exceeded quota: its name (then limit and current are given)")
+    limit: float | None = Field(None, description="An exceeded quota's limit")
+    current: float | None = Field(None, description="The current use of that quota")
 
 
 class Progress(BaseModel):
@@ -339,6 +342,41 @@ class ScheduleResponse(BaseModel):
 
 class ScheduleList(BaseModel):
     schedules: list[ScheduleResponse]
+
+
+class QuotaLimits(BaseModel):
+    """A quota record: the quantities it sets, each a number or null (unlimited); a quantity left
+    out is not set by it (for a user: their groups' or the default applies)."""
+
+    model_config = ConfigDict(extra="forbid", strict=True,
+                              json_schema_extra={"examples": [{"running_jobs": 2, "queued_jobs": 50, "gpus": None}]})
+
+    gpus: int | None = Field(None, ge=0, le=10_000, description="GPUs in use at once")
+    gpu_hours_per_day: float | None = Field(None, ge=0, le=1e6, description="GPU-hours per rolling day")
+    cpu: float | None = Field(None, ge=0, le=1e6, description="CPU cores in use at once")
+    memory: float | None = Field(None, ge=0, le=1e9, description="Memory in use at once, in GiB")
+    running_jobs: int | None = Field(None, ge=0, le=100_000, description="Jobs running at once")
+    queued_jobs: int | None = Field(None, ge=0, le=100_000, description="Jobs waiting at once")
+    dask_workers: int | None = Field(None, ge=0, le=100_000, description="Dask workers per job")
+    endpoints: int | None = Field(None, ge=0, le=100_000, description="Endpoints at once")
+
+
+class QuotaResponse(BaseModel):
+    model_config = ConfigDict(title="Quota")
+
+    kind: str = _one_of(("user", "group"))
+    name: str
+    gpus: int | None
+    gpu_hours_per_day: float | None
+    cpu: float | None
+    memory: float | None
+    running_jobs: int | None
+    queued_jobs: int | None
+    dask_workers: int | None
+    endpoints: int | None
+    set: dict[str, Any] = Field(description="What this user's or group's own record sets (null: unlimited)")
+    source: dict[str, str] = Field(description='Where each limit comes from: "user", "group:<name>" or "default"')
+    usage: dict[str, Any] | None = Field(description="A user's current use, of the quantities counted so far")
 
 
 class AuditEntryResponse(BaseModel):

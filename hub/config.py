@@ -336,7 +336,8 @@ def add_executor_service(services: list, roles: list, url: str, **how) -> None:
     """The notebook execution service at /services/executor/."""
     services.append({"name": "executor", "url": url, "oauth_no_confirm": True, **how})
     # Mint per-user tokens (scope access:services) so jobs reach MLflow as their owner.
-    roles.append({"name": "executor", "scopes": ["tokens", "access:services"], "services": ["executor"]})
+    # read:users:groups: the quotas that apply to a user come from their groups too (executor/quotas.py).
+    roles.append({"name": "executor", "scopes": ["tokens", "access:services", "read:users:groups"], "services": ["executor"]})
 
 
 def add_mlflow_service(services: list, url: str, **how) -> None:

@@ -7,6 +7,7 @@ from notebench.executor.api.audit import AuditHandler
 from notebench.executor.api.endpoints import routes as endpoint_routes
 from notebench.executor.api.job_files import JobFilesHandler
 from notebench.executor.api.jobs import CancelHandler, JobHandler, JobsHandler, LogHandler, OutputHandler
+from notebench.executor.api.quotas import QuotaHandler
 from notebench.executor.api.schedules import ScheduleHandler, SchedulesHandler
 from notebench.executor.api.service import (
     HealthHandler,
@@ -37,5 +38,6 @@ def routes(prefix: str) -> list:
         (api + r"schedules/([0-9]+)", ScheduleHandler),
         *endpoint_routes(prefix),
         (api + "audit", AuditHandler),
+        (api + r"quotas/(users|groups)/([^/]+)", QuotaHandler),
         (prefix + "(.*)", PageNotFoundHandler),
     ]

@@ -76,7 +76,7 @@ def write_json_error(handler: web.RequestHandler, status_code: int, exc, body_co
     """Every executor error: a JSON body {status, message, field, **extra}, field naming what was wrong."""
     body = {"status": status_code, "message": handler._reason, "field": None}
     if isinstance(exc, NotebenchError):
-        body.update(message=exc.message, field=exc.field)
+        body.update(message=exc.message, field=exc.field, **exc.details)
     elif isinstance(exc, web.HTTPError) and exc.log_message:
         body["message"] = exc.log_message
     elif isinstance(exc, AccountClash):  # the owner's OS account is another user's: refused, not shared

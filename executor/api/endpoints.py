@@ -43,7 +43,7 @@ class EndpointsHandler(EndpointAPIHandler):
 
     async def post(self):
         request = self.parse(EndpointCreate)
-        endpoint = await self.endpoints.create(self.user_name, request)
+        endpoint = await self.endpoints.create(self.user_name, request, self.current_user.get("groups", []))
         self.audit("endpoint.deploy", f"endpoint {endpoint.name}", endpoint.owner, versions=_versions(request))
         self.set_header("Location", f"{self.settings['prefix']}api/endpoints/{endpoint.name}")
         self.write_json(self.endpoints.describe(endpoint), 201)

@@ -60,7 +60,7 @@ class JobsHandler(APIHandler):
 
     async def post(self):
         request = self.parse(JobRequest)
-        job = await self.app.dispatcher.submit(self.user_name, request)
+        job = await self.app.dispatcher.submit(self.user_name, request, groups=self.current_user.get("groups", []))
         self.audit("job.submit", f"job {job.id}", job.owner, name=job.name, profile=job.profile, workers=job.workers)
         self.set_header("Location", f"{self.settings['prefix']}api/jobs/{job.id}")
         self.write_json(JobResponse.of(job), 201)

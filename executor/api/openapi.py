@@ -25,6 +25,8 @@ from notebench.executor.schemas import (
     JobRequest,
     JobResponse,
     ProfilesResponse,
+    QuotaLimits,
+    QuotaResponse,
     ScheduleList,
     SchedulePatch,
     ScheduleRequest,
@@ -33,11 +35,11 @@ from notebench.executor.schemas import (
 from notebench.hub.platform.statuses import JOB_STATUSES
 
 # Component names of the response models (their classes are named apart from the store's rows).
-COMPONENT_NAMES = {"AuditEntryResponse": "AuditEntry", "ErrorResponse": "Error", "JobResponse": "Job", "ScheduleResponse": "Schedule",
+COMPONENT_NAMES = {"AuditEntryResponse": "AuditEntry", "QuotaResponse": "Quota", "ErrorResponse": "Error", "JobResponse": "Job", "ScheduleResponse": "Schedule",
                    "EndpointResponse": "Endpoint"}
-REQUESTS = (JobRequest, ScheduleRequest, SchedulePatch, EndpointCreate, EndpointPatch)
+REQUESTS = (JobRequest, ScheduleRequest, SchedulePatch, EndpointCreate, EndpointPatch, QuotaLimits)
 RESPONSES = (ErrorResponse, JobResponse, JobPage, ScheduleResponse, ScheduleList, ProfilesResponse, EndpointResponse,
-             EndpointList, EndpointMetrics, EndpointLogs, AuditPage)
+             EndpointList, EndpointMetrics, EndpointLogs, AuditPage, QuotaResponse)
 
 
 def component_schemas() -> dict:
@@ -67,7 +69,8 @@ def _json(schema):
 def _errors(*codes):
     text = {400: "Bad input (the body names the field)", 401: "Not authenticated", 403: "Not allowed",
             404: "Not found (or not yours)", 409: "Conflict (the field says with what)",
-            413: "Body over c.Executor.max_body_bytes (field: body)", 502: "MLflow's model registry failed",
+            413: "Body over c.Executor.max_body_bytes (field: body)",
+            429: "A quota that is full now (quota, limit and current say which): try again later", 502: "MLflow's model registry failed",
             503: "MLflow is not enabled here, or cannot be reached now"}
     return {str(c): {"description": text[c], "content": _json(_ref("Error"))} for c in codes}
 
@@ -76,6 +79,7 @@ def spec(prefix: str = "/services/executor/") -> dict:
     job_id = [{"name": "job_id", "in": "path", "required": True, "schema": {"type": "integer"}}]
     schedule_id = [{"name": "schedule_id", "in": "path", "required": True, "schema": {"type": "integer"}}]
     endpoint_name = [{"name": "name", "in": "path", "required": True, "schema": {"type": "string"}}]
+    quota_name = [{"name": "name", "in": "path", "required": True, "schema": {"type": "string", "pattern": "^[^/]+$"}}]
     schemas = component_schemas()
     common = _errors(400, 401, 403, 413)  # any request: unknown query parameters (400), a body over the limit (413)
     return {
@@ -121,9 +125,9 @@ def spec(prefix: str = "/services/executor/") -> dict:
                     },
                 },
                 "post": {
-                    "summary": "Submit a notebook as a job",
+                    "summary": "Submit a notebook as a job (quotas: dask_workers 403, queued_jobs 429)",
                     "requestBody": {"required": True, "content": _json(_ref("JobRequest"))},
-                    "responses": {"201": {"description": "Queued", "content": _json(_ref("Job"))}, **common},
+                    "responses": {"201": {"description": "Queued", "content": _json(_ref("Job"))}, **_errors(429), **common},
                 },
             },
             "/jobs/{job_id}": {
@@ -181,7 +185,8 @@ def spec(prefix: str = "/services/executor/") -> dict:
             "/endpoints": {
                 "get": {"summary": "Your model endpoints (admins: everyone's)",
                         "responses": {"200": {"description": "Endpoints", "content": _json(_ref("EndpointList"))}, **common}},
-                "post": {"summary": "Deploy model versions (or aliases, resolved now) behind a new endpoint, traffic split by weight",
+                "post": {"summary": "Deploy model versions (or aliases, resolved now) behind a new endpoint, traffic split by "
+                                    "weight (quota: endpoints, 409)",
                          "requestBody": {"required": True, "content": _json(_ref("EndpointCreate"))},
                          "responses": {"201": {"description": "Created; starting (poll until ready)", "content": _json(_ref("Endpoint"))},
                                        **_errors(409, 502, 503), **common}},
@@ -212,6 +217,24 @@ def spec(prefix: str = "/services/executor/") -> dict:
                 "get": {"summary": "The stored sample of requests, as JSON lines", "parameters": endpoint_name,
                         "responses": {"200": {"description": 'One {"time", "model", "version", "latency_ms", "status", "inputs", "outputs"} per line',
                                               "content": {"application/x-ndjson": {"schema": {"type": "string"}}}}, **_errors(404), **common}},
+            },
+            "/quotas/users/{name}": {
+                "get": {"summary": "The limits that apply to a user (their own, their groups', the defaults), where each "
+                                   "comes from, and their current use. Admins: anyone's; a user: their own",
+                        "parameters": quota_name,
+                        "responses": {"200": {"description": "The quota", "content": _json(_ref("Quota"))}, **common}},
+                "put": {"summary": "Set a user's own quota record (admins): each quantity a number or null (unlimited); "
+                                   "one left out is not set (their groups' or the default applies)",
+                        "parameters": quota_name, "requestBody": {"required": True, "content": _json(_ref("QuotaLimits"))},
+                        "responses": {"200": {"description": "The quota", "content": _json(_ref("Quota"))}, **common}},
+            },
+            "/quotas/groups/{name}": {
+                "get": {"summary": "What a group grants its members. Admins: any group; a user: their own groups",
+                        "parameters": quota_name,
+                        "responses": {"200": {"description": "The quota", "content": _json(_ref("Quota"))}, **common}},
+                "put": {"summary": "Set a group's quota record (admins)", "parameters": quota_name,
+                        "requestBody": {"required": True, "content": _json(_ref("QuotaLimits"))},
+                        "responses": {"200": {"description": "The quota", "content": _json(_ref("Quota"))}, **common}},
             },
             "/audit": {
                 "get": {

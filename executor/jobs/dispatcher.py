@@ -134,7 +134,10 @@ class Dispatcher:
             raise NotebenchError(400, "cwd", "cwd must stay inside your home directory")
         return profile.name, kernel, str(cwd)
 
-    async def submit(self, owner: str, request: JobRequest, schedule_id: int | None = None) -> Job:
+    async def submit(self, owner: str, request: JobRequest, schedule_id: int | None = None,
+                     groups: list[str] | None = None) -> Job:
+        """Queue a job. ``groups``: the owner's, when a person submits (their quotas are checked);
+        None for a schedule's tick."""
         profile, kernel, cwd = self.resolve(owner, request)
         notebook_path = request.notebook.get("metadata", {}).get("notebench", {}).get("path")
         if not isinstance(notebook_path, str) or not notebook_path:
@@ -154,6 +157,8 @@ class Dispatcher:
             cells_total=len(request.notebook.get("cells", [])),
             schedule_id=schedule_id,
         )
+        if groups is not None:  # no await from this check to the commit: no other submission comes between
+            self.app.quotas.check_job(owner, groups, request.workers)
         with self.sessions() as s:
             s.add(job)
             s.commit()

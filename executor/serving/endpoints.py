@@ -183,9 +183,10 @@ class Endpoints(LoggingConfigurable):
             raise NotebenchError(400, "profile", f"profile {profile.name!r} has GPUs: local endpoints run on CPU profiles only")
         return profile
 
-    async def create(self, owner: str, request: EndpointCreate) -> Endpoint:
+    async def create(self, owner: str, request: EndpointCreate, groups: list[str]) -> Endpoint:
         profile = self._profile(request.profile)
         resolved = await self._resolve(owner, request.versions)
+        self.app.quotas.check_endpoint(owner, groups)  # no await from here to the commit
         with self.sessions() as s:
             endpoint = Endpoint(name=request.name, owner=owner, profile=profile.name, status="starting")
             s.add(endpoint)

@@ -22,7 +22,7 @@ export interface paths {
                     /** @description Entries by this user, or about their things */
                     user?: string;
                     /** @description An action, or a family (job, schedule, endpoint) */
-                    action?: "endpoint" | "job" | "schedule" | "job.submit" | "job.cancel" | "job.delete" | "schedule.create" | "schedule.update" | "schedule.delete" | "endpoint.deploy" | "endpoint.update" | "endpoint.delete";
+                    action?: "endpoint" | "job" | "quota" | "schedule" | "job.submit" | "job.cancel" | "job.delete" | "schedule.create" | "schedule.update" | "schedule.delete" | "endpoint.deploy" | "endpoint.update" | "endpoint.delete" | "quota.update";
                     limit?: number;
                     /** @description next_cursor of the previous page */
                     cursor?: string;
@@ -153,7 +153,7 @@ export interface paths {
             };
         };
         put?: never;
-        /** Deploy model versions (or aliases, resolved now) behind a new endpoint, traffic split by weight */
+        /** Deploy model versions (or aliases, resolved now) behind a new endpoint, traffic split by weight (quota: endpoints, 409) */
         post: {
             parameters: {
                 query?: never;
@@ -819,7 +819,7 @@ export interface paths {
             };
         };
         put?: never;
-        /** Submit a notebook as a job */
+        /** Submit a notebook as a job (quotas: dask_workers 403, queued_jobs 429) */
         post: {
             parameters: {
                 query?: never;
@@ -871,6 +871,15 @@ export interface paths {
                 };
                 /** @description Body over c.Executor.max_body_bytes (field: body) */
                 413: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["Error"];
+                    };
+                };
+                /** @description A quota that is full now (quota, limit and current say which): try again later */
+                429: {
                     headers: {
                         [name: string]: unknown;
                     };
@@ -1583,6 +1592,278 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/quotas/groups/{name}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** What a group grants its members. Admins: any group; a user: their own groups */
+        get: {
+            parameters: {
+                query?: never;
+                header?: never;
+                path: {
+                    name: string;
+                };
+                cookie?: never;
+            };
+            requestBody?: never;
+            responses: {
+                /** @description The quota */
+                200: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["Quota"];
+                    };
+                };
+                /** @description Bad input (the body names the field) */
+                400: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["Error"];
+                    };
+                };
+                /** @description Not authenticated */
+                401: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["Error"];
+                    };
+                };
+                /** @description Not allowed */
+                403: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["Error"];
+                    };
+                };
+                /** @description Body over c.Executor.max_body_bytes (field: body) */
+                413: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["Error"];
+                    };
+                };
+            };
+        };
+        /** Set a group's quota record (admins) */
+        put: {
+            parameters: {
+                query?: never;
+                header?: never;
+                path: {
+                    name: string;
+                };
+                cookie?: never;
+            };
+            requestBody: {
+                content: {
+                    "application/json": components["schemas"]["QuotaLimits"];
+                };
+            };
+            responses: {
+                /** @description The quota */
+                200: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["Quota"];
+                    };
+                };
+                /** @description Bad input (the body names the field) */
+                400: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["Error"];
+                    };
+                };
+                /** @description Not authenticated */
+                401: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["Error"];
+                    };
+                };
+                /** @description Not allowed */
+                403: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["Error"];
+                    };
+                };
+                /** @description Body over c.Executor.max_body_bytes (field: body) */
+                413: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["Error"];
+                    };
+                };
+            };
+        };
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/quotas/users/{name}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** The limits that apply to a user (their own, their groups', the defaults), where each comes from, and their current use. Admins: anyone's; a user: their own */
+        get: {
+            parameters: {
+                query?: never;
+                header?: never;
+                path: {
+                    name: string;
+                };
+                cookie?: never;
+            };
+            requestBody?: never;
+            responses: {
+                /** @description The quota */
+                200: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["Quota"];
+                    };
+                };
+                /** @description Bad input (the body names the field) */
+                400: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["Error"];
+                    };
+                };
+                /** @description Not authenticated */
+                401: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["Error"];
+                    };
+                };
+                /** @description Not allowed */
+                403: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["Error"];
+                    };
+                };
+                /** @description Body over c.Executor.max_body_bytes (field: body) */
+                413: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["Error"];
+                    };
+                };
+            };
+        };
+        /** Set a user's own quota record (admins): each quantity a number or null (unlimited); one left out is not set (their groups' or the default applies) */
+        put: {
+            parameters: {
+                query?: never;
+                header?: never;
+                path: {
+                    name: string;
+                };
+                cookie?: never;
+            };
+            requestBody: {
+                content: {
+                    "application/json": components["schemas"]["QuotaLimits"];
+                };
+            };
+            responses: {
+                /** @description The quota */
+                200: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["Quota"];
+                    };
+                };
+                /** @description Bad input (the body names the field) */
+                400: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["Error"];
+                    };
+                };
+                /** @description Not authenticated */
+                401: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["Error"];
+                    };
+                };
+                /** @description Not allowed */
+                403: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["Error"];
+                    };
+                };
+                /** @description Body over c.Executor.max_body_bytes (field: body) */
+                413: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["Error"];
+                    };
+                };
+            };
+        };
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/schedules": {
         parameters: {
             query?: never;
@@ -2136,12 +2417,30 @@ export interface components {
         /** Error */
         Error: {
             /**
+             * Current
+             * @description The current use of that quota
+             * @default null
+             */
+            current: number | null;
+            /**
              * Field
              * @description The request field that was wrong.
              */
             field: string | null;
+            /**
+             * Limit
+             * @description An exceeded quota's limit
+             * @default null
+             */
+            limit: number | null;
             /** Message */
             message: string;
+            /**
+             * Quota
+             * @description An exceeded quota: its name (then limit and current are given)
+             * @default null
+             */
+            quota: string | null;
             /** Status */
             status: number;
         };
@@ -2362,6 +2661,113 @@ export interface components {
             cells_completed: number;
             /** Cells Total */
             cells_total: number;
+        };
+        /** Quota */
+        Quota: {
+            /** Cpu */
+            cpu: number | null;
+            /** Dask Workers */
+            dask_workers: number | null;
+            /** Endpoints */
+            endpoints: number | null;
+            /** Gpu Hours Per Day */
+            gpu_hours_per_day: number | null;
+            /** Gpus */
+            gpus: number | null;
+            /**
+             * Kind
+             * @enum {string}
+             */
+            kind: "user" | "group";
+            /** Memory */
+            memory: number | null;
+            /** Name */
+            name: string;
+            /** Queued Jobs */
+            queued_jobs: number | null;
+            /** Running Jobs */
+            running_jobs: number | null;
+            /**
+             * Set
+             * @description What this user's or group's own record sets (null: unlimited)
+             */
+            set: {
+                [key: string]: unknown;
+            };
+            /**
+             * Source
+             * @description Where each limit comes from: "user", "group:<name>" or "default"
+             */
+            source: {
+                [key: string]: string;
+            };
+            /**
+             * Usage
+             * @description A user's current use, of the quantities counted so far
+             */
+            usage: {
+                [key: string]: unknown;
+            } | null;
+        };
+        /**
+         * QuotaLimits
+         * @description A quota record: the quantities it sets, each a number or null (unlimited); a quantity left
+         *     out is not set by it (for a user: their groups' or the default applies).
+         * @example {
+         *       "gpus": null,
+         *       "queued_jobs": 50,
+         *       "running_jobs": 2
+         *     }
+         */
+        QuotaLimits: {
+            /**
+             * Cpu
+             * @description CPU cores in use at once
+             * @default null
+             */
+            cpu: number | null;
+            /**
+             * Dask Workers
+             * @description Dask workers per job
+             * @default null
+             */
+            dask_workers: number | null;
+            /**
+             * Endpoints
+             * @description Endpoints at once
+             * @default null
+             */
+            endpoints: number | null;
+            /**
+             * Gpu Hours Per Day
+             * @description GPU-hours per rolling day
+             * @default null
+             */
+            gpu_hours_per_day: number | null;
+            /**
+             * Gpus
+             * @description GPUs in use at once
+             * @default null
+             */
+            gpus: number | null;
+            /**
+             * Memory
+             * @description Memory in use at once, in GiB
+             * @default null
+             */
+            memory: number | null;
+            /**
+             * Queued Jobs
+             * @description Jobs waiting at once
+             * @default null
+             */
+            queued_jobs: number | null;
+            /**
+             * Running Jobs
+             * @description Jobs running at once
+             * @default null
+             */
+            running_jobs: number | null;
         };
         /** Schedule */
         Schedule: {
