@@ -9,7 +9,7 @@ from datetime import datetime, timezone
 
 import sqlalchemy as sa
 
-from notebench.executor.api.base import _DIGITS, MAX_ID, PAGE_DEFAULT, PAGE_MAX, APIHandler
+from notebench.executor.api.base import APIHandler
 from notebench.executor.audit import ACTIONS, FAMILIES
 from notebench.executor.db import AuditEntry
 from notebench.executor.errors import NotebenchError
@@ -39,20 +39,8 @@ class AuditHandler(APIHandler):
                 q = q.where(AuditEntry.action == action)
             else:
                 raise NotebenchError(400, "action", f"action must be one of {', '.join(FAMILIES + ACTIONS)}")
-        limit = self.get_argument("limit", str(PAGE_DEFAULT))
-        if not (_DIGITS.fullmatch(limit) and len(limit) <= 4 and 1 <= int(limit) <= PAGE_MAX):
-            raise NotebenchError(400, "limit", f"limit must be an integer from 1 to {PAGE_MAX}")
-        cursor = self.get_argument("cursor", None)
-        if cursor:
-            if not _DIGITS.fullmatch(cursor):
-                raise NotebenchError(400, "cursor", "cursor must be the next_cursor of a previous page")
-            q = q.where(AuditEntry.id < (min(int(cursor), MAX_ID) if len(cursor) <= 19 else MAX_ID))
-        with self.app.sessions() as s:
-            entries = s.scalars(q.limit(int(limit) + 1)).all()
-        page = entries[: int(limit)]
-        more = len(entries) > int(limit)
-        self.write_json(AuditPage(entries=[AuditEntryResponse.of(e) for e in page],
-                                  next_cursor=str(page[-1].id) if more else None))
+        page, next_cursor = self.page(q, AuditEntry.id)
+        self.write_json(AuditPage(entries=[AuditEntryResponse.of(e) for e in page], next_cursor=next_cursor))
 
     def moment(self, name: str) -> datetime | None:
         """A query parameter that is an RFC 3339 time (UTC when it names no zone), or None."""

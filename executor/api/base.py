@@ -263,6 +263,22 @@ class APIHandler(HubOAuthenticated, LimitedBodyHandler):
         except RecursionError:
             raise NotebenchError(400, "body", "the body is nested too deeply")
 
+    def page(self, q, id_column) -> tuple[list, str | None]:
+        """One page of ``q`` (ordered by ``id_column``, newest first) from the ``limit`` and ``cursor``
+        query parameters, and the cursor of the next page (None on the last)."""
+        limit = self.get_argument("limit", str(PAGE_DEFAULT))
+        if not (_DIGITS.fullmatch(limit) and len(limit) <= 4 and 1 <= int(limit) <= PAGE_MAX):
+            raise NotebenchError(400, "limit", f"limit must be an integer from 1 to {PAGE_MAX}")
+        cursor = self.get_argument("cursor", None)
+        if cursor:
+            if not _DIGITS.fullmatch(cursor):
+                raise NotebenchError(400, "cursor", "cursor must be the next_cursor of a previous page")
+            q = q.where(id_column < (min(int(cursor), MAX_ID) if len(cursor) <= 19 else MAX_ID))
+        with self.app.sessions() as s:
+            rows = s.scalars(q.limit(int(limit) + 1)).all()
+        page = rows[: int(limit)]
+        return page, str(page[-1].id) if len(rows) > int(limit) else None
+
     def visible(self, owner: str) -> bool:
         return self.is_admin or owner == self.user_name
 

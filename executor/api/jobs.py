@@ -16,7 +16,7 @@ from pathlib import Path
 import sqlalchemy as sa
 from tornado.iostream import StreamClosedError
 
-from notebench.executor.api.base import _DIGITS, MAX_ID, PAGE_DEFAULT, PAGE_MAX, APIHandler, attachment
+from notebench.executor.api.base import _DIGITS, APIHandler, attachment
 from notebench.executor.db import Job
 from notebench.executor.errors import NotebenchError
 from notebench.executor.schemas import JobPage, JobRequest, JobResponse
@@ -43,20 +43,8 @@ class JobsHandler(APIHandler):
         if prefix:
             escaped = prefix.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
             q = q.where(Job.name.like(escaped + "%", escape="\\"))
-        limit = self.get_argument("limit", str(PAGE_DEFAULT))
-        if not (_DIGITS.fullmatch(limit) and len(limit) <= 4 and 1 <= int(limit) <= PAGE_MAX):
-            raise NotebenchError(400, "limit", f"limit must be an integer from 1 to {PAGE_MAX}")
-        limit = int(limit)
-        cursor = self.get_argument("cursor", None)
-        if cursor:
-            if not _DIGITS.fullmatch(cursor):
-                raise NotebenchError(400, "cursor", "cursor must be the next_cursor of a previous page")
-            q = q.where(Job.id < (min(int(cursor), MAX_ID) if len(cursor) <= 19 else MAX_ID))
-        with self.app.sessions() as s:
-            jobs = s.scalars(q.limit(limit + 1)).all()
-        page = jobs[:limit]
-        more = len(jobs) > limit
-        self.write_json(JobPage(jobs=[JobResponse.of(j) for j in page], next_cursor=str(page[-1].id) if more else None))
+        page, next_cursor = self.page(q, Job.id)
+        self.write_json(JobPage(jobs=[JobResponse.of(j) for j in page], next_cursor=next_cursor))
 
     async def post(self):
         request = self.parse(JobRequest)
