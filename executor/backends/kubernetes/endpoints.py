@@ -11,10 +11,8 @@ from __future__ import annotations
 import asyncio
 import time
 
-from kubernetes_asyncio.client.exceptions import ApiException
-
 from notebench.executor.backends.base import EndpointBackend, ScoringServerFailed, ScoringServerSpec
-from notebench.executor.backends.kubernetes.jobs import FAILED_WAITING, KubernetesSettings
+from notebench.executor.backends.kubernetes.jobs import FAILED_WAITING, KubernetesAPIError, KubernetesSettings
 from notebench.executor.backends.kubernetes.objects import (
     INSTANCE,
     MODEL_SERVER_PORT,
@@ -108,7 +106,7 @@ class KubernetesEndpointBackend(KubernetesSettings, EndpointBackend):
             query["limitBytes"] = str(max_bytes)
         try:
             response = await self.api.stream(path, query)
-        except ApiException:
+        except KubernetesAPIError:
             return ""
         try:
             if max_bytes is None:
@@ -138,6 +136,9 @@ class KubernetesEndpointBackend(KubernetesSettings, EndpointBackend):
         # uvicorn finishes the requests it has on SIGTERM (the pod's grace period).
         await self.api.delete(self._deployment(handle))
         await self.api.delete(f"/api/v1/namespaces/{handle['namespace']}/services/{handle['name']}")
+        # Not left to the garbage collector: a server started again soon would find it, and
+        # moving it to the new Deployment needs delete on it anyway (OwnerReferencesPermissionEnforcement).
+        await self.api.delete(f"/api/v1/namespaces/{handle['namespace']}/secrets/{handle['name']}")
 
     async def close(self) -> None:
         if self._api is not None:
