@@ -1170,32 +1170,45 @@ def test_a_crashing_model_server_fails_with_its_log_tail():
     asyncio.run(scenario())
 
 
-def test_a_ready_model_server_is_reached_through_its_service(monkeypatch):
-    async def scenario():
-        async def scoring_server(reader, writer):
-            await reader.readuntil(b"\r\n\r\n")
-            writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n")
-            await writer.drain()
-            writer.close()
+async def reach_ready_server(connect_to: str) -> tuple[Recorder, list]:
+    """Server 12 is ready: wait_ready pings it through open_connection. Returns where it dialled."""
 
-        server = await asyncio.start_server(scoring_server, "127.0.0.1", 0)
-        port = server.sockets[0].getsockname()[1]
-        dialled = []
-        real_open = asyncio.open_connection
+    async def scoring_server(reader, writer):
+        await reader.readuntil(b"\r\n\r\n")
+        writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n")
+        await writer.drain()
+        writer.close()
 
-        async def open_connection(host, service_port):
-            dialled.append((host, service_port))
-            return await real_open("127.0.0.1", port)
+    server = await asyncio.start_server(scoring_server, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    dialled = []
+    real_open = asyncio.open_connection
 
-        monkeypatch.setattr(asyncio, "open_connection", open_connection)
-        api, recorder = await kube_api()
-        backend = endpoint_backend(api)
-        recorder.answer("GET", f"{DEPLOYMENTS}/nbrel-model-12", body={"metadata": {}, "status": {"readyReplicas": 1}})
+    async def open_connection(host, service_port):
+        dialled.append((host, service_port))
+        return await real_open("127.0.0.1", port)
+
+    api, recorder = await kube_api()
+    backend = endpoint_backend(api)
+    backend.connect_to = connect_to
+    recorder.answer("GET", f"{DEPLOYMENTS}/nbrel-model-12", body={"metadata": {}, "status": {"readyReplicas": 1}})
+    recorder.answer("GET", f"/api/v1/namespaces/{NS}/endpoints/nbrel-model-12", body={"subsets": [
+        {"addresses": [{"ip": "10.244.1.7"}], "notReadyAddresses": [{"ip": "10.244.2.9"}], "ports": [{"port": 8080}]}]})
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(asyncio, "open_connection", open_connection)
         await backend.wait_ready(HANDLE, timeout=DEADLINE)
-        assert dialled == [(f"nbrel-model-12.{NS}.svc", 8080)]
-        server.close()
+    server.close()
+    return recorder, dialled
 
-    asyncio.run(scenario())
+
+@pytest.mark.parametrize("connect_to, dialled", [
+    ("service", [(f"nbrel-model-12.{NS}.svc", 8080)]),  # the executor in the cluster: DNS and kube-proxy
+    ("pods", [("10.244.1.7", 8080)]),  # outside it: a ready pod, as the endpoints controller lists them
+])
+def test_a_ready_model_server_is_reached_through_its_service_or_a_ready_pod(connect_to, dialled):
+    recorder, made = asyncio.run(reach_ready_server(connect_to))
+    assert made == dialled
+    assert not recorder.unexpected
 
 
 # --- configuration and RBAC ---------------------------------------------------------------------------
@@ -1263,6 +1276,7 @@ def test_executor_rules_are_exactly_the_calls_the_backends_make(tmp_path):
         await backend.stop(HANDLE)
         recorders.append(recorder)
         recorders.append(await homeless_owners_jobs(tmp_path / "d"))
+        recorders.append((await reach_ready_server("pods"))[0])
         recorders.append((await refused_pod(tmp_path / "e"))[0])
         recorders.append((await crashing_server())[0])
         return recorders

@@ -1,7 +1,8 @@
 """Scoring servers on Kubernetes: a Deployment (one replica) and a Service per model version.
 
 The executor's router (executor/serving/router.py) splits an endpoint's traffic between its versions as
-it does locally: ``open_connection`` connects to the version's Service. The Deployment restarts
+it does locally: ``open_connection`` connects to the version's Service (or, with ``connect_to =
+"pods"``, to a ready pod of it, by the IP its Endpoints list). The Deployment restarts
 a crashed server itself, so a server "runs" as long as its Deployment exists. The owner's MLflow
 token reaches the pod in a Secret owned by the Deployment. (KServe is not used.)
 """
@@ -9,7 +10,10 @@ token reaches the pod in a Secret owned by the Deployment. (KServe is not used.)
 from __future__ import annotations
 
 import asyncio
+import random
 import time
+
+from traitlets import Enum
 
 from notebench.executor.backends.base import EndpointBackend, ScoringServerFailed, ScoringServerSpec
 from notebench.executor.backends.kubernetes.jobs import FAILED_WAITING, KubernetesAPIError, KubernetesSettings
@@ -31,6 +35,13 @@ LOG_TAIL_LINES = 15
 
 
 class KubernetesEndpointBackend(KubernetesSettings, EndpointBackend):
+    connect_to = Enum(
+        ("service", "pods"), "service",
+        help="How the router reaches a scoring server. service: its Service's cluster DNS name (the executor "
+        "in the cluster). pods: a ready pod's IP from the Service's Endpoints, for an executor outside the "
+        "cluster on a network that routes pod IPs but has no cluster DNS or Service IPs.",
+    ).tag(config=True)
+
     def _collection(self, group: str, resource: str) -> str:
         return f"/{group}/namespaces/{self.namespace}/{resource}"
 
@@ -130,7 +141,18 @@ class KubernetesEndpointBackend(KubernetesSettings, EndpointBackend):
         return await self._log_tail(handle, pods[-1]["metadata"]["name"], previous=False, lines=lines, max_bytes=max_bytes)
 
     async def open_connection(self, handle: dict):
+        if self.connect_to == "pods":
+            return await asyncio.open_connection(await self._ready_pod_ip(handle), handle["port"])
         return await asyncio.open_connection(f"{handle['name']}.{handle['namespace']}.svc", handle["port"])
+
+    async def _ready_pod_ip(self, handle: dict) -> str:
+        """A ready pod of the server's Service, as the endpoints controller lists them (the
+        Service's port is its pods' port)."""
+        endpoints = await self.api.get(f"/api/v1/namespaces/{handle['namespace']}/endpoints/{handle['name']}")
+        ready = [address["ip"] for subset in (endpoints or {}).get("subsets") or [] for address in subset.get("addresses") or []]
+        if not ready:  # an OSError, as a refused connection is: the server is not (yet) there
+            raise ConnectionRefusedError(f"no ready pod of {handle['name']}")
+        return random.choice(ready)
 
     async def stop(self, handle: dict) -> None:
         # uvicorn finishes the requests it has on SIGTERM (the pod's grace period).

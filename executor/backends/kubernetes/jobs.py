@@ -34,7 +34,7 @@ from pathlib import Path
 import aiohttp
 from kubernetes_asyncio.client import ApiClient, Configuration
 from kubernetes_asyncio.client.exceptions import ApiException
-from kubernetes_asyncio.config import load_incluster_config
+from kubernetes_asyncio.config import load_incluster_config, load_kube_config
 from traitlets import Float, Integer, List, Unicode, default
 from traitlets.config import Config, LoggingConfigurable
 
@@ -94,8 +94,8 @@ class KubeAPI:
     """The backends' Kubernetes REST calls, through kubernetes_asyncio's ApiClient (its in-cluster
     credentials, TLS and errors); objects go and come as plain dicts (objects.py)."""
 
-    def __init__(self, client: ApiClient):
-        self.client = client
+    def __init__(self, client: ApiClient | None = None, kubeconfig: str = ""):
+        self.client, self.kubeconfig = client, kubeconfig
 
     @classmethod
     def in_cluster(cls) -> "KubeAPI":
@@ -103,9 +103,17 @@ class KubeAPI:
         load_incluster_config(client_configuration=configuration)
         return cls(ApiClient(configuration))
 
+    async def _client(self) -> ApiClient:
+        if self.client is None:  # a kubeconfig is read at the first call (kubernetes_asyncio reads it async)
+            configuration = Configuration()
+            await load_kube_config(config_file=self.kubeconfig, client_configuration=configuration)
+            self.client = ApiClient(configuration)
+        return self.client
+
     async def _call(self, method: str, path: str, query: dict | None, body, content_type: str, **options):
+        client = await self._client()
         try:
-            return await self.client.call_api(
+            return await client.call_api(
                 path, method, query_params=list((query or {}).items()),
                 header_params={"Accept": "application/json", "Content-Type": content_type}, body=body,
                 auth_settings=["BearerToken"], **options,
@@ -156,7 +164,8 @@ class KubeAPI:
         return response
 
     async def close(self) -> None:
-        await self.client.close()
+        if self.client is not None:
+            await self.client.close()
 
 
 def config_from_values(env: dict) -> Config:
@@ -225,13 +234,17 @@ class KubernetesSettings(LoggingConfigurable):
     uid = Integer(1000, help="User id the pods run as (never root).").tag(config=True)
     gid = Integer(100, help="Group id the pods run as, and of their volumes (fsGroup).").tag(config=True)
     poll_seconds = Float(2.0, help="How often objects are looked at while waiting on them.").tag(config=True)
+    kubeconfig = Unicode(
+        help="A kubeconfig file to reach the API server with (an executor outside the cluster); '': the "
+        "executor pod's in-cluster service account."
+    ).tag(config=True)
 
     _api: KubeAPI | None = None
 
     @property
     def api(self) -> KubeAPI:
         if self._api is None:
-            self._api = KubeAPI.in_cluster()
+            self._api = KubeAPI(kubeconfig=self.kubeconfig) if self.kubeconfig else KubeAPI.in_cluster()
         return self._api
 
     @api.setter
