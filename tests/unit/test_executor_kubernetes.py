@@ -614,7 +614,7 @@ def test_the_dispatcher_runs_a_kubernetes_job_to_its_end_and_deletes_its_job(tmp
         created = recorder.made("POST", "/jobs")[0].body
         assert created["spec"]["template"]["spec"]["containers"][0]["resources"]["limits"]["nvidia.com/gpu"] == "1"
         assert json.loads({e["name"]: e["value"] for e in created["spec"]["template"]["spec"]["containers"][0]["env"]}
-                          ["NOTEBENCH_JOB_SPEC"])["cwd"] == "/home/jovyan/work"  # the pod's home, not the executor's
+                          ["NOTEBENCH_JOB_SPEC"])["cwd"] == "work"  # in the pod's home (its HOME), not the executor's
         assert (dispatcher.job_dir(job.id) / "log.txt").read_text() == "cell output\n"
         await until(lambda: recorder.made("DELETE"), "the ended job's Job to be deleted")
         assert not recorder.unexpected
@@ -862,14 +862,14 @@ def test_the_pod_runner_reports_on_stdout_and_hands_back_its_output_before_finis
         job_id = app.add_job()
         notebook = nbformat.v4.new_notebook(cells=[
             nbformat.v4.new_code_cell("alpha = 1", metadata={"tags": ["parameters"]}),
-            nbformat.v4.new_code_cell("print('alpha is', alpha)"),
+            nbformat.v4.new_code_cell("import os\nprint('alpha is', alpha, 'in', os.getcwd())"),
         ])
         notebook.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
         nbformat.write(notebook, str(app.job_dir(job_id) / "input.ipynb"))
         server, url = await serve_files(app)
         home = tmp_path / "home"
-        home.mkdir()
-        spec = {"job_id": job_id, "kernel": "python3", "cwd": str(home), "parameters": {"alpha": 42}, "workers": 0,
+        (home / "work").mkdir(parents=True)
+        spec = {"job_id": job_id, "kernel": "python3", "cwd": "work", "parameters": {"alpha": 42}, "workers": 0,
                 "kernel_env": {"NOTEBENCH_JOB_ID": str(job_id)}, "dask_scheduler_address": None}
         env = {**os.environ, "HOME": str(home), "NOTEBENCH_JOB_SPEC": json.dumps(spec),
                "NOTEBENCH_JOB_FILES_URL": f"{url}/{job_id}/files", "NOTEBENCH_JOB_TOKEN": app.backend.job_token(job_id)}
@@ -889,7 +889,7 @@ def test_the_pod_runner_reports_on_stdout_and_hands_back_its_output_before_finis
     assert [e["event"] for e in events] == ["started", "finished"] and events[-1]["status"] == "succeeded", stdout.decode()
     assert EVENT_PREFIX not in (job_dir / "log.txt").read_text()
     output = nbformat.read(str(job_dir / "output.ipynb"), as_version=4)
-    assert "alpha is 42" in json.dumps(output.cells[-1].outputs)
+    assert f"alpha is 42 in {tmp_path}/home/work" in json.dumps(output.cells[-1].outputs)  # in its home, by HOME
 
 
 # --- pods that wait or will not start (D1, D2) ------------------------------------------------------

@@ -389,7 +389,8 @@ class KubernetesBackend(KubernetesSettings, Backend):
             job_labels[DASK_CLUSTER] = cluster
         home = self.home_claim.format(username=slug, owner=slug) if self.home_claim else None
         pod_spec = {
-            "job_id": spec.job_id, "kernel": spec.kernel, "cwd": spec.cwd, "parameters": spec.parameters,
+            # The working directory relative to the home: the pod finds its home by its HOME.
+            "job_id": spec.job_id, "kernel": spec.kernel, "cwd": os.path.relpath(spec.cwd, HOME), "parameters": spec.parameters,
             "workers": spec.workers, "kernel_env": spec.kernel_env,
             "dask_scheduler_address": scheduler_address(cluster, self.namespace) if cluster else None,
         }
