@@ -364,6 +364,21 @@ def test_secrets_are_random_at_install_and_given_ones_are_used(chart):
     assert base64.b64decode(given["data"]["postgresql-password"]) == b"s3cret-pw"
 
 
+def test_an_external_database_password_is_kept_apart_from_the_in_chart_one(chart):
+    """The in-chart PostgreSQL's password is not overwritten by an external one (a switch back must
+    find it; kept by `lookup`, tests/kubernetes_live/test_chart_live.py), and the pods read the external one."""
+    values = {"postgresql": {"enabled": False}, "externalDatabase": {"host": "db.example.org", "password": "ext-pw"}}
+    objects = chart_objects(render(chart, values))
+    data = one(objects, "Secret", f"{FULLNAME}-secrets")["data"]
+    assert base64.b64decode(data["external-database-password"]) == b"ext-pw"
+    assert "postgresql-password" not in data  # lookup finds no earlier one offline
+    for component in ("hub", "executor", "mlflow"):
+        env = env_of(one(objects, "Deployment", f"{FULLNAME}-{component}"))
+        assert secret_key(env, "NOTEBENCH_POSTGRESQL_PASSWORD") == (f"{FULLNAME}-secrets", "external-database-password")
+    with pytest.raises(Exception, match="externalDatabase.password or externalDatabase.existingSecret is required"):
+        render(chart, {"postgresql": {"enabled": False}, "externalDatabase": {"host": "db.example.org"}})
+
+
 def test_secrets_never_reach_the_values_file(chart):
     values = {**GPU_OIDC_VALUES, "auth": {**GPU_OIDC_VALUES["auth"],
                                            "oidc": {**GPU_OIDC_VALUES["auth"]["oidc"], "existingSecret": "",

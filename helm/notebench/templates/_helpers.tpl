@@ -172,14 +172,17 @@ Use after "notebench.dbPasswordEnv".
 */}}
 {{- define "notebench.dbPasswordEnv" -}}
 {{- $secret := printf "%s-secrets" (include "notebench.fullname" .) -}}
+{{- $key := "postgresql-password" -}}
 {{- if and (not .Values.postgresql.enabled) .Values.externalDatabase.existingSecret -}}
 {{- $secret = .Values.externalDatabase.existingSecret -}}
+{{- else if not .Values.postgresql.enabled -}}
+{{- $key = "external-database-password" -}}
 {{- end -}}
 - name: NOTEBENCH_POSTGRESQL_PASSWORD
   valueFrom:
     secretKeyRef:
       name: {{ $secret }}
-      key: postgresql-password
+      key: {{ $key }}
 {{- end }}
 
 {{- define "notebench.dbUrlEnv" -}}
