@@ -5,6 +5,7 @@ GPUs), no MLflow. Shared by the offline Kubernetes backend tests (tests/unit) an
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 from tornado import web
@@ -13,6 +14,7 @@ from tornado.netutil import bind_sockets
 
 from notebench.executor import db
 from notebench.executor.api.job_files import JobFilesHandler
+from notebench.executor.app import Executor
 from notebench.executor.jobs.dispatcher import Dispatcher
 from notebench.hub.platform.accounts import UserAccounts
 from notebench.hub.platform.gpus import GPUInventory
@@ -22,6 +24,7 @@ class DispatcherApp:
     """What the dispatcher (and the job-files handler) read of the executor (executor/app.py)."""
 
     max_running_jobs, max_running_jobs_per_user, mlflow = 4, 2, None
+    log = logging.getLogger("notebench.executor")
 
     def __init__(self, data_dir: Path, backend, executor_id: str, kernels: tuple = ("python3",)):
         self.data_dir, self.executor_id, self.backend = str(data_dir), executor_id, backend
@@ -35,6 +38,11 @@ class DispatcherApp:
     def start(self) -> Dispatcher:
         self.dispatcher = Dispatcher(self)
         return self.dispatcher
+
+    async def adopt(self) -> None:
+        """What the executor does at its start before recovering: take over the work of executors
+        that are gone (Executor.adopt, run on this app)."""
+        await Executor.adopt(self)  # type: ignore[arg-type]
 
     def kernel_names(self) -> set:
         return self.kernels
