@@ -62,6 +62,7 @@ class LiveExecutor:
     data_dir: Path
     executor_id: str = "nb-executor-a"
     settings: dict = field(default_factory=dict)  # more KubernetesBackend traits
+    port: int = 0  # of its job-files API: a restarted executor's is its predecessor's (its Service's, in a cluster)
     app: DispatcherApp | None = None
 
     async def start(self) -> LiveExecutor:
@@ -71,7 +72,8 @@ class LiveExecutor:
         backend.api = KubeAPI(kubeconfig=str(self.kubeconfig))
         self.data_dir.mkdir(parents=True, exist_ok=True)
         self.app = DispatcherApp(self.data_dir, backend, self.executor_id)
-        self.server, backend.executor_url = await serve_job_files(self.app)
+        self.server, backend.executor_url = await serve_job_files(self.app, port=self.port)
+        self.port = int(backend.executor_url.rsplit(":", 1)[1])
         self.app.start()
         return self
 

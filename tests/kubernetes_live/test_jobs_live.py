@@ -122,7 +122,7 @@ def test_a_restarted_executor_takes_over_a_running_job(executor):
         await executor.until(lambda: log.exists() and "before" in log.read_text(), "the job to run")
         await executor.stop()  # the executor's pod went away; the job's pod runs on
         successor = await LiveExecutor(executor.namespace, executor.kubeconfig, executor.data_dir,
-                                       executor_id="nb-executor-b", settings=executor.settings).start()
+                                       executor_id="nb-executor-b", settings=executor.settings, port=executor.port).start()
         await successor.app.adopt()  # no pod named nb-executor-a: gone, its work is taken over
         await successor.dispatcher.recover()
         ended = await successor.ended(job_id)

@@ -57,11 +57,11 @@ class DispatcherApp:
             return job
 
 
-async def serve_job_files(app, host: str = "127.0.0.1") -> tuple[HTTPServer, str]:
+async def serve_job_files(app, host: str = "127.0.0.1", port: int = 0) -> tuple[HTTPServer, str]:
     """The executor's job-files API (what job pods fetch their input from and hand their output
-    to) for ``app`` (its store, backend and dispatcher) on a free port of ``host``: the server and
-    the executor's URL, as KubernetesBackend.executor_url takes it."""
-    (sock,) = bind_sockets(0, host)
+    to) for ``app`` (its store, backend and dispatcher) on ``host`` (``port``, else a free one): the
+    server and the executor's URL, as KubernetesBackend.executor_url takes it."""
+    (sock,) = bind_sockets(port, host)
     server = HTTPServer(web.Application([(r"/services/executor/api/jobs/([0-9]+)/files/(input|output)", JobFilesHandler)],
                                         executor=app, xsrf_cookies=True))
     server.add_sockets([sock])
