@@ -1192,8 +1192,11 @@ async def reach_ready_server(connect_to: str) -> tuple[Recorder, list]:
     backend = endpoint_backend(api)
     backend.connect_to = connect_to
     recorder.answer("GET", f"{DEPLOYMENTS}/nbrel-model-12", body={"metadata": {}, "status": {"readyReplicas": 1}})
-    recorder.answer("GET", f"/api/v1/namespaces/{NS}/endpoints/nbrel-model-12", body={"subsets": [
-        {"addresses": [{"ip": "10.244.1.7"}], "notReadyAddresses": [{"ip": "10.244.2.9"}], "ports": [{"port": 8080}]}]})
+    ready, not_ready = ({"conditions": [{"type": "Ready", "status": status}]} for status in ("True", "False"))
+    recorder.answer("GET", PODS, body={"items": [
+        {"metadata": {"name": "a"}, "status": {**not_ready, "podIP": "10.244.2.9"}},
+        {"metadata": {"name": "b"}, "status": {**ready, "podIP": "10.244.1.7"}},
+        {"metadata": {"name": "c", "deletionTimestamp": "2026-12-05T21:00:00Z"}, "status": {**ready, "podIP": "10.244.3.3"}}]})
     with pytest.MonkeyPatch.context() as mp:
         mp.setattr(asyncio, "open_connection", open_connection)
         await backend.wait_ready(HANDLE, timeout=DEADLINE)
@@ -1203,7 +1206,7 @@ async def reach_ready_server(connect_to: str) -> tuple[Recorder, list]:
 
 @pytest.mark.parametrize("connect_to, dialled", [
     ("service", [(f"nbrel-model-12.{NS}.svc", 8080)]),  # the executor in the cluster: DNS and kube-proxy
-    ("pods", [("10.244.1.7", 8080)]),  # outside it: a ready pod, as the endpoints controller lists them
+    ("pods", [("10.244.1.7", 8080)]),  # outside it: the ready pod, as the endpoints controller would list it
 ])
 def test_a_ready_model_server_is_reached_through_its_service_or_a_ready_pod(connect_to, dialled):
     recorder, made = asyncio.run(reach_ready_server(connect_to))

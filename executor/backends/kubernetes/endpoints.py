@@ -2,7 +2,7 @@
 
 The executor's router (executor/serving/router.py) splits an endpoint's traffic between its versions as
 it does locally: ``open_connection`` connects to the version's Service (or, with ``connect_to =
-"pods"``, to a ready pod of it, by the IP its Endpoints list). The Deployment restarts
+"pods"``, to a ready pod of the server, by its IP). The Deployment restarts
 a crashed server itself, so a server "runs" as long as its Deployment exists. The owner's MLflow
 token reaches the pod in a Secret owned by the Deployment. (KServe is not used.)
 """
@@ -38,8 +38,8 @@ class KubernetesEndpointBackend(KubernetesSettings, EndpointBackend):
     connect_to = Enum(
         ("service", "pods"), "service",
         help="How the router reaches a scoring server. service: its Service's cluster DNS name (the executor "
-        "in the cluster). pods: a ready pod's IP from the Service's Endpoints, for an executor outside the "
-        "cluster on a network that routes pod IPs but has no cluster DNS or Service IPs.",
+        "in the cluster). pods: a ready pod's IP (as the endpoints controller would list it), for an executor "
+        "outside the cluster on a network that routes pod IPs but has no cluster DNS or Service IPs.",
     ).tag(config=True)
 
     def _collection(self, group: str, resource: str) -> str:
@@ -146,10 +146,11 @@ class KubernetesEndpointBackend(KubernetesSettings, EndpointBackend):
         return await asyncio.open_connection(f"{handle['name']}.{handle['namespace']}.svc", handle["port"])
 
     async def _ready_pod_ip(self, handle: dict) -> str:
-        """A ready pod of the server's Service, as the endpoints controller lists them (the
-        Service's port is its pods' port)."""
-        endpoints = await self.api.get(f"/api/v1/namespaces/{handle['namespace']}/endpoints/{handle['name']}")
-        ready = [address["ip"] for subset in (endpoints or {}).get("subsets") or [] for address in subset.get("addresses") or []]
+        """A ready pod of the server, as the endpoints controller picks them for its Service (whose
+        port is its pods' port): Ready, with an IP, not being deleted."""
+        ready = [pod["status"]["podIP"] for pod in await self._pods(handle)
+                 if pod["status"].get("podIP") and not pod["metadata"].get("deletionTimestamp")
+                 and any(c.get("type") == "Ready" and c.get("status") == "True" for c in pod["status"].get("conditions") or [])]
         if not ready:  # an OSError, as a refused connection is: the server is not (yet) there
             raise ConnectionRefusedError(f"no ready pod of {handle['name']}")
         return random.choice(ready)

@@ -49,8 +49,6 @@ EXECUTOR_RULES = [
     # Model servers: a Deployment and a Service per model version.
     {"apiGroups": ["apps"], "resources": ["deployments"], "verbs": ["create", "delete", "get", "patch"]},
     {"apiGroups": [""], "resources": ["services"], "verbs": ["create", "delete", "patch"]},
-    # Their Endpoints: ready pods' IPs, when the router connects to pods (connect_to = "pods").
-    {"apiGroups": [""], "resources": ["endpoints"], "verbs": ["get"]},
 ]
 
 HOME = "/home/jovyan"
