@@ -42,7 +42,7 @@ def node_dir():
 
 
 @pytest.fixture(scope="session")
-def kube_cluster(tmp_path_factory):
+def kube_cluster(tmp_path_factory, node_dir):  # node_dir first: removed only once the cluster and its node are stopped
     if os.environ.get("NOTEBENCH_KUBECONFIG"):
         yield Cluster(Path(os.environ["NOTEBENCH_KUBECONFIG"]))
         return

@@ -15,7 +15,7 @@ from helm_python.errors import HelmError
 from kubernetes import client, dynamic
 from kubernetes.client.rest import ApiException
 
-from tests.kubernetes_live.chart import FULLNAME, Release, live_values
+from tests.kubernetes_live.chart import FULLNAME, PLATFORM, Release, live_values
 from tests.kubernetes_live.cluster import wait_until
 from tests.support.kube import yaml_objects
 
@@ -79,11 +79,16 @@ def test_install_upgrade_uninstall_in_a_restricted_namespace(kube_cluster, kube_
 
     # Pod Security `restricted` admitted every platform pod (a refusal would leave none), and
     # every claim was bound to its volume.
-    pods = wait_until(lambda: (lambda p: p if set(p) == {"hub", "proxy", "executor", "mlflow", "postgresql"} else None)(
-        pods_of(cluster, ns)), what="a pod of each platform component")
-    assert all(p.status.phase == "Pending" for p in pods.values())
-    bound = wait_until(lambda: (lambda b: b if set(b) == set(CLAIMS) else None)(claims_bound(cluster, ns)),
-                       what="the chart's claims to be bound")
+    def every_platform_pod():
+        pods = pods_of(cluster, ns)
+        return pods if set(pods) == set(PLATFORM) else None
+
+    def every_claim_bound():
+        bound = claims_bound(cluster, ns)
+        return bound if set(bound) == set(CLAIMS) else None
+    pods = wait_until(every_platform_pod, what="a pod of each platform component")
+    assert all(p.status.phase == "Pending" for p in pods.values())  # pinned to no node (chart.py)
+    bound = wait_until(every_claim_bound, what="the chart's claims to be bound")
     secrets_before = secret_data(cluster, ns)
     values_before = cluster.core.read_namespaced_config_map(f"{FULLNAME}-values", ns).data
 
@@ -168,7 +173,9 @@ def test_growing_the_postgresql_volume_as_the_chart_readme_says(kube_cluster, ku
     # The same claim, asking for the new size; the same pod, adopted by the new StatefulSet.
     assert claims_bound(cluster, ns)[claim] == bound
     assert cluster.core.read_namespaced_persistent_volume_claim(claim, ns).spec.resources.requests["storage"] == "2Gi"
-    adopted = wait_until(lambda: (lambda p: p if p.metadata.owner_references else None)(
-        cluster.core.read_namespaced_pod(pod.metadata.name, ns)), what="the pod to be adopted")
+    def adopted_pod():
+        found = cluster.core.read_namespaced_pod(pod.metadata.name, ns)
+        return found if found.metadata.owner_references else None
+    adopted = wait_until(adopted_pod, what="the pod to be adopted")
     assert adopted.metadata.uid == pod.metadata.uid
     assert adopted.metadata.owner_references[0].uid == statefulset.metadata.uid

@@ -51,7 +51,7 @@ def test_a_pod_runs_as_its_run_as_user_with_env_from_secrets_config_maps_and_fie
     core, ns = kube_cluster.core, kube_namespace
     core.create_namespaced_secret(ns, {"metadata": {"name": "creds"}, "stringData": {"token": "s3cret"}})
     core.create_namespaced_config_map(ns, {"metadata": {"name": "settings"}, "data": {"mode": "fast", "level": "3"}})
-    code = ("import json, os; print(json.dumps({'uid': os.getuid(), 'cwd': os.getcwd(), "
+    code = ("import json, os; print(json.dumps({'uid': os.getuid(), 'groups': os.getgroups(), "
             "'env': {k: v for k, v in os.environ.items() if k.startswith('T_')}}))")
     env = [{"name": "T_TOKEN", "valueFrom": {"secretKeyRef": {"name": "creds", "key": "token"}}},
            {"name": "T_MODE", "valueFrom": {"configMapKeyRef": {"name": "settings", "key": "mode"}}},
@@ -77,6 +77,7 @@ def test_a_pod_runs_as_its_run_as_user_with_env_from_secrets_config_maps_and_fie
                            "T_URL": f"http://{ip}:8000/fast", "T_CM_mode": "fast", "T_CM_level": "3"}
     if os.geteuid() == 0:
         assert seen["uid"] == UID
+        assert 2000 in seen["groups"]  # fsGroup
 
 
 def test_a_missing_secret_holds_the_container_until_it_exists(kube_cluster, kube_node, kube_namespace):
