@@ -57,15 +57,13 @@ def dask_operator(kube_cluster, kube_namespace, monkeypatch):
     """dask-kubernetes' own operator (its kopf handlers, dask_kubernetes.operator.controller) for
     ``kube_namespace``, in a thread of this process, logged in with the cluster's admin kubeconfig."""
     install_crds(kube_cluster)
-    monkeypatch.setenv("KUBECONFIG", str(kube_cluster.kubeconfig))  # kopf's login and kr8s (the operator's client) read it
-    import dask_kubernetes.operator.controller  # noqa: F401  (registers the operator's handlers)
+    # kopf's own login (its kubeconfig login) and kr8s (the operator's client) read it.
+    monkeypatch.setenv("KUBECONFIG", str(kube_cluster.kubeconfig))
+    import dask_kubernetes.operator.controller  # noqa: F401  (registers the operator's handlers with kopf)
 
-    registry = kopf.get_default_registry()
-    if not registry._activities.get_all_handlers():  # once per process
-        kopf.on.login(registry=registry)(kopf.login_with_kubeconfig)
     stop, ready = threading.Event(), threading.Event()
     thread = threading.Thread(target=lambda: asyncio.run(kopf.operator(
-        registry=registry, standalone=True, namespaces=[kube_namespace], stop_flag=stop, ready_flag=ready)),
+        standalone=True, namespaces=[kube_namespace], stop_flag=stop, ready_flag=ready)),
         name="dask-operator", daemon=True)
     thread.start()
     assert ready.wait(60), "the Dask operator did not start"
