@@ -808,10 +808,10 @@ class FilesApp:
     def job_dir(self, job_id: int) -> Path:
         return self.jobs_dir / str(job_id)
 
-    def add_job(self, status: str = "running") -> int:
+    def add_job(self, status: str = "running", executor_id: str | None = EXECUTOR_ID) -> int:
         with self.sessions() as s:
             job = db.Job(name="t", owner="alice", status=status, parameters={}, profile="cpu", kernel="python3",
-                         cwd="/home/jovyan", workers=0, timeout_seconds=600, executor_id=EXECUTOR_ID)
+                         cwd="/home/jovyan", workers=0, timeout_seconds=600, executor_id=executor_id)
             s.add(job)
             s.commit()
         self.job_dir(job.id).mkdir(parents=True)
@@ -829,7 +829,9 @@ def test_job_files_need_the_jobs_own_token_of_a_running_job(tmp_path):
     async def scenario():
         app = FilesApp(tmp_path, job_backend())
         running, ended = app.add_job(), app.add_job("succeeded")
-        (app.job_dir(running) / "input.ipynb").write_text("{}")
+        held, waiting = app.add_job("queued"), app.add_job("queued", executor_id=None)
+        for job_id in (running, held, waiting):
+            (app.job_dir(job_id) / "input.ipynb").write_text("{}")
         server, url = await serve_files(app)
         client = AsyncHTTPClient()
 
@@ -845,6 +847,9 @@ def test_job_files_need_the_jobs_own_token_of_a_running_job(tmp_path):
         assert await status("GET", running, "input", token) == 200
         assert await status("GET", running, "input", app.backend.job_token(ended)) == 403  # another job's
         assert await status("GET", ended, "input", app.backend.job_token(ended)) == 403  # not running
+        # Shown queued while its pod waited for a GPU, its container may start before that is seen.
+        assert await status("GET", held, "input", app.backend.job_token(held)) == 200
+        assert await status("GET", waiting, "input", app.backend.job_token(waiting)) == 403  # no pod of it exists
         assert await status("PUT", running, "output", "nope", b"{}") == 403
         assert await status("PUT", running, "output", token, b'{"cells": []}') == 204
         assert (app.job_dir(running) / "output.ipynb").read_bytes() == b'{"cells": []}'
