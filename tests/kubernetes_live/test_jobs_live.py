@@ -74,16 +74,19 @@ def test_a_third_gpu_job_waits_queued_for_the_nodes_two_gpus_and_its_timeout_doe
     """D2: the test node has 2 GPUs. Three 1-GPU jobs of 15 s each, 30 s timeouts: the third waits
     (shown queued, still this executor's) while the first two hold the GPUs, then runs, and is not
     timed out although more than 30 s pass between its submission and its end."""
-    work = "import time\ntime.sleep(15)"
+    work = ("print('has a GPU', flush=True)", "import time\ntime.sleep(15)")
+
+    def started(job_id: int) -> bool:  # its container runs (the pod log says so), so it holds a GPU
+        log = executor.dispatcher.job_dir(job_id) / "log.txt"
+        return log.exists() and "has a GPU" in log.read_text()
 
     async def scenario():
         await executor.start()
         executor.app.max_running_jobs_per_user = 3  # the wait is the scheduler's, not the executor's queue
         submitted = time.time()
-        first = [await executor.submit(work, profile="gpu", timeout_seconds=30) for _ in range(2)]
-        await executor.until(lambda: all(executor.job(j).started_at for j in first) and
-                             all(executor.job(j).status == "running" for j in first), "two jobs to hold the GPUs")
-        third = await executor.submit(work, profile="gpu", timeout_seconds=30)
+        first = [await executor.submit(*work, profile="gpu", timeout_seconds=30) for _ in range(2)]
+        await executor.until(lambda: all(started(j) for j in first), "two jobs to hold the GPUs")
+        third = await executor.submit(*work, profile="gpu", timeout_seconds=30)
         held = await executor.until(lambda: (j := executor.job(third)).status == "queued" and j.executor_id and j,
                                     "the third job to be held for a GPU")
         ends = [await executor.ended(j) for j in [*first, third]]
