@@ -177,13 +177,13 @@ class Executor(Application):
         import sqlalchemy as sa
 
         with self.sessions() as s:
-            others = set(s.scalars(sa.select(db.Job.executor_id).where(db.Job.status == "running").distinct()))
+            others = set(s.scalars(sa.select(db.Job.executor_id).where(db.claimed()).distinct()))
             others |= set(s.scalars(sa.select(db.ScoringServer.executor_id).distinct()))
         others -= {None, self.executor_id}
         gone = await self.backend.gone_executors(others) if others else set()
         if gone:
             with self.sessions() as s:
-                s.execute(sa.update(db.Job).where(db.Job.status == "running", db.Job.executor_id.in_(gone))
+                s.execute(sa.update(db.Job).where(db.claimed(), db.Job.executor_id.in_(gone))
                           .values(executor_id=self.executor_id))
                 s.execute(sa.update(db.ScoringServer).where(db.ScoringServer.executor_id.in_(gone))
                           .values(executor_id=self.executor_id))

@@ -84,6 +84,19 @@ class Job(Base):
     # Ended while MLflow was down: its run is closed once MLflow is back.
     mlflow_pending: Mapped[bool] = mapped_column(default=False, server_default=sa.false())
 
+    @property
+    def is_claimed(self) -> bool:
+        """What ``claimed()`` selects, for a job in hand."""
+        return self.executor_id is not None and self.status in ("queued", "running")
+
+
+
+def claimed():
+    """Jobs an executor has taken: running, or queued while its backend holds them for resources
+    that are busy (Kubernetes: a pod waiting for a GPU). Those keep their executor (it watches
+    them and finds them again after a restart) and count against the running limits."""
+    return sa.and_(Job.executor_id.is_not(None), Job.status.in_(("queued", "running")))
+
 
 class Schedule(Base):
     __tablename__ = "schedules"

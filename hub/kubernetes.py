@@ -24,6 +24,13 @@ from notebench.hub.config import (
 )
 from notebench.hub.platform.chart_values import ConfigError, image_name, required, required_env
 from notebench.hub.platform.environment import workload_env
+from notebench.hub.platform.home_storage import (
+    ACCESS_MODES,
+    HOME_CLAIM,
+    SINGLEUSER_COMPONENT,
+    HomeStorage,
+    kubespawner_common_labels,
+)
 from notebench.hub.platform.profiles import Profiles
 from notebench.hub.singleuser import singleuser_args
 
@@ -135,12 +142,8 @@ def configure_spawner(c, values: dict, env: Mapping[str, str]) -> None:
 
     # The labels the chart's NetworkPolicies select (docs/kubernetes.md). component_label also
     # sets the `component` label KubeSpawner finds its pods by.
-    spawner.component_label = "singleuser"
-    spawner.common_labels = {
-        "app.kubernetes.io/name": "notebench",
-        "app.kubernetes.io/instance": required_env(env, "NOTEBENCH_RELEASE"),
-        "app.kubernetes.io/managed-by": "kubespawner",
-    }
+    spawner.component_label = SINGLEUSER_COMPONENT
+    spawner.common_labels = kubespawner_common_labels(required_env(env, "NOTEBENCH_RELEASE"))
     spawner.extra_labels = {"notebench.io/workload": "user", "notebench.io/owner": "{username}"}
 
     # Non-root, no privilege escalation, no capabilities, RuntimeDefault seccomp, no API token.
@@ -157,15 +160,16 @@ def configure_spawner(c, values: dict, env: Mapping[str, str]) -> None:
     }
     spawner.automount_service_account_token = False
 
-    # Each user's home: the PVC home-<slug>, made at first spawn and kept when the server stops.
-    storage = singleuser.get("storage") or {}
-    spawner.pvc_name_template = "home-{username}"
+    # Each user's home: the PVC home-<slug>, made at first spawn (or by the executor, the same,
+    # for a job of a user who never spawned) and kept when the server stops.
+    storage = HomeStorage.from_values(values)
+    spawner.pvc_name_template = HOME_CLAIM
     spawner.storage_pvc_ensure = True
-    spawner.storage_capacity = str(required(storage, "size", "singleuser.storage"))
-    spawner.storage_access_modes = ["ReadWriteOnce"]
+    spawner.storage_capacity = storage.size
+    spawner.storage_access_modes = list(ACCESS_MODES)
     spawner.delete_pvc = False  # deleting a user in the hub must not delete their files
-    if storage.get("storageClass"):
-        spawner.storage_class = storage["storageClass"]  # else the cluster's default class
+    if storage.storage_class:
+        spawner.storage_class = storage.storage_class  # else the cluster's default class
     # {pvc_name}: the name KubeSpawner remembers for this user, even if the template changes.
     spawner.volumes = [{"name": "home", "persistentVolumeClaim": {"claimName": "{pvc_name}"}}]
     spawner.volume_mounts = [{"name": "home", "mountPath": HOME}]

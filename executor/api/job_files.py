@@ -35,7 +35,8 @@ class JobFilesHandler(JSONErrors):
         job = get_by_id(self.app.sessions, Job, job_id)
         if not token:
             raise NotebenchError(401, "Authorization", "a running job's own token is needed (Authorization: token <token>)")
-        if job is None or job.status != "running" or not self.app.backend.check_job_token(job.id, token):
+        # Claimed: a pod the executor still shows as queued (waiting for a GPU) may have just started.
+        if job is None or not job.is_claimed or not self.app.backend.check_job_token(job.id, token):
             raise NotebenchError(403, "Authorization", "not this job's token, or the job does not run")
         self.job_dir = self.app.dispatcher.job_dir(job.id)
         if self.request.method == "PUT":

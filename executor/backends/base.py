@@ -60,6 +60,17 @@ class RecordedJob:
     owner: str = ""
 
 
+@dataclass(frozen=True)
+class JobState:
+    """Where a started job is, as its backend sees it (``Backend.state``)."""
+
+    # Waiting for resources that other work holds now (Kubernetes: busy GPUs): shown as queued.
+    queued: bool = False
+    # When its work began (epoch seconds): its timeout counts from then. None: not begun yet (its
+    # pod is being scheduled, or pulls its image), so no timeout runs.
+    running_since: float | None = None
+
+
 class UsersBackend(LoggingConfigurable):
     """What both kinds of backend are given by the executor: the users' OS accounts and the profiles."""
 
@@ -121,6 +132,11 @@ class Backend(UsersBackend):
         takes over their jobs and scoring servers (Kubernetes: the pod this one replaces). Local
         executors are known by their host names, which stay: none."""
         return set()
+
+    async def state(self, handle: Any) -> JobState | None:
+        """Where the job is. None (local processes): it runs from its claim on, and its timeout
+        counts from then; jobs wait for busy GPUs in the dispatcher's queue before they start."""
+        return None
 
     async def is_running(self, handle: Any) -> bool:
         """Whether the job still runs, or has reports still to bring to its job directory."""

@@ -15,17 +15,19 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import os
 import time
 from collections import Counter
+from datetime import datetime, timezone
 from pathlib import Path
 
 import nbformat
 import sqlalchemy as sa
 
-from notebench.executor.backends.base import JobSpec, RecordedJob
+from notebench.executor.backends.base import JobSpec, JobState, RecordedJob
 from notebench.executor.background import BackgroundTasks
-from notebench.executor.db import Job, utcnow
+from notebench.executor.db import Job, claimed, utcnow
 from notebench.executor.errors import NotebenchError
 from notebench.executor.runtime.events import (  # noqa: F401
     MAX_EVENTS_BYTES,
@@ -199,8 +201,9 @@ class Dispatcher:
                 self._retry_dispatch_in(self._outage.held())
                 return
             with self.sessions() as s:
-                running = Counter(o for (o,) in s.execute(sa.select(Job.owner).where(Job.status == "running")))
-                queued = s.scalars(sa.select(Job).where(Job.status == "queued").order_by(Job.id)).all()
+                running = Counter(o for (o,) in s.execute(sa.select(Job.owner).where(claimed())))
+                queued = s.scalars(sa.select(Job).where(Job.status == "queued", Job.executor_id.is_(None))
+                                   .order_by(Job.id)).all()
             total = sum(running.values())
             for job in sorted(queued, key=lambda j: (running[j.owner], j.id)):
                 if total >= self.app.max_running_jobs:
@@ -221,7 +224,7 @@ class Dispatcher:
         """Back to the queue, as if never claimed (its GPUs go back too)."""
         self._update(
             job_id,
-            Job.status == "running",
+            claimed(),
             Job.executor_id == self.executor_id,
             status="queued",
             started_at=None,
@@ -232,10 +235,11 @@ class Dispatcher:
     def _claim(self, job: Job) -> tuple | None:
         """Take a queued job for this executor and lease its GPUs: (profile, gpus), or None when
         it was cancelled meanwhile, another executor took it, or its GPUs are busy (it waits)."""
-        claimed = self._update(
-            job.id, Job.status == "queued", status="running", started_at=utcnow(), executor_id=self.executor_id
+        taken = self._update(
+            job.id, Job.status == "queued", Job.executor_id.is_(None), status="running", started_at=utcnow(),
+            executor_id=self.executor_id,
         )
-        if not claimed:
+        if not taken:
             return None
         try:
             profile = self.app.profiles.get(job.profile)
@@ -346,7 +350,8 @@ class Dispatcher:
         offset, last_mtime = 0, 0.0
         with self.sessions() as s:
             job = s.get(Job, job_id)
-        deadline = job.started_at.timestamp() + job.timeout_seconds
+        deadline = job.started_at.timestamp() + job.timeout_seconds if job.started_at else math.inf
+        shown = None
         while True:
             events, offset = read_events(job_dir / "events.jsonl", offset)
             for event in events:
@@ -364,6 +369,12 @@ class Dispatcher:
             if job_id in self._cancel_requested:
                 await self._stop(job_id, handle, "cancelled", None)
                 return
+            state = await self.backend.state(handle)
+            if state is not None:
+                if state != shown:
+                    self._show(job_id, state)
+                    shown = state
+                deadline = math.inf if state.running_since is None else state.running_since + job.timeout_seconds
             if time.time() > deadline:
                 timeout = {"ename": "Timeout", "evalue": f"the job ran longer than {job.timeout_seconds} s", "cell_index": None}
                 await self._stop(job_id, handle, "timed_out", timeout)
@@ -379,6 +390,19 @@ class Dispatcher:
                                  {"ename": "RunnerDied", "evalue": "the job's process ended unexpectedly", "cell_index": None})
                 return
             await asyncio.sleep(0.05)
+
+    def _show(self, job_id: int, state: JobState) -> None:
+        """What its backend says of a started job: queued while it waits for busy resources (it
+        stays this executor's), running from when its work began (as in local mode, a job's
+        started_at and timeout never include its wait)."""
+        values: dict
+        if state.queued:
+            values = {"status": "queued", "started_at": None}
+        else:
+            values = {"status": "running"}
+            if state.running_since is not None:
+                values["started_at"] = datetime.fromtimestamp(state.running_since, timezone.utc)
+        self._update(job_id, claimed(), Job.executor_id == self.executor_id, **values)
 
     def _update_progress(self, job_id: int, job_dir: Path) -> None:
         progress = notebook_progress(job_dir / "output.ipynb", MAX_NOTEBOOK_BYTES)
@@ -443,8 +467,10 @@ class Dispatcher:
     # --- acting on jobs ---------------------------------------------------------------------
 
     async def cancel(self, job_id: int) -> None:
-        # A queued job never starts: cancel it in the database, atomically.
-        queued = self._update(job_id, Job.status == "queued", status="cancelled", finished_at=utcnow())
+        # A queued job never starts: cancel it in the database, atomically. (One that its backend
+        # holds for busy resources has an executor: that executor's watcher stops it.)
+        queued = self._update(job_id, Job.status == "queued", Job.executor_id.is_(None), status="cancelled",
+                              finished_at=utcnow())
         if queued:
             return
         if job_id in self._starting:  # claimed, still being handed to its runner: its watcher cancels it
@@ -461,9 +487,7 @@ class Dispatcher:
     async def recover(self) -> None:
         """After a (re)start: re-attach to running jobs whose process lives, fail the others."""
         with self.sessions() as s:
-            running = s.scalars(
-                sa.select(Job).where(Job.status == "running", Job.executor_id == self.executor_id)
-            ).all()
+            running = s.scalars(sa.select(Job).where(claimed(), Job.executor_id == self.executor_id)).all()
         handles = await self.backend.find(
             [RecordedJob(j.id, str(self.job_dir(j.id)), j.runner_pid, j.runner_started, j.owner) for j in running]
         )
@@ -476,7 +500,7 @@ class Dispatcher:
                 # Claimed, but the executor went down before any runner or pod had the job: none
                 # of it ran, so it goes back to the queue (its MLflow run, if made, is kept).
                 log.info("job %s never reached its runner: back to the queue", job.id)
-                self._update(job.id, Job.status == "running", Job.executor_id == self.executor_id,
+                self._update(job.id, claimed(), Job.executor_id == self.executor_id,
                              status="queued", started_at=None, executor_id=None)
                 continue
             try:  # whatever the job directory holds: recovery goes on with the other jobs

@@ -83,6 +83,8 @@ def run_in_pod() -> int:
     url, token = os.environ.pop("NOTEBENCH_JOB_FILES_URL"), os.environ.pop("NOTEBENCH_JOB_TOKEN")
     job_dir = Path(tempfile.mkdtemp(prefix="notebench-job-"))
     spec["job_dir"] = str(job_dir)
+    # Relative to the pod's home (where HOME says the home volume is); an absolute one stays as it is.
+    spec["cwd"] = os.path.join(os.environ.get("HOME", "/"), spec["cwd"])
     # The kernel's IPC sockets in the pod, not on the home volume (network filesystems may not have them).
     os.environ["JUPYTER_RUNTIME_DIR"] = str(job_dir / "runtime")
     logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr, force=True)

@@ -17,6 +17,7 @@ import sys
 import time
 from collections import defaultdict, deque
 from dataclasses import dataclass
+from datetime import datetime, timezone
 from pathlib import Path
 from urllib.parse import parse_qsl, urlsplit
 
@@ -24,19 +25,17 @@ import nbformat
 import pytest
 from kubernetes_asyncio.client import ApiClient, Configuration
 from kubespawner.slugs import safe_slug
-from tornado import web
 from tornado.httpserver import HTTPServer
-from tornado.netutil import bind_sockets
 
 from notebench.executor import db
-from notebench.executor.api.job_files import JobFilesHandler
 from notebench.executor.app import Executor
-from notebench.executor.backends.base import JobSpec, RecordedJob, ScoringServerFailed, ScoringServerSpec
+from notebench.executor.backends.base import JobSpec, JobState, RecordedJob, ScoringServerFailed, ScoringServerSpec
 from notebench.executor.backends.kubernetes.endpoints import KubernetesEndpointBackend
 from notebench.executor.backends.kubernetes.jobs import (
     KubeAPI,
     KubernetesBackend,
     config_from_values,
+    problem_kind,
 )
 from notebench.executor.backends.kubernetes.objects import EXECUTOR_RULES
 from notebench.executor.backends.local.endpoints import LocalEndpointBackend
@@ -44,9 +43,8 @@ from notebench.executor.backends.local.jobs import LocalBackend
 from notebench.executor.jobs.dispatcher import Dispatcher, read_events
 from notebench.executor.runtime.events import EVENT_PREFIX
 from notebench.executor.schemas import JobRequest
-from notebench.hub.platform.accounts import UserAccounts
-from notebench.hub.platform.gpus import GPUInventory
 from notebench.hub.platform.profiles import Profiles
+from tests.support.dispatcher import DispatcherApp, serve_job_files
 from tests.support.kube import validate
 
 NS = "nb-test"
@@ -240,6 +238,10 @@ CLUSTERS = f"/apis/kubernetes.dask.org/v1/namespaces/{NS}/daskclusters"
 DEPLOYMENTS = f"/apis/apps/v1/namespaces/{NS}/deployments"
 SERVICES = f"/api/v1/namespaces/{NS}/services"
 LOG = f"{PODS}/nbrel-job-7-abcde/log"
+EVENTS = f"/api/v1/namespaces/{NS}/events"
+CLAIMS = f"/api/v1/namespaces/{NS}/persistentvolumeclaims"
+HOME = f"{CLAIMS}/home-{safe_slug(OWNER, max_length=48)}"
+NO_EVENTS = {"items": []}
 
 
 # --- manifests ----------------------------------------------------------------------------------------
@@ -251,7 +253,9 @@ def test_a_distributed_gpu_jobs_objects_are_valid_and_inside_the_boundary(tmp_pa
     job = made["job"]
     validate(job)
     assert job["metadata"]["name"] == "nbrel-job-7"
-    assert job["spec"]["activeDeadlineSeconds"] == 600 + backend.deadline_margin_seconds
+    # The pod's deadline, not the Job's: time waiting for the scheduler does not count.
+    assert "activeDeadlineSeconds" not in job["spec"]
+    assert job["spec"]["template"]["spec"]["activeDeadlineSeconds"] == 600 + backend.deadline_margin_seconds
     assert job["spec"]["backoffLimit"] == 0
     labels = job["metadata"]["labels"]
     assert labels["app.kubernetes.io/component"] == "job"
@@ -274,7 +278,7 @@ def test_a_distributed_gpu_jobs_objects_are_valid_and_inside_the_boundary(tmp_pa
     for obj in (secret, policy, cluster):
         validate(obj) if obj["kind"] != "DaskCluster" else None
         assert obj["metadata"]["ownerReferences"] == [{"apiVersion": "batch/v1", "kind": "Job", "name": "nbrel-job-7",
-                                                       "uid": "job-uid", "controller": True, "blockOwnerDeletion": True}]
+                                                       "uid": "job-uid", "controller": True}]
     assert secret["stringData"]["MLFLOW_TRACKING_TOKEN"] == "owner-token"
     assert secret["stringData"]["NOTEBENCH_JOB_TOKEN"] == backend.job_token(7)
     assert "CUDA_VISIBLE_DEVICES" not in secret["stringData"], "'' would hide the pod's GPU"
@@ -442,6 +446,7 @@ def test_a_job_past_its_deadline_before_its_pod_ran_fails_with_the_jobs_reason(t
     async def scenario():
         backend, recorder = await job_7_backend()
         recorder.answer("GET", PODS, body={"items": []})
+        recorder.answer("GET", EVENTS, body=NO_EVENTS)
         failed = {"conditions": [{"type": "Failed", "status": "True", "reason": "DeadlineExceeded", "message": "too long"}]}
         recorder.answer("GET", f"{JOBS}/nbrel-job-7", body={"metadata": {"name": "nbrel-job-7"}, "status": failed})
         handle = await backend.start(job_spec(tmp_path))
@@ -478,6 +483,7 @@ def test_cancel_deletes_the_job_with_its_pods_and_stops_following(tmp_path):
     async def scenario():
         backend, recorder = await job_7_backend()
         recorder.answer("GET", PODS, body={"items": []})  # still being scheduled
+        recorder.answer("GET", EVENTS, body=NO_EVENTS)
         recorder.answer("GET", f"{JOBS}/nbrel-job-7", body={"metadata": {"name": "nbrel-job-7"}, "status": {}})
         recorder.answer("DELETE", f"{JOBS}/nbrel-job-7")
         handle = await backend.start(job_spec(tmp_path))
@@ -584,24 +590,8 @@ def answer_job_1(recorder: Recorder, log: bytes) -> None:
     recorder.answer("DELETE", f"{JOBS}/nbrel-job-1")
 
 
-class DispatcherApp:
-    """What the dispatcher reads of the executor (executor/app.py), on Kubernetes: no GPU leases,
-    no MLflow; the store and data dir are real."""
-
-    max_running_jobs, max_running_jobs_per_user, mlflow = 4, 2, None
-
-    def __init__(self, tmp_path: Path, backend: KubernetesBackend):
-        self.data_dir, self.executor_id, self.backend = str(tmp_path), EXECUTOR_ID, backend
-        self.sessions = db.connect(f"sqlite:///{tmp_path / 'executor.sqlite'}")
-        self.profiles = backend.profiles
-        self.accounts = UserAccounts(isolate_users=False)
-        self.gpus = GPUInventory(db_url=f"sqlite:///{tmp_path / 'gpus.sqlite'}", devices=[])
-
-    def kernel_names(self) -> set:
-        return {"python3"}
-
-    async def runner_env(self, owner, profile, gpus) -> dict:
-        return {"NOTEBENCH_PROFILE": profile.name, "CUDA_VISIBLE_DEVICES": ",".join(gpus)}
+def dispatcher_app(tmp_path: Path, api: KubeAPI, **settings) -> DispatcherApp:
+    return DispatcherApp(tmp_path, job_backend(api, **settings), EXECUTOR_ID)
 
 
 def test_the_dispatcher_runs_a_kubernetes_job_to_its_end_and_deletes_its_job(tmp_path):
@@ -610,7 +600,7 @@ def test_the_dispatcher_runs_a_kubernetes_job_to_its_end_and_deletes_its_job(tmp
 
     async def scenario():
         api, recorder = await kube_api()
-        app = DispatcherApp(tmp_path, job_backend(api))
+        app = dispatcher_app(tmp_path, api)
         dispatcher = Dispatcher(app)
         answer_job_1(recorder, event_line(event="started") + b"cell output\n" + event_line(event="finished", status="succeeded"))
         notebook = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell("print('cell output')")])
@@ -624,7 +614,7 @@ def test_the_dispatcher_runs_a_kubernetes_job_to_its_end_and_deletes_its_job(tmp
         created = recorder.made("POST", "/jobs")[0].body
         assert created["spec"]["template"]["spec"]["containers"][0]["resources"]["limits"]["nvidia.com/gpu"] == "1"
         assert json.loads({e["name"]: e["value"] for e in created["spec"]["template"]["spec"]["containers"][0]["env"]}
-                          ["NOTEBENCH_JOB_SPEC"])["cwd"] == "/home/jovyan/work"  # the pod's home, not the executor's
+                          ["NOTEBENCH_JOB_SPEC"])["cwd"] == "work"  # in the pod's home (its HOME), not the executor's
         assert (dispatcher.job_dir(job.id) / "log.txt").read_text() == "cell output\n"
         await until(lambda: recorder.made("DELETE"), "the ended job's Job to be deleted")
         assert not recorder.unexpected
@@ -639,7 +629,7 @@ def test_a_forged_report_in_the_pod_log_fails_the_job_and_deletes_its_job(tmp_pa
 
     async def scenario():
         api, recorder = await kube_api()
-        app = DispatcherApp(tmp_path, job_backend(api))
+        app = dispatcher_app(tmp_path, api)
         dispatcher = Dispatcher(app)
         answer_job_1(recorder, event_line(event="started") + event_line(event="finished", status="queued")
                         + event_line(event="finished", status="succeeded"))
@@ -665,7 +655,7 @@ def test_a_job_the_executor_went_down_while_starting_goes_back_to_the_queue(tmp_
 
     async def scenario():
         api, recorder = await kube_api()
-        app = DispatcherApp(tmp_path, job_backend(api))
+        app = dispatcher_app(tmp_path, api)
         with app.sessions() as s:
             s.add(db.Job(name="t", owner="alice", status="running", parameters={}, profile="cpu", kernel="python3",
                          cwd="/home/jovyan", workers=0, timeout_seconds=600, executor_id=EXECUTOR_ID))
@@ -696,7 +686,7 @@ def test_an_api_server_down_at_start_keeps_the_job_queued_until_it_answers(tmp_p
 
     async def scenario():
         api, recorder = await kube_api()
-        app = DispatcherApp(tmp_path, job_backend(api))
+        app = dispatcher_app(tmp_path, api)
         dispatcher = Dispatcher(app)
         recorder.answer("POST", JOBS, 503, {"message": "the API server is restarting"})
         recorder.answer("POST", JOBS, 503, {"message": "the API server is restarting"})
@@ -718,6 +708,91 @@ def test_an_api_server_down_at_start_keeps_the_job_queued_until_it_answers(tmp_p
     asyncio.run(scenario())
 
 
+def iso(when: float) -> str:
+    return datetime.fromtimestamp(when, timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def test_a_job_held_for_busy_gpus_is_queued_and_its_timeout_counts_from_its_containers_start(tmp_path):
+    """D2, as the dispatcher shows it: a job claimed an hour ago (before an executor restart)
+    whose pod still waits for a GPU is queued, this executor's, and not timed out; once its
+    container starts it runs, started then, its timeout counting from then."""
+
+    async def scenario():
+        api, recorder = await kube_api()
+        app = dispatcher_app(tmp_path, api)
+        claimed_at = datetime.fromtimestamp(time.time() - 3600, timezone.utc)
+        with app.sessions() as s:
+            s.add(db.Job(name="t", owner="alice", status="running", parameters={}, profile="gpu", kernel="python3",
+                         cwd="/home/jovyan", workers=0, timeout_seconds=600, executor_id=EXECUTOR_ID, started_at=claimed_at))
+            s.commit()
+        dispatcher = app.start()
+        dispatcher.job_dir(1).mkdir(parents=True)
+        recorder.answer("GET", PODS, body={"items": [{"metadata": {"name": EXECUTOR_ID}}]}, when="component=executor")
+        recorder.answer("GET", JOBS, body={"items": [{"metadata": {"name": "nbrel-job-1", "labels": {
+            "notebench.io/job-id": "1", "notebench.io/executor": EXECUTOR_ID}}}]})
+        recorder.answer("GET", PODS, body=pending_pod(BUSY_GPUS))
+        await dispatcher.recover()
+        await until(lambda: app.job(1).status == "queued", "the job to be shown queued")
+        held = app.job(1)
+        assert (held.executor_id, held.started_at) == (EXECUTOR_ID, None)  # still this executor's; not started
+        await dispatcher.dispatch()
+        assert not recorder.made("POST", "/jobs")  # a held job is never claimed again
+
+        started = time.time() - 5
+        recorder.canned[("GET", PODS, "")] = deque([(200, json.dumps(pod_running_since(iso(started))).encode())])
+        recorder.answer("GET", f"{PODS}/nbrel-job-7-abcde/log", raw=event_line(event="started"))
+        await until(lambda: app.job(1).status == "running", "the job to run")
+        assert abs(app.job(1).started_at.timestamp() - int(started)) < 1  # its container's start, not its claim
+        recorder.canned[("GET", PODS, "")] = deque([(200, json.dumps(pod_running_since(iso(started), "Succeeded")).encode())])
+        recorder.canned[("GET", f"{PODS}/nbrel-job-7-abcde/log", "")] = deque(
+            [(200, event_line(event="started") + event_line(event="finished", status="succeeded"))])
+        recorder.answer("DELETE", f"{JOBS}/nbrel-job-1")
+        await until(lambda: app.job(1).status == "succeeded", "the job to succeed")  # an hour after its claim
+        await dispatcher.close()
+
+    asyncio.run(scenario())
+
+
+def test_a_job_times_out_its_timeout_after_its_container_started(tmp_path):
+    async def scenario():
+        api, recorder = await kube_api()
+        app = dispatcher_app(tmp_path, api)
+        dispatcher = app.start()
+        recorder.answer("POST", JOBS, 201, {"metadata": {"name": "nbrel-job-1", "uid": "job-uid"}})
+        recorder.answer("POST", SECRETS, 201)
+        recorder.answer("GET", PODS, body=pod_running_since(iso(time.time() - 61)))  # as if the executor was slow to see it
+        recorder.answer("GET", f"{PODS}/nbrel-job-7-abcde/log", raw=event_line(event="started"))
+        recorder.answer("DELETE", f"{JOBS}/nbrel-job-1")
+        notebook = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell("print(1)")])
+        job = await dispatcher.submit("alice", JobRequest.model_validate({"notebook": notebook, "timeout_seconds": 60}))
+        await until(lambda: app.job(job.id).status == "timed_out", "the job to time out")
+        assert app.job(job.id).error["evalue"] == "the job ran longer than 60 s"
+        assert recorder.made("DELETE", "/jobs/nbrel-job-1")
+        await dispatcher.close()
+
+    asyncio.run(scenario())
+
+
+def test_cancelling_a_held_job_deletes_its_kubernetes_job(tmp_path):
+    async def scenario():
+        api, recorder = await kube_api()
+        app = dispatcher_app(tmp_path, api)
+        dispatcher = app.start()
+        recorder.answer("POST", JOBS, 201, {"metadata": {"name": "nbrel-job-1", "uid": "job-uid"}})
+        recorder.answer("POST", SECRETS, 201)
+        recorder.answer("GET", PODS, body=pending_pod(BUSY_GPUS))
+        recorder.answer("DELETE", f"{JOBS}/nbrel-job-1")
+        notebook = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell("print(1)")])
+        job = await dispatcher.submit("alice", JobRequest.model_validate({"notebook": notebook, "profile": "gpu"}))
+        await until(lambda: app.job(job.id).status == "queued" and app.job(job.id).executor_id, "the job to be held")
+        await dispatcher.cancel(job.id)
+        assert app.job(job.id).status == "cancelled"
+        assert recorder.made("DELETE", "/jobs/nbrel-job-1")  # its pod does not wait on
+        await dispatcher.close()
+
+    asyncio.run(scenario())
+
+
 # --- the job pod's runner, with the executor's job-files handler ------------------------------------
 
 
@@ -733,10 +808,10 @@ class FilesApp:
     def job_dir(self, job_id: int) -> Path:
         return self.jobs_dir / str(job_id)
 
-    def add_job(self, status: str = "running") -> int:
+    def add_job(self, status: str = "running", executor_id: str | None = EXECUTOR_ID) -> int:
         with self.sessions() as s:
             job = db.Job(name="t", owner="alice", status=status, parameters={}, profile="cpu", kernel="python3",
-                         cwd="/home/jovyan", workers=0, timeout_seconds=600)
+                         cwd="/home/jovyan", workers=0, timeout_seconds=600, executor_id=executor_id)
             s.add(job)
             s.commit()
         self.job_dir(job.id).mkdir(parents=True)
@@ -744,11 +819,8 @@ class FilesApp:
 
 
 async def serve_files(app: FilesApp) -> tuple[HTTPServer, str]:
-    (sock,) = bind_sockets(0, "127.0.0.1")
-    server = HTTPServer(web.Application([(r"/services/executor/api/jobs/([0-9]+)/files/(input|output)", JobFilesHandler)],
-                                        executor=app, xsrf_cookies=True))
-    server.add_sockets([sock])
-    return server, f"http://127.0.0.1:{sock.getsockname()[1]}/services/executor/api/jobs"
+    server, url = await serve_job_files(app)
+    return server, f"{url}/services/executor/api/jobs"
 
 
 def test_job_files_need_the_jobs_own_token_of_a_running_job(tmp_path):
@@ -757,7 +829,9 @@ def test_job_files_need_the_jobs_own_token_of_a_running_job(tmp_path):
     async def scenario():
         app = FilesApp(tmp_path, job_backend())
         running, ended = app.add_job(), app.add_job("succeeded")
-        (app.job_dir(running) / "input.ipynb").write_text("{}")
+        held, waiting = app.add_job("queued"), app.add_job("queued", executor_id=None)
+        for job_id in (running, held, waiting):
+            (app.job_dir(job_id) / "input.ipynb").write_text("{}")
         server, url = await serve_files(app)
         client = AsyncHTTPClient()
 
@@ -773,6 +847,9 @@ def test_job_files_need_the_jobs_own_token_of_a_running_job(tmp_path):
         assert await status("GET", running, "input", token) == 200
         assert await status("GET", running, "input", app.backend.job_token(ended)) == 403  # another job's
         assert await status("GET", ended, "input", app.backend.job_token(ended)) == 403  # not running
+        # Shown queued while its pod waited for a GPU, its container may start before that is seen.
+        assert await status("GET", held, "input", app.backend.job_token(held)) == 200
+        assert await status("GET", waiting, "input", app.backend.job_token(waiting)) == 403  # no pod of it exists
         assert await status("PUT", running, "output", "nope", b"{}") == 403
         assert await status("PUT", running, "output", token, b'{"cells": []}') == 204
         assert (app.job_dir(running) / "output.ipynb").read_bytes() == b'{"cells": []}'
@@ -790,14 +867,14 @@ def test_the_pod_runner_reports_on_stdout_and_hands_back_its_output_before_finis
         job_id = app.add_job()
         notebook = nbformat.v4.new_notebook(cells=[
             nbformat.v4.new_code_cell("alpha = 1", metadata={"tags": ["parameters"]}),
-            nbformat.v4.new_code_cell("print('alpha is', alpha)"),
+            nbformat.v4.new_code_cell("import os\nprint('alpha is', alpha, 'in', os.getcwd())"),
         ])
         notebook.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
         nbformat.write(notebook, str(app.job_dir(job_id) / "input.ipynb"))
         server, url = await serve_files(app)
         home = tmp_path / "home"
-        home.mkdir()
-        spec = {"job_id": job_id, "kernel": "python3", "cwd": str(home), "parameters": {"alpha": 42}, "workers": 0,
+        (home / "work").mkdir(parents=True)
+        spec = {"job_id": job_id, "kernel": "python3", "cwd": "work", "parameters": {"alpha": 42}, "workers": 0,
                 "kernel_env": {"NOTEBENCH_JOB_ID": str(job_id)}, "dask_scheduler_address": None}
         env = {**os.environ, "HOME": str(home), "NOTEBENCH_JOB_SPEC": json.dumps(spec),
                "NOTEBENCH_JOB_FILES_URL": f"{url}/{job_id}/files", "NOTEBENCH_JOB_TOKEN": app.backend.job_token(job_id)}
@@ -817,7 +894,201 @@ def test_the_pod_runner_reports_on_stdout_and_hands_back_its_output_before_finis
     assert [e["event"] for e in events] == ["started", "finished"] and events[-1]["status"] == "succeeded", stdout.decode()
     assert EVENT_PREFIX not in (job_dir / "log.txt").read_text()
     output = nbformat.read(str(job_dir / "output.ipynb"), as_version=4)
-    assert "alpha is 42" in json.dumps(output.cells[-1].outputs)
+    assert f"alpha is 42 in {tmp_path}/home/work" in json.dumps(output.cells[-1].outputs)  # in its home, by HOME
+
+
+# --- pods that wait or will not start (D1, D2) ------------------------------------------------------
+
+
+def pending_pod(scheduler_says: str | None = None) -> dict:
+    """Job 7's pod, not running yet; ``scheduler_says``: the scheduler cannot place it, and why."""
+    conditions = [{"type": "PodScheduled", "status": "False", "reason": "Unschedulable", "message": scheduler_says}]
+    status = {"phase": "Pending", "conditions": conditions if scheduler_says else []}
+    return {"items": [{"metadata": {"name": "nbrel-job-7-abcde"}, "status": status}]}
+
+
+def pod_running_since(started_at: str, phase: str = "Running") -> dict:
+    state = {"running": {"startedAt": started_at}} if phase == "Running" else \
+        {"terminated": {"startedAt": started_at, "exitCode": 0, "reason": "Completed"}}
+    return {"items": [{"metadata": {"name": "nbrel-job-7-abcde"},
+                       "status": {"phase": phase, "containerStatuses": [{"name": "notebook", "state": state}]}}]}
+
+
+BUSY_GPUS = ("0/2 nodes are available: 1 Insufficient nvidia.com/gpu, 1 node(s) didn't match Pod's node affinity/selector. "
+             "preemption: 0/2 nodes are available: 1 No preemption victims found for incoming pod, "
+             "1 Preemption is not helpful for scheduling.")
+NO_NODE = "0/1 nodes are available: 1 node(s) didn't match Pod's node affinity/selector."
+REFUSED = ('Error creating: pods "nbrel-job-7-abcde" is forbidden: violates PodSecurity "restricted:latest": '
+           'runAsNonRoot != true')
+
+
+@pytest.mark.parametrize("message, made, kind", [
+    (BUSY_GPUS, True, "busy"),  # a node has GPUs, all taken: it waits
+    ("0/1 nodes are available: 1 Insufficient nvidia.com/gpu.", True, "busy"),  # no GPU node (yet): waits too
+    ("0/3 nodes are available: 3 Insufficient cpu, 3 Insufficient memory.", True, "busy"),
+    ("0/1 nodes are available: 1 Too many pods.", True, "busy"),
+    (NO_NODE, True, "unschedulable"),
+    ("0/1 nodes are available: 1 node(s) had untolerated taint {dedicated: gpu}. preemption: 0/1 nodes are "
+     "available: 1 Preemption is not helpful for scheduling.", True, "unschedulable"),
+    ("0/1 nodes are available: 1 pod has unbound immediate PersistentVolumeClaims.", True, "volume"),
+    ('persistentvolumeclaim "home-bob" not found', True, "volume"),
+    ('Error creating: pods "x" is forbidden: exceeded quota: gpus, requested: requests.nvidia.com/gpu=1, '
+     'used: requests.nvidia.com/gpu=2, limited: requests.nvidia.com/gpu=2', False, "busy"),
+    (REFUSED, False, "create"),
+])
+def test_what_keeps_a_pod_from_starting_is_told_from_the_message(message, made, kind):
+    assert problem_kind(message, made) == kind
+
+
+def test_a_pod_waiting_for_busy_gpus_is_queued_and_runs_from_its_containers_start(tmp_path):
+    async def scenario():
+        api, recorder = await kube_api()
+        backend = job_backend(api, unschedulable_grace_seconds=0)  # busy is no failure, however long
+        recorder.answer("POST", JOBS, 201, {"metadata": {"name": "nbrel-job-7", "uid": "job-uid"}})
+        recorder.answer("POST", SECRETS, 201)
+        recorder.answer("GET", PODS, body=pending_pod(BUSY_GPUS))
+        handle = await backend.start(job_spec(tmp_path, profile="gpu"))
+        assert await backend.state(handle) is None  # not looked at yet: the dispatcher keeps its claim time
+        await until(lambda: backend._runs[handle].state == JobState(queued=True), "the job to be held for a GPU")
+        recorder.canned[("GET", PODS, "")] = deque([(200, json.dumps(pending_pod()).encode())])  # placed, pulling
+        await until(lambda: backend._runs[handle].state == JobState(), "the pod to be placed")
+        recorder.canned[("GET", PODS, "")] = deque([(200, json.dumps(pod_running_since("2026-12-05T21:30:05Z")).encode())])
+        recorder.answer("GET", LOG, raw=event_line(event="started"))
+        started = datetime(2026, 12, 5, 21, 30, 5, tzinfo=timezone.utc).timestamp()
+        await until(lambda: backend._runs[handle].state == JobState(running_since=started), "the container's start")
+        recorder.canned[("GET", PODS, "")] = deque([(200, json.dumps(pod_running_since("2026-12-05T21:30:05Z", "Succeeded")).encode())])
+        recorder.canned[("GET", LOG, "")] = deque([(200, event_line(event="started") + event_line(event="finished", status="succeeded"))])
+        await until(lambda: backend._runs[handle].done, "the pod log to be read")
+        events, _ = read_events(tmp_path / "7" / "events.jsonl", 0)
+        assert [e["event"] for e in events] == ["started", "finished"] and events[-1]["status"] == "succeeded"
+        assert not recorder.made("GET", "/events")  # its pod was made: no need to ask why not
+        await backend.close()
+
+    asyncio.run(scenario())
+
+
+@pytest.mark.parametrize("grace", ["unschedulable_grace_seconds", "volume_binding_seconds"])
+def test_a_pod_no_node_may_take_fails_the_job_after_the_grace_with_the_schedulers_reason(tmp_path, grace):
+    """Unschedulable for a reason that will not pass (a node selector nothing matches; a volume
+    not bound within its own, longer, grace): the job fails within seconds, not at its timeout."""
+    message = NO_NODE if grace == "unschedulable_grace_seconds" else "0/1 nodes are available: 1 pod has unbound immediate PersistentVolumeClaims."
+
+    async def scenario():
+        api, recorder = await kube_api()
+        graces = {"unschedulable_grace_seconds": DEADLINE * 10, "volume_binding_seconds": DEADLINE * 10, grace: 0.2}
+        backend = job_backend(api, **graces)
+        recorder.answer("POST", JOBS, 201, {"metadata": {"name": "nbrel-job-7", "uid": "job-uid"}})
+        recorder.answer("POST", SECRETS, 201)
+        recorder.answer("GET", PODS, body=pending_pod(message))
+        recorder.answer("GET", f"{JOBS}/nbrel-job-7", body={"metadata": {"name": "nbrel-job-7"}, "status": {}})
+        began = time.monotonic()
+        handle = await backend.start(job_spec(tmp_path))
+        await until(lambda: backend._runs[handle].done, "the job to fail")
+        assert time.monotonic() - began >= 0.2  # it had its grace
+        assert backend._runs[handle].state == JobState()  # never shown as queued: nothing it waits for is busy
+        events, _ = read_events(tmp_path / "7" / "events.jsonl", 0)
+        ename = "Unschedulable" if grace == "unschedulable_grace_seconds" else "VolumeNotBound"
+        assert events == [{"event": "finished", "status": "failed", "error": {"ename": ename, "evalue": message, "cell_index": None}}]
+        assert not recorder.unexpected
+        await backend.close()
+
+    asyncio.run(scenario())
+
+
+async def refused_pod(tmp_path: Path) -> tuple[Recorder, list]:
+    """Job 7's pod is refused by an admission rule: the Job controller says so in a FailedCreate event."""
+    api, recorder = await kube_api()
+    backend = job_backend(api, unschedulable_grace_seconds=0.1)
+    recorder.answer("POST", JOBS, 201, {"metadata": {"name": "nbrel-job-7", "uid": "job-uid"}})
+    recorder.answer("POST", SECRETS, 201)
+    recorder.answer("GET", PODS, body={"items": []})
+    recorder.answer("GET", f"{JOBS}/nbrel-job-7", body={"metadata": {"name": "nbrel-job-7"}, "status": {}})
+    recorder.answer("GET", EVENTS, body={"items": [
+        {"reason": "SuccessfulCreate", "message": "Created pod: nbrel-job-7-zzzzz", "lastTimestamp": "2026-12-05T21:00:00Z"},
+        {"reason": "FailedCreate", "message": "Error creating: an older reason", "lastTimestamp": "2026-12-05T21:00:01Z"},
+        {"reason": "FailedCreate", "message": REFUSED, "lastTimestamp": "2026-12-05T21:00:02Z"},
+    ]})
+    handle = await backend.start(job_spec(tmp_path))
+    await until(lambda: backend._runs[handle].done, "the job to fail")
+    await backend.close()
+    events, _ = read_events(tmp_path / "7" / "events.jsonl", 0)
+    return recorder, events
+
+
+def test_a_pod_that_cannot_be_made_fails_the_job_with_the_job_controllers_reason(tmp_path):
+    async def scenario():
+        recorder, events = await refused_pod(tmp_path)
+        assert events == [{"event": "finished", "status": "failed", "error": {"ename": "FailedCreate", "evalue": REFUSED, "cell_index": None}}]
+        assert recorder.made("GET", "/events")[0].query == {"fieldSelector": "involvedObject.kind=Job,involvedObject.name=nbrel-job-7"}
+        assert not recorder.unexpected
+
+    asyncio.run(scenario())
+
+
+async def homeless_owners_jobs(tmp_path: Path) -> Recorder:
+    """Jobs 7, 8 and 9 of an owner who never started a server (no home PVC), with home storage on."""
+    api, recorder = await kube_api()
+    backend = job_backend(api, home_storage_size="20Gi", home_storage_class="fast-rwx")
+    recorder.answer("GET", HOME, 404, {"kind": "Status", "reason": "NotFound"})
+    recorder.answer("POST", CLAIMS, 201)
+    recorder.answer("POST", JOBS, 201, {"metadata": {"name": "nbrel-job-7", "uid": "job-uid"}})
+    recorder.answer("POST", SECRETS, 201)
+    recorder.answer("GET", PODS, body=running_pod("Succeeded"))
+    recorder.answer("GET", f"{PODS}/nbrel-job-7-abcde/log", raw=event_line(event="finished", status="succeeded"))
+    await backend.start(job_spec(tmp_path, 7))
+    recorder.canned[("GET", HOME, "")] = deque([(200, b"{}")])  # made: the next job finds it
+    await backend.start(job_spec(tmp_path, 8))
+    recorder.canned[("GET", HOME, "")] = deque([(404, b"{}")])
+    recorder.canned[("POST", CLAIMS, "")] = deque([(409, b'{"reason": "AlreadyExists"}')])  # a spawn made it meanwhile
+    await backend.start(job_spec(tmp_path, 9))
+    await backend.close()
+    return recorder
+
+
+def test_a_job_of_an_owner_who_never_spawned_gets_the_home_kubespawner_would_make(tmp_path):
+    """D1: the job's pod mounts home-<slug>, which only KubeSpawner made: the executor makes it
+    first, as KubeSpawner would (tests/unit/test_hub_kubernetes.py compares the two), once."""
+
+    async def scenario():
+        recorder = await homeless_owners_jobs(tmp_path)
+        assert [(c.method, c.path) for c in recorder.calls if "/jobs/" not in c.path and "/pods" not in c.path][:4] == [
+            ("GET", HOME), ("POST", CLAIMS), ("POST", JOBS), ("POST", SECRETS)]  # the home before the Job
+        (made, _refused) = recorder.made("POST", "/persistentvolumeclaims")  # not for job 8: it was there
+        pvc = made.body
+        validate(pvc)
+        slug = safe_slug(OWNER, max_length=48)
+        assert pvc["metadata"]["name"] == f"home-{slug}" and pvc["metadata"]["annotations"]["hub.jupyter.org/username"] == OWNER
+        assert pvc["spec"] == {"accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": "20Gi"}},
+                               "storageClassName": "fast-rwx"}
+        assert pvc["metadata"]["labels"]["app.kubernetes.io/managed-by"] == "kubespawner"  # as if KubeSpawner made it
+        assert len(recorder.made("POST", "/jobs")) == 3  # 409: the same PVC, made by a spawn; the job goes on
+        assert not recorder.unexpected
+
+    asyncio.run(scenario())
+
+
+def test_kubernetes_api_errors_reach_users_as_a_short_reason(tmp_path):
+    """D3's symptom: a 403 reached the user as kubernetes_asyncio's exception, HTTP headers and all."""
+    forbidden = {"kind": "Status", "status": "Failure", "reason": "Forbidden", "code": 403, "message":
+                 'jobs.batch "nbrel-job-1" is forbidden: cannot set blockOwnerDeletion if an ownerReference refers to '
+                 "a resource you can't set finalizers on: " + "x" * 500}
+
+    async def scenario():
+        api, recorder = await kube_api()
+        app = dispatcher_app(tmp_path, api)
+        dispatcher = app.start()
+        recorder.answer("POST", JOBS, 403, forbidden)
+        notebook = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell("print(1)")])
+        job = await dispatcher.submit("alice", JobRequest.model_validate({"notebook": notebook}))
+        await until(lambda: app.job(job.id).status == "failed", "the job to fail")
+        await dispatcher.close()
+        return app.job(job.id).error
+
+    error = asyncio.run(scenario())
+    assert error["ename"] == "KubernetesAPIError"
+    assert error["evalue"].startswith('403 canned: jobs.batch "nbrel-job-1" is forbidden: cannot set blockOwnerDeletion')
+    assert len(error["evalue"]) == 300 and error["evalue"].endswith("…")
+    assert "HTTP response headers" not in error["evalue"] and "content-type" not in error["evalue"]
 
 
 # --- endpoints at the client boundary ----------------------------------------------------------------
@@ -869,10 +1140,12 @@ def test_a_model_server_is_a_deployment_its_secret_and_a_service(tmp_path):
 
         recorder.answer("DELETE", f"{DEPLOYMENTS}/nbrel-model-12")
         recorder.answer("DELETE", f"{SERVICES}/nbrel-model-12", 404)  # gone already: fine
+        recorder.answer("DELETE", f"{SECRETS}/nbrel-model-12")
         await backend.stop(HANDLE)
         assert [(c.path, c.query) for c in recorder.made("DELETE")] == [
             (f"{DEPLOYMENTS}/nbrel-model-12", {"propagationPolicy": "Background"}),
             (f"{SERVICES}/nbrel-model-12", {"propagationPolicy": "Background"}),
+            (f"{SECRETS}/nbrel-model-12", {"propagationPolicy": "Background"}),  # not left to be moved to a new owner
         ]
         assert not recorder.unexpected
 
@@ -902,32 +1175,48 @@ def test_a_crashing_model_server_fails_with_its_log_tail():
     asyncio.run(scenario())
 
 
-def test_a_ready_model_server_is_reached_through_its_service(monkeypatch):
-    async def scenario():
-        async def scoring_server(reader, writer):
-            await reader.readuntil(b"\r\n\r\n")
-            writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n")
-            await writer.drain()
-            writer.close()
+async def reach_ready_server(connect_to: str) -> tuple[Recorder, list]:
+    """Server 12 is ready: wait_ready pings it through open_connection. Returns where it dialled."""
 
-        server = await asyncio.start_server(scoring_server, "127.0.0.1", 0)
-        port = server.sockets[0].getsockname()[1]
-        dialled = []
-        real_open = asyncio.open_connection
+    async def scoring_server(reader, writer):
+        await reader.readuntil(b"\r\n\r\n")
+        writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n")
+        await writer.drain()
+        writer.close()
 
-        async def open_connection(host, service_port):
-            dialled.append((host, service_port))
-            return await real_open("127.0.0.1", port)
+    server = await asyncio.start_server(scoring_server, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    dialled = []
+    real_open = asyncio.open_connection
 
-        monkeypatch.setattr(asyncio, "open_connection", open_connection)
-        api, recorder = await kube_api()
-        backend = endpoint_backend(api)
-        recorder.answer("GET", f"{DEPLOYMENTS}/nbrel-model-12", body={"metadata": {}, "status": {"readyReplicas": 1}})
+    async def open_connection(host, service_port):
+        dialled.append((host, service_port))
+        return await real_open("127.0.0.1", port)
+
+    api, recorder = await kube_api()
+    backend = endpoint_backend(api)
+    backend.connect_to = connect_to
+    recorder.answer("GET", f"{DEPLOYMENTS}/nbrel-model-12", body={"metadata": {}, "status": {"readyReplicas": 1}})
+    ready, not_ready = ({"conditions": [{"type": "Ready", "status": status}]} for status in ("True", "False"))
+    recorder.answer("GET", PODS, body={"items": [
+        {"metadata": {"name": "a"}, "status": {**not_ready, "podIP": "10.244.2.9"}},
+        {"metadata": {"name": "b"}, "status": {**ready, "podIP": "10.244.1.7"}},
+        {"metadata": {"name": "c", "deletionTimestamp": "2026-12-05T21:00:00Z"}, "status": {**ready, "podIP": "10.244.3.3"}}]})
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(asyncio, "open_connection", open_connection)
         await backend.wait_ready(HANDLE, timeout=DEADLINE)
-        assert dialled == [(f"nbrel-model-12.{NS}.svc", 8080)]
-        server.close()
+    server.close()
+    return recorder, dialled
 
-    asyncio.run(scenario())
+
+@pytest.mark.parametrize("connect_to, dialled", [
+    ("service", [(f"nbrel-model-12.{NS}.svc", 8080)]),  # the executor in the cluster: DNS and kube-proxy
+    ("pods", [("10.244.1.7", 8080)]),  # outside it: the ready pod, as the endpoints controller would list it
+])
+def test_a_ready_model_server_is_reached_through_its_service_or_a_ready_pod(connect_to, dialled):
+    recorder, made = asyncio.run(reach_ready_server(connect_to))
+    assert made == dialled
+    assert not recorder.unexpected
 
 
 # --- configuration and RBAC ---------------------------------------------------------------------------
@@ -953,7 +1242,7 @@ def test_the_values_file_configures_the_kubernetes_backends(tmp_path):
     jobs = executor.backend_class(parent=executor, profiles=Profiles(parent=executor), token_key=KEY)
     assert (jobs.namespace, jobs.release, jobs.image, jobs.uid, jobs.gid) == ("team-a", "nb", "example.org/user:2", 1001, 101)
     assert jobs.executor_id == "nb-executor-0" and jobs.executor_url == "http://nb-executor:8090"
-    assert jobs.home_claim == "home-{owner}" and [p.name for p in jobs.profiles.all()] == ["cpu", "gpu"]
+    assert jobs.home_claim == "home-{username}" and (jobs.home_storage_size, jobs.home_storage_class) == ("10Gi", "") and [p.name for p in jobs.profiles.all()] == ["cpu", "gpu"]
     pod = jobs.objects(job_spec(tmp_path))["job"]["spec"]["template"]["spec"]
     assert pod["imagePullSecrets"] == [{"name": "registry-login"}]
     assert pod["containers"][0]["imagePullPolicy"] == "Always"
@@ -991,12 +1280,16 @@ def test_executor_rules_are_exactly_the_calls_the_backends_make(tmp_path):
         await backend.is_running(HANDLE)
         recorder.answer("DELETE", f"{DEPLOYMENTS}/nbrel-model-12")
         recorder.answer("DELETE", f"{SERVICES}/nbrel-model-12")
+        recorder.answer("DELETE", f"{SECRETS}/nbrel-model-12")
         await backend.stop(HANDLE)
         recorders.append(recorder)
+        recorders.append(await homeless_owners_jobs(tmp_path / "d"))
+        recorders.append((await reach_ready_server("pods"))[0])
+        recorders.append((await refused_pod(tmp_path / "e"))[0])
         recorders.append((await crashing_server())[0])
         return recorders
 
-    for part in "abc":
+    for part in "abcde":
         (tmp_path / part).mkdir()
     recorders = asyncio.run(everything())
     used = {rule_for(call) for recorder in recorders for call in recorder.calls}

@@ -32,6 +32,8 @@ from kubernetes_asyncio.client import ApiClient
 from kubespawner.slugs import safe_slug
 from tornado import web
 
+from notebench.executor.backends.base import JobSpec
+from notebench.executor.backends.kubernetes.jobs import KubernetesBackend, config_from_values
 from notebench.hub.config import ENDPOINT_INVOKE_SCOPE, refuse_bootstrap_admin_login
 from notebench.hub.kubernetes import NotebenchKubeSpawner
 from notebench.hub.platform.chart_values import ConfigError
@@ -502,6 +504,26 @@ def test_each_user_has_a_home_pvc(hub):
         assert container(hub.pods[profile])["volumeMounts"] == [{"name": volume["name"], "mountPath": "/home/jovyan"}]
     assert hub.pvcs[""]["metadata"]["name"] == "home-ada"
     assert hub.app.config.KubeSpawner.delete_pvc is False  # deleting a user in the hub keeps their files
+
+
+def test_the_executor_makes_the_same_home_pvc_for_a_user_who_never_spawned(hub, tmp_path):
+    """A job of a user who never started a server needs their home: the executor, configured from
+    the same values, makes the very PVC KubeSpawner would (but for KubeSpawner's own annotations)."""
+    values = tmp_path / "values.yaml"
+    values.write_text(yaml.safe_dump(hub.values))
+    config = config_from_values({"NOTEBENCH_VALUES": str(values), "NOTEBENCH_RELEASE": hub.chart.env["NOTEBENCH_RELEASE"],
+                                 "POD_NAMESPACE": NAMESPACE, "NOTEBENCH_EXECUTOR_URL": "http://executor:8090"})
+    backend = KubernetesBackend(config=config, profiles=Profiles(config=config), token_key="key")
+    for profile, user in hub.users.items():
+        spec = JobSpec(job_id=1, owner=user, job_dir=str(tmp_path), kernel="python3", profile=profile or "cpu",
+                       cwd="/home/jovyan", parameters={}, timeout_seconds=60)
+        made = backend.objects(spec)["home"]
+        validate(made)
+        kubespawners = hub.pvcs[profile]
+        versions = ("hub.jupyter.org/kubespawner-version", "hub.jupyter.org/jupyterhub-version")
+        annotations = {k: v for k, v in kubespawners["metadata"]["annotations"].items() if k not in versions}
+        assert made["metadata"].pop("namespace") == NAMESPACE  # KubeSpawner gives it with the call
+        assert made == {**kubespawners, "metadata": {**kubespawners["metadata"], "annotations": annotations}}
 
 
 def test_gpu_oidc_values_set_the_storage_class_and_size(gpu_oidc_hub):

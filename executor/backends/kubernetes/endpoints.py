@@ -1,7 +1,8 @@
 """Scoring servers on Kubernetes: a Deployment (one replica) and a Service per model version.
 
 The executor's router (executor/serving/router.py) splits an endpoint's traffic between its versions as
-it does locally: ``open_connection`` connects to the version's Service. The Deployment restarts
+it does locally: ``open_connection`` connects to the version's Service (or, with ``connect_to =
+"pods"``, to a ready pod of the server, by its IP). The Deployment restarts
 a crashed server itself, so a server "runs" as long as its Deployment exists. The owner's MLflow
 token reaches the pod in a Secret owned by the Deployment. (KServe is not used.)
 """
@@ -9,12 +10,13 @@ token reaches the pod in a Secret owned by the Deployment. (KServe is not used.)
 from __future__ import annotations
 
 import asyncio
+import random
 import time
 
-from kubernetes_asyncio.client.exceptions import ApiException
+from traitlets import Enum
 
 from notebench.executor.backends.base import EndpointBackend, ScoringServerFailed, ScoringServerSpec
-from notebench.executor.backends.kubernetes.jobs import FAILED_WAITING, KubernetesSettings
+from notebench.executor.backends.kubernetes.jobs import FAILED_WAITING, KubernetesAPIError, KubernetesSettings
 from notebench.executor.backends.kubernetes.objects import (
     INSTANCE,
     MODEL_SERVER_PORT,
@@ -33,6 +35,13 @@ LOG_TAIL_LINES = 15
 
 
 class KubernetesEndpointBackend(KubernetesSettings, EndpointBackend):
+    connect_to = Enum(
+        ("service", "pods"), "service",
+        help="How the router reaches a scoring server. service: its Service's cluster DNS name (the executor "
+        "in the cluster). pods: a ready pod's IP (as the endpoints controller would list it), for an executor "
+        "outside the cluster on a network that routes pod IPs but has no cluster DNS or Service IPs.",
+    ).tag(config=True)
+
     def _collection(self, group: str, resource: str) -> str:
         return f"/{group}/namespaces/{self.namespace}/{resource}"
 
@@ -108,7 +117,7 @@ class KubernetesEndpointBackend(KubernetesSettings, EndpointBackend):
             query["limitBytes"] = str(max_bytes)
         try:
             response = await self.api.stream(path, query)
-        except ApiException:
+        except KubernetesAPIError:
             return ""
         try:
             if max_bytes is None:
@@ -132,12 +141,27 @@ class KubernetesEndpointBackend(KubernetesSettings, EndpointBackend):
         return await self._log_tail(handle, pods[-1]["metadata"]["name"], previous=False, lines=lines, max_bytes=max_bytes)
 
     async def open_connection(self, handle: dict):
+        if self.connect_to == "pods":
+            return await asyncio.open_connection(await self._ready_pod_ip(handle), handle["port"])
         return await asyncio.open_connection(f"{handle['name']}.{handle['namespace']}.svc", handle["port"])
+
+    async def _ready_pod_ip(self, handle: dict) -> str:
+        """A ready pod of the server, as the endpoints controller picks them for its Service (whose
+        port is its pods' port): Ready, with an IP, not being deleted."""
+        ready = [pod["status"]["podIP"] for pod in await self._pods(handle)
+                 if pod["status"].get("podIP") and not pod["metadata"].get("deletionTimestamp")
+                 and any(c.get("type") == "Ready" and c.get("status") == "True" for c in pod["status"].get("conditions") or [])]
+        if not ready:  # an OSError, as a refused connection is: the server is not (yet) there
+            raise ConnectionRefusedError(f"no ready pod of {handle['name']}")
+        return random.choice(ready)
 
     async def stop(self, handle: dict) -> None:
         # uvicorn finishes the requests it has on SIGTERM (the pod's grace period).
         await self.api.delete(self._deployment(handle))
         await self.api.delete(f"/api/v1/namespaces/{handle['namespace']}/services/{handle['name']}")
+        # Not left to the garbage collector: a server started again soon would find it, and
+        # moving it to the new Deployment needs delete on it anyway (OwnerReferencesPermissionEnforcement).
+        await self.api.delete(f"/api/v1/namespaces/{handle['namespace']}/secrets/{handle['name']}")
 
     async def close(self) -> None:
         if self._api is not None:

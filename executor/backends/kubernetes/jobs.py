@@ -25,17 +25,20 @@ import hashlib
 import hmac
 import json
 import os
+import re
+import time
 from dataclasses import dataclass, replace
+from datetime import datetime
 from pathlib import Path
 
 import aiohttp
 from kubernetes_asyncio.client import ApiClient, Configuration
 from kubernetes_asyncio.client.exceptions import ApiException
-from kubernetes_asyncio.config import load_incluster_config
+from kubernetes_asyncio.config import load_incluster_config, load_kube_config
 from traitlets import Float, Integer, List, Unicode, default
 from traitlets.config import Config, LoggingConfigurable
 
-from notebench.executor.backends.base import Backend, JobSpec, RecordedJob
+from notebench.executor.backends.base import Backend, JobSpec, JobState, RecordedJob
 from notebench.executor.backends.kubernetes.objects import (
     COMPONENT,
     EXECUTOR,
@@ -46,6 +49,7 @@ from notebench.executor.backends.kubernetes.objects import (
     PodSettings,
     dask_cluster,
     env_secret,
+    home_claim,
     job_network_policy,
     labels,
     notebook_job,
@@ -57,17 +61,41 @@ from notebench.executor.backends.kubernetes.objects import (
 )
 from notebench.executor.runtime.events import EVENT_PREFIX, MalformedReport, malformed, parse_event
 from notebench.hub.platform.chart_values import image_name, load_values
+from notebench.hub.platform.home_storage import HOME_CLAIM, HomeStorage
 
 DASK_CLUSTER = "notebench.io/dask-cluster"  # on a distributed job's Job: its cluster's name
 FAILED_WAITING = {"ErrImagePull", "ImagePullBackOff", "InvalidImageName", "CrashLoopBackOff", "CreateContainerError"}
+
+
+class KubernetesAPIError(Exception):
+    """A Kubernetes API call that failed, as it reaches users (a job's error, an endpoint's):
+    ``<status> <reason>: <message>``, at most 300 characters; never the response's headers."""
+
+    MAX_LENGTH = 300
+
+    def __init__(self, status: int, reason: str, message: str = ""):
+        self.status, self.reason, self.message = status, reason, message
+        text = " ".join(f"{status} {reason}: {message}".split()).rstrip(":")
+        super().__init__(text if len(text) <= self.MAX_LENGTH else text[: self.MAX_LENGTH - 1] + "…")
+
+    @classmethod
+    def of(cls, error: ApiException) -> "KubernetesAPIError":
+        """From kubernetes_asyncio's exception: its status, and the API's Status message."""
+        body = error.body.decode("utf-8", "replace") if isinstance(error.body, bytes) else str(error.body or "")
+        try:
+            status = json.loads(body)
+            message, reason = str(status.get("message") or ""), str(status.get("reason") or "")
+        except (ValueError, AttributeError):  # not the API server's JSON (a proxy in between)
+            message, reason = body, ""
+        return cls(error.status or 0, error.reason or reason, message)
 
 
 class KubeAPI:
     """The backends' Kubernetes REST calls, through kubernetes_asyncio's ApiClient (its in-cluster
     credentials, TLS and errors); objects go and come as plain dicts (objects.py)."""
 
-    def __init__(self, client: ApiClient):
-        self.client = client
+    def __init__(self, client: ApiClient | None = None, kubeconfig: str = ""):
+        self.client, self.kubeconfig = client, kubeconfig
 
     @classmethod
     def in_cluster(cls) -> "KubeAPI":
@@ -75,12 +103,23 @@ class KubeAPI:
         load_incluster_config(client_configuration=configuration)
         return cls(ApiClient(configuration))
 
-    def _call(self, method: str, path: str, query: dict | None, body, content_type: str, **options):
-        return self.client.call_api(
-            path, method, query_params=list((query or {}).items()),
-            header_params={"Accept": "application/json", "Content-Type": content_type}, body=body,
-            auth_settings=["BearerToken"], **options,
-        )
+    async def _client(self) -> ApiClient:
+        if self.client is None:  # a kubeconfig is read at the first call (kubernetes_asyncio reads it async)
+            configuration = Configuration()
+            await load_kube_config(config_file=self.kubeconfig, client_configuration=configuration)
+            self.client = ApiClient(configuration)
+        return self.client
+
+    async def _call(self, method: str, path: str, query: dict | None, body, content_type: str, **options):
+        client = await self._client()
+        try:
+            return await client.call_api(
+                path, method, query_params=list((query or {}).items()),
+                header_params={"Accept": "application/json", "Content-Type": content_type}, body=body,
+                auth_settings=["BearerToken"], **options,
+            )
+        except ApiException as e:  # its text holds the response's headers: users get the short reason
+            raise KubernetesAPIError.of(e) from None
 
     async def call(self, method: str, path: str, query: dict | None = None, body=None,
                    content_type: str = "application/json") -> dict:
@@ -91,7 +130,7 @@ class KubeAPI:
         """The object, or None if there is none."""
         try:
             return await self.call("GET", path, query)
-        except ApiException as e:
+        except KubernetesAPIError as e:
             if e.status == 404:
                 return None
             raise
@@ -100,7 +139,7 @@ class KubeAPI:
         """Delete with its dependents (pods, owned objects) in the background; gone already is fine."""
         try:
             await self.call("DELETE", path, {"propagationPolicy": "Background"})
-        except ApiException as e:
+        except KubernetesAPIError as e:
             if e.status != 404:
                 raise
 
@@ -108,7 +147,7 @@ class KubeAPI:
         """Create ``obj`` in ``collection``; if it exists (left from before), make it ``obj``."""
         try:
             return await self.call("POST", collection, body=obj)
-        except ApiException as e:
+        except KubernetesAPIError as e:
             if e.status != 409:
                 raise
         path = f"{collection}/{obj['metadata']['name']}"
@@ -118,13 +157,15 @@ class KubeAPI:
         """The raw response (aiohttp), for reading a log as it is written."""
         response = await self._call("GET", path, query, None, "application/json", _preload_content=False)
         if response.status != 200:
-            text = await response.text()
+            error = ApiException(status=response.status, reason=response.reason)
+            error.body = await response.read()
             response.release()
-            raise ApiException(status=response.status, reason=text[:500])
+            raise KubernetesAPIError.of(error)
         return response
 
     async def close(self) -> None:
-        await self.client.close()
+        if self.client is not None:
+            await self.client.close()
 
 
 def config_from_values(env: dict) -> Config:
@@ -161,6 +202,9 @@ def config_from_values(env: dict) -> Config:
     c.KubernetesBackend.image_pull_policy = user_image.get("pullPolicy", "IfNotPresent")
     if env.get("NOTEBENCH_EXECUTOR_URL"):
         c.KubernetesBackend.executor_url = env["NOTEBENCH_EXECUTOR_URL"]
+    home = HomeStorage.from_values(values)  # as the hub's KubeSpawner has it (hub/kubernetes.py)
+    c.KubernetesBackend.home_storage_size = home.size
+    c.KubernetesBackend.home_storage_class = home.storage_class or ""
     c.KubernetesEndpointBackend.image = (  # the user image serves models when no model-server image is set
         image_name(model_server_image, "executor.modelServer.image") if model_server_image.get("repository")
         else c.KubernetesBackend.image
@@ -190,13 +234,17 @@ class KubernetesSettings(LoggingConfigurable):
     uid = Integer(1000, help="User id the pods run as (never root).").tag(config=True)
     gid = Integer(100, help="Group id the pods run as, and of their volumes (fsGroup).").tag(config=True)
     poll_seconds = Float(2.0, help="How often objects are looked at while waiting on them.").tag(config=True)
+    kubeconfig = Unicode(
+        help="A kubeconfig file to reach the API server with (an executor outside the cluster); '': the "
+        "executor pod's in-cluster service account."
+    ).tag(config=True)
 
     _api: KubeAPI | None = None
 
     @property
     def api(self) -> KubeAPI:
         if self._api is None:
-            self._api = KubeAPI.in_cluster()
+            self._api = KubeAPI(kubeconfig=self.kubeconfig) if self.kubeconfig else KubeAPI.in_cluster()
         return self._api
 
     @api.setter
@@ -231,13 +279,38 @@ class JobRun:
     consumed: int = 0  # bytes of the pod log already in the job directory
     finished: bool = False  # its 'finished' event was read
     done: bool = False  # the Job has ended and its log is read to the end
+    state: JobState | None = None  # what its pod was last seen doing (None: not looked at yet)
+    # What keeps its pod from starting (a kind of problem_kind's) and since when (monotonic).
+    problem: tuple[str, float] | None = None
 
 
 class KubernetesBackend(KubernetesSettings, Backend):
     leases_gpus = False
 
     home_claim = Unicode(
-        "home-{owner}", help="PVC mounted as the owner's home in job and Dask pods ({owner}: the safe slug; '' for none)."
+        HOME_CLAIM,
+        help="PVC mounted as the owner's home in job and Dask pods: KubeSpawner's pvc_name_template "
+        "({username}, or {owner}: KubeSpawner's safe slug of the owner's name); '' for none.",
+    ).tag(config=True)
+
+    home_storage_size = Unicode(
+        help="Size of the home PVC the executor makes, as KubeSpawner would, for a job's owner who never "
+        "started a server (KubeSpawner's storage_capacity: the chart's singleuser.storage.size); '': it makes none.",
+    ).tag(config=True)
+
+    home_storage_class = Unicode(
+        help="StorageClass of the home PVCs the executor makes (KubeSpawner's storage_class); '': the cluster's default.",
+    ).tag(config=True)
+
+    unschedulable_grace_seconds = Float(
+        10,
+        help="A job whose pod cannot be placed or made (no node may take it, an admission rule refuses it) "
+        "fails after this long, with the scheduler's or the Job controller's reason. A pod waiting for "
+        "resources other pods hold (GPUs, CPUs, memory, a quota) is not failed: its job is queued.",
+    ).tag(config=True)
+
+    volume_binding_seconds = Float(
+        120, help="A job whose pod waits this long for its volumes (the home PVC) to be bound fails, with the reason."
     ).tag(config=True)
 
     executor_url = Unicode(help="The executor's URL inside the cluster, for job pods (NOTEBENCH_EXECUTOR_URL).").tag(config=True)
@@ -267,7 +340,9 @@ class KubernetesBackend(KubernetesSettings, Backend):
         return getattr(self.parent, "executor_id", "") or os.environ.get("POD_NAME", "")
 
     deadline_margin_seconds = Integer(
-        120, help="A Job's activeDeadlineSeconds is the job's timeout plus this (the executor stops it first)."
+        600,
+        help="A job pod's activeDeadlineSeconds is the job's timeout plus this: a backstop, should the "
+        "executor be down when the job's time is up (it stops the job itself at its timeout).",
     ).tag(config=True)
 
     finished_ttl_seconds = Integer(
@@ -312,16 +387,17 @@ class KubernetesBackend(KubernetesSettings, Backend):
         job_labels = labels(self.release, "job", slug, **{JOB_ID: str(spec.job_id), EXECUTOR: self.executor_id})
         if cluster:
             job_labels[DASK_CLUSTER] = cluster
-        home_claim = self.home_claim.format(owner=slug) if self.home_claim else None
+        home = self.home_claim.format(username=slug, owner=slug) if self.home_claim else None
         pod_spec = {
-            "job_id": spec.job_id, "kernel": spec.kernel, "cwd": spec.cwd, "parameters": spec.parameters,
+            # The working directory relative to the home: the pod finds its home by its HOME.
+            "job_id": spec.job_id, "kernel": spec.kernel, "cwd": os.path.relpath(spec.cwd, HOME), "parameters": spec.parameters,
             "workers": spec.workers, "kernel_env": spec.kernel_env,
             "dask_scheduler_address": scheduler_address(cluster, self.namespace) if cluster else None,
         }
         if not self.executor_url:
             raise RuntimeError("job pods cannot reach the executor: set NOTEBENCH_EXECUTOR_URL (c.KubernetesBackend.executor_url)")
         files_url = f"{self.executor_url.rstrip('/')}{self.service_prefix}api/jobs/{spec.job_id}/files"
-        pod = self.pod_settings(home_claim)
+        pod = self.pod_settings(home)
         job = notebook_job(
             name=name, labels=job_labels, image=self.image_for(profile),
             args=["python", "-m", "notebench.executor.runtime.pod_runner"],
@@ -346,10 +422,29 @@ class KubernetesBackend(KubernetesSettings, Backend):
                     namespace=self.namespace, pod=pod)))
             return made
 
-        return {"name": name, "cluster": cluster, "job": job, "owned": owned}
+        home_pvc = None
+        if home and self.home_storage_size:
+            home_pvc = home_claim(name=home, namespace=self.namespace, user_name=spec.owner, release=self.release,
+                                  storage=HomeStorage(self.home_storage_size, self.home_storage_class or None))
+        return {"name": name, "cluster": cluster, "job": job, "owned": owned, "home": home_pvc}
+
+    async def _ensure_home(self, pvc: dict) -> None:
+        """Make the owner's home PVC if they never started a server (KubeSpawner makes it at their
+        first spawn): else the job's pod would wait for it until its timeout. Looked for first, as
+        KubeSpawner does, so a quota on PVCs that is used up does not fail an owner who has one."""
+        claims = self._collection("api/v1", "persistentvolumeclaims")
+        if await self.api.get(f"{claims}/{pvc['metadata']['name']}") is not None:
+            return
+        try:
+            await self.api.call("POST", claims, body=pvc)
+        except KubernetesAPIError as e:
+            if e.status != 409:  # 409: made meanwhile (a spawn, another job): the same PVC
+                raise
 
     async def start(self, spec: JobSpec) -> str:
         made = self.objects(spec)
+        if made["home"]:
+            await self._ensure_home(made["home"])
         created = await self.api.call("POST", self._jobs(), body=made["job"])
         try:
             for collection, obj in made["owned"](created["metadata"]["uid"]):
@@ -375,21 +470,19 @@ class KubernetesBackend(KubernetesSettings, Backend):
         return pods["items"][0] if pods.get("items") else None
 
     async def _follow(self, run: JobRun) -> None:
-        """Bring the pod log to the job directory until the Job has ended and its log is read.
-        The API failing now and then (a restarting API server) is waited out: the job's own
-        timeout ends a job whose pod can never be read."""
+        """Bring the pod log to the job directory until the Job has ended and its log is read;
+        meanwhile say where its pod is (``state``). A pod that will not start fails the job within
+        seconds, with the reason. The API failing now and then (a restarting API server) is
+        waited out: the job's own timeout ends a job whose pod can never be read."""
         pod = None
         try:
             while True:
                 try:
                     pod = await self._pod(run)
                     phase = (pod or {}).get("status", {}).get("phase")
-                    stuck = cannot_start(pod)
-                    if phase == "Pending" and stuck:  # fail now, not at the job's timeout
-                        self._write_event(run, {"event": "finished", "status": "failed", "error": stuck})
-                        break
                     if phase in ("Running", "Succeeded", "Failed"):
                         assert pod is not None  # it has a phase
+                        run.state = JobState(running_since=container_started(pod) or time.time())
                         before = run.consumed
                         await self._read_log(run, pod["metadata"]["name"], final=phase != "Running")
                         if phase != "Running":
@@ -397,10 +490,14 @@ class KubernetesBackend(KubernetesSettings, Backend):
                         if run.consumed == before:  # the container ended, its phase not yet updated
                             await asyncio.sleep(self.poll_seconds)
                         continue
+                    error = await self._not_started(run, pod)
+                    if error:  # fail now, not at the job's timeout
+                        self._write_event(run, {"event": "finished", "status": "failed", "error": error})
+                        break
                     job = await self.api.get(f"{self._jobs()}/{run.name}")
                     if job is None or job_ended(job):
                         break
-                except (ApiException, OSError, asyncio.TimeoutError, aiohttp.ClientError) as e:
+                except (KubernetesAPIError, OSError, asyncio.TimeoutError, aiohttp.ClientError) as e:
                     self.log.warning("job %s: reading its pod failed (trying again): %s", run.job_id, e)
                 await asyncio.sleep(self.poll_seconds)
             if not run.finished:
@@ -412,6 +509,38 @@ class KubernetesBackend(KubernetesSettings, Backend):
             self.log.exception("following job %s's pod failed", run.job_id)
         finally:
             run.done = True
+
+    async def _not_started(self, run: JobRun, pod: dict | None) -> dict | None:
+        """For a pod not running yet (or not made yet): the job's error if it will not start, else
+        None, with ``run.state`` set: queued while it waits for resources that are busy."""
+        stuck = cannot_start(pod)  # its image cannot be pulled, its container not made: at once
+        if stuck:
+            return stuck
+        message = unschedulable(pod) if pod else await self._failed_create(run)
+        if not message:  # being placed, made or started
+            run.state, run.problem = JobState(), None
+            return None
+        kind = problem_kind(message, made=pod is not None)
+        run.state = JobState(queued=kind == "busy")
+        if kind == "busy":
+            run.problem = None
+            return None
+        if run.problem is None or run.problem[0] != kind:
+            run.problem = (kind, time.monotonic())
+        grace = self.volume_binding_seconds if kind == "volume" else self.unschedulable_grace_seconds
+        if time.monotonic() - run.problem[1] < grace:
+            return None
+        return {"ename": PROBLEMS[kind], "evalue": message[:1000], "cell_index": None}
+
+    async def _failed_create(self, run: JobRun) -> str | None:
+        """Why the Job controller could not make the Job's pod (its latest FailedCreate event), if it tried."""
+        events = await self.api.call("GET", self._collection("api/v1", "events"),
+                                     {"fieldSelector": f"involvedObject.kind=Job,involvedObject.name={run.name}"})
+        failed = [e for e in events.get("items", []) if e.get("reason") == "FailedCreate"]
+        if not failed:
+            return None
+        latest = max(failed, key=lambda e: e.get("lastTimestamp") or e.get("eventTime") or "")
+        return latest.get("message") or "the Job's pod could not be made"
 
     async def _read_log(self, run: JobRun, pod: str, final: bool) -> None:
         """Read the pod log on from ``run.consumed`` (its bytes already in the job directory), as
@@ -461,6 +590,10 @@ class KubernetesBackend(KubernetesSettings, Backend):
 
     # --- the rest of the interface ------------------------------------------------------------------
 
+    async def state(self, handle: str) -> JobState | None:
+        run = self._runs.get(handle)
+        return run.state if run is not None else None
+
     async def is_running(self, handle: str) -> bool:
         run = self._runs.get(handle)
         return run is not None and not run.done
@@ -498,7 +631,7 @@ class KubernetesBackend(KubernetesSettings, Backend):
 
     def is_outage(self, error: Exception) -> bool:
         # The API server restarting, overloaded or unreachable: not the job's fault.
-        if isinstance(error, ApiException):
+        if isinstance(error, KubernetesAPIError):
             return error.status in (429, 500, 502, 503, 504) or not error.status
         return isinstance(error, (aiohttp.ClientConnectionError, asyncio.TimeoutError, ConnectionError))
 
@@ -523,6 +656,52 @@ class KubernetesBackend(KubernetesSettings, Backend):
 def without_gpus(profile):
     """The profile's CPUs and memory only (a Dask scheduler computes nothing: no GPU, no GPU node)."""
     return replace(profile, gpus=0, node_selector={}, tolerations=[])
+
+
+# problem_kind's kinds that fail a job (after a grace), and the error's name each gives.
+PROBLEMS = {"create": "FailedCreate", "volume": "VolumeNotBound", "unschedulable": "Unschedulable"}
+# Messages of resources other pods (or a quota) hold now: the scheduler's "Insufficient
+# nvidia.com/gpu" or "Too many pods" on a node, the API server's "exceeded quota".
+BUSY = re.compile(r"Insufficient |Too many pods|exceeded quota")
+
+
+def problem_kind(message: str, made: bool) -> str:
+    """What keeps a pod from starting, from the scheduler's message (PodScheduled, ``made``) or
+    the Job controller's (FailedCreate: the pod was not made):
+
+    - "busy": some node lacks only free resources, or a quota is used up. That frees up by itself
+      (jobs end; a cluster autoscaler adds a node): the job waits, queued, its timeout not running.
+      So does a GPU job on a cluster with no GPU node at all: to the scheduler, that node's GPUs
+      are "Insufficient" too, and it may be added later.
+    - "volume": its volumes are not bound yet (a PVC being provisioned);
+    - "create": the pod was refused (an admission rule), "unschedulable": no node may ever take it
+      (a node selector, a taint): both fail the job after a short grace.
+    """
+    placing = message.split("preemption:")[0]  # what the scheduler adds about evicting others is no reason
+    if BUSY.search(placing):
+        return "busy"
+    if "volume" in placing.lower():  # "unbound immediate PersistentVolumeClaims", "persistent volumes to bind"
+        return "volume"
+    return "unschedulable" if made else "create"
+
+
+def unschedulable(pod: dict) -> str | None:
+    """The scheduler's message for a pod it cannot place now, or None."""
+    for condition in (pod.get("status") or {}).get("conditions") or []:
+        if condition.get("type") == "PodScheduled" and condition.get("status") == "False" \
+                and condition.get("reason") == "Unschedulable":
+            return condition.get("message") or "no node can take the job's pod"
+    return None
+
+
+def container_started(pod: dict) -> float | None:
+    """When the job's container started (epoch seconds), as its node says."""
+    for status in (pod.get("status") or {}).get("containerStatuses") or []:
+        state = status.get("state") or {}
+        started = (state.get("running") or state.get("terminated") or {}).get("startedAt")
+        if status.get("name") == NOTEBOOK_CONTAINER and started:
+            return datetime.fromisoformat(started.replace("Z", "+00:00")).timestamp()
+    return None
 
 
 def cannot_start(pod: dict | None) -> dict | None:

@@ -16,18 +16,32 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from dask_kubernetes.operator import make_cluster_spec
-from kubespawner.slugs import safe_slug
+from kubespawner.slugs import is_valid_label, safe_slug
+
+from notebench.hub.platform.home_storage import (
+    ACCESS_MODES,
+    SINGLEUSER_COMPONENT,
+    HomeStorage,
+    kubespawner_common_labels,
+)
 
 # Exactly the verbs the Kubernetes backends (jobs.py, endpoints.py) call.
 EXECUTOR_RULES = [
     # Notebook jobs: made, watched, found again after a restart, deleted (with their pods).
     {"apiGroups": ["batch"], "resources": ["jobs"], "verbs": ["create", "delete", "get", "list"]},
+    # Why a Job has no pod (FailedCreate: a quota, an admission rule).
+    {"apiGroups": [""], "resources": ["events"], "verbs": ["list"]},
     # The pods of jobs and model servers: found by label for their logs and why they fail.
     {"apiGroups": [""], "resources": ["pods"], "verbs": ["list"]},
     {"apiGroups": [""], "resources": ["pods/log"], "verbs": ["get"]},
+    # The owner's home, made as KubeSpawner makes it when a job's owner never started a server.
+    {"apiGroups": [""], "resources": ["persistentvolumeclaims"], "verbs": ["create", "get"]},
     # A job's or model server's secrets (upload token, the owner's MLflow token), owned by its
-    # Job or Deployment (deleted with it); patched when a model server is started again.
-    {"apiGroups": [""], "resources": ["secrets"], "verbs": ["create", "patch"]},
+    # Job or Deployment (deleted with it); patched when a model server is started again. A model
+    # server's is deleted with it too: left for the garbage collector, it would still be there
+    # when the server is started again, and moving a Secret to a new owner needs delete on it
+    # where OwnerReferencesPermissionEnforcement is on.
+    {"apiGroups": [""], "resources": ["secrets"], "verbs": ["create", "delete", "patch"]},
     # A distributed job's pods may talk to each other (owned by the Job).
     {"apiGroups": ["networking.k8s.io"], "resources": ["networkpolicies"], "verbs": ["create"]},
     # A distributed job's Dask cluster (dask-kubernetes operator; owned by the Job, deleted at its end).
@@ -80,9 +94,10 @@ def selector(**match: object) -> str:
 
 
 def owner_reference(kind: str, api_version: str, name: str, uid: str) -> dict:
-    """Makes the object garbage-collected with its owner (a Job, a Deployment)."""
-    return {"apiVersion": api_version, "kind": kind, "name": name, "uid": uid, "controller": True,
-            "blockOwnerDeletion": True}
+    """Makes the object garbage-collected with its owner (a Job, a Deployment). Without
+    blockOwnerDeletion (a foreground deletion waiting for it is not needed): setting it needs
+    update on the owner's finalizers where OwnerReferencesPermissionEnforcement is on (OpenShift)."""
+    return {"apiVersion": api_version, "kind": kind, "name": name, "uid": uid, "controller": True}
 
 
 def container_security_context() -> dict:
@@ -171,9 +186,33 @@ def env_secret(*, name: str, namespace: str, labels: dict, env: dict, owner: dic
     }
 
 
+def home_claim(*, name: str, namespace: str, user_name: str, release: str, storage: HomeStorage) -> dict:
+    """The user's home PVC exactly as KubeSpawner makes it with the hub's settings (its
+    get_pvc_manifest; hub/kubernetes.py), but for KubeSpawner's and JupyterHub's version annotations."""
+    labels = {
+        "hub.jupyter.org/username": safe_slug(user_name, is_valid=is_valid_label),
+        **kubespawner_common_labels(release),
+        "app.kubernetes.io/component": SINGLEUSER_COMPONENT,
+        "component": "singleuser-storage",
+    }
+    annotations = {"hub.jupyter.org/username": user_name}
+    spec: dict = {"accessModes": list(ACCESS_MODES), "resources": {"requests": {"storage": storage.size}}}
+    if storage.storage_class:
+        annotations["volume.beta.kubernetes.io/storage-class"] = storage.storage_class
+        spec["storageClassName"] = storage.storage_class
+    return {
+        "apiVersion": "v1",
+        "kind": "PersistentVolumeClaim",
+        "metadata": {"name": name, "namespace": namespace, "labels": labels, "annotations": annotations},
+        "spec": spec,
+    }
+
+
 def notebook_job(*, name: str, namespace: str, labels: dict, image: str, args: list[str], env: dict,
                  secret_name: str, profile, pod: PodSettings, deadline_seconds: int, ttl_seconds: int) -> dict:
-    """The batch/v1 Job running the notebook once (no retries: a notebook is not idempotent)."""
+    """The batch/v1 Job running the notebook once (no retries: a notebook is not idempotent).
+    ``deadline_seconds`` is its pod's (counted from when a node took the pod, so time spent
+    waiting for the scheduler does not count, as with the executor's own timeout)."""
     container = {
         "name": NOTEBOOK_CONTAINER,
         "image": image,
@@ -183,18 +222,16 @@ def notebook_job(*, name: str, namespace: str, labels: dict, image: str, args: l
         "envFrom": [{"secretRef": {"name": secret_name}}],
         "resources": profile_resources(profile),
     }
+    pod_spec = user_pod_spec(containers=[container], profile=profile, pod=pod, restart_policy="Never")
+    pod_spec["activeDeadlineSeconds"] = deadline_seconds
     return {
         "apiVersion": "batch/v1",
         "kind": "Job",
         "metadata": {"name": name, "namespace": namespace, "labels": labels},
         "spec": {
             "backoffLimit": 0,
-            "activeDeadlineSeconds": deadline_seconds,
             "ttlSecondsAfterFinished": ttl_seconds,  # a backstop: the executor deletes it once read
-            "template": {
-                "metadata": {"labels": labels},
-                "spec": user_pod_spec(containers=[container], profile=profile, pod=pod, restart_policy="Never"),
-            },
+            "template": {"metadata": {"labels": labels}, "spec": pod_spec},
         },
     }
 
