@@ -18,7 +18,7 @@ import sqlalchemy as sa
 from traitlets import Dict
 from traitlets.config import LoggingConfigurable
 
-from notebench.executor.db import Endpoint, Job, Quota
+from notebench.executor.db import Endpoint, Job, Quota, claimed
 from notebench.executor.errors import NotebenchError
 
 QUANTITIES = ("gpus", "gpu_hours_per_day", "cpu", "memory", "running_jobs", "queued_jobs", "dask_workers", "endpoints")
@@ -82,11 +82,15 @@ class Quotas(LoggingConfigurable):
 
     def usage(self, user: str) -> dict:
         """What ``user`` holds now, of the quantities counted so far."""
+        def count(where):
+            return s.scalar(sa.select(sa.func.count()).select_from(Job).where(Job.owner == user, where))
+
         with self.sessions() as s:
-            counts = dict(s.execute(sa.select(Job.status, sa.func.count()).where(Job.owner == user,
-                                    Job.status.in_(("queued", "running"))).group_by(Job.status)).all())
+            # As the dispatcher counts: a job an executor holds for busy resources (Kubernetes) runs.
+            running = count(claimed())
+            queued = count(sa.and_(Job.status == "queued", sa.not_(claimed())))
             endpoints = s.scalar(sa.select(sa.func.count()).select_from(Endpoint).where(Endpoint.owner == user))
-        return {"queued_jobs": counts.get("queued", 0), "running_jobs": counts.get("running", 0), "endpoints": endpoints}
+        return {"queued_jobs": queued, "running_jobs": running, "endpoints": endpoints}
 
     # --- checks (synchronous: called right before the insert they guard) -----------------------
 
