@@ -59,9 +59,10 @@ class Quotas(LoggingConfigurable):
                 row.limits = limits
             s.commit()
 
-    def applying(self, user: str, groups: list[str]) -> tuple[dict, dict]:
-        """The limits that apply to ``user`` (a member of ``groups``), and where each comes from."""
-        own = self.record("user", user)
+    def applying(self, user: str | None, groups: list[str]) -> tuple[dict, dict]:
+        """The limits that apply to ``user`` (a member of ``groups``), and where each comes from;
+        ``user`` None: what the groups grant (with the defaults where they set nothing)."""
+        own = self.record("user", user) if user is not None else {}
         with self.sessions() as s:
             group_rows = s.scalars(sa.select(Quota).where(Quota.kind == "group", Quota.name.in_(groups))).all() if groups else []
         limits, sources = {}, {}

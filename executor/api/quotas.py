@@ -42,7 +42,7 @@ class QuotaHandler(APIHandler):
             limits, source = quotas.applying(name, groups)
             usage = quotas.usage(name)
         else:  # what the group grants its members (the defaults where it sets nothing)
-            limits, source = quotas.applying("", [name]) if own else quotas.applying("", [])
+            limits, source = quotas.applying(None, [name])
             usage = None
         return QuotaResponse(kind=kind[:-1], name=name, set=own, source=source, usage=usage,
                              **{q: limits[q] for q in QUANTITIES})

@@ -69,6 +69,9 @@ def test_bad_quotas_name_the_field_and_change_nothing(hub, people, body, field):
 def test_own_then_groups_then_defaults(hub, people):
     owner, group = people["owner"], people["group"]
     assert put(hub, "groups", group, {"queued_jobs": 7, "dask_workers": None}).status_code == 200
+    granted = hub.executor("GET", f"quotas/groups/{group}").json()
+    assert (granted["queued_jobs"], granted["source"]["queued_jobs"], granted["source"]["gpus"]) == (7, f"group:{group}", "default")
+    assert granted["set"] == {"queued_jobs": 7, "dask_workers": None} and granted["usage"] is None
     q = hub.executor("GET", f"quotas/users/{owner}").json()  # an admin asking: the hub says which groups
     assert (q["queued_jobs"], q["source"]["queued_jobs"]) == (7, f"group:{group}")
     assert (q["dask_workers"], q["source"]["dask_workers"]) == (None, f"group:{group}")
