@@ -104,7 +104,8 @@ class Quotas(LoggingConfigurable):
             queued = self.usage(user)["queued_jobs"]
             if queued >= limits["queued_jobs"]:
                 raise QuotaExceeded(429, "queued_jobs", limits["queued_jobs"], queued,
-                                    f"you have {queued} jobs queued, your quota: try again once some have started")
+                                    f"you have {queued} jobs queued and your quota is {limits['queued_jobs']}: "
+                                    "try again once some have started")
 
     def check_endpoint(self, user: str, groups: list[str]) -> None:
         limits, _ = self.applying(user, groups)
@@ -112,4 +113,4 @@ class Quotas(LoggingConfigurable):
             have = self.usage(user)["endpoints"]
             if have >= limits["endpoints"]:
                 raise QuotaExceeded(409, "endpoints", limits["endpoints"], have,
-                                    f"you have {have} endpoints, your quota: delete one first")
+                                    f"you have {have} endpoints and your quota is {limits['endpoints']}: delete one first")
