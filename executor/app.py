@@ -153,7 +153,7 @@ class Executor(Application):
         self.mlflow = MlflowRuns(self.mlflow_url, self.tokens) if self.mlflow_url else None
         self.dispatcher = Dispatcher(self)
         self.metrics = Metrics(self.sessions, self.gpus)
-        self.quotas = Quotas(self.sessions, parent=self)
+        self.quotas = Quotas(self.sessions, self.profiles, self.tokens, self.metrics, parent=self)
         self.service_prefix = os.environ.get("JUPYTERHUB_SERVICE_PREFIX", "/services/executor/")
         self.endpoints = Endpoints(self)
         self._kernels: tuple[float, set] = (0.0, set())

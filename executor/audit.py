@@ -22,7 +22,7 @@ log = logging.getLogger("notebench.executor")
 # Every action an entry may name: the API's filter takes one of these, or the part before the dot.
 ACTIONS = (
     "job.submit", "job.cancel", "job.delete",
-    "schedule.create", "schedule.update", "schedule.delete",
+    "schedule.create", "schedule.update", "schedule.delete", "schedule.skip",
     "endpoint.deploy", "endpoint.update", "endpoint.delete",
     "quota.update",
 )

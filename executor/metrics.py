@@ -86,6 +86,11 @@ class Metrics:
         self.endpoint_latency = Histogram("notebench_endpoint_request_duration_seconds",
                                           "Time to answer an invocation, per endpoint version", labels,
                                           buckets=LATENCY_BUCKETS, registry=self.registry)
+        self.quota_refusals = Counter("notebench_quota_refusals", "Requests refused by a quota, per quota",
+                                      ["quota"], registry=self.registry)
+        self.jobs_waiting_for_quota = Gauge("notebench_jobs_waiting_for_quota", "Queued jobs held back by their "
+                                            "owner's quota at the last dispatch, per quota", ["quota"],
+                                            registry=self.registry)
         self.mlflow_up = Gauge("notebench_mlflow_up", "1 if the MLflow service answered its health check at the "
                                "last scrape, else 0 (absent without MLflow)", registry=self.registry)
 

@@ -5,23 +5,40 @@ quantity it leaves out is not set by it. What applies to a user, per quantity: t
 value if it sets it; else the most generous of their groups' records that set it (null, unlimited,
 beats any number: a group grants); else ``c.Quotas.defaults``; else unlimited.
 
-Enforced here so far (the rest of issue 17 is to come): ``queued_jobs`` and ``dask_workers`` at job
-submission, ``endpoints`` at deploy. Those refuse (429 for a queue that is full now, 403 for a job
-that can never fit, 409 for one endpoint too many), with a JSON body naming the quota, its limit
-and the current use. Each check and the insert it guards run without an await between them, so
-concurrent requests to this executor never pass a limit together.
+Two kinds of quantity:
+- What a user holds at once (``running_jobs``, ``gpus``, ``cpu``, ``memory``): a job that would go
+  past one waits in the queue (the dispatcher starts it once the user's other things end); a job, an
+  endpoint or a server that could never fit, even alone, is refused.
+- What a user asks for (``queued_jobs``, ``dask_workers`` per job, ``endpoints``): refused at once
+  (429 for a queue that is full now, 403 for a job that can never fit, 409 for one endpoint too
+  many), with a JSON body naming the quota, its limit and the current use.
+
+CPU, memory and GPUs count what each job (its kernel and Dask workers) and scoring server holds
+(``Profile.reserved``). Each check and the insert it guards run without an await between them, so
+concurrent requests to this executor never pass a limit together; jobs are claimed under the
+dispatcher's lock, so starts never do either.
 """
 
 from __future__ import annotations
+
+import time
+from collections import Counter
 
 import sqlalchemy as sa
 from traitlets import Dict
 from traitlets.config import LoggingConfigurable
 
-from notebench.executor.db import Endpoint, Job, Quota, claimed
+from notebench.executor.db import Endpoint, Job, Quota, ScoringServer, claimed
 from notebench.executor.errors import NotebenchError
+from notebench.executor.services import hub_groups, is_outage
+from notebench.hub.platform.profiles import ProfileError
 
 QUANTITIES = ("gpus", "gpu_hours_per_day", "cpu", "memory", "running_jobs", "queued_jobs", "dask_workers", "endpoints")
+# What a user holds at once: a job waits for these (in this order of report, when several are full).
+HELD = ("running_jobs", "gpus", "cpu", "memory")
+UNITS = {"gpus": "GPUs", "cpu": "CPU cores", "memory": "GiB of memory"}
+# How long groups learnt from the hub (not from the user's own requests) are trusted.
+GROUPS_SECONDS = 60.0
 
 
 class QuotaExceeded(NotebenchError):
@@ -32,18 +49,36 @@ class QuotaExceeded(NotebenchError):
         self.details = {"quota": quota, "limit": limit, "current": current}
 
 
+def holds(profiles, profile: str, worker_profile: str | None, workers: int, running_jobs: int = 1) -> Counter:
+    """What a job (its kernel and its Dask workers) or, with running_jobs=0, a scoring server holds."""
+    try:
+        cpu, memory, gpus = profiles.get(profile).reserved()
+        w_cpu, w_memory, w_gpus = profiles.get(worker_profile or profile).reserved() if workers else (0, 0, 0)
+    except ProfileError:  # a profile removed from the config since: what it held is unknown
+        cpu = memory = gpus = w_cpu = w_memory = w_gpus = 0
+    return Counter({"running_jobs": running_jobs, "cpu": cpu + workers * w_cpu,
+                    "memory": memory + workers * w_memory, "gpus": gpus + workers * w_gpus})
+
+
+def _amount(value: float) -> str:
+    return f"{value:g}" if isinstance(value, int) or float(value).is_integer() else f"{value:.2f}"
+
+
 class Quotas(LoggingConfigurable):
     defaults = Dict(
         help="Limits for everyone without a quota of their own or of a group, e.g. {'queued_jobs': 100, "
         "'endpoints': 5}; a quantity left out is unlimited. Quantities: " + ", ".join(QUANTITIES) + ".",
     ).tag(config=True)
 
-    def __init__(self, sessions, **kwargs):
+    def __init__(self, sessions, profiles, tokens=None, metrics=None, **kwargs):
         super().__init__(**kwargs)
-        self.sessions = sessions
+        self.sessions, self.profiles, self.tokens, self.metrics = sessions, profiles, tokens, metrics
+        self._groups: dict[str, tuple[float, list[str]]] = {}  # user -> (when learnt, groups)
         unknown = sorted(set(self.defaults) - set(QUANTITIES))
         if unknown:
             raise ValueError(f"c.Quotas.defaults: unknown quantit{'ies' if len(unknown) > 1 else 'y'} {', '.join(unknown)}")
+
+    # --- records -------------------------------------------------------------------------------
 
     def record(self, kind: str, name: str) -> dict:
         with self.sessions() as s:
@@ -81,36 +116,98 @@ class Quotas(LoggingConfigurable):
                 limits[quantity], sources[quantity] = None, "default"
         return limits, sources
 
-    def usage(self, user: str) -> dict:
-        """What ``user`` holds now, of the quantities counted so far."""
-        def count(where):
-            return s.scalar(sa.select(sa.func.count()).select_from(Job).where(Job.owner == user, where))
+    # --- groups ---------------------------------------------------------------------------------
 
+    def remember_groups(self, user: str, groups: list[str]) -> None:
+        """The groups the hub gave with one of ``user``'s own requests: the freshest there is."""
+        self._groups[user] = (time.monotonic(), list(groups))
+
+    async def groups_of(self, user: str) -> list[str] | None:
+        """``user``'s groups (for a schedule's job, or the dispatcher); None while the hub cannot be
+        asked and nothing is known of them (their jobs wait: the defaults may not be theirs)."""
+        known = self._groups.get(user)
+        if known and time.monotonic() - known[0] < GROUPS_SECONDS:
+            return known[1]
+        try:
+            groups = await hub_groups(self.tokens, user)
+        except Exception as e:
+            if not is_outage(e):
+                raise
+            return known[1] if known else None
+        self.remember_groups(user, groups)
+        return groups
+
+    # --- what users hold -------------------------------------------------------------------------
+
+    def held_by_owner(self) -> dict[str, Counter]:
+        """Per user: their claimed jobs (running, or held by a backend for busy resources) with their
+        Dask workers, and their scoring servers."""
+        held: dict[str, Counter] = {}
         with self.sessions() as s:
-            # As the dispatcher counts: a job an executor holds for busy resources (Kubernetes) runs.
-            running = count(claimed())
-            queued = count(sa.and_(Job.status == "queued", sa.not_(claimed())))
+            jobs = s.execute(sa.select(Job.owner, Job.profile, Job.worker_profile, Job.workers).where(claimed())).all()
+            servers = s.execute(sa.select(Endpoint.owner, Endpoint.profile).join(ScoringServer)
+                                .where(ScoringServer.status != "failed")).all()
+        for owner, profile, worker_profile, workers in jobs:
+            held.setdefault(owner, Counter()).update(holds(self.profiles, profile, worker_profile, workers))
+        for owner, profile in servers:
+            held.setdefault(owner, Counter()).update(holds(self.profiles, profile, None, 0, running_jobs=0))
+        return held
+
+    def usage(self, user: str) -> dict:
+        """What ``user`` holds and has asked for now."""
+        with self.sessions() as s:
+            queued = s.scalar(sa.select(sa.func.count()).select_from(Job)
+                              .where(Job.owner == user, Job.status == "queued", sa.not_(claimed())))
             endpoints = s.scalar(sa.select(sa.func.count()).select_from(Endpoint).where(Endpoint.owner == user))
-        return {"queued_jobs": queued, "running_jobs": running, "endpoints": endpoints}
+        held = self.held_by_owner().get(user, Counter())
+        return {"queued_jobs": queued, "endpoints": endpoints, **{q: held[q] for q in HELD}}
+
+    def blocking(self, limits: dict, held: Counter, wanted: Counter) -> str | None:
+        """The first quantity that ``wanted`` on top of ``held`` would take past its limit, or None."""
+        return next((q for q in HELD if wanted[q] and limits[q] is not None and held[q] + wanted[q] > limits[q]), None)
 
     # --- checks (synchronous: called right before the insert they guard) -----------------------
 
-    def check_job(self, user: str, groups: list[str], workers: int) -> None:
+    def refuse(self, status: int, quota: str, limit: float, current: float, message: str):
+        if self.metrics is not None:
+            self.metrics.quota_refusals.labels(quota).inc()
+        raise QuotaExceeded(status, quota, limit, current, message)
+
+    def check_job(self, user: str, groups: list[str], profile: str, worker_profile: str | None, workers: int) -> None:
         limits, _ = self.applying(user, groups)
         if limits["dask_workers"] is not None and workers > limits["dask_workers"]:
-            raise QuotaExceeded(403, "dask_workers", limits["dask_workers"], workers,
-                                f"{workers} Dask workers asked for; your quota is {limits['dask_workers']} per job")
+            self.refuse(403, "dask_workers", limits["dask_workers"], workers,
+                        f"{workers} Dask workers asked for; your quota is {limits['dask_workers']} per job")
+        wanted = holds(self.profiles, profile, worker_profile, workers)
+        never = self.blocking(limits, Counter(), wanted)
+        if never == "running_jobs":  # it would wait for ever
+            self.refuse(403, never, limits[never], 1, "your quota of running jobs is 0: this job could never start")
+        if never:
+            self.refuse(403, never, limits[never], wanted[never],
+                        f"this job alone needs {_amount(wanted[never])} {UNITS[never]}; your quota is "
+                        f"{_amount(limits[never])}: it could never start")
         if limits["queued_jobs"] is not None:
             queued = self.usage(user)["queued_jobs"]
             if queued >= limits["queued_jobs"]:
-                raise QuotaExceeded(429, "queued_jobs", limits["queued_jobs"], queued,
-                                    f"you have {queued} jobs queued and your quota is {limits['queued_jobs']}: "
-                                    "try again once some have started")
+                self.refuse(429, "queued_jobs", limits["queued_jobs"], queued,
+                            f"you have {queued} jobs queued and your quota is {limits['queued_jobs']}: "
+                            "try again once some have started")
 
-    def check_endpoint(self, user: str, groups: list[str]) -> None:
+    def check_endpoint(self, user: str, groups: list[str], profile: str, new_servers: int, new_endpoint: bool) -> None:
+        """Before a deploy (``new_endpoint``) or a patch that starts ``new_servers`` scoring servers.
+        Refused (409) rather than waiting: a deploy is answered at once."""
         limits, _ = self.applying(user, groups)
-        if limits["endpoints"] is not None:
+        if new_endpoint and limits["endpoints"] is not None:
             have = self.usage(user)["endpoints"]
             if have >= limits["endpoints"]:
-                raise QuotaExceeded(409, "endpoints", limits["endpoints"], have,
-                                    f"you have {have} endpoints and your quota is {limits['endpoints']}: delete one first")
+                self.refuse(409, "endpoints", limits["endpoints"], have,
+                            f"you have {have} endpoints and your quota is {limits['endpoints']}: delete one first")
+        wanted: Counter = Counter()
+        for _ in range(new_servers):
+            wanted.update(holds(self.profiles, profile, None, 0, running_jobs=0))
+        held = self.held_by_owner().get(user, Counter())
+        over = self.blocking(limits, held, wanted)
+        if over:
+            self.refuse(409, over, limits[over], held[over],
+                        f"{new_servers} scoring server(s) need {_amount(wanted[over])} {UNITS[over]}; you hold "
+                        f"{_amount(held[over])} of your quota of {_amount(limits[over])}: stop something first")

@@ -220,6 +220,8 @@ class APIHandler(HubOAuthenticated, LimitedBodyHandler):
         if caller.model.get("kind", "user") != "user" and not self.services_may_call:
             raise NotebenchError(403, None, "jobs belong to users: use a user's token, not a service's")
         self._user_model = caller.model
+        if caller.model.get("kind", "user") == "user":
+            self.app.quotas.remember_groups(name, caller.model.get("groups", []))
 
     @property
     def user_name(self) -> str:

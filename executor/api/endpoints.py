@@ -56,7 +56,9 @@ class EndpointHandler(EndpointAPIHandler):
     async def patch(self, name):
         endpoint = self.load_endpoint(name)
         request = self.parse(EndpointPatch)
-        endpoint = await self.endpoints.update(endpoint, request)
+        mine = endpoint.owner == self.user_name
+        groups = self.current_user.get("groups", []) if mine else await self.app.quotas.groups_of(endpoint.owner)
+        endpoint = await self.endpoints.update(endpoint, request, groups or [])
         self.audit("endpoint.update", f"endpoint {endpoint.name}", endpoint.owner, versions=_versions(request))
         self.write_json(self.endpoints.describe(endpoint))
 

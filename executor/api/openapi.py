@@ -125,7 +125,7 @@ def spec(prefix: str = "/services/executor/") -> dict:
                     },
                 },
                 "post": {
-                    "summary": "Submit a notebook as a job (quotas: dask_workers 403, queued_jobs 429)",
+                    "summary": "Submit a notebook as a job (quotas: dask_workers and one that could never start 403, queued_jobs 429; running_jobs, gpus, cpu and memory make it wait in the queue)",
                     "requestBody": {"required": True, "content": _json(_ref("JobRequest"))},
                     "responses": {"201": {"description": "Queued", "content": _json(_ref("Job"))}, **_errors(429), **common},
                 },

@@ -3,15 +3,13 @@ own (and their groups'), with their current use."""
 
 from __future__ import annotations
 
-import json
-from urllib.parse import quote
-
-from tornado.httpclient import AsyncHTTPClient
+from tornado.httpclient import HTTPClientError
 
 from notebench.executor.api.base import APIHandler
 from notebench.executor.errors import NotebenchError
 from notebench.executor.quotas import QUANTITIES
 from notebench.executor.schemas import QuotaLimits, QuotaResponse
+from notebench.executor.services import hub_groups
 
 
 class QuotaHandler(APIHandler):
@@ -48,13 +46,8 @@ class QuotaHandler(APIHandler):
                              **{q: limits[q] for q in QUANTITIES})
 
     async def groups_of(self, name: str) -> list[str]:
-        """Another user's groups, as the hub has them (an admin asking); none for a user it does not know."""
-        tokens = self.app.tokens
-        response = await AsyncHTTPClient().fetch(
-            f"{tokens.api_url}/users/{quote(name, safe='')}", raise_error=False, request_timeout=30,
-            headers={"Authorization": f"token {tokens.service_token}"})
-        if response.code == 404:
-            return []
-        if response.code != 200:
-            raise NotebenchError(503, None, f"the hub could not be asked for {name}'s groups ({response.code}): try again")
-        return json.loads(response.body).get("groups", [])
+        """Another user's groups, as the hub has them (an admin asking)."""
+        try:
+            return await hub_groups(self.app.tokens, name)
+        except HTTPClientError as e:
+            raise NotebenchError(503, None, f"the hub could not be asked for {name}'s groups ({e.code}): try again")

@@ -18,7 +18,7 @@ import logging
 import math
 import os
 import time
-from collections import Counter
+from collections import Counter, deque
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -29,6 +29,8 @@ from notebench.executor.backends.base import JobSpec, JobState, RecordedJob
 from notebench.executor.background import BackgroundTasks
 from notebench.executor.db import Job, claimed, utcnow
 from notebench.executor.errors import NotebenchError
+from notebench.executor.jobs.fair_share import FairShare
+from notebench.executor.quotas import holds
 from notebench.executor.runtime.events import (  # noqa: F401
     MAX_EVENTS_BYTES,
     MalformedReport,
@@ -92,6 +94,7 @@ class Dispatcher:
             closed = [str(d) for d in self.jobs_dir.parents if not d.stat().st_mode & 0o001]
             if closed:
                 log.error("Jobs cannot run as their users: %s must be traversable by others (chmod o+x)", closed[0])
+        self.fair_share = FairShare(self.sessions, app.profiles, parent=app)
         self._lock = asyncio.Lock()
         self._starting: dict[int, asyncio.Task] = {}  # claimed, runner not handed the job yet
         self._watchers: dict[int, asyncio.Task] = {}
@@ -160,7 +163,7 @@ class Dispatcher:
             schedule_id=schedule_id,
         )
         if groups is not None:  # no await from this check to the commit: no other submission comes between
-            self.app.quotas.check_job(owner, groups, request.workers)
+            self.app.quotas.check_job(owner, groups, profile, request.worker_profile, request.workers)
         with self.sessions() as s:
             s.add(job)
             s.commit()
@@ -191,11 +194,12 @@ class Dispatcher:
     # --- starting --------------------------------------------------------------------------
 
     async def dispatch(self) -> None:
-        """Start queued jobs while limits allow, fairly: the owner with the fewest running jobs first.
+        """Start queued jobs while limits and their owners' quotas allow, fairly: the owner with the
+        least recent usage first (jobs/fair_share.py), each owner's jobs in the order they came.
 
         Jobs are claimed here, under the lock (so the counts hold); each claimed job then starts in
         a task of its own, so a slow start (an MLflow call, a runner still warming up) never holds
-        up the queue for everyone else."""
+        up the queue for everyone else. A job its owner's quota does not let start now waits."""
         async with self._lock:
             if self._outage.held():  # a dependency is down: starting now would only fail
                 self._retry_dispatch_in(self._outage.held())
@@ -204,17 +208,43 @@ class Dispatcher:
                 running = Counter(o for (o,) in s.execute(sa.select(Job.owner).where(claimed())))
                 queued = s.scalars(sa.select(Job).where(Job.status == "queued", Job.executor_id.is_(None))
                                    .order_by(Job.id)).all()
+            if not queued:
+                self.app.metrics.jobs_waiting_for_quota.clear()
+                return
+            quotas = self.app.quotas
+            groups = {owner: await quotas.groups_of(owner) for owner in {j.owner for j in queued}}
+            if any(g is None for g in groups.values()):  # the hub is down: whose quotas apply is unknown
+                self._retry_dispatch_in(OUTAGE_MOST_RETRY_SECONDS)
+            limits = {owner: quotas.applying(owner, g)[0] for owner, g in groups.items() if g is not None}
+            held = quotas.held_by_owner()
+            score = self.fair_share.recent_usage()
+            waiting = {owner: deque(j for j in queued if j.owner == owner) for owner in limits}
+            waiting_for: Counter = Counter()
             total = sum(running.values())
-            for job in sorted(queued, key=lambda j: (running[j.owner], j.id)):
-                if total >= self.app.max_running_jobs:
-                    break
-                if running[job.owner] >= self.app.max_running_jobs_per_user:
+            while waiting and total < self.app.max_running_jobs:
+                owner = min(waiting, key=lambda o: (score[o], waiting[o][0].id))
+                job = waiting[owner][0]
+                wanted = holds(self.app.profiles, job.profile, job.worker_profile, job.workers)
+                over = quotas.blocking(limits[owner], held.get(owner, Counter()), wanted)
+                if running[owner] >= self.app.max_running_jobs_per_user or over:
+                    if over:
+                        waiting_for[over] += len(waiting[owner])
+                    del waiting[owner]  # their jobs start in the order they came: the first waits, all wait
                     continue
+                waiting[owner].popleft()
+                if not waiting[owner]:
+                    del waiting[owner]
                 claim = self._claim(job)
                 if claim is not None:
                     self._starting[job.id] = asyncio.ensure_future(self._start(job, *claim))
-                    running[job.owner] += 1
+                    running[owner] += 1
                     total += 1
+                    held.setdefault(owner, Counter()).update(wanted)
+                    score[owner] += self.fair_share.charge(wanted)
+            gauge = self.app.metrics.jobs_waiting_for_quota
+            gauge.clear()
+            for quota, count in waiting_for.items():
+                gauge.labels(quota).set(count)
 
     def _retry_dispatch_in(self, seconds: float) -> None:
         if self._outage_retry is None or self._outage_retry.when() < asyncio.get_running_loop().time():

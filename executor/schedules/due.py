@@ -6,7 +6,9 @@ import logging
 
 import sqlalchemy as sa
 
+from notebench.executor import audit
 from notebench.executor.db import Schedule, utcnow
+from notebench.executor.quotas import QuotaExceeded
 from notebench.executor.schedules.cron import next_run
 from notebench.executor.schemas import JobRequest
 
@@ -31,6 +33,12 @@ async def submit_due(sessions, dispatcher) -> None:
             continue
         try:
             request = JobRequest.model_validate(schedule.job_template)
-            await dispatcher.submit(schedule.owner, request, schedule_id=schedule.id)
+            # The owner's quotas hold for their schedules too (their groups: [] while the hub is down).
+            groups = await dispatcher.app.quotas.groups_of(schedule.owner)
+            await dispatcher.submit(schedule.owner, request, schedule_id=schedule.id, groups=groups or [])
+        except QuotaExceeded as e:  # this tick is skipped; the next one tries again
+            log.warning("schedule %s skipped a run: %s", schedule.id, e.message)
+            audit.record(sessions, f"schedule {schedule.id}", "schedule.skip", f"schedule {schedule.id}",
+                         schedule.owner, reason=e.message, **e.details)
         except Exception:
             log.exception("schedule %s could not submit its job", schedule.id)

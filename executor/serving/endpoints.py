@@ -186,7 +186,7 @@ class Endpoints(LoggingConfigurable):
     async def create(self, owner: str, request: EndpointCreate, groups: list[str]) -> Endpoint:
         profile = self._profile(request.profile)
         resolved = await self._resolve(owner, request.versions)
-        self.app.quotas.check_endpoint(owner, groups)  # no await from here to the commit
+        self.app.quotas.check_endpoint(owner, groups, profile.name, len(resolved), new_endpoint=True)  # no await from here to the commit
         with self.sessions() as s:
             endpoint = Endpoint(name=request.name, owner=owner, profile=profile.name, status="starting")
             s.add(endpoint)
@@ -209,7 +209,7 @@ class Endpoints(LoggingConfigurable):
         if task is not None and not task.done():
             raise NotebenchError(409, None, f"endpoint {endpoint.name} is changing: try again once it is ready")
 
-    async def update(self, endpoint: Endpoint, request: EndpointPatch) -> Endpoint:
+    async def update(self, endpoint: Endpoint, request: EndpointPatch, groups: list[str]) -> Endpoint:
         self._check_unchanging(endpoint)
         resolved = await self._resolve(endpoint.owner, request.versions)
         # Again: another PATCH or a DELETE may have come while MLflow was asked (from here on
@@ -230,6 +230,9 @@ class Endpoints(LoggingConfigurable):
                                         weight=wanted.weight, executor_id=self.app.executor_id))
             for server in current.values():  # versions left out: replaced
                 server.retired = True
+            # Replaced servers run on until the new ones are ready: the new ones count on top.
+            self.app.quotas.check_endpoint(endpoint.owner, groups, endpoint.profile,
+                                           sum(1 for x in s.new if isinstance(x, ScoringServer)), new_endpoint=False)
             row = s.get(Endpoint, endpoint.id)
             row.status, row.updated_at = "updating", utcnow()
             s.commit()

@@ -2,15 +2,17 @@
 
 import pwd
 import uuid
+from datetime import datetime, timezone
 
 import pytest
 
-from tests.support.launcher import IS_ROOT, notebook, running_hub, wait_for
+from tests.support.launcher import BASE_CONFIG, IS_ROOT, notebook, running_hub, wait_for
 
-CONFIG = """
+CONFIG = BASE_CONFIG + """
 c.Notebench.mlflow_enabled = False
 c.Executor.max_running_jobs = 2
 c.Executor.max_running_jobs_per_user = 2
+c.FairShare.start_charge_seconds = 1
 """
 
 
@@ -27,10 +29,10 @@ def home_of(hub, name):
 RUN = uuid.uuid4().hex[:8]  # homes outlive test runs (real OS accounts): gate names are per run
 
 
-def blocking_job(hub, token, gate):
+def blocking_job(hub, token, gate, **fields):
     """A job that runs until the file ``gate`` appears in its owner's home."""
     cell = f"import os, time\nwhile not os.path.exists({gate + RUN!r}): time.sleep(0.05)"
-    r = hub.executor("POST", "jobs", token, json={"notebook": notebook(cell), "name": gate})
+    r = hub.executor("POST", "jobs", token, json={"notebook": notebook(cell), "name": gate, **fields})
     assert r.status_code == 201, r.text
     return r.json()["id"]
 
@@ -60,3 +62,30 @@ def test_limits_hold_and_a_second_user_is_not_starved(qhub):
     for job in ann_jobs:
         assert hub.wait_job(job, ann)["status"] == "succeeded"
     assert hub.wait_job(bob_job, bob)["status"] == "succeeded"
+
+
+def test_the_user_with_the_least_recent_usage_starts_first(qhub):
+    """Fair share: ann's GPU job ran a while (a GPU-second weighs 16 CPU-seconds); carl's job has just
+    started. When a slot frees, carl's queued job starts before ann's older one, although ann has
+    no job running and carl has one (the old rule, fewest running first, would pick ann)."""
+    hub = qhub
+    ann, carl, dora = hub.new_user("ann"), hub.new_user("carl"), hub.new_user("dora")
+    heavy = blocking_job(hub, ann, "ann-heavy", profile="gpu")
+    started = hub.wait_job(heavy, ann, until=("running",))["started_at"]
+    wait_for(lambda: (datetime.now(timezone.utc) - datetime.fromisoformat(started)).total_seconds() > 5, 60,
+             message="ann's GPU job to have run 5 s")
+    open(f"{home_of(hub, 'ann')}/ann-heavy{RUN}", "w").close()
+    assert hub.wait_job(heavy, ann)["status"] == "succeeded"
+
+    carl_first, dora_first = blocking_job(hub, carl, "carl-first"), blocking_job(hub, dora, "dora-first")
+    wait_for(lambda: statuses(hub, carl, [carl_first]) + statuses(hub, dora, [dora_first]) == ["running"] * 2, 120,
+             message="carl's and dora's jobs running (both slots)")
+    ann_next, carl_next = blocking_job(hub, ann, "ann-next"), blocking_job(hub, carl, "carl-next")
+    open(f"{home_of(hub, 'dora')}/dora-first{RUN}", "w").close()
+    wait_for(lambda: statuses(hub, carl, [carl_next]) == ["running"], 120, message="carl's second job started")
+    assert statuses(hub, ann, [ann_next]) == ["queued"]
+
+    for user, token, gate, job in (("carl", carl, "carl-first", carl_first), ("carl", carl, "carl-next", carl_next),
+                                   ("ann", ann, "ann-next", ann_next)):
+        open(f"{home_of(hub, user)}/{gate}{RUN}", "w").close()
+        assert hub.wait_job(job, token)["status"] == "succeeded"

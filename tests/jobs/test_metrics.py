@@ -6,11 +6,11 @@ from __future__ import annotations
 import re
 
 import pytest
-import requests
 from prometheus_client.parser import text_string_to_metric_families
 
 from tests.support.endpoints import deploy, invoke, wait_status
 from tests.support.jobs import submit, unique
+from tests.support.metrics import samples, scrape, value
 
 
 @pytest.fixture(scope="module")
@@ -24,23 +24,6 @@ def scoped_admin_token(hub, *scopes: str) -> str:
     r = hub.api("POST", "/users/admin/tokens", json={"scopes": list(scopes), "note": "metrics test"})
     assert r.status_code == 201, r.text
     return r.json()["token"]
-
-
-def scrape(hub, token: str | None = None) -> requests.Response:
-    headers = {"Authorization": f"token {token or hub.admin_token}"} if token != "" else {}
-    return requests.get(f"{hub.url}/services/executor/metrics", headers=headers, timeout=60)
-
-
-def samples(hub) -> dict[tuple, float]:
-    r = scrape(hub)
-    assert r.status_code == 200, r.text
-    assert r.headers["Content-Type"].startswith("text/plain; version=")  # the text exposition format
-    return {(s.name, tuple(sorted(s.labels.items()))): s.value
-            for family in text_string_to_metric_families(r.text) for s in family.samples}
-
-
-def value(found: dict, name: str, **labels) -> float:
-    return found.get((name, tuple(sorted(labels.items()))), 0.0)
 
 
 def test_names_follow_prometheus_conventions(hub):

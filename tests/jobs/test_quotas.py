@@ -5,12 +5,14 @@ them, how a user's own, their groups' and the defaults combine, and the checks a
 from __future__ import annotations
 
 from concurrent.futures import ThreadPoolExecutor
+from datetime import datetime
 
 import pytest
 
 from tests.support.endpoints import deploy, wait_status
-from tests.support.jobs import submit, unique
-from tests.support.launcher import notebook
+from tests.support.jobs import home_of, submit, unique
+from tests.support.launcher import notebook, wait_for
+from tests.support.metrics import samples, value
 
 QUANTITIES = ("gpus", "gpu_hours_per_day", "cpu", "memory", "running_jobs", "queued_jobs", "dask_workers", "endpoints")
 
@@ -87,6 +89,48 @@ def test_dask_workers_per_job_refused_with_the_quota(hub, people):
     r = hub.executor("POST", "jobs", token, json={"notebook": notebook("print(1)"), "workers": 2})
     body = assert_error(r, 403, "dask_workers")
     assert (body["quota"], body["limit"], body["current"]) == ("dask_workers", 1, 2)
+    assert put(hub, "users", people["owner"], {}).status_code == 200
+
+
+def ran_one_at_a_time(jobs: list[dict]) -> bool:
+    spans = sorted((datetime.fromisoformat(j["started_at"]), datetime.fromisoformat(j["finished_at"])) for j in jobs)
+    return all(later[0] >= earlier[1] for earlier, later in zip(spans, spans[1:]))
+
+
+@pytest.mark.parametrize("quota,limit,profile", [("running_jobs", 1, "cpu"), ("gpus", 1, "gpu"), ("cpu", 3, "cpu")])
+def test_a_held_quota_makes_jobs_wait_not_fail(hub, people, quota, limit, profile):
+    """Two 1-GPU or 2-core jobs under a quota that fits one at a time: the second waits in the queue
+    (saying so in the metrics), then runs; neither fails and they never overlap."""
+    token = people["owner_token"]
+    assert put(hub, "users", people["owner"], {quota: limit}).status_code == 200
+    gate = f"gate-{unique(quota)}"
+    first = submit(hub, token, f"import os, time\nwhile not os.path.exists({gate!r}): time.sleep(0.05)", profile=profile)
+    second = submit(hub, token, "print('second')", profile=profile)
+    hub.wait_job(first["id"], token, until=("running",))
+    # The owner's other slot (c.Executor.max_running_jobs_per_user = 2) and a GPU are free: only the quota holds it.
+    wait_for(lambda: value(samples(hub), "notebench_jobs_waiting_for_quota", quota=quota) == 1, 60,
+             message=f"the second job to be held by {quota}")
+    assert hub.executor("GET", f"jobs/{second['id']}", token).json()["status"] == "queued"
+    (home_of(hub, people["owner"]) / gate).touch()
+    done = [hub.wait_job(j["id"], token) for j in (first, second)]
+    assert [j["status"] for j in done] == ["succeeded", "succeeded"], done
+    assert ran_one_at_a_time(done), done
+    assert put(hub, "users", people["owner"], {}).status_code == 200
+
+
+@pytest.mark.parametrize("quota,limit,fields,needs", [
+    ("cpu", 3, {"workers": 1}, 4),  # the kernel's 2 cores and the worker's 2
+    ("memory", 8, {"workers": 1, "worker_profile": "gpu"}, 20),  # 4 GiB and 16 GiB
+    ("gpus", 1, {"workers": 1, "worker_profile": "gpu", "profile": "gpu"}, 2),
+    ("running_jobs", 0, {}, 1),
+])
+def test_a_job_that_could_never_start_under_a_quota_is_refused(hub, people, quota, limit, fields, needs):
+    assert put(hub, "users", people["owner"], {quota: limit}).status_code == 200
+    r = hub.executor("POST", "jobs", people["owner_token"], json={"notebook": notebook("print(1)"), **fields})
+    body = assert_error(r, 403, quota)
+    assert (body["quota"], body["limit"], body["current"]) == (quota, limit, needs)
+    assert "could never start" in body["message"]
+    assert value(samples(hub), "notebench_quota_refusals_total", quota=quota) >= 1
     assert put(hub, "users", people["owner"], {}).status_code == 200
 
 

@@ -22,7 +22,7 @@ export interface paths {
                     /** @description Entries by this user, or about their things */
                     user?: string;
                     /** @description An action, or a family (job, schedule, endpoint) */
-                    action?: "endpoint" | "job" | "quota" | "schedule" | "job.submit" | "job.cancel" | "job.delete" | "schedule.create" | "schedule.update" | "schedule.delete" | "endpoint.deploy" | "endpoint.update" | "endpoint.delete" | "quota.update";
+                    action?: "endpoint" | "job" | "quota" | "schedule" | "job.submit" | "job.cancel" | "job.delete" | "schedule.create" | "schedule.update" | "schedule.delete" | "schedule.skip" | "endpoint.deploy" | "endpoint.update" | "endpoint.delete" | "quota.update";
                     limit?: number;
                     /** @description next_cursor of the previous page */
                     cursor?: string;
@@ -819,7 +819,7 @@ export interface paths {
             };
         };
         put?: never;
-        /** Submit a notebook as a job (quotas: dask_workers 403, queued_jobs 429) */
+        /** Submit a notebook as a job (quotas: dask_workers and one that could never start 403, queued_jobs 429; running_jobs, gpus, cpu and memory make it wait in the queue) */
         post: {
             parameters: {
                 query?: never;
