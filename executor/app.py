@@ -32,6 +32,7 @@ from notebench.executor.api import routes
 from notebench.executor.backends.base import Backend, EndpointBackend
 from notebench.executor.background import BackgroundTasks
 from notebench.executor.jobs.dispatcher import Dispatcher
+from notebench.executor.jobs.fair_share import FairShare
 from notebench.executor.metrics import Metrics
 from notebench.executor.quotas import Quotas
 from notebench.executor.schedules.due import submit_due
@@ -154,6 +155,7 @@ class Executor(Application):
         self.dispatcher = Dispatcher(self)
         self.metrics = Metrics(self.sessions, self.gpus)
         self.quotas = Quotas(self.sessions, self.profiles, self.tokens, self.metrics, parent=self)
+        self.fair_share = FairShare(self.sessions, self.profiles, parent=self)
         self.service_prefix = os.environ.get("JUPYTERHUB_SERVICE_PREFIX", "/services/executor/")
         self.endpoints = Endpoints(self)
         self._kernels: tuple[float, set] = (0.0, set())

@@ -128,6 +128,8 @@ class Quotas(LoggingConfigurable):
         known = self._groups.get(user)
         if known and time.monotonic() - known[0] < GROUPS_SECONDS:
             return known[1]
+        if self.tokens is None:  # no hub to ask (the dispatcher on its own, in tests)
+            return []
         try:
             groups = await hub_groups(self.tokens, user)
         except Exception as e:

@@ -212,6 +212,7 @@ def apply_services(c) -> None:
         env = {"NOTEBENCH_DATA_DIR": nb.data_dir, "NOTEBENCH_PUBLIC_URL": public, "NOTEBENCH_MLFLOW_URL": mlflow_url}
         if os.environ.get("NOTEBENCH_USER_CONFIG"):
             env["NOTEBENCH_USER_CONFIG"] = os.environ["NOTEBENCH_USER_CONFIG"]  # profiles, GPUs, c.Executor
+        c.NotebenchSpawner.executor_url = f"http://127.0.0.1:{ports['executor']}"  # quotas at spawn
         add_executor_service(
             services,
             roles,

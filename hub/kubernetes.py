@@ -33,6 +33,7 @@ from notebench.hub.platform.home_storage import (
 )
 from notebench.hub.platform.profiles import Profiles
 from notebench.hub.singleuser import singleuser_args
+from notebench.hub.spawn_quotas import SpawnQuotas
 
 HUB_PORT = 8081
 PROXY_PORT = 8000
@@ -42,10 +43,15 @@ DATA_DIR = "/srv/notebench"
 ACTIVITY_INTERVAL = 300
 
 
-class NotebenchKubeSpawner(KubeSpawner):
+class NotebenchKubeSpawner(SpawnQuotas, KubeSpawner):
     """KubeSpawner taking the spawn requests local mode takes: ``{"profile": NAME}``, also in
     JupyterHub 6's shape ``{"user_options": {"profile": NAME}}``; an unknown profile is a 400
-    naming the choices."""
+    naming the choices. Quotas are checked before the pod is made."""
+
+    async def _start(self):  # KubeSpawner.start wraps this in the future its progress() follows
+        profile = Profiles(parent=self).get((self.user_options or {}).get("profile"))
+        await self.check_quota(profile)
+        return await super()._start()
 
     async def load_user_options(self):
         if isinstance(self.user_options.get("user_options"), dict):
@@ -133,7 +139,8 @@ def configure_spawner(c, values: dict, env: Mapping[str, str]) -> None:
     spawner.image_pull_policy = image.get("pullPolicy") or "IfNotPresent"
     if values.get("imagePullSecrets"):
         spawner.image_pull_secrets = list(values["imagePullSecrets"])
-    spawner.profile_list = Profiles(profiles=required(singleuser, "profiles", "singleuser")).kubespawner_profile_list()
+    c.Profiles.profiles = required(singleuser, "profiles", "singleuser")  # the quota check reads them too
+    spawner.profile_list = Profiles(profiles=c.Profiles.profiles).kubespawner_profile_list()
     spawner.start_timeout = int(singleuser.get("startTimeout") or 300)
     spawner.http_timeout = 60
     spawner.default_url = "/lab"
@@ -207,6 +214,7 @@ def configure_services(c, values: dict, env: Mapping[str, str]) -> None:
             hub_api_url=f"http://127.0.0.1:{HUB_PORT}/hub/api",  # the hub in the same pod
             api_token=required_env(env, "NOTEBENCH_CULLER_API_TOKEN"),
         )
+    c.NotebenchKubeSpawner.executor_url = required_env(env, "NOTEBENCH_EXECUTOR_URL")  # quotas at spawn
     add_executor_service(
         services,
         roles,

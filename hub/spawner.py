@@ -31,12 +31,13 @@ from notebench.hub.platform.environment import workload_env
 from notebench.hub.platform.gpus import GPUInventory, NoFreeGPUs
 from notebench.hub.platform.profiles import ProfileError, Profiles
 from notebench.hub.singleuser import singleuser_args
+from notebench.hub.spawn_quotas import SpawnQuotas
 
 # The repository's examples/ (beside hub/): what a new user finds in their home.
 REPO_EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 
 
-class NotebenchSpawner(CulledRecord, LocalProcessSpawner):
+class NotebenchSpawner(SpawnQuotas, CulledRecord, LocalProcessSpawner):
     """LocalProcessSpawner with profiles, GPU leases, OS-account isolation and limits."""
 
     mlflow_url = Unicode(help="MLflow tracking URI handed to servers as MLFLOW_TRACKING_URI.").tag(config=True)
@@ -193,6 +194,7 @@ class NotebenchSpawner(CulledRecord, LocalProcessSpawner):
 
     async def start(self):
         profile = self._profile = self.chosen_profile()
+        await self.check_quota(profile)
         self.cpu_limit = profile.cpu_limit
         self.mem_limit = profile.mem_limit
         try:

@@ -29,7 +29,6 @@ from notebench.executor.backends.base import JobSpec, JobState, RecordedJob
 from notebench.executor.background import BackgroundTasks
 from notebench.executor.db import Job, claimed, utcnow
 from notebench.executor.errors import NotebenchError
-from notebench.executor.jobs.fair_share import FairShare
 from notebench.executor.quotas import holds
 from notebench.executor.runtime.events import (  # noqa: F401
     MAX_EVENTS_BYTES,
@@ -94,7 +93,6 @@ class Dispatcher:
             closed = [str(d) for d in self.jobs_dir.parents if not d.stat().st_mode & 0o001]
             if closed:
                 log.error("Jobs cannot run as their users: %s must be traversable by others (chmod o+x)", closed[0])
-        self.fair_share = FairShare(self.sessions, app.profiles, parent=app)
         self._lock = asyncio.Lock()
         self._starting: dict[int, asyncio.Task] = {}  # claimed, runner not handed the job yet
         self._watchers: dict[int, asyncio.Task] = {}
@@ -141,8 +139,10 @@ class Dispatcher:
 
     async def submit(self, owner: str, request: JobRequest, schedule_id: int | None = None,
                      groups: list[str] | None = None) -> Job:
-        """Queue a job. ``groups``: the owner's, when a person submits (their quotas are checked);
-        None for a schedule's tick."""
+        """Queue a job, within the owner's quotas. ``groups``: the owner's, when they submit it
+        themselves; else (a schedule's tick) asked of the hub (none while it is down)."""
+        if groups is None:
+            groups = await self.app.quotas.groups_of(owner) or []
         profile, kernel, cwd = self.resolve(owner, request)
         notebook_path = request.notebook.get("metadata", {}).get("notebench", {}).get("path")
         if not isinstance(notebook_path, str) or not notebook_path:
@@ -162,8 +162,8 @@ class Dispatcher:
             cells_total=len(request.notebook.get("cells", [])),
             schedule_id=schedule_id,
         )
-        if groups is not None:  # no await from this check to the commit: no other submission comes between
-            self.app.quotas.check_job(owner, groups, profile, request.worker_profile, request.workers)
+        # No await from this check to the commit: no other submission comes between.
+        self.app.quotas.check_job(owner, groups, profile, request.worker_profile, request.workers)
         with self.sessions() as s:
             s.add(job)
             s.commit()
@@ -217,7 +217,7 @@ class Dispatcher:
                 self._retry_dispatch_in(OUTAGE_MOST_RETRY_SECONDS)
             limits = {owner: quotas.applying(owner, g)[0] for owner, g in groups.items() if g is not None}
             held = quotas.held_by_owner()
-            score = self.fair_share.recent_usage()
+            score = self.app.fair_share.recent_usage()
             waiting = {owner: deque(j for j in queued if j.owner == owner) for owner in limits}
             waiting_for: Counter = Counter()
             total = sum(running.values())
@@ -240,7 +240,7 @@ class Dispatcher:
                     running[owner] += 1
                     total += 1
                     held.setdefault(owner, Counter()).update(wanted)
-                    score[owner] += self.fair_share.charge(wanted)
+                    score[owner] += self.app.fair_share.charge(wanted)
             gauge = self.app.metrics.jobs_waiting_for_quota
             gauge.clear()
             for quota, count in waiting_for.items():

@@ -33,9 +33,7 @@ async def submit_due(sessions, dispatcher) -> None:
             continue
         try:
             request = JobRequest.model_validate(schedule.job_template)
-            # The owner's quotas hold for their schedules too (their groups: [] while the hub is down).
-            groups = await dispatcher.app.quotas.groups_of(schedule.owner)
-            await dispatcher.submit(schedule.owner, request, schedule_id=schedule.id, groups=groups or [])
+            await dispatcher.submit(schedule.owner, request, schedule_id=schedule.id)  # within the owner's quotas
         except QuotaExceeded as e:  # this tick is skipped; the next one tries again
             log.warning("schedule %s skipped a run: %s", schedule.id, e.message)
             audit.record(sessions, f"schedule {schedule.id}", "schedule.skip", f"schedule {schedule.id}",

@@ -171,3 +171,29 @@ def test_endpoints_quota_at_deploy(hub, people, model):
     wait_status(hub, name, token)
     assert hub.executor("GET", f"quotas/users/{people['owner']}", token).json()["usage"]["endpoints"] == 1
     assert hub.executor("DELETE", f"endpoints/{name}", token).status_code == 204
+
+
+def test_spawn_is_refused_past_the_gpu_and_cpu_quotas_counting_running_jobs(hub, people):
+    """A GPU job holds the owner's one GPU: a GPU server is refused at spawn, naming the quota, and
+    nothing is taken (no GPU leased, no server); a CPU server within the CPU quota starts."""
+    owner, token = people["owner"], people["owner_token"]
+    assert put(hub, "users", owner, {"gpus": 1, "cpu": 1}).status_code == 200
+    r = hub.spawn(owner, "cpu")  # 2 cores past the 1 allowed
+    assert r.status_code == 403 and "quota cpu, limit 1, current 0" in r.json()["message"], r.text
+    assert hub.server(owner) is None
+    assert put(hub, "users", owner, {"gpus": 1, "cpu": 8}).status_code == 200
+    gate = f"gate-{unique('spawn')}"
+    job = submit(hub, token, f"import os, time\nwhile not os.path.exists({gate!r}): time.sleep(0.05)", profile="gpu")
+    hub.wait_job(job["id"], token, until=("running",))
+    r = hub.spawn(owner, "gpu")
+    assert r.status_code == 403, r.text
+    assert "needs 1 GPU(s); you hold 1 of your quota of 1 (quota gpus, limit 1, current 1)" in r.json()["message"]
+    assert hub.server(owner) is None
+    r = hub.spawn(owner, "cpu")
+    assert r.status_code in (201, 202), r.text
+    hub.stop_server(owner)
+    (home_of(hub, owner) / gate).touch()
+    assert hub.wait_job(job["id"], token)["status"] == "succeeded"
+    assert hub.spawn(owner, "gpu").status_code in (201, 202)  # the GPU is free again
+    hub.stop_server(owner)
+    assert put(hub, "users", owner, {}).status_code == 200

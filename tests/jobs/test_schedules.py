@@ -252,3 +252,31 @@ def test_a_paused_schedule_never_runs(hub, users):
     assert jobs_of_schedule(hub, token, s["id"]) == []
     for x in (s, probe):
         hub.executor("DELETE", f"schedules/{x['id']}", token)
+
+
+def test_a_tick_past_the_owners_quota_is_skipped_and_audited(hub):
+    """A schedule submits within its owner's quotas: a tick that would pass one is skipped (the
+    audit log says why) and the next one runs once the quota allows."""
+    owner = unique("sch-quota")
+    token = hub.new_user(owner)
+    assert hub.executor("PUT", f"quotas/users/{owner}", None, json={"queued_jobs": 0}).status_code == 200
+    now = datetime.now(timezone.utc)
+    earlier = now - timedelta(hours=2)
+    s = create(hub, token, name="over", cron=f"{earlier.minute} {earlier.hour} * * *", job=template())
+    set_next_run_at(hub, s["id"], now - timedelta(minutes=1))
+
+    def skipped():
+        entries = hub.executor("GET", "audit", None, params={"user": owner, "action": "schedule.skip"}).json()["entries"]
+        return entries[0] if entries else None
+
+    entry = wait_for(skipped, 60, interval=0.2, message="the skipped tick in the audit log")
+    assert (entry["actor"], entry["target"], entry["owner"]) == (f"schedule {s['id']}", f"schedule {s['id']}", owner)
+    assert (entry["detail"]["quota"], entry["detail"]["limit"], entry["detail"]["current"]) == ("queued_jobs", 0, 0)
+    assert jobs_of_schedule(hub, token, s["id"]) == []
+
+    assert hub.executor("PUT", f"quotas/users/{owner}", None, json={}).status_code == 200
+    set_next_run_at(hub, s["id"], datetime.now(timezone.utc) - timedelta(minutes=1))
+    job = wait_for(lambda: (jobs_of_schedule(hub, token, s["id"]) or [None])[0], 60, interval=0.2,
+                   message="the schedule's job once the quota allows")
+    assert hub.wait_job(job["id"], token)["status"] == "succeeded"
+    assert hub.executor("DELETE", f"schedules/{s['id']}", token).status_code == 204

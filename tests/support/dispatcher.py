@@ -16,6 +16,9 @@ from notebench.executor import db
 from notebench.executor.api.job_files import JobFilesHandler
 from notebench.executor.app import Executor
 from notebench.executor.jobs.dispatcher import Dispatcher
+from notebench.executor.jobs.fair_share import FairShare
+from notebench.executor.metrics import Metrics
+from notebench.executor.quotas import Quotas
 from notebench.hub.platform.accounts import UserAccounts
 from notebench.hub.platform.gpus import GPUInventory
 
@@ -33,6 +36,9 @@ class DispatcherApp:
         self.accounts = UserAccounts(isolate_users=False)
         self.gpus = GPUInventory(db_url=f"sqlite:///{data_dir / 'gpus.sqlite'}", devices=[])
         self.kernels = set(kernels)
+        self.metrics = Metrics(self.sessions, self.gpus)
+        self.quotas = Quotas(self.sessions, self.profiles)
+        self.fair_share = FairShare(self.sessions, self.profiles)
         self.dispatcher: Dispatcher | None = None  # the one ``start`` makes
 
     def start(self) -> Dispatcher:
