@@ -97,9 +97,12 @@ class Quotas(LoggingConfigurable):
     def applying(self, user: str | None, groups: list[str]) -> tuple[dict, dict]:
         """The limits that apply to ``user`` (a member of ``groups``), and where each comes from;
         ``user`` None: what the groups grant (with the defaults where they set nothing)."""
-        own = self.record("user", user) if user is not None else {}
-        with self.sessions() as s:
-            group_rows = s.scalars(sa.select(Quota).where(Quota.kind == "group", Quota.name.in_(groups))).all() if groups else []
+        with self.sessions() as s:  # one query: the user's record and their groups'
+            rows = s.scalars(sa.select(Quota).where(sa.or_(
+                sa.and_(Quota.kind == "user", Quota.name == user) if user is not None else sa.false(),
+                sa.and_(Quota.kind == "group", Quota.name.in_(groups)) if groups else sa.false()))).all()
+        own = next((dict(row.limits) for row in rows if row.kind == "user"), {})
+        group_rows = [row for row in rows if row.kind == "group"]
         limits, sources = {}, {}
         for quantity in QUANTITIES:
             if quantity in own:
@@ -155,14 +158,19 @@ class Quotas(LoggingConfigurable):
             held.setdefault(owner, Counter()).update(holds(self.profiles, profile, None, 0, running_jobs=0))
         return held
 
+    def queued(self, user: str) -> int:
+        with self.sessions() as s:
+            return s.scalar(sa.select(sa.func.count()).select_from(Job)
+                            .where(Job.owner == user, Job.status == "queued", sa.not_(claimed())))
+
+    def endpoints(self, user: str) -> int:
+        with self.sessions() as s:
+            return s.scalar(sa.select(sa.func.count()).select_from(Endpoint).where(Endpoint.owner == user))
+
     def usage(self, user: str) -> dict:
         """What ``user`` holds and has asked for now."""
-        with self.sessions() as s:
-            queued = s.scalar(sa.select(sa.func.count()).select_from(Job)
-                              .where(Job.owner == user, Job.status == "queued", sa.not_(claimed())))
-            endpoints = s.scalar(sa.select(sa.func.count()).select_from(Endpoint).where(Endpoint.owner == user))
         held = self.held_by_owner().get(user, Counter())
-        return {"queued_jobs": queued, "endpoints": endpoints, **{q: held[q] for q in HELD}}
+        return {"queued_jobs": self.queued(user), "endpoints": self.endpoints(user), **{q: held[q] for q in HELD}}
 
     def blocking(self, limits: dict, held: Counter, wanted: Counter) -> str | None:
         """The first quantity that ``wanted`` on top of ``held`` would take past its limit, or None."""
@@ -189,7 +197,7 @@ class Quotas(LoggingConfigurable):
                         f"this job alone needs {_amount(wanted[never])} {UNITS[never]}; your quota is "
                         f"{_amount(limits[never])}: it could never start")
         if limits["queued_jobs"] is not None:
-            queued = self.usage(user)["queued_jobs"]
+            queued = self.queued(user)
             if queued >= limits["queued_jobs"]:
                 self.refuse(429, "queued_jobs", limits["queued_jobs"], queued,
                             f"you have {queued} jobs queued and your quota is {limits['queued_jobs']}: "
@@ -200,7 +208,7 @@ class Quotas(LoggingConfigurable):
         Refused (409) rather than waiting: a deploy is answered at once."""
         limits, _ = self.applying(user, groups)
         if new_endpoint and limits["endpoints"] is not None:
-            have = self.usage(user)["endpoints"]
+            have = self.endpoints(user)
             if have >= limits["endpoints"]:
                 self.refuse(409, "endpoints", limits["endpoints"], have,
                             f"you have {have} endpoints and your quota is {limits['endpoints']}: delete one first")

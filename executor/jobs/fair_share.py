@@ -41,18 +41,22 @@ class FairShare(LoggingConfigurable):
         """Each user's decayed usage (CPU-second equivalents) from their jobs that ran lately."""
         now = now or utcnow()
         half_life = self.half_life_hours * 3600
-        horizon = now - timedelta(seconds=20 * half_life)  # older usage counts less than a millionth
+        horizon = now - timedelta(seconds=10 * half_life)  # older usage counts less than a thousandth
         with self.sessions() as s:
             ran = s.execute(sa.select(Job.owner, Job.profile, Job.worker_profile, Job.workers, Job.started_at,
                                       Job.finished_at)
                             .where(Job.started_at.is_not(None), sa.or_(Job.finished_at.is_(None), Job.finished_at > horizon))).all()
         usage: Counter = Counter()
+        rates: dict[tuple, float] = {}
         for owner, profile, worker_profile, workers, started, finished in ran:
+            kind = (profile, worker_profile, workers)
+            if kind not in rates:
+                rates[kind] = self.rate(holds(self.profiles, *kind))
             age_start = max((now - started).total_seconds(), 0.0)
             age_end = max((now - finished).total_seconds(), 0.0) if finished else 0.0
             # The integral of 2^(-age / half_life) over the time the job ran.
             decayed = half_life / math.log(2) * (2 ** (-age_end / half_life) - 2 ** (-age_start / half_life))
-            usage[owner] += self.rate(holds(self.profiles, profile, worker_profile, workers)) * decayed
+            usage[owner] += rates[kind] * decayed
         return usage
 
     def charge(self, held: Counter) -> float:

@@ -8,6 +8,7 @@ Kubernetes mode turns the same dicts into KubeSpawner's ``profile_list`` (reques
 
 from __future__ import annotations
 
+import copy
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -157,14 +158,19 @@ class Profiles(Configurable):
         "", help="Name of the profile used when none is chosen (default: the one marked default, else the first)."
     ).tag(config=True)
 
+    _parsed: tuple[list, list[Profile]] | None = None  # (the definitions, what they parsed to)
+
     def all(self) -> list[Profile]:
+        if self._parsed is not None and self._parsed[0] == self.profiles:  # asked per job by quotas and fair share
+            return list(self._parsed[1])
         parsed = [Profile.from_dict(p) for p in self.profiles]
         if not parsed:
             raise ProfileError("no profiles are configured")
         names = [p.name for p in parsed]
         if len(set(names)) != len(names):
             raise ProfileError(f"profile names must be unique, got {names}")
-        return parsed
+        self._parsed = (copy.deepcopy(self.profiles), parsed)
+        return list(parsed)
 
     def get(self, name: str | None) -> Profile:
         """The profile called ``name`` (the default one when name is empty)."""
