@@ -243,7 +243,7 @@
       )
     );
     var table = el("table", { class: "table table-sm" }, [
-      el("caption", { text: title + ", total per " + (container.id.indexOf("groups") >= 0 ? "group" : "user") + " (" + unit + ")" }),
+      el("caption", { text: title + ": totals over the period" }),
       el("thead", {}, [el("tr", {}, [el("th", { scope: "col", text: "Name" }), el("th", { scope: "col", text: "Total" })])]),
       el(
         "tbody",

@@ -6,6 +6,7 @@ API) and finds the change in the audit log; axe-core finds no violation. Others 
 user who is not an admin gets 403, anonymous is sent to the login; the page's token reaches the
 executor only."""
 
+import json
 import re
 import secrets
 
@@ -140,3 +141,52 @@ def test_only_admins_get_the_page_and_its_token_reaches_the_executor_only(hub):
     assert model["name"] == "admin"
     assert set(model["scopes"]) == {"access:services!service=executor", "read:users:name!user=admin",
                                     "read:users:groups!user=admin"}  # and what any token may: identify itself
+
+
+def test_usage_is_charted_per_user_and_per_group(hub, new_page):
+    """The charts against the usage API's contract (rows per user, day and profile), answered here
+    by the browser itself: this executor has no usage API yet."""
+    from datetime import datetime, timedelta, timezone
+
+    now = datetime.now(timezone.utc)  # the page's days are UTC days
+    today, yesterday = now.date().isoformat(), (now - timedelta(days=1)).date().isoformat()
+
+    def row(day, user, groups, profile, gpu_hours, memory):
+        return {"day": day, "user": user, "groups": groups, "profile": profile, "cpu_seconds_requested": 3600.0,
+                "cpu_seconds_used": None, "memory_gb_hours": memory, "gpu_hours": gpu_hours, "cost": None}
+
+    rows = [
+        row(yesterday, "ada", ["ml"], "gpu", 2.0, 8.0),
+        row(today, "ada", ["ml"], "cpu", 0.0, 4.0),
+        row(today, "bob", ["ml", "ops"], "gpu", 1.5, 2.0),
+    ]
+    page = new_page()
+    asked = []
+
+    def usage(route):
+        asked.append(route.request.url)
+        route.fulfill(status=200, content_type="application/json", body=json.dumps({"rows": rows}))
+
+    page.route(re.compile(r".*/services/executor/api/usage\?.*"), usage)
+    login(page, hub, "admin", hub.admin_password)
+    page.goto(f"{hub.url}{PAGE}")
+    expect(page.locator("#nb-usage-status")).to_have_text(re.compile(r"^3 usage records since "))
+    assert "since=" in asked[0]
+    # GPU-hours: ada yesterday and bob today (ada's 0 today draws nothing); per group, ml both days, ops today.
+    users, groups = page.locator("#nb-usage-users"), page.locator("#nb-usage-groups")
+    expect(users.locator("svg rect")).to_have_count(2)
+    expect(users.locator(".nb-legend li")).to_have_text(["ada", "bob"])
+    expect(groups.locator("svg rect")).to_have_count(3)
+    expect(groups.locator(".nb-legend li")).to_have_text(["ml", "ops"])
+    expect(users.locator("svg rect title").first).to_have_text(f"ada, {yesterday}: 2 GPU-hours")
+    users.get_by_text("The numbers").click()
+    expect(users.locator("table tbody th")).to_have_text(["ada", "bob"])
+    expect(users.locator("table tbody td")).to_have_text(["2", "1.5"])
+
+    page.get_by_label("Quantity").select_option("memory_gb_hours")
+    expect(users.locator("svg rect")).to_have_count(3)
+    groups.get_by_text("The numbers").click()
+    expect(groups.locator("table tbody th")).to_have_text(["ml", "ops"])
+    expect(groups.locator("table tbody td")).to_have_text(["14", "2"])
+    assert axe_violations(page, "#nb-usage") == []
+    screenshot(page, page.locator("#nb-usage"), "admin-page-usage")
