@@ -15,7 +15,7 @@ import requests
 
 import tests.extension.conftest as browser_fixtures
 from tests.extension.conftest import login, screenshot
-from tests.hub.test_hub_pages import axe_violations
+from tests.hub.test_hub_pages import approved, axe_violations
 from tests.support.jobs import submit
 
 pytestmark = pytest.mark.browser
@@ -30,13 +30,6 @@ EXPECTED_ERRORS = [
     re.compile(r"status of 40[04] .*/services/executor/api/usage\?"),
     re.compile(r"status of 400 .*/services/executor/api/quotas/users/"),  # the refused quota value
 ]
-
-
-def approved(hub, name: str) -> tuple[str, str, str]:
-    password = "pw-" + secrets.token_hex(8)
-    assert hub.signup(name, password).status_code == 200
-    hub.approve(name)
-    return name, password, hub.new_user(name)
 
 
 @pytest.fixture(scope="module")
