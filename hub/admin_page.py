@@ -20,6 +20,7 @@ from __future__ import annotations
 from jupyterhub import orm
 from jupyterhub.handlers.base import BaseHandler
 from jupyterhub.scopes import needs_scope
+from jupyterhub.utils import url_path_join
 from tornado import web
 
 from notebench.hub.platform.gpus import GPUInventory
@@ -74,7 +75,7 @@ class AdminPageHandler(BaseHandler):
             leases=[{**lease, "owner": lease_owner(lease["holder"])} for lease in leases],
             leases_note=leases_note,
             executor_token=token,
-            executor_api=self.base_url.rstrip("/").removesuffix("/hub") + "/services/executor/api/",
+            executor_api=url_path_join(self.base_url, "services/executor/api/"),  # base_url: the public prefix
             token_seconds=PAGE_TOKEN_SECONDS,
         )
         self.finish(html)
@@ -83,7 +84,7 @@ class AdminPageHandler(BaseHandler):
         """GPU leases (local mode keeps them in a table shared with the executor), a note when
         there are none to show, and whether this hub leases GPUs at all."""
         config = self.settings.get("config")
-        if config is None or not config.GPUInventory.get("db_url"):
+        if config is None or not config.get("GPUInventory", {}).get("db_url"):  # (reading, not adding, the section)
             return [], "GPU leases are not kept by this hub (on Kubernetes the scheduler places GPUs).", False
         try:
             leases = GPUInventory.shared(config).leases()
@@ -107,12 +108,16 @@ class AdminPageHandler(BaseHandler):
             spawner = user.spawners[orm_spawner.name]
             if not (spawner.active or spawner.ready):
                 continue
+            profile = server_profile(spawner)
+            if leased_here:
+                gpus = ", ".join(gpus_of.get(f"{SERVER_HOLDER}{user.name}/{orm_spawner.name}", [])) or "none"
+            else:
+                gpus = f"{profile_gpus.get(profile, '?')} (the profile's)"
             servers.append({
                 "owner": user.name,
                 "name": orm_spawner.name,
-                "profile": server_profile(spawner),
-                "gpus": (", ".join(gpus_of.get(f"{SERVER_HOLDER}{user.name}/{orm_spawner.name}", [])) or "none"
-                         if leased_here else f"{profile_gpus.get(server_profile(spawner), '?')} (the profile's)"),
+                "profile": profile,
+                "gpus": gpus,
                 "status": "ready" if spawner.ready else (spawner.pending or "starting"),
                 "started": orm_spawner.started,
                 "last_activity": orm_spawner.last_activity,

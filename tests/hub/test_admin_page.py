@@ -34,10 +34,11 @@ EXPECTED_ERRORS = [
 
 @pytest.fixture(scope="module")
 def busy_user(hub):
-    """A user with a CPU server and a job running; both stopped afterwards."""
+    """A user with a GPU server and a GPU job running (the session's hub has two GPUs, both taken
+    here); both stopped afterwards."""
     name, password, token = approved(hub, f"ap-{secrets.token_hex(3)}")
-    assert hub.spawn(name, "cpu").status_code in (201, 202)
-    job = submit(hub, token, "import time; time.sleep(600)", name="admin-page-sleeper")
+    assert hub.spawn(name, "gpu").status_code in (201, 202)
+    job = submit(hub, token, "import time; time.sleep(600)", name="admin-page-sleeper", profile="gpu")
     hub.wait_job(job["id"], token, until=("running",))
     yield {"name": name, "token": token, "job": job["id"]}
     hub.executor("POST", f"jobs/{job['id']}/cancel", token)
@@ -53,18 +54,20 @@ def test_an_admin_sees_what_runs_edits_a_quota_and_finds_it_audited(hub, new_pag
     page.wait_for_url(f"**{PAGE}")
     expect(page.get_by_role("heading", name="Notebench admin", level=1)).to_be_visible()
 
-    # What runs now: the server with its profile and owner, the job with its owner.
+    # What runs now: the server with its profile, GPU and owner, the job with its owner, the GPU
+    # leases of both with their owner (a job's lease names the job: the page finds its owner).
     server = page.locator(f'#nb-servers tr[data-owner="{owner}"]')
     expect(server).to_have_count(1)
     expect(server.locator("td").nth(0)).to_have_text(owner)
-    expect(server.locator("td").nth(2)).to_have_text("cpu")
-    expect(server.locator("td").nth(3)).to_have_text("none")  # a CPU server holds no GPU
+    expect(server.locator("td").nth(2)).to_have_text("gpu")
+    expect(server.locator("td").nth(3)).to_have_text(re.compile(r"^[01]$"))
     row = page.locator(f'#nb-jobs tr[data-job="{job}"]')
     expect(row).to_be_visible()
     expect(row.locator("td").nth(1)).to_have_text(owner)
     expect(row.locator("td").nth(3)).to_have_text("running")
     expect(page.locator("#nb-endpoints tbody td").first).not_to_have_text("Loading…")
-    expect(page.locator("#nb-leases")).to_be_visible()
+    for holder in (f"server:{owner}/", f"job:{job}"):
+        expect(page.locator(f'#nb-leases tr[data-holder="{holder}"] .nb-lease-owner')).to_have_text(owner)
 
     # Usage: charts where the executor keeps usage, otherwise it says so.
     expect(page.locator("#nb-usage-status")).not_to_have_text("Loading…")
