@@ -26,6 +26,7 @@ from tornado import web
 from traitlets import Bool, Integer, Unicode
 from traitlets.config import Configurable
 
+from notebench.hub.admin_page import ADMIN_PAGE_PATH
 from notebench.hub.auth import NotebenchNativeAuthenticator
 from notebench.hub.culling import CULL_RECORD_PATH, CULL_RECORD_SCOPE
 from notebench.hub.platform.gpus import GPUInventory
@@ -129,11 +130,13 @@ TEMPLATES = Path(__file__).parent / "templates"
 
 def apply_pages(c) -> None:
     """The hub's pages as Notebench shows them (hub/templates, extending JupyterHub's own), the
-    hub API path where the idle culler records why it stops a server, and the proxy whose traffic
+    hub API path where the idle culler records why it stops a server, the admins' page
+    (notebench.hub.admin_page), and the proxy whose traffic
     does not count as activity (notebench.hub.culling)."""
     c.JupyterHub.template_paths = [str(TEMPLATES)]
     c.JupyterHub.template_vars = {"notebench_signups": pending_signups}
-    c.JupyterHub.extra_handlers = [(CULL_RECORD_PATH, "notebench.hub.culling.CullRecordHandler")]
+    c.JupyterHub.extra_handlers = [(CULL_RECORD_PATH, "notebench.hub.culling.CullRecordHandler"),
+                                   (ADMIN_PAGE_PATH, "notebench.hub.admin_page.AdminPageHandler")]
     c.JupyterHub.proxy_class = "notebench.hub.culling.NotebenchProxy"
 
 

@@ -29,6 +29,7 @@ def test_wheel_ships_namespaced_packages_and_imports(tmp_path):
     assert "notebench/hub/__init__.py" in names and "notebench/executor/__init__.py" in names
     assert "notebench/hub/jupyterhub_config.py" in names
     assert "notebench/hub/mlflow_service/__main__.py" in names
+    assert {"notebench/hub/templates/notebench-admin.html", "notebench/hub/templates/notebench-admin.js"} <= set(names)
     assert not any(n.startswith(("hub/", "executor/")) for n in names)
 
     env = tmp_path / "venv"
