@@ -319,6 +319,9 @@ def _field_name(model: type[pydantic.BaseModel] | None, path: tuple) -> str:
 
 
 class NotFoundHandler(APIHandler):
+    def check_query(self) -> None:
+        """No query is wrong on a path that does not exist: that is a 404, whatever it asks."""
+
     async def get(self, *args):
         raise NotebenchError(404, None, f"no such resource: {self.request.path}")
 
