@@ -58,6 +58,7 @@ import subprocess
 import sys
 import threading
 import time
+import traceback
 import urllib.parse
 import urllib.request
 from dataclasses import dataclass, field
@@ -250,16 +251,31 @@ class KubeletDouble:
             try:
                 listed = self.core.list_pod_for_all_namespaces(field_selector=selector)
                 for pod in listed.items:
-                    self.on_pod("ADDED", self.api.sanitize_for_serialization(pod))
+                    self.on_pod_safely("ADDED", self.api.sanitize_for_serialization(pod))
                 self.watcher = watch.Watch()
                 for event in self.watcher.stream(self.core.list_pod_for_all_namespaces, field_selector=selector,
                                                  resource_version=listed.metadata.resource_version,
                                                  timeout_seconds=60):
                     if event["type"] in ("ADDED", "MODIFIED", "DELETED"):
-                        self.on_pod(event["type"], self.api.sanitize_for_serialization(event["object"]))
+                        self.on_pod_safely(event["type"], self.api.sanitize_for_serialization(event["object"]))
             except Exception:
+                self.note("watching pods failed (listing again)")
                 if self.stopping.wait(1):
                     return
+
+    def on_pod_safely(self, kind: str, pod: dict) -> None:
+        """One pod that cannot be handled (a bug here, an API error) never holds up the others: with
+        the error raised out of the watch, every list would stop at that pod again."""
+        try:
+            self.on_pod(kind, pod)
+        except Exception:
+            meta = pod.get("metadata") or {}
+            self.note(f"{kind} of pod {meta.get('namespace')}/{meta.get('name')} failed")
+
+    def note(self, what: str) -> None:
+        """Write what went wrong, with its traceback, to node.log in the node's directory (the test's basetemp)."""
+        with open(self.dir / "node.log", "a") as log:
+            log.write(f"{now()} {what}\n{traceback.format_exc()}\n")
 
     def on_pod(self, kind: str, pod: dict) -> None:
         uid = pod["metadata"]["uid"]
