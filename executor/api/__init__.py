@@ -9,6 +9,7 @@ from notebench.executor.api.job_files import JobFilesHandler
 from notebench.executor.api.jobs import CancelHandler, JobHandler, JobsHandler, LogHandler, OutputHandler
 from notebench.executor.api.quotas import QuotaHandler
 from notebench.executor.api.schedules import ScheduleHandler, SchedulesHandler
+from notebench.executor.api.usage import UsageHandler
 from notebench.executor.api.service import (
     HealthHandler,
     MetricsHandler,
@@ -39,5 +40,6 @@ def routes(prefix: str) -> list:
         *endpoint_routes(prefix),
         (api + "audit", AuditHandler),
         (api + r"quotas/(users|groups)/([^/]+)", QuotaHandler),
+        (api + "usage", UsageHandler),
         (prefix + "(.*)", PageNotFoundHandler),
     ]
