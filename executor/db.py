@@ -154,7 +154,7 @@ class UsageInterval(Base):
     kind: Mapped[str] = mapped_column(sa.String(16))  # server, job, dask_worker, scoring_server
     ref: Mapped[str] = mapped_column(sa.String(512))  # "server alice/", "job 12", "scoring 3"
     owner: Mapped[str] = mapped_column(sa.String(255), index=True)  # the user it is counted to
-    groups: Mapped[list | None] = mapped_column(sa.JSON)  # the owner's groups when it was opened; None: not known yet
+    groups: Mapped[list | None] = mapped_column(sa.JSON(none_as_null=True))  # the owner's groups when it was opened; None: not known yet
     profile: Mapped[str] = mapped_column(sa.String(64))
     count: Mapped[int] = mapped_column(default=1)  # how many of the profile it holds (a job's Dask workers: their number)
     cpu: Mapped[float] = mapped_column(sa.Float)  # cores requested

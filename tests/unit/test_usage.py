@@ -71,6 +71,8 @@ def test_a_job_over_midnight_and_its_dask_workers(usage):
     asyncio.run(usage.tick())  # the hub is down: jobs are counted all the same
     asyncio.run(usage.tick())  # and once only
     rows = intervals(usage)
+    with usage.sessions() as s:  # groups not known yet (the hub is down): NULL, so asked for again
+        assert s.scalar(sa.select(sa.func.count()).where(UsageInterval.groups.is_(None))) == 2
     assert [(r.kind, r.ref, r.profile, r.count, r.cpu, r.memory_bytes, r.gpus, r.ended, r.groups) for r in rows] == [
         ("job", f"job {job}", "small", 1, 2.0, 4 * GiB, 0, True, None),
         ("dask_worker", f"job {job}", "gpu", 3, 12.0, 48 * GiB, 6, True, None),  # requests, not limits
