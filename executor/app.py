@@ -36,8 +36,8 @@ from notebench.executor.metrics import Metrics
 from notebench.executor.quotas import Quotas
 from notebench.executor.schedules.due import submit_due
 from notebench.executor.services import HubTokens, MlflowRuns
-from notebench.executor.usage import Usage
 from notebench.executor.serving.endpoints import Endpoints
+from notebench.executor.usage import Usage
 from notebench.hub.platform.accounts import UserAccounts
 from notebench.hub.platform.environment import workload_env
 from notebench.hub.platform.gpus import GPUInventory

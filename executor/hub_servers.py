@@ -13,7 +13,6 @@ import asyncio
 import json
 from dataclasses import dataclass
 from datetime import datetime, timezone
-
 from urllib.parse import quote
 
 from tornado.httpclient import AsyncHTTPClient, HTTPClientError, HTTPResponse

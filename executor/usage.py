@@ -257,7 +257,7 @@ class Usage(LoggingConfigurable):
 
     @staticmethod
     def _row(day: date, who: str | None, profile: str, acc: dict, by: str) -> dict:
-        head = {"day": day.isoformat()}
+        head: dict = {"day": day.isoformat()}
         if by == "group":
             head.update(group=who, users=sorted(acc["users"]))
         else:

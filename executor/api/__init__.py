@@ -9,7 +9,6 @@ from notebench.executor.api.job_files import JobFilesHandler
 from notebench.executor.api.jobs import CancelHandler, JobHandler, JobsHandler, LogHandler, OutputHandler
 from notebench.executor.api.quotas import QuotaHandler
 from notebench.executor.api.schedules import ScheduleHandler, SchedulesHandler
-from notebench.executor.api.usage import UsageHandler
 from notebench.executor.api.service import (
     HealthHandler,
     MetricsHandler,
@@ -18,6 +17,7 @@ from notebench.executor.api.service import (
     ProfilesHandler,
     RootHandler,
 )
+from notebench.executor.api.usage import UsageHandler
 
 
 def routes(prefix: str) -> list:
