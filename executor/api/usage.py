@@ -17,12 +17,22 @@ from notebench.executor.errors import NotebenchError
 from notebench.executor.schemas import UsageReport
 
 DEFAULT_DAYS = 30
+EARLIEST, LATEST = datetime(1970, 1, 1, tzinfo=timezone.utc), datetime(9998, 12, 31, tzinfo=timezone.utc)
 CSV_FIELDS = ("profile_hours", "cpu_seconds_requested", "cpu_seconds_used", "memory_gb_hours", "gpu_hours", "cost")
 
 
 class UsageHandler(APIHandler):
     query_params = frozenset({"since", "until", "user", "group", "by", "format"})
-    moment = AuditHandler.moment  # an RFC 3339 time (UTC if it names no zone) or a date; 400 naming the field
+    def moment(self, name: str) -> datetime | None:
+        """A time or a date (UTC if it names no zone), within the years 1970 to 9998; 400 naming the field."""
+        moment = AuditHandler.moment(self, name)
+        try:
+            moment = moment.astimezone(timezone.utc) if moment else None
+        except OverflowError:  # an offset past year 1 or 9999
+            moment = EARLIEST - timedelta(days=1)
+        if moment is not None and not EARLIEST <= moment <= LATEST:
+            raise NotebenchError(400, name, f"{name} must be between {EARLIEST.year} and {LATEST.year}")
+        return moment
 
     async def get(self):
         user, group = self.get_argument("user", None) or None, self.get_argument("group", None) or None
