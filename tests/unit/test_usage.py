@@ -1,5 +1,5 @@
-"""The usage meter and its reports (executor/usage.py) on a real store, without a hub: splitting at
-UTC midnight, what a job, its Dask workers and a server accrue, a hub that cannot be asked, prices."""
+"""The usage meter and its reports (executor/usage.py) on a real store (SQLite and PostgreSQL),
+without a hub: splitting at UTC midnight, what a job, its Dask workers and a server accrue, a hub that cannot be asked, prices."""
 
 from __future__ import annotations
 
@@ -16,8 +16,11 @@ from notebench.executor.db import Job, UsageInterval
 from notebench.executor.services import HubTokens
 from notebench.executor.usage import GiB, Live, Usage, split_days
 from notebench.hub.platform.profiles import Profiles
+from tests.unit import test_store
 
 pytestmark = pytest.mark.timeout(60)
+# test_store.py's store fixtures: each test on SQLite and on PostgreSQL.
+postgres, db_url, engines = test_store.postgres, test_store.db_url, test_store.engines
 
 UTC = timezone.utc
 PROFILES = [
@@ -42,11 +45,12 @@ def test_an_interval_over_midnight_is_split_at_it():
 
 
 @pytest.fixture
-def usage(tmp_path):
+def usage(db_url, engines):
+    """The meter on an empty store: SQLite, and PostgreSQL (test_store.py's server) where there is one."""
     config = Config()
     config.Profiles.profiles = PROFILES
     config.Usage.prices = {"gpu": 3.0}
-    app = SimpleNamespace(sessions=db.connect(f"sqlite:///{tmp_path / 'executor.sqlite'}"),
+    app = SimpleNamespace(sessions=test_store.connect(db_url, engines),
                           profiles=Profiles(config=config),
                           tokens=HubTokens("http://127.0.0.1:1/hub/api", "nothing"))  # a hub that never answers
     return Usage(app, config=config)
