@@ -38,6 +38,7 @@ from notebench.executor.quotas import Quotas
 from notebench.executor.schedules.due import submit_due
 from notebench.executor.services import HubTokens, MlflowRuns
 from notebench.executor.serving.endpoints import Endpoints
+from notebench.executor.usage import Usage
 from notebench.hub.platform.accounts import UserAccounts
 from notebench.hub.platform.environment import workload_env
 from notebench.hub.platform.gpus import GPUInventory
@@ -156,6 +157,7 @@ class Executor(Application):
         self.metrics = Metrics(self.sessions, self.gpus)
         self.quotas = Quotas(self.sessions, self.profiles, self.tokens, self.metrics, parent=self)
         self.fair_share = FairShare(self.sessions, self.profiles, parent=self)
+        self.usage = Usage(self, parent=self)  # c.Usage: the meter's interval, prices per profile-hour
         self.service_prefix = os.environ.get("JUPYTERHUB_SERVICE_PREFIX", "/services/executor/")
         self.endpoints = Endpoints(self)
         self._kernels: tuple[float, set] = (0.0, set())
@@ -218,7 +220,7 @@ class Executor(Application):
         await self.dispatcher.recover()
         loops = BackgroundTasks()
         for loop in (self.schedule_loop(), self.endpoints.flush_loop(), self.endpoints.watch_loop(),
-                     audit.purge_loop(self.sessions, self.audit_retention_days)):
+                     audit.purge_loop(self.sessions, self.audit_retention_days), self.usage.loop()):
             loops.start(loop)
         stop = asyncio.Event()
         for sig in (signal.SIGTERM, signal.SIGINT):

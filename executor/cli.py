@@ -1,4 +1,4 @@
-"""`notebench jobs …`: submit and follow notebook jobs from a terminal.
+"""`notebench jobs …`: submit and follow notebook jobs from a terminal; `notebench admin usage`.
 
 A client of the executor API (executor/api/, executor/api/openapi.json), through the hub's
 proxy at ``$NOTEBENCH_URL/services/executor/api/`` (default http://127.0.0.1:8000), with a
@@ -535,6 +535,60 @@ environment:
 
 exit status: 0 ok; 1 a job waited for did not succeed; 2 the command failed (bad input,
 no token, hub unreachable, request refused)"""
+
+
+def moment(text: str) -> str:
+    """A --since/--until: an ISO date or time, as the API takes it."""
+    try:
+        datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a date or time (e.g. 2026-12-01 or 2026-12-01T09:00:00Z)") from None
+    return text
+
+
+def number(value) -> str:
+    return "-" if value is None else f"{value:.2f}"
+
+
+def cmd_admin_usage(args) -> int:
+    client = Client.from_env()
+    params = {k: v for k, v in (("since", args.since), ("until", args.until), ("user", args.user),
+                                ("group", args.group), ("by", args.by)) if v}
+    if args.csv:
+        sys.stdout.write(client.request("GET", "usage", params=dict(params, format="csv")).text)
+        return 0
+    report = client.json("GET", "usage", params=params)
+    if args.json:
+        print(json.dumps(report, indent=2))
+        return 0
+    note(f"usage from {local_time(report['since'])} to {local_time(report['until'])} (UTC days)")
+    if not report["rows"]:
+        note("no usage")
+        return 0
+    who = "group" if report["by"] == "group" else "user"
+    headers = ["DAY", who.upper(), "PROFILE", "HOURS", "CPU-S REQ", "MEM GiB-H", "GPU-H", f"COST ({report['currency']})"]
+    fields = ("profile_hours", "cpu_seconds_requested", "memory_gb_hours", "gpu_hours", "cost")
+    rows = [[r["day"], r[who] or "-", r["profile"], *(number(r[f]) for f in fields)] for r in report["rows"]]
+    rows.append(["total", "", "", *(number(report["totals"][f]) for f in fields)])
+    print_table(rows, headers)
+    return 0
+
+
+def add_admin_commands(subparsers) -> None:
+    formatter = argparse.RawDescriptionHelpFormatter
+    admin = subparsers.add_parser("admin", help="what admins look at: usage and cost", epilog=ENVIRONMENT, formatter_class=formatter)
+    sub = admin.add_subparsers(dest="admin_command", required=True, metavar="COMMAND")
+    p = sub.add_parser("usage", help="usage and cost per day, user and profile (others than admins: their own)",
+                       epilog=ENVIRONMENT, formatter_class=formatter)
+    p.add_argument("--since", type=moment, metavar="WHEN", help="from this date or time (UTC if no zone; default: 30 days back)")
+    p.add_argument("--until", type=moment, metavar="WHEN", help="to this date or time (default: now)")
+    p.add_argument("--user", help="only this user's usage")
+    p.add_argument("--group", help="only the usage of this group's members")
+    p.add_argument("--by", choices=("user", "group"), help="rows per user (default) or per group")
+    out = p.add_mutually_exclusive_group()
+    out.add_argument("--csv", action="store_true", help="print CSV with a header row")
+    out.add_argument("--json", action="store_true", help="print the API's answer as JSON")
+    p.set_defaults(func=cmd_admin_usage)
 
 
 def add_jobs_commands(subparsers) -> None:

@@ -138,6 +138,34 @@ class Quota(Base):
     limits: Mapped[dict] = mapped_column(sa.JSON, default=dict)
 
 
+class UsageInterval(Base):
+    """A stretch of time one thing (a server, a job, its Dask workers, a scoring server) held
+    resources: what executor/usage.py meters, and reports per user, day and profile.
+
+    ``cpu``, ``memory_bytes`` and ``gpus`` are the totals it held (``count`` times its profile's:
+    a job's Dask workers are one interval); it ran from ``started_at`` to ``last_seen_at``, which
+    grows while it runs and is its end once ``ended``."""
+
+    __tablename__ = "usage_intervals"
+    # One interval per run of a thing: a meter that ticks twice (or two executors) opens it once.
+    __table_args__ = (sa.UniqueConstraint("kind", "ref", "started_at"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    kind: Mapped[str] = mapped_column(sa.String(16))  # server, job, dask_worker, scoring_server
+    ref: Mapped[str] = mapped_column(sa.String(512))  # "server alice/", "job 12", "scoring 3"
+    owner: Mapped[str] = mapped_column(sa.String(255), index=True)  # the user it is counted to
+    groups: Mapped[list | None] = mapped_column(sa.JSON(none_as_null=True))  # the owner's groups when it was opened; None: not known yet
+    profile: Mapped[str] = mapped_column(sa.String(64))
+    count: Mapped[int] = mapped_column(default=1)  # how many of the profile it holds (a job's Dask workers: their number)
+    cpu: Mapped[float] = mapped_column(sa.Float)  # cores requested
+    memory_bytes: Mapped[int] = mapped_column(sa.BigInteger)
+    gpus: Mapped[int] = mapped_column()
+    started_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    last_seen_at: Mapped[datetime] = mapped_column(UTCDateTime, index=True)
+    ended: Mapped[bool] = mapped_column(default=False, index=True)
+    cpu_used_seconds: Mapped[float | None] = mapped_column(sa.Float)  # measured; None where it is not
+
+
 class Endpoint(Base):
     """A named endpoint of a user: invocations are split between its versions by weight."""
 

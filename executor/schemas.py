@@ -401,6 +401,38 @@ class AuditPage(BaseModel):
     next_cursor: str | None = Field(description="Pass as cursor for the next (older) page; null on the last one")
 
 
+class UsageAmounts(BaseModel):
+    profile_hours: float = Field(description="Hours of the profile held (a job's Dask workers: each counts)")
+    cpu_seconds_requested: float = Field(description="CPU cores requested × seconds")
+    cpu_seconds_used: float | None = Field(description="CPU-seconds measured; null where not measured (not yet anywhere)")
+    memory_gb_hours: float = Field(description="Memory requested, GiB × hours")
+    gpu_hours: float
+    cost: float | None = Field(description="profile_hours × c.Usage.prices of the profile; null without a price")
+
+
+class UsageRow(UsageAmounts):
+    day: str = Field(description="The UTC day, YYYY-MM-DD")
+    user: str
+    groups: list[str] = Field(description="The user's groups (as when each thing started)")
+    profile: str
+
+
+class GroupUsageRow(UsageAmounts):
+    day: str = Field(description="The UTC day, YYYY-MM-DD")
+    group: str | None = Field(description="The group (null: users in no group)")
+    users: list[str]
+    profile: str
+
+
+class UsageReport(BaseModel):
+    since: str = _datetime()
+    until: str = _datetime()
+    by: str = _one_of(("user", "group"))
+    currency: str
+    rows: list[UsageRow] | list[GroupUsageRow] = Field(description="Per day, user (by=group: group) and profile")
+    totals: UsageAmounts
+
+
 class ProfileInfo(BaseModel):
     name: str
     display_name: str

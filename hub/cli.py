@@ -149,9 +149,10 @@ def main(argv=None) -> int:
     up.set_defaults(func=cmd_up)
     hub = sub.add_parser("hub", help="run JupyterHub with Notebench's configuration (the Helm chart's hub pod)")
     hub.set_defaults(func=cmd_hub)
-    from notebench.executor.cli import add_jobs_commands  # the executor's own commands
+    from notebench.executor.cli import add_admin_commands, add_jobs_commands  # the executor's own commands
 
     add_jobs_commands(sub)
+    add_admin_commands(sub)
     add_token_command(sub)  # `notebench token`, instead of `jupyterhub token`
     args = parser.parse_args(argv)
     return args.func(args)

@@ -341,7 +341,10 @@ def add_executor_service(services: list, roles: list, url: str, **how) -> None:
     services.append({"name": "executor", "url": url, "oauth_no_confirm": True, **how})
     # Mint per-user tokens (scope access:services) so jobs reach MLflow as their owner.
     # read:users:groups: the quotas that apply to a user come from their groups too (executor/quotas.py).
-    roles.append({"name": "executor", "scopes": ["tokens", "access:services", "read:users:groups"], "services": ["executor"]})
+    # list:users + read:servers: the usage meter lists the running servers, each with its start and
+    # user_options (the profile) (executor/hub_servers.py); no admin:server_state, no server access.
+    roles.append({"name": "executor", "scopes": ["tokens", "access:services", "read:users:groups", "list:users",
+                                                 "read:servers"], "services": ["executor"]})
 
 
 def add_mlflow_service(services: list, url: str, **how) -> None:

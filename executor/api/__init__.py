@@ -17,6 +17,7 @@ from notebench.executor.api.service import (
     ProfilesHandler,
     RootHandler,
 )
+from notebench.executor.api.usage import UsageHandler
 
 
 def routes(prefix: str) -> list:
@@ -39,5 +40,6 @@ def routes(prefix: str) -> list:
         *endpoint_routes(prefix),
         (api + "audit", AuditHandler),
         (api + r"quotas/(users|groups)/([^/]+)", QuotaHandler),
+        (api + "usage", UsageHandler),
         (prefix + "(.*)", PageNotFoundHandler),
     ]

@@ -31,6 +31,7 @@ from notebench.executor.schemas import (
     SchedulePatch,
     ScheduleRequest,
     ScheduleResponse,
+    UsageReport,
 )
 from notebench.hub.platform.statuses import JOB_STATUSES
 
@@ -39,7 +40,7 @@ COMPONENT_NAMES = {"AuditEntryResponse": "AuditEntry", "QuotaResponse": "Quota",
                    "EndpointResponse": "Endpoint"}
 REQUESTS = (JobRequest, ScheduleRequest, SchedulePatch, EndpointCreate, EndpointPatch, QuotaLimits)
 RESPONSES = (ErrorResponse, JobResponse, JobPage, ScheduleResponse, ScheduleList, ProfilesResponse, EndpointResponse,
-             EndpointList, EndpointMetrics, EndpointLogs, AuditPage, QuotaResponse)
+             EndpointList, EndpointMetrics, EndpointLogs, AuditPage, QuotaResponse, UsageReport)
 
 
 def component_schemas() -> dict:
@@ -255,6 +256,30 @@ def spec(prefix: str = "/services/executor/") -> dict:
                          "schema": {"type": "string", "pattern": "^[0-9]*$"}},
                     ],
                     "responses": {"200": {"description": "A page of entries", "content": _json(_ref("AuditPage"))}, **common},
+                },
+            },
+            "/usage": {
+                "get": {
+                    "summary": "Usage and cost per UTC day, user and profile: requested CPU-seconds (used: null, not measured), "
+                               "memory GiB-hours, GPU-hours of servers, jobs, Dask workers and scoring servers, and a cost where "
+                               "c.Usage.prices prices the profile. Admins: everyone's; a user: their own only (another user's, "
+                               "a group's: 403)",
+                    "parameters": [
+                        {"name": "since", "in": "query", "description": "RFC 3339 time or date (UTC if no zone); default: "
+                         "the start of the UTC day 29 days before until", "schema": {"type": "string"}},
+                        {"name": "until", "in": "query", "description": "RFC 3339 time or date; default: now",
+                         "schema": {"type": "string"}},
+                        {"name": "user", "in": "query", "description": "Only this user's (a user: only their own name)",
+                         "schema": {"type": "string"}},
+                        {"name": "group", "in": "query", "description": "Only the usage of this group's members (admins)",
+                         "schema": {"type": "string"}},
+                        {"name": "by", "in": "query", "description": "Rows per user (default) or per group (admins)",
+                         "schema": {"type": "string", "enum": ["user", "group"]}},
+                        {"name": "format", "in": "query", "description": "csv: the rows as CSV with a header row "
+                         "(so does Accept: text/csv)", "schema": {"type": "string", "enum": ["json", "csv"]}},
+                    ],
+                    "responses": {"200": {"description": "The usage", "content": {
+                        **_json(_ref("UsageReport")), "text/csv": {"schema": {"type": "string"}}}}, **common},
                 },
             },
         },

@@ -244,7 +244,8 @@ def test_services_and_roles_are_local_modes(hub):
     assert "command" not in services["executor"] and "command" not in services["mlflow"]
     roles = {r["name"]: r for r in app.load_roles}
     assert roles["user"]["scopes"] == ["self", "access:services", ENDPOINT_INVOKE_SCOPE + "!user"]
-    assert roles["executor"] == {"name": "executor", "scopes": ["tokens", "access:services", "read:users:groups"], "services": ["executor"]}
+    assert roles["executor"] == {"name": "executor", "scopes": ["tokens", "access:services", "read:users:groups", "list:users",
+                                                                "read:servers"], "services": ["executor"]}
     assert ENDPOINT_INVOKE_SCOPE in app.custom_scopes
     # JupyterHub registered them (initialize checked the roles and scopes).
     assert set(app._service_map) == {"idle-culler", "executor", "mlflow"}

@@ -2215,6 +2215,92 @@ export interface paths {
         };
         trace?: never;
     };
+    "/usage": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** Usage and cost per UTC day, user and profile: requested CPU-seconds (used: null, not measured), memory GiB-hours, GPU-hours of servers, jobs, Dask workers and scoring servers, and a cost where c.Usage.prices prices the profile. Admins: everyone's; a user: their own only (another user's, a group's: 403) */
+        get: {
+            parameters: {
+                query?: {
+                    /** @description RFC 3339 time or date (UTC if no zone); default: the start of the UTC day 29 days before until */
+                    since?: string;
+                    /** @description RFC 3339 time or date; default: now */
+                    until?: string;
+                    /** @description Only this user's (a user: only their own name) */
+                    user?: string;
+                    /** @description Only the usage of this group's members (admins) */
+                    group?: string;
+                    /** @description Rows per user (default) or per group (admins) */
+                    by?: "user" | "group";
+                    /** @description csv: the rows as CSV with a header row (so does Accept: text/csv) */
+                    format?: "json" | "csv";
+                };
+                header?: never;
+                path?: never;
+                cookie?: never;
+            };
+            requestBody?: never;
+            responses: {
+                /** @description The usage */
+                200: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["UsageReport"];
+                        "text/csv": string;
+                    };
+                };
+                /** @description Bad input (the body names the field) */
+                400: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["Error"];
+                    };
+                };
+                /** @description Not authenticated */
+                401: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["Error"];
+                    };
+                };
+                /** @description Not allowed */
+                403: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["Error"];
+                    };
+                };
+                /** @description Body over c.Executor.max_body_bytes (field: body) */
+                413: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["Error"];
+                    };
+                };
+            };
+        };
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
 }
 export type webhooks = Record<string, never>;
 export interface components {
@@ -2443,6 +2529,50 @@ export interface components {
             quota: string | null;
             /** Status */
             status: number;
+        };
+        /** GroupUsageRow */
+        GroupUsageRow: {
+            /**
+             * Cost
+             * @description profile_hours × c.Usage.prices of the profile; null without a price
+             */
+            cost: number | null;
+            /**
+             * Cpu Seconds Requested
+             * @description CPU cores requested × seconds
+             */
+            cpu_seconds_requested: number;
+            /**
+             * Cpu Seconds Used
+             * @description CPU-seconds measured; null where not measured (not yet anywhere)
+             */
+            cpu_seconds_used: number | null;
+            /**
+             * Day
+             * @description The UTC day, YYYY-MM-DD
+             */
+            day: string;
+            /** Gpu Hours */
+            gpu_hours: number;
+            /**
+             * Group
+             * @description The group (null: users in no group)
+             */
+            group: string | null;
+            /**
+             * Memory Gb Hours
+             * @description Memory requested, GiB × hours
+             */
+            memory_gb_hours: number;
+            /** Profile */
+            profile: string;
+            /**
+             * Profile Hours
+             * @description Hours of the profile held (a job's Dask workers: each counts)
+             */
+            profile_hours: number;
+            /** Users */
+            users: string[];
         };
         /** Job */
         Job: {
@@ -2931,6 +3061,106 @@ export interface components {
             version: string;
             /** Weight */
             weight: number;
+        };
+        /** UsageAmounts */
+        UsageAmounts: {
+            /**
+             * Cost
+             * @description profile_hours × c.Usage.prices of the profile; null without a price
+             */
+            cost: number | null;
+            /**
+             * Cpu Seconds Requested
+             * @description CPU cores requested × seconds
+             */
+            cpu_seconds_requested: number;
+            /**
+             * Cpu Seconds Used
+             * @description CPU-seconds measured; null where not measured (not yet anywhere)
+             */
+            cpu_seconds_used: number | null;
+            /** Gpu Hours */
+            gpu_hours: number;
+            /**
+             * Memory Gb Hours
+             * @description Memory requested, GiB × hours
+             */
+            memory_gb_hours: number;
+            /**
+             * Profile Hours
+             * @description Hours of the profile held (a job's Dask workers: each counts)
+             */
+            profile_hours: number;
+        };
+        /** UsageReport */
+        UsageReport: {
+            /**
+             * By
+             * @enum {string}
+             */
+            by: "user" | "group";
+            /** Currency */
+            currency: string;
+            /**
+             * Rows
+             * @description Per day, user (by=group: group) and profile
+             */
+            rows: components["schemas"]["UsageRow"][] | components["schemas"]["GroupUsageRow"][];
+            /**
+             * Since
+             * Format: date-time
+             */
+            since: string;
+            totals: components["schemas"]["UsageAmounts"];
+            /**
+             * Until
+             * Format: date-time
+             */
+            until: string;
+        };
+        /** UsageRow */
+        UsageRow: {
+            /**
+             * Cost
+             * @description profile_hours × c.Usage.prices of the profile; null without a price
+             */
+            cost: number | null;
+            /**
+             * Cpu Seconds Requested
+             * @description CPU cores requested × seconds
+             */
+            cpu_seconds_requested: number;
+            /**
+             * Cpu Seconds Used
+             * @description CPU-seconds measured; null where not measured (not yet anywhere)
+             */
+            cpu_seconds_used: number | null;
+            /**
+             * Day
+             * @description The UTC day, YYYY-MM-DD
+             */
+            day: string;
+            /** Gpu Hours */
+            gpu_hours: number;
+            /**
+             * Groups
+             * @description The user's groups (as when each thing started)
+             */
+            groups: string[];
+            /**
+             * Memory Gb Hours
+             * @description Memory requested, GiB × hours
+             */
+            memory_gb_hours: number;
+            /** Profile */
+            profile: string;
+            /**
+             * Profile Hours
+             * @description Hours of the profile held (a job's Dask workers: each counts)
+             */
+            profile_hours: number;
+            /** User */
+            user: string;
         };
         /** VersionLog */
         VersionLog: {
