@@ -81,17 +81,23 @@ async def _get(app, path: str) -> HTTPResponse:
         raise HubUnavailable(f"GET {path}: {e}") from e
 
 
-async def groups_of(app, user: str) -> list[str]:
-    """A user's groups as the hub has them now (none for a user it no longer knows)."""
+async def user_now(app, user: str) -> tuple[list[str], list[RunningServer]]:
+    """A user's groups and active servers as the hub has them now (none for a user it no longer knows)."""
     response = await _get(app, f"/users/{quote(user, safe='')}")
     if response.code == 404:
-        return []
+        return [], []
     if response.code != 200:
         raise HubUnavailable(f"GET /users/{user} answered {response.code}")
     try:
-        return list(json.loads(response.body).get("groups") or [])
-    except (ValueError, AttributeError) as e:
+        model = json.loads(response.body)
+        return list(model.get("groups") or []), parse_users([model])
+    except (ValueError, AttributeError, KeyError, TypeError) as e:
         raise HubUnavailable(f"GET /users/{user} answered what is not a user: {e}") from e
+
+
+async def groups_of(app, user: str) -> list[str]:
+    """A user's groups as the hub has them now (none for a user it no longer knows)."""
+    return (await user_now(app, user))[0]
 
 
 async def running_servers(app) -> list[RunningServer]:

@@ -23,14 +23,15 @@ from __future__ import annotations
 
 import time
 from collections import Counter
+from datetime import timedelta
 
 import sqlalchemy as sa
-from traitlets import Dict
+from traitlets import Dict, Float
 from traitlets.config import LoggingConfigurable
 
-from notebench.executor.db import Endpoint, Job, Quota, ScoringServer, claimed
+from notebench.executor.db import Endpoint, Job, Quota, ScoringServer, UsageInterval, claimed, utcnow
 from notebench.executor.errors import NotebenchError
-from notebench.executor.services import hub_groups, is_outage
+from notebench.executor.hub_servers import HubUnavailable, RunningServer, user_now
 from notebench.hub.platform.profiles import ProfileError
 
 QUANTITIES = ("gpus", "gpu_hours_per_day", "cpu", "memory", "running_jobs", "queued_jobs", "dask_workers", "endpoints")
@@ -57,7 +58,7 @@ def holds(profiles, profile: str, worker_profile: str | None, workers: int, runn
     except ProfileError:  # a profile removed from the config since: what it held is unknown
         cpu = memory = gpus = w_cpu = w_memory = w_gpus = 0
     return Counter({"running_jobs": running_jobs, "cpu": cpu + workers * w_cpu,
-                    "memory": memory + workers * w_memory, "gpus": gpus + workers * w_gpus})
+                    "memory": (memory + workers * w_memory) / 2**30, "gpus": gpus + workers * w_gpus})
 
 
 def _amount(value: float) -> str:
@@ -70,10 +71,19 @@ class Quotas(LoggingConfigurable):
         "'endpoints': 5}; a quantity left out is unlimited. Quantities: " + ", ".join(QUANTITIES) + ".",
     ).tag(config=True)
 
+    servers_seconds = Float(
+        10.0, help="While a user's jobs wait for CPU, memory or GPUs, how often their servers are asked of the hub "
+        "again (a server that stops lets a waiting job start)."
+    ).tag(config=True)
+
     def __init__(self, sessions, profiles, tokens=None, metrics=None, **kwargs):
         super().__init__(**kwargs)
         self.sessions, self.profiles, self.tokens, self.metrics = sessions, profiles, tokens, metrics
         self._groups: dict[str, tuple[float, list[str]]] = {}  # user -> (when learnt, groups)
+        # The users' servers as the hub last listed them (the usage meter's listing, or one user's
+        # as their quotas were asked): they hold CPU, memory and GPUs too.
+        self.servers: dict[str, list[RunningServer]] = {}
+        self._servers_at: dict[str, float] = {}  # user -> when their servers were last asked for
         unknown = sorted(set(self.defaults) - set(QUANTITIES))
         if unknown:
             raise ValueError(f"c.Quotas.defaults: unknown quantit{'ies' if len(unknown) > 1 else 'y'} {', '.join(unknown)}")
@@ -134,20 +144,42 @@ class Quotas(LoggingConfigurable):
         if self.tokens is None:  # no hub to ask (the dispatcher on its own, in tests)
             return []
         try:
-            groups = await hub_groups(self.tokens, user)
-        except Exception as e:
-            if not is_outage(e):
-                raise
+            return (await self.refresh(user))[0]
+        except HubUnavailable:
             return known[1] if known else None
+
+    async def refresh(self, user: str) -> tuple[list[str], list[RunningServer]]:
+        """Ask the hub for ``user``'s groups and servers now (raises HubUnavailable)."""
+        groups, servers = await user_now(self, user)  # what it reads of an app: .tokens
         self.remember_groups(user, groups)
-        return groups
+        self.servers[user], self._servers_at[user] = servers, time.monotonic()
+        return groups, servers
+
+    async def fresh_servers(self, user: str) -> None:
+        """Ask the hub for ``user``'s servers again if the last answer is older than ``servers_seconds``."""
+        if self.tokens is not None and time.monotonic() - self._servers_at.get(user, 0.0) >= self.servers_seconds:
+            try:
+                await self.refresh(user)
+            except HubUnavailable:
+                pass  # what was last seen holds
+
+    def listed(self, servers: list[RunningServer]) -> None:
+        """Every user's servers, as the hub listed them all (the usage meter's tick)."""
+        by_owner: dict[str, list[RunningServer]] = {}
+        for server in servers:
+            by_owner.setdefault(server.user, []).append(server)
+        self.servers = by_owner
 
     # --- what users hold -------------------------------------------------------------------------
 
-    def held_by_owner(self) -> dict[str, Counter]:
+    def held_by_owner(self, leave_out: tuple[str, str] | None = None) -> dict[str, Counter]:
         """Per user: their claimed jobs (running, or held by a backend for busy resources) with their
-        Dask workers, and their scoring servers."""
+        Dask workers, their scoring servers and their servers (but ``leave_out``: (user, server name))."""
         held: dict[str, Counter] = {}
+        for owner, servers in self.servers.items():
+            for server in servers:
+                if (owner, server.name) != leave_out:
+                    held.setdefault(owner, Counter()).update(holds(self.profiles, server.profile, None, 0, running_jobs=0))
         with self.sessions() as s:
             jobs = s.execute(sa.select(Job.owner, Job.profile, Job.worker_profile, Job.workers).where(claimed())).all()
             servers = s.execute(sa.select(Endpoint.owner, Endpoint.profile).join(ScoringServer)
@@ -167,14 +199,33 @@ class Quotas(LoggingConfigurable):
         with self.sessions() as s:
             return s.scalar(sa.select(sa.func.count()).select_from(Endpoint).where(Endpoint.owner == user))
 
-    def usage(self, user: str) -> dict:
-        """What ``user`` holds and has asked for now."""
-        held = self.held_by_owner().get(user, Counter())
-        return {"queued_jobs": self.queued(user), "endpoints": self.endpoints(user), **{q: held[q] for q in HELD}}
+    def gpu_hours_last_day(self, user: str) -> float:
+        """GPU-hours ``user``'s things held in the last 24 hours (the usage meter's intervals; an open
+        one counts up to now)."""
+        now = utcnow()
+        since = now - timedelta(days=1)
+        with self.sessions() as s:
+            rows = s.execute(sa.select(UsageInterval.gpus, UsageInterval.started_at, UsageInterval.last_seen_at,
+                                       UsageInterval.ended)
+                             .where(UsageInterval.owner == user, UsageInterval.gpus > 0,
+                                    sa.or_(UsageInterval.last_seen_at > since, UsageInterval.ended.is_(False)))).all()
+        return sum(gpus * max(((last if ended else now) - max(started, since)).total_seconds(), 0.0)
+                   for gpus, started, last, ended in rows) / 3600
+
+    def usage(self, user: str, leave_out: str | None = None) -> dict:
+        """What ``user`` holds and has asked for now (``leave_out``: one of their servers not counted)."""
+        held = self.held_by_owner(None if leave_out is None else (user, leave_out)).get(user, Counter())
+        return {"queued_jobs": self.queued(user), "endpoints": self.endpoints(user),
+                "gpu_hours_per_day": round(self.gpu_hours_last_day(user), 6), **{q: held[q] for q in HELD}}
 
     def blocking(self, limits: dict, held: Counter, wanted: Counter) -> str | None:
-        """The first quantity that ``wanted`` on top of ``held`` would take past its limit, or None."""
-        return next((q for q in HELD if wanted[q] and limits[q] is not None and held[q] + wanted[q] > limits[q]), None)
+        """The first quantity that ``wanted`` on top of ``held`` would take past its limit, or None.
+        GPU-hours: a GPU thing waits while the last day's (``held["gpu_hours_per_day"]``) reach the limit."""
+        over = next((q for q in HELD if wanted[q] and limits[q] is not None and held[q] + wanted[q] > limits[q]), None)
+        if over is None and wanted["gpus"] and limits["gpu_hours_per_day"] is not None:
+            if held["gpu_hours_per_day"] >= limits["gpu_hours_per_day"]:
+                return "gpu_hours_per_day"
+        return over
 
     # --- checks (synchronous: called right before the insert they guard) -----------------------
 
@@ -190,6 +241,8 @@ class Quotas(LoggingConfigurable):
                         f"{workers} Dask workers asked for; your quota is {limits['dask_workers']} per job")
         wanted = holds(self.profiles, profile, worker_profile, workers)
         never = self.blocking(limits, Counter(), wanted)
+        if never == "gpu_hours_per_day":
+            self.refuse(403, never, 0, 0, "your quota of GPU-hours per day is 0: a GPU job could never start")
         if never == "running_jobs":  # it would wait for ever
             self.refuse(403, never, limits[never], 1, "your quota of running jobs is 0: this job could never start")
         if never:

@@ -28,20 +28,6 @@ def is_outage(error: BaseException) -> bool:
     return isinstance(error, (OSError, asyncio.TimeoutError))
 
 
-async def hub_groups(tokens: "HubTokens", user: str) -> list[str]:
-    """``user``'s groups as the hub has them (asked with the executor's token); none for a user it
-    does not know. A hub that is down raises what ``is_outage`` recognises."""
-    response = await AsyncHTTPClient().fetch(
-        f"{tokens.api_url}/users/{quote(user, safe='')}", raise_error=False, request_timeout=30,
-        headers={"Authorization": f"token {tokens.service_token}"})
-    if response.code == 404:
-        return []
-    if response.code != 200:
-        raise HTTPClientError(response.code if response.code in UNAVAILABLE else 503,
-                              f"the hub could not be asked for {user}'s groups ({response.code})")
-    return json.loads(response.body).get("groups", [])
-
-
 class HubTokens:
     """Short-lived API tokens of users (scope ``access:services``), minted with the executor's
     own token (scope ``tokens``), so a job reaches MLflow as its owner."""

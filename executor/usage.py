@@ -106,9 +106,8 @@ class Usage(LoggingConfigurable):
             p = self.app.profiles.get(name)
         except ProfileError:  # a profile since removed from the config: its name, nothing counted
             return name, 0.0, 0, 0
-        cpu = p.cpu_request or p.cpu_limit or 0.0
-        memory = p.mem_request or p.mem_limit or 0
-        return p.name, float(cpu) * count, int(memory) * count, p.gpus * count
+        cpu, memory, gpus = p.reserved()
+        return p.name, cpu * count, memory * count, gpus * count
 
     async def loop(self) -> None:
         while True:
@@ -121,6 +120,7 @@ class Usage(LoggingConfigurable):
     async def tick(self) -> None:
         try:
             servers = await running_servers(self.app)
+            self.app.quotas.listed(servers)  # servers hold CPU, memory and GPUs against quotas too
             if self._hub_down:
                 log.info("usage: the hub answers again; servers' usage carries on")
             self._hub_down = False

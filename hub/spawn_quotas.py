@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import json
 import time
+from typing import Any
 from urllib.parse import quote
 
 from tornado import web
@@ -33,6 +34,11 @@ class SpawnQuotas(LoggingConfigurable):
     executor_url = Unicode(
         "", help="The executor's URL as the hub reaches it (its API under /services/executor/api/); '': no quota checks."
     ).tag(config=True)
+    # What the spawner it is mixed into has (annotations only, for the type checker).
+    user: Any
+    name: str
+    api_token: str
+
     quota_wait_seconds = Float(60.0, help="How long a spawn waits for an executor that does not answer.").tag(config=True)
 
     async def check_quota(self, profile: Profile) -> None:
@@ -44,7 +50,12 @@ class SpawnQuotas(LoggingConfigurable):
                              self.user.name, self.quota_wait_seconds)
             return
         cpu, memory, gpus = profile.reserved()
-        wanted = {"gpus": gpus, "cpu": cpu, "memory": memory}
+        wanted = {"gpus": gpus, "cpu": cpu, "memory": memory / 2**30}
+        used_today, daily = (quota.get("usage") or {}).get("gpu_hours_per_day", 0), quota.get("gpu_hours_per_day")
+        if gpus and daily is not None and used_today >= daily:
+            message = (f"Cannot start a {profile.name!r} server: your GPUs were in use {used_today:.2f} hours in the "
+                       f"last 24 hours (quota gpu_hours_per_day, limit {daily:g}, current {used_today:.2f}).")
+            raise web.HTTPError(403, "%s", message, reason=message)
         for name in HELD_BY_SERVERS:
             limit, held = quota.get(name), (quota.get("usage") or {}).get(name, 0)
             if wanted[name] and limit is not None and held + wanted[name] > limit:
@@ -54,7 +65,9 @@ class SpawnQuotas(LoggingConfigurable):
                 raise web.HTTPError(403, "%s", message, reason=message)
 
     async def _ask_executor(self) -> dict | None:
-        url = f"{self.executor_url.rstrip('/')}/services/executor/api/quotas/users/{quote(self.user.name, safe='')}"
+        # server=: this server is listed by the hub already (pending): the executor leaves it out.
+        url = (f"{self.executor_url.rstrip('/')}/services/executor/api/quotas/users/{quote(self.user.name, safe='')}"
+               f"?server={quote(self.name, safe='')}")
         deadline, wait = time.monotonic() + self.quota_wait_seconds, 0.5
         while True:
             try:

@@ -3,16 +3,17 @@ own (and their groups'), with their current use."""
 
 from __future__ import annotations
 
-from tornado.httpclient import HTTPClientError
-
 from notebench.executor.api.base import APIHandler
 from notebench.executor.errors import NotebenchError
+from notebench.executor.hub_servers import HubUnavailable
 from notebench.executor.quotas import QUANTITIES
 from notebench.executor.schemas import QuotaLimits, QuotaResponse
-from notebench.executor.services import hub_groups
 
 
 class QuotaHandler(APIHandler):
+    # server: the spawner asking before it starts that server of the user (it is not counted yet).
+    query_params = frozenset({"server"})
+
     async def get(self, kind, name):
         self.check_may_read(kind, name)
         self.write_json(await self.describe(kind, name))
@@ -36,18 +37,21 @@ class QuotaHandler(APIHandler):
         quotas = self.app.quotas
         own = quotas.record(kind[:-1], name)
         if kind == "users":
-            groups = self.current_user.get("groups", []) if name == self.user_name else await self.groups_of(name)
+            groups = await self.now(name)
             limits, source = quotas.applying(name, groups)
-            usage = quotas.usage(name)
+            usage = quotas.usage(name, leave_out=self.get_argument("server", None))
         else:  # what the group grants its members (the defaults where it sets nothing)
             limits, source = quotas.applying(None, [name])
             usage = None
         return QuotaResponse(kind=kind[:-1], name=name, set=own, source=source, usage=usage,
                              **{q: limits[q] for q in QUANTITIES})
 
-    async def groups_of(self, name: str) -> list[str]:
-        """Another user's groups, as the hub has them (an admin asking)."""
+    async def now(self, name: str) -> list[str]:
+        """The user's groups, their servers asked of the hub on the way (they count in the usage).
+        A hub that is down: the caller's own groups and the servers last seen; for another user, 503."""
         try:
-            return await hub_groups(self.app.tokens, name)
-        except HTTPClientError as e:
-            raise NotebenchError(503, None, f"the hub could not be asked for {name}'s groups ({e.code}): try again")
+            return (await self.app.quotas.refresh(name))[0]
+        except HubUnavailable:
+            if name == self.user_name:
+                return self.current_user.get("groups", [])
+            raise NotebenchError(503, None, f"the hub could not be asked for {name}'s groups: try again") from None

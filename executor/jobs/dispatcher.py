@@ -216,6 +216,9 @@ class Dispatcher:
             if any(g is None for g in groups.values()):  # the hub is down: whose quotas apply is unknown
                 self._retry_dispatch_in(OUTAGE_MOST_RETRY_SECONDS)
             limits = {owner: quotas.applying(owner, g)[0] for owner, g in groups.items() if g is not None}
+            for owner, mine in limits.items():  # their servers hold what these count too
+                if any(mine[q] is not None for q in ("cpu", "memory", "gpus")):
+                    await quotas.fresh_servers(owner)
             held = quotas.held_by_owner()
             score = self.app.fair_share.recent_usage()
             waiting = {owner: deque(j for j in queued if j.owner == owner) for owner in limits}
@@ -225,7 +228,10 @@ class Dispatcher:
                 owner = min(waiting, key=lambda o: (score[o], waiting[o][0].id))
                 job = waiting[owner][0]
                 wanted = holds(self.app.profiles, job.profile, job.worker_profile, job.workers)
-                over = quotas.blocking(limits[owner], held.get(owner, Counter()), wanted)
+                mine = held.setdefault(owner, Counter())
+                if wanted["gpus"] and limits[owner]["gpu_hours_per_day"] is not None and "gpu_hours_per_day" not in mine:
+                    mine["gpu_hours_per_day"] = quotas.gpu_hours_last_day(owner)
+                over = quotas.blocking(limits[owner], mine, wanted)
                 if running[owner] >= self.app.max_running_jobs_per_user or over:
                     if over:
                         waiting_for[over] += len(waiting[owner])
@@ -239,8 +245,10 @@ class Dispatcher:
                     self._starting[job.id] = asyncio.ensure_future(self._start(job, *claim))
                     running[owner] += 1
                     total += 1
-                    held.setdefault(owner, Counter()).update(wanted)
+                    mine.update(wanted)
                     score[owner] += self.app.fair_share.charge(wanted)
+            if waiting_for:  # what they wait for may end without a job ending (a server stopped)
+                self._retry_dispatch_in(quotas.servers_seconds)
             gauge = self.app.metrics.jobs_waiting_for_quota
             gauge.clear()
             for quota, count in waiting_for.items():

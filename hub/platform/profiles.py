@@ -73,13 +73,13 @@ class Profile:
                 raise ProfileError(f"profile {name!r}: a request ({request}) cannot exceed its limit ({limit})")
         return cls(**{**spec, "display_name": spec.get("display_name") or name, **cpu, **mem})
 
-    def reserved(self) -> tuple[float, float, int]:
+    def reserved(self) -> tuple[float, int, int]:
         """What one server, job kernel, Dask worker or scoring server of this profile holds, as
-        quotas and usage count it: (CPU cores, memory GiB, GPUs). Its request where it sets one (what
-        Kubernetes reserves), else its limit; a profile that sets neither counts 0 of that."""
+        quotas and usage count it: (CPU cores, memory bytes, GPUs). Its request where it sets one
+        (what Kubernetes reserves), else its limit; a profile that sets neither counts 0 of that."""
         cpu = self.cpu_request or self.cpu_limit or 0.0
         memory = self.mem_request or self.mem_limit or 0
-        return float(cpu), memory / 2**30, self.gpus
+        return float(cpu), int(memory), self.gpus
 
     def kubernetes_gpu_env(self) -> dict:
         """What a pod of this profile needs in its environment about GPUs: CUDA images say

@@ -197,3 +197,29 @@ def test_spawn_is_refused_past_the_gpu_and_cpu_quotas_counting_running_jobs(hub,
     assert hub.spawn(owner, "gpu").status_code in (201, 202)  # the GPU is free again
     hub.stop_server(owner)
     assert put(hub, "users", owner, {}).status_code == 200
+
+
+def test_a_running_server_holds_cpu_so_a_job_waits_until_it_stops(hub, people):
+    owner, token = people["owner"], people["owner_token"]
+    r = hub.spawn(owner, "cpu")
+    assert r.status_code in (201, 202), r.text
+    assert put(hub, "users", owner, {"cpu": 3}).json()["usage"]["cpu"] == 2  # the server's 2 cores
+    job = submit(hub, token, "print('after the server')")
+    wait_for(lambda: value(samples(hub), "notebench_jobs_waiting_for_quota", quota="cpu") == 1, 60,
+             message="the job to wait for the server's cores")
+    assert hub.executor("GET", f"jobs/{job['id']}", token).json()["status"] == "queued"
+    hub.stop_server(owner)
+    assert hub.wait_job(job["id"], token)["status"] == "succeeded"  # started once the server was gone
+    assert put(hub, "users", owner, {}).status_code == 200
+
+
+def test_no_gpu_hours_refuses_gpu_jobs_and_servers_but_not_cpu_ones(hub, people):
+    owner, token = people["owner"], people["owner_token"]
+    assert put(hub, "users", owner, {"gpu_hours_per_day": 0}).status_code == 200
+    body = assert_error(hub.executor("POST", "jobs", token, json={"notebook": notebook("1"), "profile": "gpu"}),
+                        403, "gpu_hours_per_day")
+    assert (body["quota"], body["limit"]) == ("gpu_hours_per_day", 0)
+    r = hub.spawn(owner, "gpu")
+    assert r.status_code == 403 and "quota gpu_hours_per_day, limit 0" in r.json()["message"], r.text
+    assert hub.wait_job(submit(hub, token, "print(1)")["id"], token)["status"] == "succeeded"
+    assert put(hub, "users", owner, {}).status_code == 200

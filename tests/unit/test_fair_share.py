@@ -52,3 +52,18 @@ def test_a_job_holds_its_kernel_and_workers_and_blocking_names_the_first_full_qu
     assert quotas.blocking({**limits, "cpu": 3.5}, held, holds(profiles, "cpu", None, 0)) == "cpu"
     assert quotas.blocking({**limits, "running_jobs": 1, "cpu": 0}, held, holds(profiles, "cpu", None, 0)) == "running_jobs"
     assert quotas.blocking({**limits, "gpus": 0}, held, holds(profiles, "cpu", None, 0)) is None  # needs no GPU
+
+
+def test_gpu_hours_of_the_last_day_count_open_intervals_to_now_and_cut_old_ones(sessions):
+    now = utcnow()
+
+    def interval(ref, gpus, started, last, ended):
+        return db.UsageInterval(kind="job", ref=ref, owner="ann", groups=[], profile="gpu", count=1, cpu=4,
+                                memory_bytes=0, gpus=gpus, started_at=started, last_seen_at=last, ended=ended)
+
+    with sessions() as s:
+        s.add_all([interval("job 1", 2, now - timedelta(hours=30), now - timedelta(hours=23), True),  # 1 h in the day
+                   interval("job 2", 1, now - timedelta(hours=2), now - timedelta(hours=1), False),  # open: 2 h
+                   interval("job 3", 1, now - timedelta(hours=50), now - timedelta(hours=40), True)])  # too old
+        s.commit()
+    assert Quotas(sessions, Profiles()).gpu_hours_last_day("ann") == pytest.approx(2 * 1 + 2, abs=1e-3)
