@@ -32,18 +32,20 @@ MAX_BODY_BYTES = 64 * 1024  # request bodies read for details (the hub's API tak
 
 
 class HubAudit:
-    """The hub process's outbox, made (and its flusher started) at first use."""
+    """The hub process's outbox, made (and its flusher started) at first use. One per hub
+    configuration: the hooks hold it, and the hub's handlers find it in their settings
+    (``settings["notebench_audit"]``)."""
 
-    def __init__(self) -> None:
-        self.settings: tuple[str, str, str] | None = None
+    def __init__(self, path: str, url: str, token: str) -> None:
+        self.settings = (path, url, token)
         self._outbox: AuditOutbox | None = None
 
-    def configure(self, path: str, url: str, token: str) -> None:
-        self.settings = (path, url, token)
+    def __deepcopy__(self, memo):
+        return self  # the configuration is copied as it loads: the copy is this same reporter
 
     @property
-    def outbox(self) -> AuditOutbox | None:
-        if self._outbox is None and self.settings is not None:
+    def outbox(self) -> AuditOutbox:
+        if self._outbox is None:
             self._outbox = AuditOutbox(*self.settings).start()
         return self._outbox
 
@@ -53,11 +55,12 @@ class HubAudit:
         except Exception:
             log.exception("the audit outbox cannot be opened: %s of %s by %s not recorded", action, target, actor)
             return
-        if outbox is not None:
-            outbox.add(actor, action, target, owner, **detail)
+        outbox.add(actor, action, target, owner, **detail)
 
 
-HUB_AUDIT = HubAudit()
+def of_handler(handler) -> HubAudit | None:
+    """The reporter of the hub a handler of it runs in (None: this hub reports nothing)."""
+    return handler.settings.get("notebench_audit")
 
 
 def server_target(user_name: str, server_name: str) -> str:
@@ -67,7 +70,7 @@ def server_target(user_name: str, server_name: str) -> str:
 # --- the hooks --------------------------------------------------------------------------------
 
 
-def chain_post_auth_hook(previous):
+def chain_post_auth_hook(audit: HubAudit, previous):
     """A post_auth_hook that reports the login after ``previous`` (if any) let it through."""
 
     async def post_auth_hook(authenticator, handler, authentication):
@@ -77,14 +80,15 @@ def chain_post_auth_hook(previous):
             authentication = await maybe_future(previous(authenticator, handler, authentication))
         if authentication:
             name = authentication["name"]
-            HUB_AUDIT.add(name, "user.login", f"user {name}", name,
+            audit.add(name, "user.login", f"user {name}", name,
                           authenticator=type(authenticator).__name__, ip=handler.request.remote_ip)
         return authentication
 
+    post_auth_hook.chained = previous
     return post_auth_hook
 
 
-def chain_pre_spawn_hook(previous):
+def chain_pre_spawn_hook(audit: HubAudit, previous):
     """A pre_spawn_hook that reports the spawn, by whoever asked for it, before ``previous``."""
 
     async def pre_spawn_hook(spawner):
@@ -92,13 +96,14 @@ def chain_pre_spawn_hook(previous):
         owner = spawner.user.name
         options = spawner.user_options if isinstance(spawner.user_options, dict) else {}
         profile = options.get("profile")
-        HUB_AUDIT.add(getattr(requester, "name", owner), "server.spawn", server_target(owner, spawner.name), owner,
+        audit.add(getattr(requester, "name", owner), "server.spawn", server_target(owner, spawner.name), owner,
                       profile=profile if isinstance(profile, str) else None)
         if previous is not None:
             from jupyterhub.utils import maybe_future
 
             await maybe_future(previous(spawner))
 
+    pre_spawn_hook.chained = previous
     return pre_spawn_hook
 
 
@@ -151,7 +156,8 @@ def api_change(handler) -> tuple[str, str, str | None, dict] | None:
 
 
 def report_api_change(handler) -> None:
-    if handler.request.method in ("GET", "HEAD", "OPTIONS") or not 200 <= handler.get_status() < 300:
+    audit = of_handler(handler)
+    if audit is None or handler.request.method in ("GET", "HEAD", "OPTIONS") or not 200 <= handler.get_status() < 300:
         return
     try:
         change = api_change(handler)
@@ -162,7 +168,7 @@ def report_api_change(handler) -> None:
         action, target, owner, detail = change
         if getattr(caller, "kind", "user") == "service":
             detail["actor_kind"] = "service"
-        HUB_AUDIT.add(actor, action, target, owner, **detail)
+        audit.add(actor, action, target, owner, **detail)
     except Exception:
         log.exception("could not report %s %s to the audit log", handler.request.method, handler.request.path)
 
@@ -180,9 +186,9 @@ def apply_hub_audit(c, data_dir: str | Path, executor_api_url: str, token: str) 
     with ``token`` (the audit-reporter service's), through an outbox in ``data_dir``."""
     from notebench.hub.config import _configured
 
-    HUB_AUDIT.configure(str(Path(data_dir) / OUTBOX_FILE), executor_api_url, token)
-    c.Authenticator.post_auth_hook = chain_post_auth_hook(_configured(c.Authenticator, "post_auth_hook", None))
-    c.Spawner.pre_spawn_hook = chain_pre_spawn_hook(_configured(c.Spawner, "pre_spawn_hook", None))
+    audit = HubAudit(str(Path(data_dir) / OUTBOX_FILE), executor_api_url, token)
+    c.Authenticator.post_auth_hook = chain_post_auth_hook(audit, _configured(c.Authenticator, "post_auth_hook", None))
+    c.Spawner.pre_spawn_hook = chain_pre_spawn_hook(audit, _configured(c.Spawner, "pre_spawn_hook", None))
     settings = dict(_configured(c.JupyterHub, "tornado_settings", {}))
-    settings["log_function"] = log_request
+    settings.update(log_function=log_request, notebench_audit=audit)
     c.JupyterHub.tornado_settings = settings

@@ -28,6 +28,7 @@ from traitlets.config import Configurable
 
 from notebench.hub.auth import NotebenchNativeAuthenticator
 from notebench.hub.culling import CULL_RECORD_PATH, CULL_RECORD_SCOPE
+from notebench.hub.platform.audit_outbox import audit_url as outbox_url
 from notebench.hub.platform.gpus import GPUInventory
 from notebench.hub.platform.scopes import AUDIT_APPEND_SCOPE, ENDPOINT_INVOKE_SCOPE
 
@@ -198,7 +199,7 @@ def apply_services(c) -> None:
     roles = list(_configured(c.JupyterHub, "load_roles", []))
     if nb.cull_idle_timeout:
         add_idle_culler_service(services, roles, nb.cull_idle_timeout, nb.cull_every)
-    audit_url = f"http://127.0.0.1:{ports['executor']}/services/executor/api/audit" if nb.executor_enabled else ""
+    audit_url = outbox_url(f"http://127.0.0.1:{ports['executor']}") if nb.executor_enabled else ""
     if audit_url:  # the hub reports logins, servers, tokens and groups to the executor's audit log
         from notebench.hub.audit import apply_hub_audit
 

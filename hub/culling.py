@@ -26,7 +26,7 @@ from jupyterhub.proxy import ConfigurableHTTPProxy
 from tornado import web
 from tornado.httpclient import AsyncHTTPClient, HTTPRequest
 
-from notebench.hub.audit import HUB_AUDIT
+from notebench.hub.audit import of_handler
 
 # Held by the idle culler's role only: recording why a server is stopped.
 CULL_RECORD_SCOPE = "custom:notebench-culls:record"
@@ -102,7 +102,9 @@ class CullRecordHandler(APIHandler):
         spawner.culled = {"at": datetime.now(timezone.utc).isoformat(), "inactive_seconds": int(inactive)}
         spawner.orm_spawner.state = spawner.get_state()
         self.db.commit()
-        HUB_AUDIT.add(self.current_user.name, "server.cull", f"server {full_name}", user_name, inactive_seconds=int(inactive))
+        audit = of_handler(self)
+        if audit is not None:
+            audit.add(self.current_user.name, "server.cull", f"server {full_name}", user_name, inactive_seconds=int(inactive))
         self.set_status(201)
         self.finish(json.dumps({"server": full_name, **spawner.culled}))
 

@@ -162,10 +162,18 @@ class AuditOutbox:
             db.executemany("DELETE FROM outbox WHERE id = ?", [(i,) for i in ids])
 
 
+def audit_url(executor_url: str) -> str:
+    """Where entries are appended, from the executor service's URL (its routes keep the prefix)."""
+    return executor_url.rstrip("/") + "/services/executor/api/audit"
+
+
 def outbox_from_env(path: str | Path, env=os.environ) -> AuditOutbox | None:
-    """The outbox of a service the hub runs: the executor's URL from NOTEBENCH_AUDIT_URL, the
-    service's own hub token (JUPYTERHUB_API_TOKEN); None when there is no executor to report to."""
+    """The outbox of a service the hub runs: the executor's URL from NOTEBENCH_AUDIT_URL (local
+    mode) or NOTEBENCH_EXECUTOR_URL (the chart's), the service's own hub token
+    (JUPYTERHUB_API_TOKEN); None when there is no executor to report to."""
     url = env.get("NOTEBENCH_AUDIT_URL")
+    if url is None and env.get("NOTEBENCH_EXECUTOR_URL"):
+        url = audit_url(env["NOTEBENCH_EXECUTOR_URL"])
     token = env.get("NOTEBENCH_AUDIT_TOKEN") or env.get("JUPYTERHUB_API_TOKEN")
     if not url or not token:
         return None
