@@ -95,6 +95,8 @@ def chain_pre_spawn_hook(audit: HubAudit, previous):
         requester = getattr(getattr(spawner, "handler", None), "current_user", None)
         owner = spawner.user.name
         options = spawner.user_options if isinstance(spawner.user_options, dict) else {}
+        if isinstance(options.get("user_options"), dict):  # JupyterHub 6's shape of a spawn request
+            options = options["user_options"]
         profile = options.get("profile")
         audit.add(getattr(requester, "name", owner), "server.spawn", server_target(owner, spawner.name), owner,
                       profile=profile if isinstance(profile, str) else None)
@@ -127,7 +129,7 @@ def api_change(handler) -> tuple[str, str, str | None, dict] | None:
     from jupyterhub.apihandlers import groups, users
 
     method, args = handler.request.method, handler.path_args
-    body = _body(handler) if method in ("POST", "PATCH", "PUT") else {}
+    body = _body(handler)  # DELETE too: removing group members names them in the body
     if isinstance(handler, users.UserServerAPIHandler) and method == "DELETE":
         name, server = args[0], args[1] if len(args) > 1 else ""
         return "server.stop", server_target(name, server), name, {}

@@ -74,7 +74,7 @@ class Recorder:
             version = asked.get("version") or answer.get("version")
             detail = {"version": version}
             if self.action == "model.version_create":
-                detail.update(run_id=asked.get("run_id"), source=asked.get("source"))
+                detail.update(run_id=asked.get("run_id"), model_source=asked.get("source"))
             return self.action, f"model {name}", detail
         if self.action.startswith("alias."):
             return self.action, f"model {name}", {"alias": asked.get("alias"), "version": asked.get("version")}

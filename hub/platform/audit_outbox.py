@@ -43,7 +43,7 @@ class AuditOutbox:
     """Events waiting for the executor, in ``path`` (SQLite, mode 0600), and the thread that sends them
     to ``url`` (the executor's /api/audit) with ``token`` (holding custom:notebench-audit:append)."""
 
-    def __init__(self, path: str | Path, url: str, token: str, *, max_backoff: float = 30.0, timeout: float = 30.0):
+    def __init__(self, path: str | Path, url: str, token: str, *, max_backoff: float = 10.0, timeout: float = 30.0):
         self.path = str(path)
         self.url = url
         self.token = token

@@ -151,7 +151,7 @@ def recorded(action, request, response=b"", query=""):
 def test_the_mlflow_front_reports_what_was_asked_and_answered():
     answer = gzip.compress(json.dumps({"model_version": {"name": "iris", "version": "3"}}).encode())
     assert recorded("model.version_create", {"name": "iris", "source": "runs:/r1/model", "run_id": "r1"}, answer) == [
-        ("ada", "model.version_create", "model iris", "ada", {"version": "3", "run_id": "r1", "source": "runs:/r1/model"})]
+        ("ada", "model.version_create", "model iris", "ada", {"version": "3", "run_id": "r1", "model_source": "runs:/r1/model"})]
     assert recorded("alias.set", {"name": "iris", "alias": "champion", "version": 3}) == [
         ("ada", "alias.set", "model iris", None, {"alias": "champion", "version": "3"})]
     assert recorded("alias.delete", {}, query="name=iris&alias=champion") == [
