@@ -84,7 +84,7 @@ def chain_post_auth_hook(audit: HubAudit, previous):
                           authenticator=type(authenticator).__name__, ip=handler.request.remote_ip)
         return authentication
 
-    post_auth_hook.chained = previous
+    setattr(post_auth_hook, "chained", previous)  # what it runs first (tests look)
     return post_auth_hook
 
 
@@ -105,7 +105,7 @@ def chain_pre_spawn_hook(audit: HubAudit, previous):
 
             await maybe_future(previous(spawner))
 
-    pre_spawn_hook.chained = previous
+    setattr(pre_spawn_hook, "chained", previous)
     return pre_spawn_hook
 
 
@@ -186,11 +186,10 @@ def log_request(handler) -> None:
 def apply_hub_audit(c, data_dir: str | Path, executor_api_url: str, token: str) -> None:
     """Report the hub's actions to the executor at ``executor_api_url`` (…/services/executor/api/audit)
     with ``token`` (the audit-reporter service's), through an outbox in ``data_dir``."""
-    from notebench.hub.config import _configured
-
+    # (Config.get: a hook the configuration set, else None; never traitlets' placeholder.)
     audit = HubAudit(str(Path(data_dir) / OUTBOX_FILE), executor_api_url, token)
-    c.Authenticator.post_auth_hook = chain_post_auth_hook(audit, _configured(c.Authenticator, "post_auth_hook", None))
-    c.Spawner.pre_spawn_hook = chain_pre_spawn_hook(audit, _configured(c.Spawner, "pre_spawn_hook", None))
-    settings = dict(_configured(c.JupyterHub, "tornado_settings", {}))
+    c.Authenticator.post_auth_hook = chain_post_auth_hook(audit, c.Authenticator.get("post_auth_hook"))
+    c.Spawner.pre_spawn_hook = chain_pre_spawn_hook(audit, c.Spawner.get("pre_spawn_hook"))
+    settings = dict(c.JupyterHub.get("tornado_settings") or {})
     settings.update(log_function=log_request, notebench_audit=audit)
     c.JupyterHub.tornado_settings = settings

@@ -36,8 +36,7 @@ from tornado.httpserver import HTTPServer
 from tornado.queues import Queue
 from tornado.simple_httpclient import SimpleAsyncHTTPClient
 
-from notebench.hub.mlflow_service import ADMIN_HEADER, IDENTITY_HEADER_PREFIX, SECRET_HEADER, USER_HEADER
-from notebench.hub.mlflow_service import audit
+from notebench.hub.mlflow_service import ADMIN_HEADER, IDENTITY_HEADER_PREFIX, SECRET_HEADER, USER_HEADER, audit
 from notebench.hub.platform.service_auth import TOKEN_CACHE_SECONDS, identify
 
 log = logging.getLogger("notebench.mlflow")
