@@ -8,11 +8,10 @@ import sqlite3
 from contextlib import closing
 from datetime import datetime, timedelta, timezone
 
-import psutil
 import pytest
 
 from tests.support.jobs import unique
-from tests.support.launcher import running_hub, wait_for
+from tests.support.launcher import executor_process, running_hub, wait_for
 
 CONFIG = "c.Notebench.mlflow_enabled = False\n"
 PASSWORD = "outage-pass-1"
@@ -22,18 +21,6 @@ PASSWORD = "outage-pass-1"
 def ohub(tmp_path_factory):
     with running_hub(tmp_path_factory, "audit-outage", CONFIG) as h:
         yield h
-
-
-def executor_process(hub) -> psutil.Process | None:
-    for p in psutil.process_iter(["cmdline"]):
-        try:
-            if "notebench.executor" in " ".join(p.info["cmdline"] or []) and p.environ().get("NOTEBENCH_DATA_DIR") == str(
-                hub.data_dir
-            ):
-                return p
-        except psutil.Error:
-            continue
-    return None
 
 
 def waiting(hub) -> int:
