@@ -31,6 +31,8 @@ from pathlib import Path
 log = logging.getLogger("notebench.audit")
 
 BATCH = 200  # entries per POST (the executor takes at most 500)
+# How often an idle flusher looks again: events kept by another process (``notebench token``) wake nobody.
+IDLE_SECONDS = 5
 MAX_TEXT = 255  # actor, target, owner: as the executor's log stores them
 _ENTRY_FIELD = "entries."
 
@@ -115,8 +117,8 @@ class AuditOutbox:
                 self._stop.wait(pause)  # new events do not cut the pause short
                 continue
             pause = 0.0
-            if not sent:  # nothing waiting: sleep until an event comes (or a minute, to be sure)
-                self._wake.wait(60)
+            if not sent:  # nothing waiting: sleep until an event comes, or another process kept one
+                self._wake.wait(IDLE_SECONDS)
                 self._wake.clear()
 
     def flush_once(self) -> int:
