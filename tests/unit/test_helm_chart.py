@@ -218,6 +218,16 @@ def test_postgresql_answers_only_the_platform_and_reaches_nothing(default_object
     assert "Egress" in policy["spec"]["policyTypes"] and not policy["spec"].get("egress")
 
 
+
+def test_mlflow_reaches_the_executor_for_the_audit_log(default_objects):
+    """MLflow reports registrations and alias moves to POST /services/executor/api/audit."""
+    mlflow = one(default_objects, "NetworkPolicy", f"{FULLNAME}-mlflow")
+    assert any({peer_component(p) for p in rule.get("to", [])} == {"executor"}
+               and rule["ports"] == [{"protocol": "TCP", "port": 8090}] for rule in mlflow["spec"]["egress"])
+    executor = one(default_objects, "NetworkPolicy", f"{FULLNAME}-executor")
+    (rule,) = executor["spec"]["ingress"]
+    assert "mlflow" in {peer_component(p) for p in rule["from"]}
+
 # --- RBAC ----------------------------------------------------------------------------------------
 
 
