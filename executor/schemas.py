@@ -17,6 +17,7 @@ import nbformat
 from croniter import croniter
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from notebench.executor.audit import REPORTED_ACTIONS
 from notebench.executor.db import iso
 from notebench.hub.platform.names import ENDPOINT_NAME
 from notebench.hub.platform.statuses import ENDPOINT_STATUSES, JOB_STATUSES, SERVER_STATUSES
@@ -241,6 +242,74 @@ class EndpointPatch(BaseModel):
     _versions = field_validator("versions")(check_versions)
 
 
+
+# How far ahead of the executor's clock a reported entry's time may be (clocks of hosts differ a little).
+AUDIT_CLOCK_SKEW_SECONDS = 300
+MAX_AUDIT_DETAIL_BYTES = 8 * 1024
+AUDIT_EVENT_ID_PATTERN = "^[A-Za-z0-9_-]{16,64}$"
+
+
+class AuditEvent(BaseModel):
+    """One entry the hub or the MLflow service reports (POST /api/audit): what happened there."""
+
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+    event_id: str = Field(pattern=AUDIT_EVENT_ID_PATTERN,
+                          description="The reporter's unique id of the event: an entry sent again is appended once.")
+    at: str = Field(max_length=64, json_schema_extra={"format": "date-time"},
+                    description="When it happened: RFC 3339 with a zone, not in the future")
+    actor: str = Field(min_length=1, max_length=255, description="Who did it (a user, or a service)")
+    action: str = Field(json_schema_extra={"enum": list(REPORTED_ACTIONS)}, description="What they did, e.g. user.login, alias.set")
+    target: str = Field(min_length=1, max_length=255, description='What it was done to, e.g. "server ada/", "model iris"')
+    owner: str | None = Field(None, max_length=255, description="Whose that thing is")
+    detail: dict[str, Any] = Field(default_factory=dict,
+                                   description=f"What was asked (at most {MAX_AUDIT_DETAIL_BYTES} bytes as JSON)")
+
+    _names = field_validator("actor", "target", "owner")(check_name)
+
+    @field_validator("at")
+    @classmethod
+    def _moment(cls, value):
+        try:
+            moment = datetime.fromisoformat(value)
+        except ValueError:
+            raise ValueError("must be an RFC 3339 time, e.g. 2026-12-05T09:00:00Z") from None
+        if moment.tzinfo is None:
+            raise ValueError("must name its zone (e.g. Z)")
+        if (moment - datetime.now(timezone.utc)).total_seconds() > AUDIT_CLOCK_SKEW_SECONDS:
+            raise ValueError("is in the future")
+        if moment.year < 2000:
+            raise ValueError("is before 2000")
+        return value
+
+    @field_validator("action")
+    @classmethod
+    def _action(cls, value):
+        if value not in REPORTED_ACTIONS:
+            raise ValueError(f"must be one of {', '.join(REPORTED_ACTIONS)}")
+        return value
+
+    @field_validator("detail")
+    @classmethod
+    def _detail(cls, value):
+        if len(json.dumps(value)) > MAX_AUDIT_DETAIL_BYTES:
+            raise ValueError(f"is over {MAX_AUDIT_DETAIL_BYTES} bytes as JSON")
+        if {"source", "event_id"} & set(value):
+            raise ValueError("must not set source or event_id (the executor does)")
+        return value
+
+    @property
+    def moment(self) -> datetime:
+        return datetime.fromisoformat(self.at).astimezone(timezone.utc)
+
+
+class AuditBatch(BaseModel):
+    """Entries a service reports (it needs the custom:notebench-audit:append scope)."""
+
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+    entries: list[AuditEvent] = Field(min_length=1, max_length=500)
+
 # --- What the API answers ---------------------------------------------------------------------
 # Times are RFC 3339 strings in UTC with a Z (db.iso); the statuses are hub/platform/statuses.py's.
 
@@ -394,6 +463,11 @@ class AuditEntryResponse(BaseModel):
     def of(cls, entry) -> AuditEntryResponse:
         return cls(id=entry.id, at=iso(entry.at), actor=entry.actor, action=entry.action, target=entry.target,
                    owner=entry.owner, detail=entry.detail)
+
+
+class AuditAppended(BaseModel):
+    appended: int = Field(description="Entries added to the log")
+    duplicates: int = Field(description="Entries already in it (same event_id), skipped")
 
 
 class AuditPage(BaseModel):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import getpass
 import os
 import secrets
 import socket
@@ -135,6 +136,13 @@ def cmd_token(args) -> int:
     if user is None:
         fail(f"no user {args.user!r} in this hub (users sign up, or an admin creates them: POST /hub/api/users/NAME)")
     print(user.new_api_token(note=args.note))
+    # For the audit log: the hub's outbox sends it (notebench.hub.audit).
+    from notebench.hub.audit import OUTBOX_FILE
+    from notebench.hub.platform.audit_outbox import AuditOutbox
+
+    AuditOutbox(db_file.parent / OUTBOX_FILE, url="", token="").add(
+        f"notebench-cli:{getpass.getuser()}", "token.create", f"tokens of {user.name}", user.name, note=args.note
+    )
     return 0
 
 

@@ -29,8 +29,9 @@ from traitlets.config import Configurable
 from notebench.hub.admin_page import ADMIN_PAGE_PATH
 from notebench.hub.auth import NotebenchNativeAuthenticator
 from notebench.hub.culling import CULL_RECORD_PATH, CULL_RECORD_SCOPE
+from notebench.hub.platform.audit_outbox import audit_url as outbox_url
 from notebench.hub.platform.gpus import GPUInventory
-from notebench.hub.platform.scopes import ENDPOINT_INVOKE_SCOPE
+from notebench.hub.platform.scopes import AUDIT_APPEND_SCOPE, ENDPOINT_INVOKE_SCOPE
 
 
 class Notebench(Configurable):
@@ -161,6 +162,7 @@ def apply_scopes(c) -> None:
     c.JupyterHub.custom_scopes = {
         ENDPOINT_INVOKE_SCOPE: {"description": "Invoke model endpoints (/services/executor/endpoints/*/invocations)."},
         CULL_RECORD_SCOPE: {"description": "Record why a server is stopped for inactivity (the idle culler's)."},
+        AUDIT_APPEND_SCOPE: {"description": "Append to the audit log (the hub's reporter and the MLflow service)."},
     }
     c.JupyterHub.load_roles = [{"name": "user", "scopes": ["self", "access:services", ENDPOINT_INVOKE_SCOPE + "!user"]}]
     # The server's own token also talks to MLflow (MLFLOW_TRACKING_TOKEN) and the executor
@@ -200,12 +202,21 @@ def apply_services(c) -> None:
     roles = list(_configured(c.JupyterHub, "load_roles", []))
     if nb.cull_idle_timeout:
         add_idle_culler_service(services, roles, nb.cull_idle_timeout, nb.cull_every)
+    audit_url = outbox_url(f"http://127.0.0.1:{ports['executor']}") if nb.executor_enabled else ""
+    if audit_url:  # the hub reports logins, servers, tokens and groups to the executor's audit log
+        from notebench.hub.audit import apply_hub_audit
+
+        token = private_file(data / "audit_reporter_token", lambda: secrets.token_hex(32))
+        add_audit_reporter(services, roles, api_token=token)
+        apply_hub_audit(c, data, audit_url, token)
     if nb.mlflow_enabled:
-        mlflow_env = {"NOTEBENCH_DATA_DIR": nb.data_dir, "NOTEBENCH_MLFLOW_DEFAULT_PERMISSION": nb.mlflow_default_permission}
+        mlflow_env = {"NOTEBENCH_DATA_DIR": nb.data_dir, "NOTEBENCH_MLFLOW_DEFAULT_PERMISSION": nb.mlflow_default_permission,
+                      "NOTEBENCH_AUDIT_URL": audit_url}
         if os.environ.get("NOTEBENCH_USER_CONFIG"):
             mlflow_env["NOTEBENCH_USER_CONFIG"] = os.environ["NOTEBENCH_USER_CONFIG"]  # c.MlflowService
         add_mlflow_service(
             services,
+            roles,
             f"http://127.0.0.1:{ports['mlflow']}",
             command=[sys.executable, "-m", "notebench.hub.mlflow_service"],
             environment=mlflow_env,
@@ -347,6 +358,19 @@ def add_executor_service(services: list, roles: list, url: str, **how) -> None:
                                                  "read:servers"], "services": ["executor"]})
 
 
-def add_mlflow_service(services: list, url: str, **how) -> None:
-    """MLflow behind Notebench's front at /services/mlflow/: it only identifies users (no role)."""
+def add_mlflow_service(services: list, roles: list, url: str, **how) -> None:
+    """MLflow behind Notebench's front at /services/mlflow/: it identifies users, and reports model
+    registrations, aliases and permissions to the executor's audit log (its role: that only)."""
     services.append({"name": "mlflow", "url": url, "oauth_no_confirm": True, **how})
+    roles.append({"name": "mlflow", "scopes": AUDIT_REPORTER_SCOPES, "services": ["mlflow"]})
+
+
+# Appending to the executor's audit log, and nothing else.
+AUDIT_REPORTER_SCOPES = [AUDIT_APPEND_SCOPE, "access:services!service=executor"]
+
+
+def add_audit_reporter(services: list, roles: list, **how) -> None:
+    """The hub's audit reporter (notebench.hub.audit): a service nobody runs, whose token (``how``:
+    api_token) the hub process appends to the executor's audit log with."""
+    services.append({"name": "audit-reporter", **how})
+    roles.append({"name": "audit-reporter", "scopes": AUDIT_REPORTER_SCOPES, "services": ["audit-reporter"]})

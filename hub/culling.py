@@ -26,6 +26,8 @@ from jupyterhub.proxy import ConfigurableHTTPProxy
 from tornado import web
 from tornado.httpclient import AsyncHTTPClient, HTTPRequest
 
+from notebench.hub.audit import of_handler
+
 # Held by the idle culler's role only: recording why a server is stopped.
 CULL_RECORD_SCOPE = "custom:notebench-culls:record"
 CULL_RECORD_PATH = "/api/notebench/culls"  # under the hub's prefix (/hub/)
@@ -100,6 +102,9 @@ class CullRecordHandler(APIHandler):
         spawner.culled = {"at": datetime.now(timezone.utc).isoformat(), "inactive_seconds": int(inactive)}
         spawner.orm_spawner.state = spawner.get_state()
         self.db.commit()
+        audit = of_handler(self)
+        if audit is not None:
+            audit.add(self.current_user.name, "server.cull", f"server {full_name}", user_name, inactive_seconds=int(inactive))
         self.set_status(201)
         self.finish(json.dumps({"server": full_name, **spawner.culled}))
 

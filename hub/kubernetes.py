@@ -14,7 +14,9 @@ from typing import Mapping
 from kubespawner import KubeSpawner
 from tornado import web
 
+from notebench.hub.audit import apply_hub_audit
 from notebench.hub.config import (
+    add_audit_reporter,
     add_executor_service,
     add_idle_culler_service,
     add_mlflow_service,
@@ -22,6 +24,7 @@ from notebench.hub.config import (
     apply_pages,
     apply_scopes,
 )
+from notebench.hub.platform.audit_outbox import audit_url
 from notebench.hub.platform.chart_values import ConfigError, image_name, required, required_env
 from notebench.hub.platform.environment import workload_env
 from notebench.hub.platform.home_storage import (
@@ -222,8 +225,13 @@ def configure_services(c, values: dict, env: Mapping[str, str]) -> None:
         api_token=required_env(env, "NOTEBENCH_EXECUTOR_API_TOKEN"),
     )
     add_mlflow_service(
-        services, required_env(env, "NOTEBENCH_MLFLOW_URL"), api_token=required_env(env, "NOTEBENCH_MLFLOW_API_TOKEN")
+        services, roles, required_env(env, "NOTEBENCH_MLFLOW_URL"), api_token=required_env(env, "NOTEBENCH_MLFLOW_API_TOKEN")
     )
+    # The hub reports logins, servers, tokens and groups to the executor's audit log; its outbox
+    # is in the pod's data dir (it outlives a container restart).
+    token = required_env(env, "NOTEBENCH_AUDIT_REPORTER_API_TOKEN")
+    add_audit_reporter(services, roles, api_token=token)
+    apply_hub_audit(c, env.get("NOTEBENCH_DATA_DIR", DATA_DIR), audit_url(required_env(env, "NOTEBENCH_EXECUTOR_URL")), token)
     c.JupyterHub.services = services
     c.JupyterHub.load_roles = roles
 

@@ -1,23 +1,45 @@
-"""The audit log, for admins: GET /api/audit, newest first (executor/audit.py records it).
+"""The audit log: GET /api/audit for admins, newest first (executor/audit.py records it), and
+POST /api/audit for the services that report what happens elsewhere (the hub, the MLflow service):
+only a token holding the custom:notebench-audit:append scope may append.
 
-Read-only by design: the route takes GET only, so no API edits or deletes an entry (405).
+Append-only by design: the route takes GET and POST only, so no API edits or deletes an entry (405).
 """
 
 from __future__ import annotations
 
+import asyncio
 from datetime import datetime, timezone
 
 import sqlalchemy as sa
+from jupyterhub.scopes import has_scope
 
+from notebench.executor import audit
 from notebench.executor.api.base import APIHandler
 from notebench.executor.audit import ACTIONS, FAMILIES
 from notebench.executor.db import AuditEntry
 from notebench.executor.errors import NotebenchError
-from notebench.executor.schemas import AuditEntryResponse, AuditPage
+from notebench.executor.schemas import AuditAppended, AuditBatch, AuditEntryResponse, AuditPage
+from notebench.hub.platform.scopes import AUDIT_APPEND_SCOPE
+
+# One append at a time: a batch and its copy (sent again after a lost answer) are never checked
+# for duplicates at once (the executor is one process).
+_appending = asyncio.Lock()
 
 
 class AuditHandler(APIHandler):
-    query_params = frozenset({"since", "until", "user", "action", "limit", "cursor"})
+    services_may_call = True  # the reporters are services; GET stays admin-only (a service is no admin)
+
+    @property
+    def query_params(self):
+        return frozenset({"since", "until", "user", "action", "limit", "cursor"} if self.request.method == "GET" else ())
+
+    async def post(self):
+        if not has_scope(AUDIT_APPEND_SCOPE, self.current_user.get("scopes", ())):
+            raise NotebenchError(403, None, f"appending to the audit log needs the {AUDIT_APPEND_SCOPE} scope")
+        batch = self.parse(AuditBatch)
+        async with _appending:
+            added, skipped = await asyncio.to_thread(audit.append, self.app.sessions, self.user_name, batch.entries)
+        self.write_json(AuditAppended(appended=added, duplicates=skipped))
 
     async def get(self):
         if not self.is_admin:

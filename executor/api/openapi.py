@@ -13,6 +13,8 @@ from pydantic.json_schema import JsonSchemaMode
 
 from notebench.executor.audit import ACTIONS, FAMILIES
 from notebench.executor.schemas import (
+    AuditAppended,
+    AuditBatch,
     AuditPage,
     EndpointCreate,
     EndpointList,
@@ -38,9 +40,9 @@ from notebench.hub.platform.statuses import JOB_STATUSES
 # Component names of the response models (their classes are named apart from the store's rows).
 COMPONENT_NAMES = {"AuditEntryResponse": "AuditEntry", "QuotaResponse": "Quota", "ErrorResponse": "Error", "JobResponse": "Job", "ScheduleResponse": "Schedule",
                    "EndpointResponse": "Endpoint"}
-REQUESTS = (JobRequest, ScheduleRequest, SchedulePatch, EndpointCreate, EndpointPatch, QuotaLimits)
+REQUESTS = (JobRequest, ScheduleRequest, SchedulePatch, EndpointCreate, EndpointPatch, QuotaLimits, AuditBatch)
 RESPONSES = (ErrorResponse, JobResponse, JobPage, ScheduleResponse, ScheduleList, ProfilesResponse, EndpointResponse,
-             EndpointList, EndpointMetrics, EndpointLogs, AuditPage, QuotaResponse, UsageReport)
+             EndpointList, EndpointMetrics, EndpointLogs, AuditPage, QuotaResponse, UsageReport, AuditAppended)
 
 
 def component_schemas() -> dict:
@@ -240,7 +242,9 @@ def spec(prefix: str = "/services/executor/") -> dict:
             "/audit": {
                 "get": {
                     "summary": "The audit log (admins only), newest first: who submitted, cancelled or deleted jobs, changed "
-                               "schedules, deployed, changed or deleted endpoints, and when. Read-only: nothing edits or deletes "
+                               "schedules, deployed, changed or deleted endpoints, changed quotas, logged in, started or "
+                               "stopped servers, made tokens, changed users and groups, registered models, moved aliases, "
+                               "and when. Read-only: nothing edits or deletes "
                                "an entry; entries older than c.Executor.audit_retention_days are dropped",
                     "parameters": [
                         {"name": "since", "in": "query", "description": "RFC 3339 time (UTC if no zone); entries at or after it",
@@ -249,13 +253,21 @@ def spec(prefix: str = "/services/executor/") -> dict:
                          "schema": {"type": "string", "format": "date-time"}},
                         {"name": "user", "in": "query", "description": "Entries by this user, or about their things",
                          "schema": {"type": "string"}},
-                        {"name": "action", "in": "query", "description": "An action, or a family (job, schedule, endpoint)",
+                        {"name": "action", "in": "query", "description": "An action, or a family (job, schedule, endpoint, quota, user, server, token, permission, model, alias)",
                          "schema": {"type": "string", "enum": list(FAMILIES + ACTIONS)}},
                         {"name": "limit", "in": "query", "schema": {"type": "integer", "minimum": 1, "maximum": 200}},
                         {"name": "cursor", "in": "query", "description": "next_cursor of the previous page",
                          "schema": {"type": "string", "pattern": "^[0-9]*$"}},
                     ],
                     "responses": {"200": {"description": "A page of entries", "content": _json(_ref("AuditPage"))}, **common},
+                },
+                "post": {
+                    "summary": "Append entries reported by the hub or the MLflow service (logins, servers, tokens, "
+                               "permissions, models, aliases): only a token holding the custom:notebench-audit:append "
+                               "scope may; the caller's name is kept as detail.source. An entry whose event_id is "
+                               "already in the log is skipped (a batch may be sent again)",
+                    "requestBody": {"required": True, "content": _json(_ref("AuditBatch"))},
+                    "responses": {"200": {"description": "Appended", "content": _json(_ref("AuditAppended"))}, **common},
                 },
             },
             "/usage": {

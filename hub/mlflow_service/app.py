@@ -181,6 +181,7 @@ class MlflowService(Application):
             import asyncio
 
             from notebench.hub.mlflow_service.front import serve
+            from notebench.hub.platform.audit_outbox import outbox_from_env
 
             asyncio.run(
                 serve(
@@ -194,6 +195,7 @@ class MlflowService(Application):
                     max_body_size=self.max_body_size,
                     max_api_body_size=self.max_api_body_size,
                     upstream_timeout=self.upstream_timeout,
+                    audit_outbox=outbox_from_env(paths.root / "audit-outbox.sqlite"),
                 )
             )
         finally:

@@ -36,7 +36,7 @@ from tornado.httpserver import HTTPServer
 from tornado.queues import Queue
 from tornado.simple_httpclient import SimpleAsyncHTTPClient
 
-from notebench.hub.mlflow_service import ADMIN_HEADER, IDENTITY_HEADER_PREFIX, SECRET_HEADER, USER_HEADER
+from notebench.hub.mlflow_service import ADMIN_HEADER, IDENTITY_HEADER_PREFIX, SECRET_HEADER, USER_HEADER, audit
 from notebench.hub.platform.service_auth import TOKEN_CACHE_SECONDS, identify
 
 log = logging.getLogger("notebench.mlflow")
@@ -258,6 +258,7 @@ class ProxyHandler(HubOAuthenticated, web.RequestHandler):
     _client_gone = False
     _headers_sent = False
     _early_answer = None  # set when prepare() decided the answer
+    _audit = None  # audit.Recorder of a registry or permission change (reported after MLflow's 2xx)
 
     def initialize(self):
         self.hub_auth = self.settings["hub_auth"]
@@ -428,6 +429,9 @@ class ProxyHandler(HubOAuthenticated, web.RequestHandler):
             return
 
         method = self.request.method
+        action = audit.audited(method, rest)
+        if action is not None:
+            self._audit = audit.Recorder(action)
         headers = self._upstream_headers(model)
         uri, streams_body = self._upstream_uri()
         length = self.request.headers.get("Content-Length")
@@ -482,6 +486,8 @@ class ProxyHandler(HubOAuthenticated, web.RequestHandler):
             await write(chunk)
 
     async def data_received(self, chunk):
+        if self._audit is not None:
+            self._audit.keep(self._audit.request, chunk)
         if self._body is not None and not self._upstream.done():
             await self._body.put(chunk)
 
@@ -512,6 +518,8 @@ class ProxyHandler(HubOAuthenticated, web.RequestHandler):
     def _on_upstream_chunk(self, chunk):
         if self._client_gone:
             raise IOError("client went away")
+        if self._audit is not None:
+            self._audit.keep(self._audit.response, chunk)
         self.write(chunk)
         # returning the flush lets tornado wait for a slow client before reading more
         return self.flush()
@@ -534,6 +542,12 @@ class ProxyHandler(HubOAuthenticated, web.RequestHandler):
             if not self._headers_sent:
                 self._send_json_error(502, "MLflow did not answer.")
                 return
+        if self._audit is not None and error is None and 200 <= self.get_status() < 300:
+            try:
+                audit.report(self.settings.get("audit_outbox"), self._audit, self._hub_auth_user_cache["name"],
+                             self.request.query)
+            except Exception:  # MLflow made the change: a report that failed is logged, not answered
+                log.exception("could not report %s %s to the audit log", self.request.method, self.request.path)
         try:
             self.finish()
         except Exception as e:  # e.g. the upstream body ended early
@@ -626,7 +640,7 @@ def _log_request(handler):
 
 
 def make_app(*, prefix, backend, front_secret, cookie_secret, backend_wait, max_body_size, max_api_body_size,
-             upstream_timeout, hub_auth=None):
+             upstream_timeout, hub_auth=None, audit_outbox=None):
     """The front's tornado app; the limits are c.MlflowService's settings (see app.py)."""
     if hub_auth is None:
         # identities (and the admin flag) are cached, as by the executor: a revoked token works
@@ -653,6 +667,7 @@ def make_app(*, prefix, backend, front_secret, cookie_secret, backend_wait, max_
         ),
         "log_function": _log_request,
         "xsrf_cookies": False,
+        "audit_outbox": audit_outbox,  # notebench.hub.platform.audit_outbox, or None: nothing reported
     }
     handlers = [
         (url_path_join(prefix, "health"), HealthHandler),
@@ -666,7 +681,7 @@ def make_app(*, prefix, backend, front_secret, cookie_secret, backend_wait, max_
 
 async def serve(*, process, prefix, listen_url, cookie_secret, front_secret, started_at, **limits):
     """Run the front until SIGTERM/SIGINT; ``limits``: make_app's backend_wait, max_body_size,
-    max_api_body_size and upstream_timeout."""
+    max_api_body_size, upstream_timeout and audit_outbox."""
     backend = Backend(process)
     backend.start_watching()
     app = make_app(

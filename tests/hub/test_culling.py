@@ -62,3 +62,14 @@ def test_idle_server_is_culled_busy_server_is_kept(cull_hub):
     wait_for(lambda: time.monotonic() - started > TIMEOUT + 2 * EVERY, 60, interval=0.5, message="two more passes")
     assert (hub.server("busy-user") or {}).get("ready")
     assert kernels(hub.url, "busy-user", busy_token)[busy_kernel]["execution_state"] == "busy"
+
+    # The audit log says who stopped the idle server and why: the culler (its reason), then its stop.
+    def reported():
+        found = hub.executor("GET", "audit", None, params={"user": "idle-user", "action": "server"}).json()["entries"]
+        return found if {e["action"] for e in found} >= {"server.cull", "server.stop"} else None
+
+    by_action = {e["action"]: e for e in wait_for(reported, 60, message="the cull in the audit log")}
+    cull, stop = by_action["server.cull"], by_action["server.stop"]
+    assert (cull["actor"], cull["owner"], cull["target"]) == ("idle-culler", "idle-user", "server idle-user/")
+    assert cull["detail"]["inactive_seconds"] >= TIMEOUT and cull["at"] <= stop["at"]
+    assert (stop["actor"], stop["detail"]["actor_kind"]) == ("idle-culler", "service")

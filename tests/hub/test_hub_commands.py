@@ -98,6 +98,14 @@ def test_notebench_token(hub, tmp_path):
     assert r.returncode == 0, r.stderr
     works(hub, r.stdout.strip(), "cmdbob")
     assert stored_roles(hub) == before
+    # The audit log has it (from the hub's outbox, which the command adds to), by whoever ran it.
+
+    def reported():
+        found = hub.executor("GET", "audit", None, params={"user": "cmdbob", "action": "token.create"}).json()["entries"]
+        return [e for e in found if e["actor"].startswith("notebench-cli:")]
+
+    (made,) = wait_for(reported, 60, message="the token in the audit log")
+    assert (made["owner"], made["target"], made["detail"]["note"]) == ("cmdbob", "tokens of cmdbob", "notebench token")
 
     r = subprocess.run(NOTEBENCH + ["token", "nobody", "--data-dir", str(hub.data_dir)],
                        capture_output=True, text=True, timeout=120)

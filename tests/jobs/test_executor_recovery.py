@@ -9,7 +9,7 @@ import uuid
 import psutil
 import pytest
 
-from tests.support.launcher import IS_ROOT, notebook, running_hub, wait_for
+from tests.support.launcher import IS_ROOT, executor_process, notebook, running_hub, wait_for
 
 pytestmark = pytest.mark.slow
 
@@ -23,18 +23,6 @@ c.Executor.max_running_jobs_per_user = 1
 def rhub(tmp_path_factory):
     with running_hub(tmp_path_factory, "recovery", CONFIG) as h:
         yield h
-
-
-def executor_process(hub) -> psutil.Process | None:
-    for p in psutil.process_iter(["cmdline"]):
-        try:
-            if "notebench.executor" in " ".join(p.info["cmdline"] or []) and p.environ().get("NOTEBENCH_DATA_DIR") == str(
-                hub.data_dir
-            ):
-                return p
-        except psutil.Error:
-            continue
-    return None
 
 
 def runner_of(hub, job_id: int) -> psutil.Process:

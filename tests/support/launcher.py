@@ -16,6 +16,7 @@ import sys
 import time
 from pathlib import Path
 
+import psutil
 import requests
 
 from notebench.hub.platform.statuses import FINAL
@@ -203,6 +204,19 @@ class Hub:
             data["_xsrf"] = xsrf.group(1)
         s.login_response = s.post(f"{self.url}/hub/login?next=", data=data, timeout=60, allow_redirects=False)
         return s
+
+
+def executor_process(hub) -> psutil.Process | None:
+    """The executor process of ``hub`` (the one its data dir names), or None."""
+    for p in psutil.process_iter(["cmdline"]):
+        try:
+            if "notebench.executor" in " ".join(p.info["cmdline"] or []) and p.environ().get("NOTEBENCH_DATA_DIR") == str(
+                hub.data_dir
+            ):
+                return p
+        except psutil.Error:
+            continue
+    return None
 
 
 @contextlib.contextmanager

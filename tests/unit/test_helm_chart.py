@@ -218,6 +218,16 @@ def test_postgresql_answers_only_the_platform_and_reaches_nothing(default_object
     assert "Egress" in policy["spec"]["policyTypes"] and not policy["spec"].get("egress")
 
 
+
+def test_mlflow_reaches_the_executor_for_the_audit_log(default_objects):
+    """MLflow reports registrations and alias moves to POST /services/executor/api/audit."""
+    mlflow = one(default_objects, "NetworkPolicy", f"{FULLNAME}-mlflow")
+    assert any({peer_component(p) for p in rule.get("to", [])} == {"executor"}
+               and rule["ports"] == [{"protocol": "TCP", "port": 8090}] for rule in mlflow["spec"]["egress"])
+    executor = one(default_objects, "NetworkPolicy", f"{FULLNAME}-executor")
+    (rule,) = executor["spec"]["ingress"]
+    assert "mlflow" in {peer_component(p) for p in rule["from"]}
+
 # --- RBAC ----------------------------------------------------------------------------------------
 
 
@@ -312,7 +322,8 @@ def test_secrets_reach_each_pod_under_the_contracts_names(rendered):
     hub = env_of(one(rendered, "Deployment", f"{FULLNAME}-hub"))
     for name, key in {"CONFIGPROXY_AUTH_TOKEN": "proxy-token", "JUPYTERHUB_CRYPT_KEY": "hub-crypt-key",
                       "NOTEBENCH_EXECUTOR_API_TOKEN": "executor-api-token", "NOTEBENCH_MLFLOW_API_TOKEN": "mlflow-api-token",
-                      "NOTEBENCH_CULLER_API_TOKEN": "culler-api-token"}.items():
+                      "NOTEBENCH_CULLER_API_TOKEN": "culler-api-token",
+                      "NOTEBENCH_AUDIT_REPORTER_API_TOKEN": "audit-reporter-api-token"}.items():
         assert secret_key(hub, name) == (secrets, key)
     assert secret_key(env_of(one(rendered, "Deployment", f"{FULLNAME}-proxy")), "CONFIGPROXY_AUTH_TOKEN") == (secrets, "proxy-token")
     for component in ("executor", "mlflow"):
@@ -354,7 +365,7 @@ def test_secrets_are_random_at_install_and_given_ones_are_used(chart):
     second = one(chart_objects(render(chart)), "Secret", f"{FULLNAME}-secrets")
     assert first["metadata"]["annotations"]["helm.sh/resource-policy"] == "keep"
     keys = {"admin-password", "proxy-token", "hub-crypt-key", "hub-cookie-secret", "executor-api-token",
-            "mlflow-api-token", "culler-api-token", "postgresql-password"}
+            "mlflow-api-token", "culler-api-token", "audit-reporter-api-token", "postgresql-password"}
     assert set(first["data"]) == keys
     for key in keys:
         value = base64.b64decode(first["data"][key]).decode()

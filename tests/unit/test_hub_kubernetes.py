@@ -34,7 +34,7 @@ from tornado import web
 
 from notebench.executor.backends.base import JobSpec
 from notebench.executor.backends.kubernetes.jobs import KubernetesBackend, config_from_values
-from notebench.hub.config import ENDPOINT_INVOKE_SCOPE, refuse_bootstrap_admin_login
+from notebench.hub.config import AUDIT_APPEND_SCOPE, ENDPOINT_INVOKE_SCOPE, refuse_bootstrap_admin_login
 from notebench.hub.kubernetes import NotebenchKubeSpawner
 from notebench.hub.platform.chart_values import ConfigError
 from notebench.hub.platform.profiles import Profiles, parse_bytes
@@ -235,7 +235,7 @@ def test_hub_database_is_the_one_the_chart_names(values, tmp_path):
 def test_services_and_roles_are_local_modes(hub):
     app = hub.app
     services = {s["name"]: s for s in app.services}
-    assert set(services) == {"idle-culler", "executor", "mlflow"}
+    assert set(services) == {"idle-culler", "executor", "mlflow", "audit-reporter"}
     # The executor and MLflow run in their own pods: the hub routes to their Services and knows their tokens.
     assert services["executor"]["url"] == f"http://{FULLNAME}-executor:8090"
     assert services["executor"]["api_token"] == hub.chart.env["NOTEBENCH_EXECUTOR_API_TOKEN"]
@@ -248,7 +248,24 @@ def test_services_and_roles_are_local_modes(hub):
                                                                 "read:servers"], "services": ["executor"]}
     assert ENDPOINT_INVOKE_SCOPE in app.custom_scopes
     # JupyterHub registered them (initialize checked the roles and scopes).
-    assert set(app._service_map) == {"idle-culler", "executor", "mlflow"}
+    assert set(app._service_map) == {"idle-culler", "executor", "mlflow", "audit-reporter"}
+
+
+def test_the_hub_and_mlflow_may_only_append_to_the_audit_log(hub):
+    """The hub reports with the audit-reporter service's token (from the chart's Secret) to the
+    executor's Service; both reporters' roles hold the append scope and nothing else."""
+    from notebench.hub.audit import log_request
+
+    services = {s["name"]: s for s in hub.app.services}
+    token = hub.chart.env["NOTEBENCH_AUDIT_REPORTER_API_TOKEN"]
+    assert services["audit-reporter"] == {"name": "audit-reporter", "api_token": token}
+    roles = {r["name"]: r for r in hub.app.load_roles}
+    for name in ("audit-reporter", "mlflow"):
+        assert roles[name] == {"name": name, "services": [name],
+                               "scopes": [AUDIT_APPEND_SCOPE, "access:services!service=executor"]}
+    assert AUDIT_APPEND_SCOPE in hub.app.custom_scopes
+    assert hub.app.tornado_settings["notebench_audit"].settings[1:] == (f"http://{FULLNAME}-executor:8090/services/executor/api/audit", token)
+    assert hub.app.tornado_settings["log_function"] is log_request
 
 
 def test_idle_culler_runs_in_the_hub_pod_with_least_privilege(hub):
@@ -316,8 +333,9 @@ def test_oidc_settings_come_from_the_values(gpu_oidc_hub):
     assert auth.allowed_groups == set(oidc["allowedGroups"])
     assert auth.admin_groups == set(oidc["adminGroups"])
     assert auth.admin_users == {"admin", *gpu_oidc_hub.values["auth"]["adminUsers"]}
-    # The name 'admin' is the bootstrap account's: an IdP account of that name is refused.
-    assert auth.post_auth_hook is refuse_bootstrap_admin_login
+    # The name 'admin' is the bootstrap account's: an IdP account of that name is refused (before
+    # the login is reported to the audit log).
+    assert auth.post_auth_hook.chained is refuse_bootstrap_admin_login
 
 
 def test_oidc_needs_the_public_url_for_its_callback(tmp_path):

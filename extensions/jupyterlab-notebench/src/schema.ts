@@ -11,7 +11,7 @@ export interface paths {
             path?: never;
             cookie?: never;
         };
-        /** The audit log (admins only), newest first: who submitted, cancelled or deleted jobs, changed schedules, deployed, changed or deleted endpoints, and when. Read-only: nothing edits or deletes an entry; entries older than c.Executor.audit_retention_days are dropped */
+        /** The audit log (admins only), newest first: who submitted, cancelled or deleted jobs, changed schedules, deployed, changed or deleted endpoints, changed quotas, logged in, started or stopped servers, made tokens, changed users and groups, registered models, moved aliases, and when. Read-only: nothing edits or deletes an entry; entries older than c.Executor.audit_retention_days are dropped */
         get: {
             parameters: {
                 query?: {
@@ -21,8 +21,8 @@ export interface paths {
                     until?: string;
                     /** @description Entries by this user, or about their things */
                     user?: string;
-                    /** @description An action, or a family (job, schedule, endpoint) */
-                    action?: "endpoint" | "job" | "quota" | "schedule" | "job.submit" | "job.cancel" | "job.delete" | "schedule.create" | "schedule.update" | "schedule.delete" | "schedule.skip" | "endpoint.deploy" | "endpoint.update" | "endpoint.delete" | "quota.update";
+                    /** @description An action, or a family (job, schedule, endpoint, quota, user, server, token, permission, model, alias) */
+                    action?: "alias" | "endpoint" | "job" | "model" | "permission" | "quota" | "schedule" | "server" | "token" | "user" | "job.submit" | "job.cancel" | "job.delete" | "schedule.create" | "schedule.update" | "schedule.delete" | "schedule.skip" | "endpoint.deploy" | "endpoint.update" | "endpoint.delete" | "quota.update" | "user.login" | "user.create" | "user.update" | "user.delete" | "server.spawn" | "server.stop" | "server.cull" | "token.create" | "token.delete" | "permission.group_create" | "permission.group_update" | "permission.group_delete" | "permission.group_members" | "permission.experiment" | "permission.model" | "model.register" | "model.version_create" | "model.delete" | "model.version_delete" | "alias.set" | "alias.delete";
                     limit?: number;
                     /** @description next_cursor of the previous page */
                     cursor?: string;
@@ -81,7 +81,67 @@ export interface paths {
             };
         };
         put?: never;
-        post?: never;
+        /** Append entries reported by the hub or the MLflow service (logins, servers, tokens, permissions, models, aliases): only a token holding the custom:notebench-audit:append scope may; the caller's name is kept as detail.source. An entry whose event_id is already in the log is skipped (a batch may be sent again) */
+        post: {
+            parameters: {
+                query?: never;
+                header?: never;
+                path?: never;
+                cookie?: never;
+            };
+            requestBody: {
+                content: {
+                    "application/json": components["schemas"]["AuditBatch"];
+                };
+            };
+            responses: {
+                /** @description Appended */
+                200: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["AuditAppended"];
+                    };
+                };
+                /** @description Bad input (the body names the field) */
+                400: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["Error"];
+                    };
+                };
+                /** @description Not authenticated */
+                401: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["Error"];
+                    };
+                };
+                /** @description Not allowed */
+                403: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["Error"];
+                    };
+                };
+                /** @description Body over c.Executor.max_body_bytes (field: body) */
+                413: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["Error"];
+                    };
+                };
+            };
+        };
         delete?: never;
         options?: never;
         head?: never;
@@ -2305,6 +2365,27 @@ export interface paths {
 export type webhooks = Record<string, never>;
 export interface components {
     schemas: {
+        /** AuditAppended */
+        AuditAppended: {
+            /**
+             * Appended
+             * @description Entries added to the log
+             */
+            appended: number;
+            /**
+             * Duplicates
+             * @description Entries already in it (same event_id), skipped
+             */
+            duplicates: number;
+        };
+        /**
+         * AuditBatch
+         * @description Entries a service reports (it needs the custom:notebench-audit:append scope).
+         */
+        AuditBatch: {
+            /** Entries */
+            entries: components["schemas"]["AuditEvent"][];
+        };
         /** AuditEntry */
         AuditEntry: {
             /**
@@ -2336,6 +2417,52 @@ export interface components {
             /**
              * Target
              * @description What it was done to, e.g. "job 12", "endpoint iris"
+             */
+            target: string;
+        };
+        /**
+         * AuditEvent
+         * @description One entry the hub or the MLflow service reports (POST /api/audit): what happened there.
+         */
+        AuditEvent: {
+            /**
+             * Action
+             * @description What they did, e.g. user.login, alias.set
+             * @enum {string}
+             */
+            action: "user.login" | "user.create" | "user.update" | "user.delete" | "server.spawn" | "server.stop" | "server.cull" | "token.create" | "token.delete" | "permission.group_create" | "permission.group_update" | "permission.group_delete" | "permission.group_members" | "permission.experiment" | "permission.model" | "model.register" | "model.version_create" | "model.delete" | "model.version_delete" | "alias.set" | "alias.delete";
+            /**
+             * Actor
+             * @description Who did it (a user, or a service)
+             */
+            actor: string;
+            /**
+             * At
+             * Format: date-time
+             * @description When it happened: RFC 3339 with a zone, not in the future
+             */
+            at: string;
+            /**
+             * Detail
+             * @description What was asked (at most 8192 bytes as JSON)
+             */
+            detail?: {
+                [key: string]: unknown;
+            };
+            /**
+             * Event Id
+             * @description The reporter's unique id of the event: an entry sent again is appended once.
+             */
+            event_id: string;
+            /**
+             * Owner
+             * @description Whose that thing is
+             * @default null
+             */
+            owner: string | null;
+            /**
+             * Target
+             * @description What it was done to, e.g. "server ada/", "model iris"
              */
             target: string;
         };
