@@ -281,10 +281,8 @@
     var since = isoDay(new Date(Date.now() - (daysBack - 1) * 86400000));
     status.textContent = "Loading…";
     return api("GET", "usage?since=" + since).then(function (result) {
-      // An executor without the usage API answers 404; before it has one, its catch-all route
-      // refuses the query first (400 "unknown query parameter"): both mean "not available".
-      var unknownRoute = result.status === 400 && /^unknown query parameter/.test(failure(result));
-      if (result.status === 404 || unknownRoute) {
+      // An executor without the usage API (an older one) answers 404.
+      if (result.status === 404) {
         status.textContent = "Usage is not available: this executor does not record usage.";
         $("nb-usage-charts").hidden = true;
         return;
