@@ -369,6 +369,14 @@ def add_mlflow_service(services: list, roles: list, url: str, **how) -> None:
 AUDIT_REPORTER_SCOPES = [AUDIT_APPEND_SCOPE, "access:services!service=executor"]
 
 
+def add_metrics_scraper(services: list, roles: list, **how) -> None:
+    """Prometheus (a service nobody runs, ``how``: its api_token): it reads /hub/metrics and the
+    executor's /services/executor/metrics, and nothing else."""
+    services.append({"name": "metrics-scraper", **how})
+    roles.append({"name": "metrics-scraper", "scopes": ["read:metrics", "access:services!service=executor"],
+                  "services": ["metrics-scraper"]})
+
+
 def add_audit_reporter(services: list, roles: list, **how) -> None:
     """The hub's audit reporter (notebench.hub.audit): a service nobody runs, whose token (``how``:
     api_token) the hub process appends to the executor's audit log with."""

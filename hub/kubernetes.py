@@ -17,6 +17,7 @@ from tornado import web
 from notebench.hub.audit import apply_hub_audit
 from notebench.hub.config import (
     add_audit_reporter,
+    add_metrics_scraper,
     add_executor_service,
     add_idle_culler_service,
     add_mlflow_service,
@@ -232,6 +233,8 @@ def configure_services(c, values: dict, env: Mapping[str, str]) -> None:
     token = required_env(env, "NOTEBENCH_AUDIT_REPORTER_API_TOKEN")
     add_audit_reporter(services, roles, api_token=token)
     apply_hub_audit(c, env.get("NOTEBENCH_DATA_DIR", DATA_DIR), audit_url(required_env(env, "NOTEBENCH_EXECUTOR_URL")), token)
+    if env.get("NOTEBENCH_METRICS_API_TOKEN"):  # the chart's ServiceMonitor scrapes with it
+        add_metrics_scraper(services, roles, api_token=env["NOTEBENCH_METRICS_API_TOKEN"])
     c.JupyterHub.services = services
     c.JupyterHub.load_roles = roles
 

@@ -365,7 +365,7 @@ def test_secrets_are_random_at_install_and_given_ones_are_used(chart):
     second = one(chart_objects(render(chart)), "Secret", f"{FULLNAME}-secrets")
     assert first["metadata"]["annotations"]["helm.sh/resource-policy"] == "keep"
     keys = {"admin-password", "proxy-token", "hub-crypt-key", "hub-cookie-secret", "executor-api-token",
-            "mlflow-api-token", "culler-api-token", "audit-reporter-api-token", "postgresql-password"}
+            "mlflow-api-token", "culler-api-token", "audit-reporter-api-token", "metrics-api-token", "postgresql-password"}
     assert set(first["data"]) == keys
     for key in keys:
         value = base64.b64decode(first["data"][key]).decode()
@@ -505,3 +505,29 @@ def test_notes_tell_how_to_log_in(chart):
     assert "https://notebench.example.org/" in oidc_notes
     assert "Sign in with Example IdP" in oidc_notes and "Members of data-science may log in" in oidc_notes
     assert "a100 (1 GPU)" in oidc_notes
+
+
+def test_a_service_monitor_scrapes_both_metrics_through_the_proxy_with_a_read_metrics_token(chart, default_objects):
+    """Off by default; when asked, prometheus-operator's ServiceMonitor (not in the Kubernetes schema:
+    its fields are checked here against what the operator documents) selects the proxy's public
+    Service by its port name and reads the token the hub's metrics-scraper service has."""
+    assert not [o for o in default_objects if o["kind"] == "ServiceMonitor"]
+    assert "NOTEBENCH_METRICS_API_TOKEN" not in env_of(one(default_objects, "Deployment", f"{FULLNAME}-hub"))
+    objects = chart_objects(render(chart, {"metrics": {"serviceMonitor": {"enabled": True, "interval": "15s",
+                                                                          "labels": {"release": "prom"}}}}))
+    validate_all([o for o in objects if o["kind"] != "ServiceMonitor"])
+    monitor = one(objects, "ServiceMonitor", FULLNAME)
+    assert monitor["apiVersion"] == "monitoring.coreos.com/v1" and monitor["metadata"]["labels"]["release"] == "prom"
+    services = [o for o in objects if o["kind"] == "Service" and selector_matches(monitor["spec"]["selector"],
+                                                                                  o["metadata"]["labels"])]
+    endpoints = monitor["spec"]["endpoints"]
+    assert [e["path"] for e in endpoints] == ["/hub/metrics", "/services/executor/metrics"]
+    scraped = [s["metadata"]["name"] for s in services if any(p.get("name") == "http" for p in s["spec"]["ports"])]
+    assert scraped == [f"{FULLNAME}-proxy-public"] and {e["port"] for e in endpoints} == {"http"}
+    data = one(objects, "Secret", f"{FULLNAME}-secrets")["data"]
+    for e in endpoints:
+        assert e["interval"] == "15s" and e["authorization"]["type"] == "Bearer"
+        assert e["authorization"]["credentials"]["name"] == f"{FULLNAME}-secrets"
+        assert e["authorization"]["credentials"]["key"] in data
+    hub = env_of(one(objects, "Deployment", f"{FULLNAME}-hub"))
+    assert secret_key(hub, "NOTEBENCH_METRICS_API_TOKEN") == (f"{FULLNAME}-secrets", "metrics-api-token")

@@ -575,3 +575,13 @@ def test_profile_requests_cannot_exceed_limits():
         Profiles(profiles=[{"name": "x", "mem_request": "lots"}]).all()
     (profile,) = Profiles(profiles=[{"name": "x", "mem_request": "1G", "mem_limit": "2G"}]).all()
     assert (profile.mem_request, profile.mem_limit) == (parse_bytes("1G"), parse_bytes("2G"))
+
+
+def test_the_service_monitors_token_reads_metrics_and_nothing_else(tmp_path):
+    chart = render({"metrics": {"serviceMonitor": {"enabled": True}}})
+    app = make_hub(chart, tmp_path).app
+    scraper = next(s for s in app.services if s["name"] == "metrics-scraper")
+    assert scraper["api_token"] == chart.env["NOTEBENCH_METRICS_API_TOKEN"] and "url" not in scraper
+    (role,) = [r for r in app.load_roles if "metrics-scraper" in r.get("services", [])]
+    assert sorted(role["scopes"]) == ["access:services!service=executor", "read:metrics"]
+    assert "metrics-scraper" in app._service_map
