@@ -5,12 +5,11 @@ them, how a user's own, their groups' and the defaults combine, and the checks a
 from __future__ import annotations
 
 from concurrent.futures import ThreadPoolExecutor
-from datetime import datetime
 
 import pytest
 
 from tests.support.endpoints import deploy, wait_status
-from tests.support.jobs import home_of, submit, unique
+from tests.support.jobs import home_of, ran_one_at_a_time, submit, unique
 from tests.support.launcher import notebook, wait_for
 from tests.support.metrics import samples, value
 
@@ -90,11 +89,6 @@ def test_dask_workers_per_job_refused_with_the_quota(hub, people):
     body = assert_error(r, 403, "dask_workers")
     assert (body["quota"], body["limit"], body["current"]) == ("dask_workers", 1, 2)
     assert put(hub, "users", people["owner"], {}).status_code == 200
-
-
-def ran_one_at_a_time(jobs: list[dict]) -> bool:
-    spans = sorted((datetime.fromisoformat(j["started_at"]), datetime.fromisoformat(j["finished_at"])) for j in jobs)
-    return all(later[0] >= earlier[1] for earlier, later in zip(spans, spans[1:]))
 
 
 @pytest.mark.parametrize("quota,limit,profile", [("running_jobs", 1, "cpu"), ("gpus", 1, "gpu"), ("cpu", 3, "cpu")])

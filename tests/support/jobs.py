@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import pwd
 import secrets
+from datetime import datetime
 from pathlib import Path
 
 import psutil
@@ -68,3 +69,9 @@ def finished_run(hub, token, run_id, status):
     run = wait_for(closed, 60, message=f"MLflow run {run_id} closed")
     assert run["info"]["status"] == status, run["info"]
     return run
+
+
+def ran_one_at_a_time(jobs: list[dict]) -> bool:
+    """Whether the (ended) jobs' runs, from started_at to finished_at, never overlapped."""
+    spans = sorted((datetime.fromisoformat(j["started_at"]), datetime.fromisoformat(j["finished_at"])) for j in jobs)
+    return all(later[0] >= earlier[1] for earlier, later in zip(spans, spans[1:]))
