@@ -17,9 +17,9 @@ from tornado import web
 from notebench.hub.audit import apply_hub_audit
 from notebench.hub.config import (
     add_audit_reporter,
-    add_metrics_scraper,
     add_executor_service,
     add_idle_culler_service,
+    add_metrics_scraper,
     add_mlflow_service,
     apply_bootstrap_admin,
     apply_pages,
