@@ -11,6 +11,7 @@ from __future__ import annotations
 import base64
 import ipaddress
 from pathlib import Path
+from types import SimpleNamespace
 
 import helm_python as helm
 import pytest
@@ -260,6 +261,13 @@ def test_the_executor_pod_configures_the_kubernetes_backends_the_chart_means(gpu
     assert executor.mlflow_url == f"http://{FULLNAME}-mlflow:5000/services/mlflow"
     config = executor.config
     assert config.KubernetesBackend.image == f"{user_image['repository']}:{user_image['tag']}"
+    # Quotas and the usage meter, as the values set them.
+    from notebench.executor.quotas import Quotas
+    from notebench.executor.usage import Usage
+
+    assert Quotas(None, None, config=config).defaults == GPU_OIDC_VALUES["executor"]["quotaDefaults"]
+    usage = Usage(SimpleNamespace(sessions=None), config=config)
+    assert (usage.interval_seconds, usage.prices, usage.currency) == (30, {"a100": 3.2, "a100x4": 12.8}, "EUR")
     assert config.KubernetesBackend.executor_url == f"http://{FULLNAME}-executor:8090"
     assert [p["name"] for p in config.Profiles.profiles] == [p["name"] for p in GPU_OIDC_VALUES["singleuser"]["profiles"]]
     assert config.KubernetesSettings.release == RELEASE and config.KubernetesSettings.namespace == NAMESPACE

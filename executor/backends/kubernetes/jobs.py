@@ -189,6 +189,12 @@ def config_from_values(env: dict) -> Config:
     for key, trait in (("maxRunningJobs", "max_running_jobs"), ("maxRunningJobsPerUser", "max_running_jobs_per_user")):
         if key in executor:
             c.Executor[trait] = int(executor[key])
+    if executor.get("quotaDefaults"):
+        c.Quotas.defaults = dict(executor["quotaDefaults"])
+    usage = executor.get("usage") or {}
+    for key, trait in (("intervalSeconds", "interval_seconds"), ("prices", "prices"), ("currency", "currency")):
+        if key in usage:
+            c.Usage[trait] = usage[key]
     if singleuser.get("profiles"):
         c.Profiles.profiles = singleuser["profiles"]
     # Both backends (c.KubernetesSettings): where, as whom, with which pull settings.
