@@ -61,6 +61,14 @@ def holds(profiles, profile: str, worker_profile: str | None, workers: int, runn
                     "memory": (memory + workers * w_memory) / 2**30, "gpus": gpus + workers * w_gpus})
 
 
+# Built once: building a statement costs about what running it does (checked at every submission).
+RECORDS = sa.select(Quota).where(sa.or_(
+    sa.and_(Quota.kind == "user", Quota.name == sa.bindparam("user")),
+    sa.and_(Quota.kind == "group", Quota.name.in_(sa.bindparam("groups", expanding=True)))))
+QUEUED = sa.select(sa.func.count()).select_from(Job).where(
+    Job.owner == sa.bindparam("user"), Job.status == "queued", sa.not_(claimed()))
+
+
 def _amount(value: float) -> str:
     return f"{value:g}" if isinstance(value, int) or float(value).is_integer() else f"{value:.2f}"
 
@@ -104,13 +112,13 @@ class Quotas(LoggingConfigurable):
                 row.limits = limits
             s.commit()
 
-    def applying(self, user: str | None, groups: list[str]) -> tuple[dict, dict]:
+    def applying(self, user: str | None, groups: list[str], session=None) -> tuple[dict, dict]:
         """The limits that apply to ``user`` (a member of ``groups``), and where each comes from;
         ``user`` None: what the groups grant (with the defaults where they set nothing)."""
-        with self.sessions() as s:  # one query: the user's record and their groups'
-            rows = s.scalars(sa.select(Quota).where(sa.or_(
-                sa.and_(Quota.kind == "user", Quota.name == user) if user is not None else sa.false(),
-                sa.and_(Quota.kind == "group", Quota.name.in_(groups)) if groups else sa.false()))).all()
+        if session is None:
+            with self.sessions() as s:
+                return self.applying(user, groups, s)
+        rows = session.scalars(RECORDS, {"user": user, "groups": list(groups)}).all()  # the user's and groups' at once
         own = next((dict(row.limits) for row in rows if row.kind == "user"), {})
         group_rows = [row for row in rows if row.kind == "group"]
         limits, sources = {}, {}
@@ -190,10 +198,11 @@ class Quotas(LoggingConfigurable):
             held.setdefault(owner, Counter()).update(holds(self.profiles, profile, None, 0, running_jobs=0))
         return held
 
-    def queued(self, user: str) -> int:
-        with self.sessions() as s:
-            return s.scalar(sa.select(sa.func.count()).select_from(Job)
-                            .where(Job.owner == user, Job.status == "queued", sa.not_(claimed())))
+    def queued(self, user: str, session=None) -> int:
+        if session is None:
+            with self.sessions() as s:
+                return self.queued(user, s)
+        return session.scalar(QUEUED, {"user": user})
 
     def endpoints(self, user: str) -> int:
         with self.sessions() as s:
@@ -235,7 +244,9 @@ class Quotas(LoggingConfigurable):
         raise QuotaExceeded(status, quota, limit, current, message)
 
     def check_job(self, user: str, groups: list[str], profile: str, worker_profile: str | None, workers: int) -> None:
-        limits, _ = self.applying(user, groups)
+        with self.sessions() as s:  # one session for both reads: this runs at every submission
+            limits, _ = self.applying(user, groups, s)
+            queued = self.queued(user, s) if limits["queued_jobs"] is not None else 0
         if limits["dask_workers"] is not None and workers > limits["dask_workers"]:
             self.refuse(403, "dask_workers", limits["dask_workers"], workers,
                         f"{workers} Dask workers asked for; your quota is {limits['dask_workers']} per job")
@@ -250,7 +261,6 @@ class Quotas(LoggingConfigurable):
                         f"this job alone needs {_amount(wanted[never])} {UNITS[never]}; your quota is "
                         f"{_amount(limits[never])}: it could never start")
         if limits["queued_jobs"] is not None:
-            queued = self.queued(user)
             if queued >= limits["queued_jobs"]:
                 self.refuse(429, "queued_jobs", limits["queued_jobs"], queued,
                             f"you have {queued} jobs queued and your quota is {limits['queued_jobs']}: "
