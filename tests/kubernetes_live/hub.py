@@ -6,8 +6,8 @@ resolve it from the live Deployment and Secret. KubeSpawner talks to the API ser
 of the release's hub ServiceAccount (TokenRequest), so the chart's Role is what authorises it.
 configurable-http-proxy runs beside it, as the proxy pod would, with the release's proxy token.
 
-Changed from the pod, because there are no Services, DNS or pod network here: the hub and proxy
-listen on loopback ports, user pods reach the hub at 127.0.0.1 (NOTEBENCH_HUB_URL), the hub's
+Changed from the pod, because there are no Services, DNS or pod network here (and no executor): the
+hub and proxy listen on loopback ports, spawns are not quota-checked, user pods reach the hub at 127.0.0.1 (NOTEBENCH_HUB_URL), the hub's
 database is SQLite (no PostgreSQL pod runs), and the test drives it with an admin API token
 (NOTEBENCH_ADMIN_TOKEN, which the chart does not set).
 """
@@ -59,7 +59,10 @@ class LiveHub:
             "# The chart's hub configuration; only where it listens differs (no Services here).\n"
             f"load_subconfig({str(HUB_CONFIG)!r})\n"
             f"c.JupyterHub.bind_url = 'http://127.0.0.1:{self.proxy_port}'\n"
-            f"c.JupyterHub.hub_bind_url = 'http://127.0.0.1:{self.hub_port}'\n")
+            f"c.JupyterHub.hub_bind_url = 'http://127.0.0.1:{self.hub_port}'\n"
+            "# No executor runs beside this hub: spawns are not quota-checked (that check, shared with local\n"
+            "# mode's spawner, is tested there), rather than each waiting for an executor that never answers.\n"
+            "c.NotebenchKubeSpawner.executor_url = ''\n")
         env = {
             **{k: v for k, v in self.pod_env().items() if not k.startswith("KUBERNETES_")},
             "HOME": str(self.dir),
