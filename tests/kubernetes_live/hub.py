@@ -7,9 +7,9 @@ of the release's hub ServiceAccount (TokenRequest), so the chart's Role is what 
 configurable-http-proxy runs beside it, as the proxy pod would, with the release's proxy token.
 
 Changed from the pod, because there are no Services, DNS or pod network here (and no executor): the
-hub and proxy listen on loopback ports, spawns are not quota-checked, user pods reach the hub at 127.0.0.1 (NOTEBENCH_HUB_URL), the hub's
-database is SQLite (no PostgreSQL pod runs), and the test drives it with an admin API token
-(NOTEBENCH_ADMIN_TOKEN, which the chart does not set).
+hub and proxy listen on loopback ports, spawns are not quota-checked, user pods reach the hub at
+127.0.0.1 (NOTEBENCH_HUB_URL), the hub's database is SQLite (no PostgreSQL pod runs), and the test
+drives it with an admin API token (NOTEBENCH_ADMIN_TOKEN, which the chart does not set).
 """
 
 from __future__ import annotations
