@@ -220,7 +220,11 @@ class Dispatcher:
                 if any(mine[q] is not None for q in ("cpu", "memory", "gpus")):
                     await quotas.fresh_servers(owner)
             held = quotas.held_by_owner()
-            score = self.app.fair_share.recent_usage()
+            fair = self.app.fair_share
+            score = fair.recent_usage()
+            if fair.by == "group":  # the groups of everyone who used something lately, and of who waits
+                known = {o: await quotas.groups_of(o) or [] for o in set(score) | set(limits)}
+                score = fair.by_group(score, known)
             waiting = {owner: deque(j for j in queued if j.owner == owner) for owner in limits}
             waiting_for: Counter = Counter()
             total = sum(running.values())
@@ -246,7 +250,7 @@ class Dispatcher:
                     running[owner] += 1
                     total += 1
                     mine.update(wanted)
-                    score[owner] += self.app.fair_share.charge(wanted)
+                    score[owner] += fair.charge(wanted)
             if waiting_for:  # what they wait for may end without a job ending (a server stopped)
                 self._retry_dispatch_in(quotas.servers_seconds)
             gauge = self.app.metrics.jobs_waiting_for_quota

@@ -6,6 +6,9 @@ GPU-seconds weighted by ``c.FairShare.gpu_weight`` (a job counts one core at lea
 the store, so it is the same after a restart and between executors. A job started in this round
 is charged ``c.FairShare.start_charge_seconds`` of its usage at once, so that one user's queue
 does not take every free slot of a round before anyone else is considered.
+
+With ``c.FairShare.by = "group"`` the users of a JupyterHub group share one figure, the sum of its
+members' usage: a user of a heavy group waits behind a user of a light one.
 """
 
 from __future__ import annotations
@@ -15,7 +18,7 @@ from collections import Counter
 from datetime import datetime, timedelta
 
 import sqlalchemy as sa
-from traitlets import Float
+from traitlets import Enum, Float
 from traitlets.config import LoggingConfigurable
 
 from notebench.executor.db import Job, utcnow
@@ -25,6 +28,9 @@ from notebench.executor.quotas import holds
 class FairShare(LoggingConfigurable):
     half_life_hours = Float(24.0, help="Usage this old counts half as much as usage now.").tag(config=True)
     gpu_weight = Float(16.0, help="How many CPU-seconds one GPU-second of usage counts as.").tag(config=True)
+    by = Enum(("user", "group"), "user", help="Whose recent usage orders the queue: each user's own, or their "
+              "JupyterHub group's (the sum of its members'; a user in several groups counts under the least used, one "
+              "in none under their own).").tag(config=True)
     start_charge_seconds = Float(
         600.0, help="Seconds of a job's usage charged to its owner as it starts (see the module's docstring)."
     ).tag(config=True)
@@ -58,6 +64,17 @@ class FairShare(LoggingConfigurable):
             decayed = half_life / math.log(2) * (2 ** (-age_end / half_life) - 2 ** (-age_start / half_life))
             usage[owner] += rates[kind] * decayed
         return usage
+
+    @staticmethod
+    def by_group(usage: Counter, groups: dict[str, list[str]]) -> Counter:
+        """Each user's score when groups share: their least used group's usage (the sum of its members'
+        that ``groups`` knows), or their own when they are in no group."""
+        group_usage: Counter = Counter()
+        for owner, used in usage.items():
+            for group in groups.get(owner, []):
+                group_usage[group] += used
+        return Counter({owner: min((group_usage[g] for g in member_of), default=usage[owner])
+                        for owner, member_of in groups.items()})
 
     def charge(self, held: Counter) -> float:
         return self.rate(held) * self.start_charge_seconds

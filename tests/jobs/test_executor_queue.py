@@ -13,6 +13,7 @@ c.Notebench.mlflow_enabled = False
 c.Executor.max_running_jobs = 2
 c.Executor.max_running_jobs_per_user = 2
 c.FairShare.start_charge_seconds = 1
+c.FairShare.by = "group"  # users in no group count as themselves: the first two tests hold either way
 """
 
 
@@ -87,5 +88,26 @@ def test_the_user_with_the_least_recent_usage_starts_first(qhub):
 
     for user, token, gate, job in (("carl", carl, "carl-first", carl_first), ("carl", carl, "carl-next", carl_next),
                                    ("ann", ann, "ann-next", ann_next)):
+        open(f"{home_of(hub, user)}/{gate}{RUN}", "w").close()
+        assert hub.wait_job(job, token)["status"] == "succeeded"
+
+
+def test_by_group_a_member_of_a_heavy_group_waits_behind_a_user_of_none(qhub):
+    """c.FairShare.by = "group": fay has used nothing herself, but her group holds ann, who has (the
+    tests above). When a slot frees, gus (no group, no usage) starts before fay's older job; by user
+    the two would tie and fay's, the older, would start first."""
+    hub = qhub
+    ann, fay, gus, hal = (hub.new_user(n) for n in ("ann", "fay", "gus", "hal"))
+    assert hub.api("POST", "/groups/heavy").status_code == 201
+    assert hub.api("POST", "/groups/heavy/users", json={"users": ["ann", "fay"]}).status_code == 200
+    assert hub.executor("GET", "jobs", ann).status_code == 200  # the executor learns ann's groups from her request
+    blockers = [blocking_job(hub, hal, f"hal-{i}") for i in range(2)]
+    wait_for(lambda: statuses(hub, hal, blockers) == ["running"] * 2, 120, message="hal's jobs in both slots")
+    fay_job, gus_job = blocking_job(hub, fay, "fay-0"), blocking_job(hub, gus, "gus-0")
+    open(f"{home_of(hub, 'hal')}/hal-0{RUN}", "w").close()
+    wait_for(lambda: statuses(hub, gus, [gus_job]) == ["running"], 120, message="gus's job started")
+    assert statuses(hub, fay, [fay_job]) == ["queued"]
+    for user, token, gate, job in (("hal", hal, "hal-1", blockers[1]), ("gus", gus, "gus-0", gus_job),
+                                   ("fay", fay, "fay-0", fay_job)):
         open(f"{home_of(hub, user)}/{gate}{RUN}", "w").close()
         assert hub.wait_job(job, token)["status"] == "succeeded"

@@ -67,3 +67,13 @@ def test_gpu_hours_of_the_last_day_count_open_intervals_to_now_and_cut_old_ones(
                    interval("job 3", 1, now - timedelta(hours=50), now - timedelta(hours=40), True)])  # too old
         s.commit()
     assert Quotas(sessions, Profiles()).gpu_hours_last_day("ann") == pytest.approx(2 * 1 + 2, abs=1e-3)
+
+
+def test_by_group_a_user_counts_under_their_least_used_group_or_their_own():
+    usage = Counter({"ann": 100.0, "bob": 10.0, "cid": 1.0, "dee": 5.0})
+    groups = {"ann": ["heavy"], "bob": ["heavy", "light"], "cid": ["light"], "dee": [], "eve": ["light"]}
+    scores = FairShare.by_group(usage, groups)
+    # heavy: ann + bob = 110; light: bob + cid = 11 (eve has used nothing)
+    assert scores == Counter({"ann": 110.0, "bob": 11.0, "cid": 11.0, "dee": 5.0, "eve": 11.0})
+    # Who starts first: dee (5), then the light group's users, then ann.
+    assert sorted(groups, key=lambda o: scores[o])[0] == "dee" and sorted(groups, key=lambda o: scores[o])[-1] == "ann"
