@@ -62,6 +62,7 @@ class Live:
     count: int = 1
     ended_at: datetime | None = None
     groups: tuple[str, ...] | None = None
+    cpu_used: float | None = None  # CPU-seconds used so far, where the backend measures them
 
 
 def split_days(start: datetime, end: datetime) -> list[tuple[date, float]]:
@@ -156,7 +157,11 @@ class Usage(LoggingConfigurable):
             # Running, or ended (finished_at). A job back in the queue (an executor restart) is not running.
             if job.finished_at is None and not (job.status == "running" or job.is_claimed):
                 continue
-            live.append(Live("job", f"job {job.id}", job.owner, job.profile, job.started_at, ended_at=job.finished_at))
+            used = None
+            if job.finished_at is None and job.runner_pid and job.runner_started:  # measured while it runs
+                used = self.app.backend.cpu_seconds(job.runner_pid, job.runner_started)
+            live.append(Live("job", f"job {job.id}", job.owner, job.profile, job.started_at, ended_at=job.finished_at,
+                             cpu_used=used))
             if job.workers:
                 live.append(Live("dask_worker", f"job {job.id}", job.owner, job.worker_profile or job.profile,
                                  job.started_at, count=job.workers, ended_at=job.finished_at))
@@ -178,6 +183,8 @@ class Usage(LoggingConfigurable):
                 row.ended = True  # gone (stopped, culled, deleted): ended when last seen
                 continue
             continued.add((row.kind, row.ref))
+            if thing.cpu_used is not None:  # the last measure (it only grows; kept after the end)
+                row.cpu_used_seconds = max(row.cpu_used_seconds or 0.0, thing.cpu_used)
             row.last_seen_at, row.ended = (thing.ended_at, True) if thing.ended_at else (max(now, row.last_seen_at), False)
         for thing in live:
             if (thing.kind, thing.ref) in continued:
@@ -194,7 +201,7 @@ class Usage(LoggingConfigurable):
             s.add(UsageInterval(kind=thing.kind, ref=thing.ref, owner=thing.owner, profile=profile, count=thing.count,
                                 groups=list(thing.groups) if thing.groups is not None else None, cpu=cpu,
                                 memory_bytes=memory, gpus=gpus, started_at=started, last_seen_at=end,
-                                ended=thing.ended_at is not None))
+                                ended=thing.ended_at is not None, cpu_used_seconds=thing.cpu_used))
 
     async def _fill_groups(self, at_most: int = 50) -> None:
         """The groups of owners whose intervals were opened without them (jobs, scoring servers)."""

@@ -122,6 +122,11 @@ class Backend(UsersBackend):
         """After an executor restart: the handles of those ``jobs`` that can still be watched (by job id)."""
         raise NotImplementedError
 
+    def cpu_seconds(self, pid: int, started: float) -> float | None:
+        """CPU-seconds a running job's processes used so far, measured by root (usage's "used"),
+        given the pid and start time ``pid`` returned; None where the backend cannot measure it."""
+        return None
+
     def is_outage(self, error: Exception) -> bool:
         """Whether ``start`` failed because what the backend calls is down for now (the job waits
         in the queue and is started again later) rather than because of the job."""

@@ -92,9 +92,24 @@ def test_a_jobs_usage_is_its_profile_times_its_duration(hub):
     assert totals["memory_gb_hours"] == pytest.approx(GPU["gib"] * hours, abs=1e-5)
     assert totals["gpu_hours"] == pytest.approx(GPU["gpus"] * hours, abs=1e-5)
     assert totals["cost"] == pytest.approx(2.5 * hours, abs=1e-5) and report["currency"] == "EUR"
-    assert totals["cpu_seconds_used"] is None  # not measured
+    # Measured at the meter's ticks while it ran (this short job may have ended before one came).
+    assert totals["cpu_seconds_used"] is None or 0 < totals["cpu_seconds_used"] <= totals["cpu_seconds_requested"]
     (row,) = intervals(hub, "job", ref)
     assert row["owner"] == user
+
+
+def test_a_jobs_used_cpu_is_measured_by_root_while_it_runs(hub):
+    """A job that keeps one core busy for 4 s: what its processes used, as /proc has it, sampled at each
+    tick (1 s here), about one core's worth and never more than it asked for."""
+    user = unique("us-cpu")
+    token = hub.new_user(user)
+    burn = "import time\nend = time.time() + 4\nwhile time.time() < end: pass"
+    job = hub.wait_job(submit(hub, token, burn)["id"], token)
+    assert job["status"] == "succeeded", job
+    wait_for(lambda: [r for r in intervals(hub, "job", f"job {job['id']}") if r["ended"]], 60,
+             message="the job's interval ended")
+    totals = usage(hub, user=user)["totals"]
+    assert 1.0 <= totals["cpu_seconds_used"] <= totals["cpu_seconds_requested"], totals
 
 
 def test_a_scoring_server_accrues_until_its_endpoint_is_deleted(hub, people, model):

@@ -259,6 +259,25 @@ class LocalBackend(Backend, ProfileLimits):
     def pid(self, handle: JobProcess) -> tuple[int, float]:
         return handle.pid, handle.started
 
+    def cpu_seconds(self, pid: int, started: float) -> float | None:
+        """The runner's CPU time, its exited children's (a kernel it waited for) and its live
+        descendants' (the kernel, Dask workers), as /proc has them."""
+        runner = JobProcess("", pid, started).process()
+        if runner is None:
+            return None
+        try:
+            times = runner.cpu_times()
+            used = times.user + times.system + times.children_user + times.children_system
+            for child in runner.children(recursive=True):
+                try:
+                    t = child.cpu_times()
+                    used += t.user + t.system
+                except psutil.Error:  # it ended meanwhile: its parent counts it once it waits for it
+                    pass
+        except psutil.Error:
+            return None
+        return used
+
     async def find(self, jobs: list[RecordedJob]) -> dict[int, JobProcess]:
         found = {}
         for job in jobs:
