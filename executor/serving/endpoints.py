@@ -50,10 +50,10 @@ class ModelRegistry:
         body = await self._fetch(owner, f"api/2.0/mlflow/{path}", params)
         return None if body is None else json.loads(body)
 
-    async def artifact(self, owner: str, path: str, **params) -> bytes | None:
+    async def artifact(self, owner: str, route: str, **params) -> bytes | None:
         """An artifact's bytes through MLflow's download routes (``get-artifact`` of a run,
         ``model-versions/get-artifact`` of a model version), or None where there is none."""
-        return await self._fetch(owner, path, params)
+        return await self._fetch(owner, route, params)
 
     async def _fetch(self, owner: str, path: str, params: dict) -> bytes | None:
         token = await self.tokens.token_for(owner)

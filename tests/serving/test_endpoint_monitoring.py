@@ -100,7 +100,9 @@ def send(hub, name, token, payloads, total=None) -> dict:
     total = total or len(payloads)
 
     def sampled():
-        report = monitoring(hub, name, token).json()
+        r = monitoring(hub, name, token)
+        assert r.status_code == 200, r.text
+        report = r.json()
         return report if sum(v["requests"] for v in report["versions"]) >= total else None
 
     return wait_for(sampled, 30, message=f"{total} sampled requests of {name}")
@@ -141,9 +143,10 @@ def test_traffic_like_the_training_data_drifts_nowhere(hub, people, steady):
 
 
 def test_traffic_shifted_on_one_feature_drifts_on_that_feature_alone(hub, people, shifted):
+    violation = {"dataframe_split": {"columns": ["a", "b"], "data": [[0.1, 0.2]]}}  # the model cannot read it
+    assert invoke(hub, shifted, people["owner_token"], violation).status_code == 400
     payloads = [split(frame(100 + seed, shift_b=2.0)) for seed in range(REQUESTS - 1)]
-    payloads.append({"dataframe_split": {"columns": ["a", "b"], "data": [[0.1, 0.2]]}})  # a schema violation
-    report = send(hub, shifted, people["owner_token"], payloads)
+    report = send(hub, shifted, people["owner_token"], payloads, total=REQUESTS)
     [version] = report["versions"]
     assert version["baseline"]["source"] == "training_profile"
     assert version["drifted"] == ["b"], version["features"]
