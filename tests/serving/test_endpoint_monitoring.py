@@ -20,7 +20,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from tests.support.endpoints import RUN, deploy, invoke, wait_status
+from tests.support.endpoints import RUN, delete_endpoints, deploy, invoke, owner_and_other, wait_status
 from tests.support.launcher import wait_for
 
 pytestmark = pytest.mark.slow
@@ -56,16 +56,13 @@ REQUESTS = 8  # per endpoint: under the sample's 10 per second
 
 @pytest.fixture(scope="module")
 def people(hub):
-    owner, other = f"mon-owner-{RUN}", f"mon-other-{RUN}"
-    return {"owner": owner, "owner_token": hub.new_user(owner), "other": other, "other_token": hub.new_user(other)}
+    return owner_and_other(hub, "mon")
 
 
 @pytest.fixture(scope="module", autouse=True)
 def cleanup(hub):
     yield
-    for endpoint in hub.executor("GET", "endpoints").json()["endpoints"]:
-        if endpoint["name"].startswith("mon-") and RUN in endpoint["name"]:
-            hub.executor("DELETE", f"endpoints/{endpoint['name']}")
+    delete_endpoints(hub, "mon-")
 
 
 @pytest.fixture(scope="module")
