@@ -186,7 +186,7 @@ class Monitoring(LoggingConfigurable):
         super().__init__(parent=app, **kwargs)
         self.app = app
         self._artifacts: dict[tuple[str, str], tuple[float, Baseline | None]] = {}
-        self._first: dict[tuple[int, str, str], Baseline] = {}
+        self._first: dict[tuple[int, str, str, str], Baseline] = {}
 
     # --- baselines --------------------------------------------------------------------------
 
@@ -221,7 +221,7 @@ class Monitoring(LoggingConfigurable):
             self._artifacts[(model, version)] = cached
         if cached[1] is not None:
             return cached[1]
-        key = (endpoint.id, model, version)
+        key = (endpoint.id, iso(endpoint.created_at), model, version)  # ids of deleted endpoints may come again
         if key not in self._first:
             first = await asyncio.to_thread(self._first_requests, endpoint.id, model, version)
             if first is None:

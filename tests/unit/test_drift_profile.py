@@ -3,6 +3,8 @@ requests (executor/serving/monitoring.py), on known data."""
 
 import json
 import math
+import subprocess
+import sys
 from types import SimpleNamespace
 
 import numpy as np
@@ -141,3 +143,20 @@ def test_read_samples_counts_schema_violations():
     assert rows.features.values.tolist() == [[1, "x"], [2, "y"]]
     assert rows.bad_rows == 3 and rows.total_rows == 5
     assert rows.predictions.tolist() == [1, 0, 1]
+
+
+def test_log_training_profile_logs_the_profile_with_the_active_run(tmp_path):
+    """`notebench.log_training_profile` in a kernel (here a subprocess on a throwaway MLflow store)."""
+    script = r"""
+import json, mlflow, numpy as np, pandas as pd
+import notebench
+df = pd.DataFrame({"x": np.arange(50.0), "kind": ["a", "b"] * 25})
+with mlflow.start_run() as run:
+    logged = notebench.log_training_profile(df, predictions=np.arange(50) % 2)
+stored = mlflow.artifacts.load_dict(f"runs:/{run.info.run_id}/notebench/training_profile.json")
+print(json.dumps({"same": stored == logged, "columns": list(stored["columns"]), "predictions": stored["predictions"]["kind"]}))
+"""
+    env = {"MLFLOW_TRACKING_URI": f"sqlite:///{tmp_path}/mlflow.db", "PATH": "/usr/bin:/bin", "HOME": str(tmp_path)}
+    out = subprocess.run([sys.executable, "-c", script], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert json.loads(out.stdout.strip().splitlines()[-1]) == {"same": True, "columns": ["x", "kind"], "predictions": "categorical"}
