@@ -38,6 +38,7 @@ from notebench.executor.quotas import Quotas
 from notebench.executor.schedules.due import submit_due
 from notebench.executor.services import HubTokens, MlflowRuns
 from notebench.executor.serving.endpoints import Endpoints
+from notebench.executor.serving.monitoring import Monitoring
 from notebench.executor.usage import Usage
 from notebench.hub.platform.accounts import UserAccounts
 from notebench.hub.platform.environment import workload_env
@@ -160,6 +161,7 @@ class Executor(Application):
         self.usage = Usage(self, parent=self)  # c.Usage: the meter's interval, prices per profile-hour
         self.service_prefix = os.environ.get("JUPYTERHUB_SERVICE_PREFIX", "/services/executor/")
         self.endpoints = Endpoints(self)
+        self.monitoring = Monitoring(self)  # c.Monitoring: drift windows and thresholds (read on request)
         self._kernels: tuple[float, set] = (0.0, set())
 
     def kernel_names(self) -> set:

@@ -582,3 +582,48 @@ class VersionLog(BaseModel):
 
 class EndpointLogs(BaseModel):
     versions: list[VersionLog]
+
+
+class FeatureDrift(BaseModel):
+    drift_score: float = Field(description="Population stability index (PSI) of the requests against the baseline")
+    method: str = _one_of(("psi", "ks", "chi_square"))
+    p_value_or_psi: float = Field(description="method psi: the PSI; ks and chi_square: the test's p-value")
+    missing_rate: float
+    out_of_range_rate: float = Field(
+        description="Numeric: values outside the baseline's min..max; categorical: values the baseline never had"
+    )
+    drifted: bool
+
+
+class MonitoringBaseline(BaseModel):
+    source: str = _one_of(("training_profile", "input_example", "first_requests"))
+    rows: int = Field(description="Rows the baseline was made from (an input example is a few rows only)")
+    note: str | None = None
+
+
+class SchemaViolations(BaseModel):
+    requests: int = Field(description="Sampled requests whose input could not be read (not JSON, cut, unknown shape)")
+    rows: int = Field(description="Rows with other columns than the baseline's, or a text where a number belongs")
+    rate: float = Field(description="Rows in violation over all rows of the window's requests")
+
+
+class VersionMonitoring(BaseModel):
+    model: str
+    version: str
+    requests: int = Field(description="Sampled requests of this version in the window")
+    rows: int = Field(description="Rows of those requests compared with the baseline")
+    baseline: MonitoringBaseline | None = Field(description="None until a baseline exists (first requests still coming)")
+    features: dict[str, FeatureDrift]
+    prediction_drift: FeatureDrift | None = Field(description="Drift of the model's outputs (their first column)")
+    schema_violations: SchemaViolations
+    drifted: list[str] = Field(description="The features flagged as drifted")
+    quality: dict[str, float] = Field(description="Quality metrics from label feedback (empty until labels arrive)")
+
+
+class EndpointMonitoring(BaseModel):
+    window: str
+    since: str = _datetime()
+    sample: dict[str, int] = Field(
+        description="The sample's limits: samples_per_second per endpoint, max_samples kept, max_sample_bytes per body"
+    )
+    versions: list[VersionMonitoring]

@@ -11,7 +11,14 @@ import json
 from notebench.executor.api.base import APIHandler, attachment
 from notebench.executor.api.invocations import InvocationHandler, ScoringInfoHandler
 from notebench.executor.errors import NotebenchError
-from notebench.executor.schemas import EndpointCreate, EndpointList, EndpointLogs, EndpointMetrics, EndpointPatch
+from notebench.executor.schemas import (
+    EndpointCreate,
+    EndpointList,
+    EndpointLogs,
+    EndpointMetrics,
+    EndpointMonitoring,
+    EndpointPatch,
+)
 from notebench.hub.platform.names import ENDPOINT_NAME
 
 
@@ -98,6 +105,21 @@ class EndpointLogsHandler(EndpointAPIHandler):
         self.write_json(EndpointLogs.model_validate({"versions": await self.endpoints.logs(endpoint, int(lines))}))
 
 
+class EndpointMonitoringHandler(EndpointAPIHandler):
+    """Drift per version over a window, against each version's baseline (serving/monitoring.py),
+    computed from the stored sample of requests in a worker thread, never on the router's path."""
+
+    query_params = frozenset({"window"})
+
+    async def get(self, name):
+        endpoint = self.load_endpoint(name)
+        windows = self.app.monitoring.windows
+        window = self.get_argument("window", next(iter(windows), ""))
+        if window not in windows:
+            raise NotebenchError(400, "window", f"window must be one of {', '.join(windows)}")
+        self.write_json(EndpointMonitoring.model_validate(await self.app.monitoring.report(endpoint, window)))
+
+
 LOG_LINES_DEFAULT = 100
 LOG_LINES_MAX = 1000
 NAME = f"({ENDPOINT_NAME})"
@@ -111,6 +133,7 @@ def routes(prefix: str) -> list:
         (api + f"endpoints/{NAME}/metrics", EndpointMetricsHandler),
         (api + f"endpoints/{NAME}/requests", EndpointRequestsHandler),
         (api + f"endpoints/{NAME}/logs", EndpointLogsHandler),
+        (api + f"endpoints/{NAME}/monitoring", EndpointMonitoringHandler),
         (prefix + f"endpoints/{NAME}/invocations", InvocationHandler),
         (prefix + f"endpoints/{NAME}/(ping|health|version)", ScoringInfoHandler),
     ]

@@ -20,6 +20,7 @@ from notebench.executor.schemas import (
     EndpointList,
     EndpointLogs,
     EndpointMetrics,
+    EndpointMonitoring,
     EndpointPatch,
     EndpointResponse,
     ErrorResponse,
@@ -42,7 +43,7 @@ COMPONENT_NAMES = {"AuditEntryResponse": "AuditEntry", "QuotaResponse": "Quota",
                    "EndpointResponse": "Endpoint"}
 REQUESTS = (JobRequest, ScheduleRequest, SchedulePatch, EndpointCreate, EndpointPatch, QuotaLimits, AuditBatch)
 RESPONSES = (ErrorResponse, JobResponse, JobPage, ScheduleResponse, ScheduleList, ProfilesResponse, EndpointResponse,
-             EndpointList, EndpointMetrics, EndpointLogs, AuditPage, QuotaResponse, UsageReport, AuditAppended)
+             EndpointList, EndpointMetrics, EndpointLogs, EndpointMonitoring, AuditPage, QuotaResponse, UsageReport, AuditAppended)
 
 
 def component_schemas() -> dict:
@@ -215,6 +216,15 @@ def spec(prefix: str = "/services/executor/") -> dict:
                         "parameters": endpoint_name + [{"name": "lines", "in": "query", "description": "Lines per version",
                                                         "schema": {"type": "integer", "minimum": 1, "maximum": 1000, "default": 100}}],
                         "responses": {"200": {"description": "Logs", "content": _json(_ref("EndpointLogs"))}, **_errors(404), **common}},
+            },
+            "/endpoints/{name}/monitoring": {
+                "get": {"summary": "Drift per version over a window: each feature and the predictions against the version's "
+                                   "baseline (training profile, input example or first requests), from the sample of requests",
+                        "parameters": endpoint_name + [{"name": "window", "in": "query",
+                                                        "description": "One of c.Monitoring.windows (by default 1h, 1d)",
+                                                        "schema": {"type": "string", "default": "1h"}}],
+                        "responses": {"200": {"description": "Monitoring", "content": _json(_ref("EndpointMonitoring"))},
+                                      **_errors(400, 404, 502, 503), **common}},
             },
             "/endpoints/{name}/requests": {
                 "get": {"summary": "The stored sample of requests, as JSON lines", "parameters": endpoint_name,

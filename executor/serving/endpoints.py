@@ -47,10 +47,19 @@ class ModelRegistry:
 
     async def _get(self, owner: str, path: str, **params) -> dict | None:
         """The JSON answer, or None when MLflow says it does not exist or the owner may not see it."""
+        body = await self._fetch(owner, f"api/2.0/mlflow/{path}", params)
+        return None if body is None else json.loads(body)
+
+    async def artifact(self, owner: str, route: str, **params) -> bytes | None:
+        """An artifact's bytes through MLflow's download routes (``get-artifact`` of a run,
+        ``model-versions/get-artifact`` of a model version), or None where there is none."""
+        return await self._fetch(owner, route, params)
+
+    async def _fetch(self, owner: str, path: str, params: dict) -> bytes | None:
         token = await self.tokens.token_for(owner)
         try:
             r = await AsyncHTTPClient().fetch(
-                f"{self.url}/api/2.0/mlflow/{path}?{urlencode(params)}",
+                f"{self.url}/{path}?{urlencode(params)}",
                 headers={"Authorization": f"Bearer {token}"},
                 request_timeout=20,
             )
@@ -60,7 +69,7 @@ class ModelRegistry:
             raise NotebenchError(502, None, f"MLflow's model registry failed ({e}): try again later") from None
         except OSError as e:  # MLflow (re)starting
             raise NotebenchError(503, None, f"MLflow's model registry cannot be reached ({e}): try again shortly") from None
-        return json.loads(r.body)
+        return r.body
 
     async def resolve(self, owner: str, wanted: EndpointVersion, field: str) -> tuple[str, str | None]:
         """(version, alias) for ``wanted.version``, a version number or an alias of ``wanted.model``."""

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.support.endpoints import RUN, deploy, scoring_servers, wait_status
+from tests.support.endpoints import RUN, deploy, owner_and_other, scoring_servers, wait_status
 from tests.unit.test_executor_kubernetes import DEADLINE, HANDLE, PODS, endpoint_backend, kube_api
 
 pytestmark = pytest.mark.slow
@@ -22,8 +22,7 @@ MAX_LOG_BYTES = 64 * 1024  # c.Endpoints.max_log_bytes' default
 
 @pytest.fixture(scope="module")
 def people(hub):
-    owner, other = f"mp-logs-owner-{RUN}", f"mp-logs-other-{RUN}"
-    return {"owner": owner, "owner_token": hub.new_user(owner), "other": other, "other_token": hub.new_user(other)}
+    return owner_and_other(hub, "mp-logs")
 
 
 @pytest.fixture(scope="module")

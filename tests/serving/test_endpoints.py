@@ -17,7 +17,16 @@ import psutil
 import pytest
 import requests
 
-from tests.support.endpoints import RUN, deploy, invoke, pid_of, scoring_servers, wait_status
+from tests.support.endpoints import (
+    RUN,
+    delete_endpoints,
+    deploy,
+    invoke,
+    owner_and_other,
+    pid_of,
+    scoring_servers,
+    wait_status,
+)
 from tests.support.launcher import wait_for
 
 pytestmark = pytest.mark.slow
@@ -27,16 +36,13 @@ INVOKE_SCOPE = "custom:notebench-endpoints:invoke"
 
 @pytest.fixture(scope="module")
 def people(hub):
-    owner, other = f"ep-owner-{RUN}", f"ep-other-{RUN}"
-    return {"owner": owner, "owner_token": hub.new_user(owner), "other": other, "other_token": hub.new_user(other)}
+    return owner_and_other(hub, "ep")
 
 
 @pytest.fixture(scope="module", autouse=True)
 def cleanup(hub):
     yield
-    for endpoint in hub.executor("GET", "endpoints").json()["endpoints"]:  # the admin sees all
-        if RUN in endpoint["name"]:
-            hub.executor("DELETE", f"endpoints/{endpoint['name']}")
+    delete_endpoints(hub)
 
 
 def versions_answering(hub, name, token, payload, n) -> set:

@@ -50,3 +50,17 @@ def scoring_servers(hub, name) -> list[dict]:
 
 def pid_of(hub, name, version) -> int | None:
     return next((s["handle"] or {}).get("pid") for s in scoring_servers(hub, name) if s["version"] == version)
+
+
+def owner_and_other(hub, prefix: str) -> dict:
+    """Two new users, ``<prefix>-owner-<RUN>`` and ``<prefix>-other-<RUN>``, with their tokens (a
+    module's ``people``: the owner of its endpoints, and a user who must not see them)."""
+    owner, other = f"{prefix}-owner-{RUN}", f"{prefix}-other-{RUN}"
+    return {"owner": owner, "owner_token": hub.new_user(owner), "other": other, "other_token": hub.new_user(other)}
+
+
+def delete_endpoints(hub, prefix: str = "") -> None:
+    """Delete this run's endpoints whose names start with ``prefix`` (as the admin, who sees all)."""
+    for endpoint in hub.executor("GET", "endpoints").json()["endpoints"]:
+        if endpoint["name"].startswith(prefix) and RUN in endpoint["name"]:
+            hub.executor("DELETE", f"endpoints/{endpoint['name']}")

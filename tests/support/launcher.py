@@ -32,6 +32,8 @@ BASE_CONFIG = """
 c.GPUInventory.devices = ["0", "1"]
 c.Spawner.poll_interval = 2
 c.NotebenchSpawner.kernel_cull_idle_timeout = 0
+# Endpoint monitoring's first-requests baseline (tests/serving/test_endpoint_monitoring.py): 5, not 200.
+c.Monitoring.first_requests = 5
 """
 
 

@@ -722,6 +722,110 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/endpoints/{name}/monitoring": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** Drift per version over a window: each feature and the predictions against the version's baseline (training profile, input example or first requests), from the sample of requests */
+        get: {
+            parameters: {
+                query?: {
+                    /** @description One of c.Monitoring.windows (by default 1h, 1d) */
+                    window?: string;
+                };
+                header?: never;
+                path: {
+                    name: string;
+                };
+                cookie?: never;
+            };
+            requestBody?: never;
+            responses: {
+                /** @description Monitoring */
+                200: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["EndpointMonitoring"];
+                    };
+                };
+                /** @description Bad input (the body names the field) */
+                400: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["Error"];
+                    };
+                };
+                /** @description Not authenticated */
+                401: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["Error"];
+                    };
+                };
+                /** @description Not allowed */
+                403: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["Error"];
+                    };
+                };
+                /** @description Not found (or not yours) */
+                404: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["Error"];
+                    };
+                };
+                /** @description Body over c.Executor.max_body_bytes (field: body) */
+                413: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["Error"];
+                    };
+                };
+                /** @description MLflow's model registry failed */
+                502: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["Error"];
+                    };
+                };
+                /** @description MLflow is not enabled here, or cannot be reached now */
+                503: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["Error"];
+                    };
+                };
+            };
+        };
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/endpoints/{name}/requests": {
         parameters: {
             query?: never;
@@ -2587,6 +2691,25 @@ export interface components {
             /** Versions */
             versions: components["schemas"]["VersionMetrics"][];
         };
+        /** EndpointMonitoring */
+        EndpointMonitoring: {
+            /**
+             * Sample
+             * @description The sample's limits: samples_per_second per endpoint, max_samples kept, max_sample_bytes per body
+             */
+            sample: {
+                [key: string]: number;
+            };
+            /**
+             * Since
+             * Format: date-time
+             */
+            since: string;
+            /** Versions */
+            versions: components["schemas"]["VersionMonitoring"][];
+            /** Window */
+            window: string;
+        };
         /**
          * EndpointPatch
          * @description The new list of versions and weights: a rolling update to it.
@@ -2656,6 +2779,33 @@ export interface components {
             quota: string | null;
             /** Status */
             status: number;
+        };
+        /** FeatureDrift */
+        FeatureDrift: {
+            /**
+             * Drift Score
+             * @description Population stability index (PSI) of the requests against the baseline
+             */
+            drift_score: number;
+            /** Drifted */
+            drifted: boolean;
+            /**
+             * Method
+             * @enum {string}
+             */
+            method: "psi" | "ks" | "chi_square";
+            /** Missing Rate */
+            missing_rate: number;
+            /**
+             * Out Of Range Rate
+             * @description Numeric: values outside the baseline's min..max; categorical: values the baseline never had
+             */
+            out_of_range_rate: number;
+            /**
+             * P Value Or Psi
+             * @description method psi: the PSI; ks and chi_square: the test's p-value
+             */
+            p_value_or_psi: number;
         };
         /** GroupUsageRow */
         GroupUsageRow: {
@@ -2884,6 +3034,24 @@ export interface components {
              * Format: date-time
              */
             t: string;
+        };
+        /** MonitoringBaseline */
+        MonitoringBaseline: {
+            /**
+             * Note
+             * @default null
+             */
+            note: string | null;
+            /**
+             * Rows
+             * @description Rows the baseline was made from (an input example is a few rows only)
+             */
+            rows: number;
+            /**
+             * Source
+             * @enum {string}
+             */
+            source: "training_profile" | "input_example" | "first_requests";
         };
         /** ProfileInfo */
         ProfileInfo: {
@@ -3165,6 +3333,24 @@ export interface components {
              */
             timezone: string;
         };
+        /** SchemaViolations */
+        SchemaViolations: {
+            /**
+             * Rate
+             * @description Rows in violation over all rows of the window's requests
+             */
+            rate: number;
+            /**
+             * Requests
+             * @description Sampled requests whose input could not be read (not JSON, cut, unknown shape)
+             */
+            requests: number;
+            /**
+             * Rows
+             * @description Rows with other columns than the baseline's, or a text where a number belongs
+             */
+            rows: number;
+        };
         /** ServedVersion */
         ServedVersion: {
             /**
@@ -3317,6 +3503,44 @@ export interface components {
             requests: number;
             /** Series */
             series: components["schemas"]["MinuteStats"][];
+            /** Version */
+            version: string;
+        };
+        /** VersionMonitoring */
+        VersionMonitoring: {
+            /** @description None until a baseline exists (first requests still coming) */
+            baseline: components["schemas"]["MonitoringBaseline"] | null;
+            /**
+             * Drifted
+             * @description The features flagged as drifted
+             */
+            drifted: string[];
+            /** Features */
+            features: {
+                [key: string]: components["schemas"]["FeatureDrift"];
+            };
+            /** Model */
+            model: string;
+            /** @description Drift of the model's outputs (their first column) */
+            prediction_drift: components["schemas"]["FeatureDrift"] | null;
+            /**
+             * Quality
+             * @description Quality metrics from label feedback (empty until labels arrive)
+             */
+            quality: {
+                [key: string]: number;
+            };
+            /**
+             * Requests
+             * @description Sampled requests of this version in the window
+             */
+            requests: number;
+            /**
+             * Rows
+             * @description Rows of those requests compared with the baseline
+             */
+            rows: number;
+            schema_violations: components["schemas"]["SchemaViolations"];
             /** Version */
             version: string;
         };
