@@ -7,11 +7,22 @@ name the field. Invocations (and an endpoint's ping, health and version) are not
 from __future__ import annotations
 
 import json
+from datetime import timedelta
 
 from notebench.executor.api.base import APIHandler, attachment
 from notebench.executor.api.invocations import InvocationHandler, ScoringInfoHandler
+from notebench.executor.db import utcnow
 from notebench.executor.errors import NotebenchError
-from notebench.executor.schemas import EndpointCreate, EndpointList, EndpointLogs, EndpointMetrics, EndpointPatch
+from notebench.executor.schemas import (
+    EndpointCreate,
+    EndpointList,
+    EndpointLogs,
+    EndpointMetrics,
+    EndpointPatch,
+    EndpointQuality,
+    FeedbackResult,
+)
+from notebench.executor.serving import feedback
 from notebench.hub.platform.names import ENDPOINT_NAME
 
 
@@ -98,6 +109,33 @@ class EndpointLogsHandler(EndpointAPIHandler):
         self.write_json(EndpointLogs.model_validate({"versions": await self.endpoints.logs(endpoint, int(lines))}))
 
 
+class EndpointFeedbackHandler(EndpointAPIHandler):
+    """True labels for the endpoint's predictions (serving/feedback.py): JSON or CSV."""
+
+    async def post(self, name):
+        endpoint = self.load_endpoint(name)
+        rows = feedback.parse(self.request.body, self.request.headers.get("Content-Type"))
+        accepted, unknown = await self.endpoints.feedback(endpoint, rows, self.user_name)
+        self.write_json(FeedbackResult(accepted=accepted, unknown=unknown))
+
+
+WINDOWS = {"1h": timedelta(hours=1), "1d": timedelta(days=1), "7d": timedelta(days=7)}
+
+
+class EndpointQualityHandler(EndpointAPIHandler):
+    """Per version: accuracy and F1, or MAE and RMSE, of the labelled predictions of a window."""
+
+    query_params = frozenset({"window"})
+
+    async def get(self, name):
+        endpoint = self.load_endpoint(name)
+        window = self.get_argument("window", "1d")
+        if window not in WINDOWS:
+            raise NotebenchError(400, "window", f"window is one of {', '.join(WINDOWS)}")
+        versions = await self.endpoints.quality(endpoint, utcnow() - WINDOWS[window])
+        self.write_json(EndpointQuality.model_validate({"window": window, "versions": versions}))
+
+
 LOG_LINES_DEFAULT = 100
 LOG_LINES_MAX = 1000
 NAME = f"({ENDPOINT_NAME})"
@@ -111,6 +149,8 @@ def routes(prefix: str) -> list:
         (api + f"endpoints/{NAME}/metrics", EndpointMetricsHandler),
         (api + f"endpoints/{NAME}/requests", EndpointRequestsHandler),
         (api + f"endpoints/{NAME}/logs", EndpointLogsHandler),
+        (api + f"endpoints/{NAME}/feedback", EndpointFeedbackHandler),
+        (api + f"endpoints/{NAME}/quality", EndpointQualityHandler),
         (prefix + f"endpoints/{NAME}/invocations", InvocationHandler),
         (prefix + f"endpoints/{NAME}/(ping|health|version)", ScoringInfoHandler),
     ]
