@@ -35,7 +35,7 @@ def upgrade():
         sa.Column('id', sa.Integer(), nullable=False),
         sa.Column('endpoint_id', sa.Integer(), nullable=False),
         sa.Column('request_id', sa.String(length=32), nullable=False),
-        sa.Column('label', sa.JSON(), nullable=True),
+        sa.Column('label', sa.JSON(), nullable=False),
         sa.Column('at', sa.DateTime(timezone=True), nullable=False),
         sa.Column('by', sa.String(length=255), nullable=False),
         sa.ForeignKeyConstraint(['endpoint_id'], ['endpoints.id'], ondelete='CASCADE'),
