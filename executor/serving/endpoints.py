@@ -496,7 +496,7 @@ class Endpoints(LoggingConfigurable):
         with self.sessions() as s:
             keys = [(x.model, x.version) for x in self._servers(s, endpoint.id) if not x.retired]
         keys += sorted(k for k in found if k not in keys)
-        empty = {"task": endpoint.task, "labelled": 0, "mismatched": 0, "quality": {}}
+        empty: dict = {"task": endpoint.task, "labelled": 0, "mismatched": 0, "quality": {}}
         return [{"model": m, "version": v, **found.get((m, v), empty)} for m, v in keys]
 
     def _write_samples(self, pending) -> None:

@@ -115,8 +115,8 @@ def parse_csv(body: bytes) -> list[tuple[str, object]]:
         header = next(reader, None)
         if header is None or [h.strip() for h in header] != ["request_id", "label"]:
             raise NotebenchError(400, "body", "the CSV's first row must be the header request_id,label")
-        rows = []
-        for i, cells in enumerate(reader):
+        rows: list[tuple[str, object]] = []
+        for cells in reader:
             if not cells:  # a blank line
                 continue
             _check_count(len(rows) + 1)
@@ -148,7 +148,8 @@ def store(sessions, endpoint_id: int, rows: list[tuple[str, object]], by: str) -
     for attempt in range(2):  # a concurrent post of the same new id: once more, as an update
         try:
             with sessions() as s:
-                known, existing = set(), {}
+                known: set[str] = set()
+                existing: dict[str, Feedback] = {}
                 for start in range(0, len(ids), 500):
                     chunk = ids[start:start + 500]
                     known.update(s.scalars(sa.select(Prediction.request_id).where(

@@ -86,12 +86,12 @@ def metrics(task: str, pairs: list[tuple]) -> dict:
               else skm.f1_score(true, predicted, average="macro", zero_division=0))
         return {"accuracy": float(skm.accuracy_score(true, predicted)), "f1": float(f1)}
     try:
-        predicted = [float(p) for p, _ in pairs]
-        true = [float(t) for _, t in pairs]
+        values = [float(p) for p, _ in pairs]
+        truth = [float(t) for _, t in pairs]
     except (TypeError, ValueError):  # a string label or prediction: no regression metric
         return {}
-    return {"mae": float(skm.mean_absolute_error(true, predicted)),
-            "rmse": float(math.sqrt(skm.mean_squared_error(true, predicted)))}
+    return {"mae": float(skm.mean_absolute_error(truth, values)),
+            "rmse": float(math.sqrt(skm.mean_squared_error(truth, values)))}
 
 
 def quality(sessions, endpoint_id: int, since: datetime) -> dict[tuple[str, str], dict]:
