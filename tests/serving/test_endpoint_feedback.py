@@ -9,7 +9,7 @@ import pytest
 import requests
 from sklearn.metrics import accuracy_score, f1_score
 
-from tests.support.endpoints import RUN, deploy, invoke, wait_status
+from tests.support.endpoints import RUN, deploy_ready, invoke, owner_and_other, wait_status
 
 pytestmark = pytest.mark.slow
 
@@ -18,15 +18,13 @@ REQUEST_ID = re.compile(r"[0-9a-f]{32}")
 
 @pytest.fixture(scope="module")
 def people(hub):
-    owner, other = f"fb-owner-{RUN}", f"fb-other-{RUN}"
-    return {"owner": owner, "owner_token": hub.new_user(owner), "other": other, "other_token": hub.new_user(other)}
+    return owner_and_other(hub, "fb")
 
 
 @pytest.fixture(scope="module")
 def endpoint(hub, people, model):
     name = f"fb-{RUN}"
-    deploy(hub, people["owner_token"], name, [{"model": model["name"], "version": "champion", "weight": 100}])
-    wait_status(hub, name, people["owner_token"])
+    deploy_ready(hub, people["owner_token"], name, [{"model": model["name"], "version": "champion", "weight": 100}])
     yield name
     hub.executor("DELETE", f"endpoints/{name}")
 

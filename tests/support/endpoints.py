@@ -50,3 +50,16 @@ def scoring_servers(hub, name) -> list[dict]:
 
 def pid_of(hub, name, version) -> int | None:
     return next((s["handle"] or {}).get("pid") for s in scoring_servers(hub, name) if s["version"] == version)
+
+
+def owner_and_other(hub, prefix: str) -> dict:
+    """Two new users of the hub, ``<prefix>-owner-<run>`` and ``<prefix>-other-<run>``, with their tokens
+    (the shape of the ``people`` fixtures the serving tests share with the ``model`` fixture)."""
+    owner, other = f"{prefix}-owner-{RUN}", f"{prefix}-other-{RUN}"
+    return {"owner": owner, "owner_token": hub.new_user(owner), "other": other, "other_token": hub.new_user(other)}
+
+
+def deploy_ready(hub, token, name, versions, **extra) -> dict:
+    """Deploy and wait until the endpoint is ready; returns it."""
+    deploy(hub, token, name, versions, **extra)
+    return wait_status(hub, name, token)
