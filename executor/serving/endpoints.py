@@ -121,6 +121,7 @@ class Endpoints(LoggingConfigurable):
         self._tasks: dict[int, asyncio.Task] = {}
         self._deleting: set[int] = set()  # no more changes to these (the watcher must not restart them)
         self._flush_lock = asyncio.Lock()
+        self._dropped_reported = 0  # of router.predictions_dropped, logged
 
     # --- reading --------------------------------------------------------------------------------
 
@@ -451,6 +452,10 @@ class Endpoints(LoggingConfigurable):
             if pending:
                 await asyncio.get_running_loop().run_in_executor(None, self._write_samples, pending)
             predictions = self.router.take_predictions()
+            if self.router.predictions_dropped > self._dropped_reported:
+                self.log.warning("%d predictions were dropped (the queue was full: the store is behind); they cannot be labelled",
+                                 self.router.predictions_dropped - self._dropped_reported)
+                self._dropped_reported = self.router.predictions_dropped
             if predictions:
                 await asyncio.get_running_loop().run_in_executor(None, self._write_predictions, predictions)
 
