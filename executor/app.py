@@ -221,7 +221,7 @@ class Executor(Application):
         server.listen(url.port or 0, url.hostname)  # no port in the URL: any free one, as tornado did with None
         await self.dispatcher.recover()
         loops = BackgroundTasks()
-        for loop in (self.schedule_loop(), self.endpoints.flush_loop(), self.endpoints.watch_loop(),
+        for loop in (self.schedule_loop(), self.endpoints.flush_loop(), self.endpoints.watch_loop(), self.endpoints.purge_loop(),
                      audit.purge_loop(self.sessions, self.audit_retention_days), self.usage.loop()):
             loops.start(loop)
         stop = asyncio.Event()

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import overload
+from typing import Any, overload
 
 import sqlalchemy as sa
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, sessionmaker
@@ -179,6 +179,8 @@ class Endpoint(Base):
     reason: Mapped[str | None] = mapped_column(sa.Text)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    # "classification" or "regression" as declared at deploy; None: inferred from the labels (serving/quality.py)
+    task: Mapped[str | None] = mapped_column(sa.String(16))
 
 
 class ScoringServer(Base):
@@ -230,6 +232,36 @@ class RequestSample(Base):
             "inputs": _json_or_text(self.inputs),
             "outputs": _json_or_text(self.outputs),
         }
+
+
+class Prediction(Base):
+    """What a version answered to one successful invocation (every one, not a sample), kept
+    ``c.Endpoints.prediction_retention_days`` so that labels posted later can be matched to it."""
+
+    __tablename__ = "endpoint_predictions"
+    __table_args__ = (sa.Index("ix_endpoint_predictions_endpoint_time", "endpoint_id", "time"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    request_id: Mapped[str] = mapped_column(sa.String(32), unique=True)  # the router's X-Notebench-Request-Id
+    endpoint_id: Mapped[int] = mapped_column(sa.ForeignKey("endpoints.id", ondelete="CASCADE"))
+    model: Mapped[str] = mapped_column(sa.String(255))
+    version: Mapped[str] = mapped_column(sa.String(32))
+    time: Mapped[datetime] = mapped_column(UTCDateTime)
+    outputs: Mapped[str] = mapped_column(sa.Text)  # the scoring server's answer (JSON text, maybe cut)
+
+
+class Feedback(Base):
+    """The true label of one invocation of an endpoint, posted later (the latest one counts)."""
+
+    __tablename__ = "endpoint_feedback"
+    __table_args__ = (sa.UniqueConstraint("endpoint_id", "request_id"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    endpoint_id: Mapped[int] = mapped_column(sa.ForeignKey("endpoints.id", ondelete="CASCADE"))
+    request_id: Mapped[str] = mapped_column(sa.String(32))
+    label: Mapped[Any] = mapped_column(sa.JSON)  # a number, string or bool; or a list of them (one per row)
+    at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, index=True)
+    by: Mapped[str] = mapped_column(sa.String(255))  # who posted it
 
 
 def _json_or_text(text: str):

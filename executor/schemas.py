@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import keyword
 from datetime import datetime, timezone
-from typing import Any
+from typing import Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import nbformat
@@ -186,6 +186,10 @@ EXAMPLE_ENDPOINT: dict[str, Any] = {"name": "churn", "versions": [{"model": "chu
                                                   {"model": "churn-model", "version": "3", "weight": 20}]}
 
 
+TASK_DESCRIPTION = ("What the model does, for its quality from labels: accuracy and F1 (classification) or MAE and "
+                    "RMSE (regression). Not given: inferred from the labels.")
+
+
 class EndpointVersion(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True)
 
@@ -225,6 +229,7 @@ class EndpointCreate(BaseModel):
     name: str = Field(pattern=ENDPOINT_NAME_PATTERN, description="Unique across all users; part of the invocation URL.")
     versions: list[EndpointVersion] = Field(min_length=1, max_length=10)
     profile: str | None = Field(default=None, max_length=64, description="Profile name (default: the default profile).")
+    task: Literal["classification", "regression"] | None = Field(default=None, description=TASK_DESCRIPTION)
 
     _versions = field_validator("versions")(check_versions)
     _profile = field_validator("profile")(check_name)
@@ -238,6 +243,9 @@ class EndpointPatch(BaseModel):
     )
 
     versions: list[EndpointVersion] = Field(min_length=1, max_length=10)
+    task: Literal["classification", "regression"] | None = Field(
+        default=None, description=TASK_DESCRIPTION + " Left out: unchanged; null: inferred again."
+    )
 
     _versions = field_validator("versions")(check_versions)
 
@@ -539,6 +547,7 @@ class EndpointResponse(BaseModel):
     profile: str
     status: str = _one_of(ENDPOINT_STATUSES)
     reason: str | None = Field(description="Why it failed (or why an update was not applied)")
+    task: str | None = Field(description="classification or regression, as declared; null: inferred from the labels")
     created_at: str = _datetime()
     updated_at: str = _datetime()
     invocation_url: str = Field(description="POST MLflow scoring input here (a token with the invoke scope)")
@@ -627,3 +636,32 @@ class EndpointMonitoring(BaseModel):
         description="The sample's limits: samples_per_second per endpoint, max_samples kept, max_sample_bytes per body"
     )
     versions: list[VersionMonitoring]
+
+
+class FeedbackRow(BaseModel):
+    model_config = ConfigDict(title="FeedbackRow")
+
+    request_id: str = Field(pattern="^[0-9a-f]{32}$", description="The X-Notebench-Request-Id of an invocation of this endpoint")
+    label: str | bool | int | float | list[str | bool | int | float] = Field(
+        description="The true label: one value for a one-row request, or a list, one per row of the request"
+    )
+
+
+class FeedbackResult(BaseModel):
+    accepted: int = Field(description="Labels stored (a request labelled before: the label replaced)")
+    unknown: list[str] = Field(description="Request ids that are no stored prediction of this endpoint")
+
+
+class VersionQuality(BaseModel):
+    model: str
+    version: str
+    task: str | None = Field(description="classification or regression (declared, else inferred); null: no labels yet")
+    labelled: int = Field(description="Labelled prediction rows in the window")
+    mismatched: int = Field(description="Labels that did not fit their prediction (another number of rows, or a cut answer)")
+    quality: dict[str, float] = Field(description="{accuracy, f1} (classification: F1 of class 1/true when binary, "
+                                                  "else macro) or {mae, rmse} (regression); {} without labels")
+
+
+class EndpointQuality(BaseModel):
+    window: str
+    versions: list[VersionQuality]

@@ -7,9 +7,11 @@ name the field. Invocations (and an endpoint's ping, health and version) are not
 from __future__ import annotations
 
 import json
+from datetime import timedelta
 
 from notebench.executor.api.base import APIHandler, attachment
 from notebench.executor.api.invocations import InvocationHandler, ScoringInfoHandler
+from notebench.executor.db import utcnow
 from notebench.executor.errors import NotebenchError
 from notebench.executor.schemas import (
     EndpointCreate,
@@ -18,7 +20,10 @@ from notebench.executor.schemas import (
     EndpointMetrics,
     EndpointMonitoring,
     EndpointPatch,
+    EndpointQuality,
+    FeedbackResult,
 )
+from notebench.executor.serving import feedback
 from notebench.hub.platform.names import ENDPOINT_NAME
 
 
@@ -120,6 +125,33 @@ class EndpointMonitoringHandler(EndpointAPIHandler):
         self.write_json(EndpointMonitoring.model_validate(await self.app.monitoring.report(endpoint, window)))
 
 
+class EndpointFeedbackHandler(EndpointAPIHandler):
+    """True labels for the endpoint's predictions (serving/feedback.py): JSON or CSV."""
+
+    async def post(self, name):
+        endpoint = self.load_endpoint(name)
+        rows = feedback.parse(self.request.body, self.request.headers.get("Content-Type"))
+        accepted, unknown = await self.endpoints.feedback(endpoint, rows, self.user_name)
+        self.write_json(FeedbackResult(accepted=accepted, unknown=unknown))
+
+
+WINDOWS = {"1h": timedelta(hours=1), "1d": timedelta(days=1), "7d": timedelta(days=7)}
+
+
+class EndpointQualityHandler(EndpointAPIHandler):
+    """Per version: accuracy and F1, or MAE and RMSE, of the labelled predictions of a window."""
+
+    query_params = frozenset({"window"})
+
+    async def get(self, name):
+        endpoint = self.load_endpoint(name)
+        window = self.get_argument("window", "1d")
+        if window not in WINDOWS:
+            raise NotebenchError(400, "window", f"window is one of {', '.join(WINDOWS)}")
+        versions = await self.endpoints.quality(endpoint, utcnow() - WINDOWS[window])
+        self.write_json(EndpointQuality.model_validate({"window": window, "versions": versions}))
+
+
 LOG_LINES_DEFAULT = 100
 LOG_LINES_MAX = 1000
 NAME = f"({ENDPOINT_NAME})"
@@ -134,6 +166,8 @@ def routes(prefix: str) -> list:
         (api + f"endpoints/{NAME}/requests", EndpointRequestsHandler),
         (api + f"endpoints/{NAME}/logs", EndpointLogsHandler),
         (api + f"endpoints/{NAME}/monitoring", EndpointMonitoringHandler),
+        (api + f"endpoints/{NAME}/feedback", EndpointFeedbackHandler),
+        (api + f"endpoints/{NAME}/quality", EndpointQualityHandler),
         (prefix + f"endpoints/{NAME}/invocations", InvocationHandler),
         (prefix + f"endpoints/{NAME}/(ping|health|version)", ScoringInfoHandler),
     ]

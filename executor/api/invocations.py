@@ -18,6 +18,7 @@ from notebench.executor.serving.router import (
     Route,
     Router,
     ScoringServerUnreachable,
+    new_request_id,
 )
 from notebench.hub.platform.scopes import ENDPOINT_INVOKE_SCOPE as INVOKE_SCOPE
 
@@ -47,6 +48,16 @@ class ScoringHandler(LimitedBodyHandler):
         super().initialize()
         self.router: Router = self.app.endpoints.router
         self.route: Route | None = None
+
+    request_id = ""
+
+    def set_default_headers(self):
+        # Every answer, errors included: tornado calls this again when an error clears the headers,
+        # and the id stays the one made for this request.
+        super().set_default_headers()
+        if not self.request_id:
+            self.request_id = new_request_id()
+        self.set_header("X-Notebench-Request-Id", self.request_id)
 
     def check_xsrf_cookie(self):
         pass  # tokens only: cookies are never looked at, so there is nothing to forge
@@ -124,7 +135,8 @@ class InvocationHandler(ScoringHandler):
             message = message or f"{target.label} answered {response.status}"
             field = {400: "body", 415: "Content-Type"}.get(response.status)
             self.answer_error(NotebenchError(response.status, field, message, code))
-        self.router.record(route, target, response.status, (time.perf_counter() - started) * 1000, body, response.body)
+        self.router.record(route, target, response.status, (time.perf_counter() - started) * 1000, body, response.body,
+                           self.request_id)
 
 
 class ScoringInfoHandler(ScoringHandler):

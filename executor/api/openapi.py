@@ -22,8 +22,11 @@ from notebench.executor.schemas import (
     EndpointMetrics,
     EndpointMonitoring,
     EndpointPatch,
+    EndpointQuality,
     EndpointResponse,
     ErrorResponse,
+    FeedbackResult,
+    FeedbackRow,
     JobPage,
     JobRequest,
     JobResponse,
@@ -41,9 +44,10 @@ from notebench.hub.platform.statuses import JOB_STATUSES
 # Component names of the response models (their classes are named apart from the store's rows).
 COMPONENT_NAMES = {"AuditEntryResponse": "AuditEntry", "QuotaResponse": "Quota", "ErrorResponse": "Error", "JobResponse": "Job", "ScheduleResponse": "Schedule",
                    "EndpointResponse": "Endpoint"}
-REQUESTS = (JobRequest, ScheduleRequest, SchedulePatch, EndpointCreate, EndpointPatch, QuotaLimits, AuditBatch)
+REQUESTS = (JobRequest, ScheduleRequest, SchedulePatch, EndpointCreate, EndpointPatch, QuotaLimits, AuditBatch, FeedbackRow)
 RESPONSES = (ErrorResponse, JobResponse, JobPage, ScheduleResponse, ScheduleList, ProfilesResponse, EndpointResponse,
-             EndpointList, EndpointMetrics, EndpointLogs, EndpointMonitoring, AuditPage, QuotaResponse, UsageReport, AuditAppended)
+             EndpointList, EndpointMetrics, EndpointLogs, EndpointMonitoring, AuditPage, QuotaResponse, UsageReport,
+             AuditAppended, FeedbackResult, EndpointQuality)
 
 
 def component_schemas() -> dict:
@@ -225,6 +229,26 @@ def spec(prefix: str = "/services/executor/") -> dict:
                                                         "schema": {"type": "string", "default": "1h"}}],
                         "responses": {"200": {"description": "Monitoring", "content": _json(_ref("EndpointMonitoring"))},
                                       **_errors(400, 404, 502, 503), **common}},
+            },
+            "/endpoints/{name}/feedback": {
+                "post": {"summary": "True labels for the endpoint's predictions, by the X-Notebench-Request-Id each invocation "
+                                    "answered with (at most 10000 per request; a request labelled again: the new label replaces "
+                                    "the old). Ids that are no prediction of this endpoint come back in unknown",
+                         "parameters": endpoint_name,
+                         "requestBody": {"required": True, "content": {
+                             "application/json": {"schema": {"type": "array", "maxItems": 10000, "items": _ref("FeedbackRow")}},
+                             "text/csv": {"schema": {"type": "string", "description": "The header row request_id,label, then one "
+                                                     "row per label (true/false: bools; integers and decimals: numbers)"}}}},
+                         "responses": {"200": {"description": "Accepted and unknown", "content": _json(_ref("FeedbackResult"))},
+                                       **_errors(404), "415": {"description": "Not JSON nor CSV", "content": _json(_ref("Error"))},
+                                       **common}},
+            },
+            "/endpoints/{name}/quality": {
+                "get": {"summary": "Per version: accuracy and F1 (classification) or MAE and RMSE (regression) of the "
+                                   "predictions of the window that have labels",
+                        "parameters": endpoint_name + [{"name": "window", "in": "query", "description": "Predictions made in the last ...",
+                                                        "schema": {"type": "string", "enum": ["1h", "1d", "7d"], "default": "1d"}}],
+                        "responses": {"200": {"description": "Quality", "content": _json(_ref("EndpointQuality"))}, **_errors(404), **common}},
             },
             "/endpoints/{name}/requests": {
                 "get": {"summary": "The stored sample of requests, as JSON lines", "parameters": endpoint_name,

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from urllib.parse import urlencode
 
 import sqlalchemy as sa
@@ -28,9 +28,10 @@ from traitlets import Integer
 from traitlets.config import LoggingConfigurable
 
 from notebench.executor.backends.base import ScoringServerFailed, ScoringServerSpec
-from notebench.executor.db import Endpoint, RequestSample, ScoringServer, iso, utcnow
+from notebench.executor.db import Endpoint, Feedback, Prediction, RequestSample, ScoringServer, iso, utcnow
 from notebench.executor.errors import NotebenchError
 from notebench.executor.schemas import EndpointCreate, EndpointPatch, EndpointResponse, EndpointVersion, ServedVersion
+from notebench.executor.serving import feedback, quality
 from notebench.executor.serving.router import Route, Router, Target
 from notebench.hub.platform.environment import workload_env
 from notebench.hub.platform.profiles import ProfileError
@@ -102,6 +103,18 @@ class Endpoints(LoggingConfigurable):
     max_log_bytes = Integer(64 * 1024, help="The most of a scoring server's log GET endpoints/{name}/logs returns.").tag(
         config=True
     )
+    max_pending_predictions = Integer(
+        100_000, help="Predictions queued in memory for the store at most; more are dropped (and counted) until it catches up."
+    ).tag(config=True)
+    max_pending_prediction_bytes = Integer(
+        64 * 1024**2, help="The most bytes of predictions queued in memory; more are dropped (and counted) until the store catches up."
+    ).tag(config=True)
+    max_prediction_bytes = Integer(64 * 1024, help="Predictions longer than this are stored cut (and cannot be labelled).").tag(
+        config=True
+    )
+    prediction_retention_days = Integer(30, help="Predictions (and their labels) older than this are dropped, hourly.").tag(
+        config=True
+    )
     watch_seconds = Integer(2, help="How often scoring servers are checked (one that died is started again).").tag(config=True)
 
     def __init__(self, app, **kwargs):
@@ -110,10 +123,14 @@ class Endpoints(LoggingConfigurable):
         self.sessions = app.sessions
         self.backend = app.endpoint_backend
         self.registry = ModelRegistry(app.mlflow_url, app.tokens) if app.mlflow_url else None
-        self.router = Router(app.hub_auth, samples_per_second=self.samples_per_second, prometheus=app.metrics)
+        self.router = Router(app.hub_auth, samples_per_second=self.samples_per_second, prometheus=app.metrics,
+                             max_pending_predictions=self.max_pending_predictions,
+                             max_pending_prediction_bytes=self.max_pending_prediction_bytes,
+                             max_prediction_bytes=self.max_prediction_bytes)
         self._tasks: dict[int, asyncio.Task] = {}
         self._deleting: set[int] = set()  # no more changes to these (the watcher must not restart them)
         self._flush_lock = asyncio.Lock()
+        self._dropped_reported = 0  # of router.predictions_dropped, logged
 
     # --- reading --------------------------------------------------------------------------------
 
@@ -125,7 +142,7 @@ class Endpoints(LoggingConfigurable):
         with self.sessions() as s:
             servers = [x for x in self._servers(s, endpoint.id) if not x.retired]
         return EndpointResponse(
-            name=endpoint.name, owner=endpoint.owner, profile=endpoint.profile, status=endpoint.status,
+            name=endpoint.name, owner=endpoint.owner, profile=endpoint.profile, status=endpoint.status, task=endpoint.task,
             reason=endpoint.reason, created_at=iso(endpoint.created_at), updated_at=iso(endpoint.updated_at),
             invocation_url=self.app.service_prefix + INVOCATIONS_PATH.format(name=endpoint.name),
             versions=[ServedVersion(model=x.model, version=x.version, alias=x.alias, weight=x.weight, status=x.status,
@@ -197,7 +214,7 @@ class Endpoints(LoggingConfigurable):
         resolved = await self._resolve(owner, request.versions)
         self.app.quotas.check_endpoint(owner, groups, profile.name, len(resolved), new_endpoint=True)  # no await from here to the commit
         with self.sessions() as s:
-            endpoint = Endpoint(name=request.name, owner=owner, profile=profile.name, status="starting")
+            endpoint = Endpoint(name=request.name, owner=owner, profile=profile.name, status="starting", task=request.task)
             s.add(endpoint)
             try:
                 s.flush()
@@ -244,6 +261,8 @@ class Endpoints(LoggingConfigurable):
                                            sum(1 for x in s.new if isinstance(x, ScoringServer)), new_endpoint=False)
             row = s.get(Endpoint, endpoint.id)
             row.status, row.updated_at = "updating", utcnow()
+            if "task" in request.model_fields_set:  # null: inferred again
+                row.task = request.task
             s.commit()
         self._start_task(endpoint.id)
         updated = self.find(endpoint.name)
@@ -434,12 +453,65 @@ class Endpoints(LoggingConfigurable):
                 self.log.exception("checking scoring servers failed")
 
     async def flush_samples(self) -> None:
-        """Write the requests sampled since the last flush, keeping the latest ``max_samples`` per endpoint."""
+        """Write the requests sampled since the last flush, keeping the latest ``max_samples`` per
+        endpoint, and the predictions made since."""
         async with self._flush_lock:
             pending = list(self.router.samples)
             self.router.samples.clear()
             if pending:
                 await asyncio.get_running_loop().run_in_executor(None, self._write_samples, pending)
+            predictions = self.router.take_predictions()
+            if self.router.predictions_dropped > self._dropped_reported:
+                self.log.warning("%d predictions were dropped (the queue was full: the store is behind); they cannot be labelled",
+                                 self.router.predictions_dropped - self._dropped_reported)
+                self._dropped_reported = self.router.predictions_dropped
+            if predictions:
+                await asyncio.get_running_loop().run_in_executor(None, self._write_predictions, predictions)
+
+    def _write_predictions(self, pending) -> None:
+        with self.sessions() as s:
+            existing = set(s.scalars(sa.select(Endpoint.id).where(Endpoint.id.in_({p.endpoint_id for p in pending}))).all())
+            rows = [{"request_id": p.request_id, "endpoint_id": p.endpoint_id, "model": p.model, "version": p.version,
+                     "time": datetime.fromtimestamp(p.time, timezone.utc), "outputs": p.outputs.decode("utf-8", "replace")}
+                    for p in pending if p.endpoint_id in existing]
+            if rows:
+                s.execute(sa.insert(Prediction), rows)
+            s.commit()
+
+    def purge_predictions(self) -> int:
+        """Drop predictions (and with them their labels) older than the retention; how many went."""
+        since = utcnow() - timedelta(days=self.prediction_retention_days)
+        with self.sessions() as s:
+            old = sa.select(Prediction.request_id).where(Prediction.time < since)
+            s.execute(sa.delete(Feedback).where(Feedback.request_id.in_(old)))
+            gone = s.execute(sa.delete(Prediction).where(Prediction.time < since)).rowcount
+            s.commit()
+        return gone
+
+    async def purge_loop(self, every_seconds: float = 3600) -> None:
+        while True:
+            try:
+                gone = await asyncio.to_thread(self.purge_predictions)
+                if gone:
+                    self.log.info("dropped %d predictions older than %d days", gone, self.prediction_retention_days)
+            except Exception:
+                self.log.exception("dropping old predictions failed")
+            await asyncio.sleep(every_seconds)
+
+    async def feedback(self, endpoint: Endpoint, rows: list, by: str) -> tuple[int, list[str]]:
+        """Store labels of this endpoint's predictions (those made until now are written first)."""
+        await self.flush_samples()
+        return await asyncio.to_thread(feedback.store, self.sessions, endpoint.id, rows, by)
+
+    async def quality(self, endpoint: Endpoint, since: datetime) -> list[dict]:
+        """Per version (those served now first, then those with labels in the window): its quality since ``since``."""
+        await self.flush_samples()
+        found = await asyncio.to_thread(quality.quality, self.sessions, endpoint.id, since)
+        with self.sessions() as s:
+            keys = [(x.model, x.version) for x in self._servers(s, endpoint.id) if not x.retired]
+        keys += sorted(k for k in found if k not in keys)
+        empty: dict = {"task": endpoint.task, "labelled": 0, "mismatched": 0, "quality": {}}
+        return [{"model": m, "version": v, **found.get((m, v), empty)} for m, v in keys]
 
     def _write_samples(self, pending) -> None:
         cut = self.max_sample_bytes

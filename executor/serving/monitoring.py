@@ -32,6 +32,7 @@ from traitlets.config import LoggingConfigurable
 
 from notebench.executor.db import Endpoint, RequestSample, ScoringServer, iso, utcnow
 from notebench.executor.runtime.profile import PROFILE_ARTIFACT, compare_column, is_numeric, profile
+from notebench.executor.serving import quality
 
 MISSING_ARTIFACT_RETRY_SECONDS = 300  # a version without profile or example is asked again after this
 MAX_ARTIFACT_BYTES = 16 * 1024 * 1024
@@ -308,9 +309,10 @@ class Monitoring(LoggingConfigurable):
         return result
 
     def quality(self, endpoint_id: int, model: str, version: str, since) -> dict[str, float]:
-        """Quality metrics from label feedback (accuracy, F1, MAE, RMSE...) of the version's requests
-        since ``since``. The hook for feedback (issue 18, "Feedback"): empty until labels are recorded."""
-        return {}
+        """Quality metrics from label feedback (serving/quality.py: accuracy and F1, or MAE and RMSE)
+        of the version's predictions since ``since``; empty until labels arrive."""
+        found = quality.quality(self.app.sessions, endpoint_id, since).get((model, version))
+        return dict(found["quality"]) if found else {}
 
 
 def _json(body: bytes | None):

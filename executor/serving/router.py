@@ -23,12 +23,21 @@ none answers.
 
 Metrics and the sample of requests are recorded in memory on the hot path; the sample is written
 to the store by ``Endpoints`` in the background.
+
+Every answer of the scoring paths, errors included, carries ``X-Notebench-Request-Id``: a new
+random id (32 hex digits) the router makes per request; a client's own id is not taken (ids must be
+unique to match a label to one prediction, and a client's could collide with another's). The
+predictions of every successful invocation (not a sample) are queued in memory with that id
+(``Router.predictions``, bounded: when full, a prediction is dropped and counted in
+``predictions_dropped``) and written to the store in the background, for labels posted later
+(``POST .../feedback``, serving/feedback.py).
 """
 
 from __future__ import annotations
 
 import asyncio
 import collections
+import os
 import time
 from dataclasses import dataclass, field
 
@@ -217,8 +226,25 @@ class Sample:
     outputs: bytes
 
 
+@dataclass
+class Prediction:
+    request_id: str
+    endpoint_id: int
+    time: float
+    model: str
+    version: str
+    outputs: bytes
+
+
+def new_request_id() -> str:
+    """A request id: 128 random bits as 32 lowercase hex digits (as uuid4().hex, in a third of the time)."""
+    return os.urandom(16).hex()
+
+
 class Router:
-    def __init__(self, hub_auth, samples_per_second: int = 10, max_pending_samples: int = 5000, prometheus=None):
+    def __init__(self, hub_auth, samples_per_second: int = 10, max_pending_samples: int = 5000, prometheus=None,
+                 max_pending_predictions: int = 100_000, max_pending_prediction_bytes: int = 64 * 1024**2,
+                 max_prediction_bytes: int = 64 * 1024):
         self.prometheus = prometheus  # the executor's Prometheus metrics (executor/metrics.py), if any
         self.routes: dict[str, Route] = {}
         self.upstreams: dict[int, Upstream] = {}  # by scoring server id (shared by old and new routes)
@@ -226,6 +252,12 @@ class Router:
         self.samples: collections.deque[Sample] = collections.deque(maxlen=max_pending_samples)
         self.samples_per_second = samples_per_second
         self._sampled: dict[int, tuple[int, int]] = {}  # endpoint id -> (second, samples taken in it)
+        self.predictions: collections.deque[Prediction] = collections.deque()  # of every successful invocation
+        self.pending_prediction_bytes = 0  # of the queue (reset when it is taken)
+        self.max_pending_predictions = max_pending_predictions
+        self.max_pending_prediction_bytes = max_pending_prediction_bytes
+        self.max_prediction_bytes = max_prediction_bytes  # longer outputs are kept cut (they cannot be labelled)
+        self.predictions_dropped = 0  # queue full (the store is behind): those cannot be labelled
         self.hub_auth = hub_auth  # the API's HubOAuth (and token cache)
 
     # --- routes -------------------------------------------------------------------------------
@@ -255,7 +287,17 @@ class Router:
 
     # --- recording ----------------------------------------------------------------------------
 
-    def record(self, route: Route, target: Target, status: int, latency_ms: float, inputs: bytes, outputs: bytes) -> None:
+    def record(self, route: Route, target: Target, status: int, latency_ms: float, inputs: bytes, outputs: bytes,
+               request_id: str | None = None) -> None:
+        if request_id is not None and status < 400:
+            if len(outputs) > self.max_prediction_bytes:
+                outputs = outputs[:self.max_prediction_bytes]
+            if (len(self.predictions) < self.max_pending_predictions
+                    and self.pending_prediction_bytes + len(outputs) <= self.max_pending_prediction_bytes):
+                self.predictions.append(Prediction(request_id, route.endpoint_id, time.time(), target.model, target.version, outputs))
+                self.pending_prediction_bytes += len(outputs)
+            else:
+                self.predictions_dropped += 1
         key = (route.endpoint_id, target.model, target.version)
         stats = self.stats.get(key)
         if stats is None:
@@ -270,6 +312,11 @@ class Router:
         if taken < self.samples_per_second:
             self._sampled[route.endpoint_id] = (second, taken + 1)
             self.samples.append(Sample(route.endpoint_id, now, target.model, target.version, latency_ms, status, inputs, outputs))
+
+    def take_predictions(self) -> collections.deque[Prediction]:
+        """The queued predictions, leaving an empty queue (no await: nothing is appended meanwhile)."""
+        taken, self.predictions, self.pending_prediction_bytes = self.predictions, collections.deque(), 0
+        return taken
 
     def metrics(self, endpoint_id: int, versions: list[tuple[str, str]]) -> dict:
         """Per version: totals, p50/p99 of recent latencies, and a per-minute series."""

@@ -64,3 +64,9 @@ def delete_endpoints(hub, prefix: str = "") -> None:
     for endpoint in hub.executor("GET", "endpoints").json()["endpoints"]:
         if endpoint["name"].startswith(prefix) and RUN in endpoint["name"]:
             hub.executor("DELETE", f"endpoints/{endpoint['name']}")
+
+
+def deploy_ready(hub, token, name, versions, **extra) -> dict:
+    """Deploy and wait until the endpoint is ready; returns it."""
+    deploy(hub, token, name, versions, **extra)
+    return wait_status(hub, name, token)

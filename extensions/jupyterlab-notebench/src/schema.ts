@@ -553,6 +553,103 @@ export interface paths {
         };
         trace?: never;
     };
+    "/endpoints/{name}/feedback": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /** True labels for the endpoint's predictions, by the X-Notebench-Request-Id each invocation answered with (at most 10000 per request; a request labelled again: the new label replaces the old). Ids that are no prediction of this endpoint come back in unknown */
+        post: {
+            parameters: {
+                query?: never;
+                header?: never;
+                path: {
+                    name: string;
+                };
+                cookie?: never;
+            };
+            requestBody: {
+                content: {
+                    "application/json": components["schemas"]["FeedbackRow"][];
+                    "text/csv": string;
+                };
+            };
+            responses: {
+                /** @description Accepted and unknown */
+                200: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["FeedbackResult"];
+                    };
+                };
+                /** @description Bad input (the body names the field) */
+                400: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["Error"];
+                    };
+                };
+                /** @description Not authenticated */
+                401: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["Error"];
+                    };
+                };
+                /** @description Not allowed */
+                403: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["Error"];
+                    };
+                };
+                /** @description Not found (or not yours) */
+                404: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["Error"];
+                    };
+                };
+                /** @description Body over c.Executor.max_body_bytes (field: body) */
+                413: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["Error"];
+                    };
+                };
+                /** @description Not JSON nor CSV */
+                415: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["Error"];
+                    };
+                };
+            };
+        };
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/endpoints/{name}/logs": {
         parameters: {
             query?: never;
@@ -809,6 +906,92 @@ export interface paths {
                 };
                 /** @description MLflow is not enabled here, or cannot be reached now */
                 503: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["Error"];
+                    };
+                };
+            };
+        };
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/endpoints/{name}/quality": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** Per version: accuracy and F1 (classification) or MAE and RMSE (regression) of the predictions of the window that have labels */
+        get: {
+            parameters: {
+                query?: {
+                    /** @description Predictions made in the last ... */
+                    window?: "1h" | "1d" | "7d";
+                };
+                header?: never;
+                path: {
+                    name: string;
+                };
+                cookie?: never;
+            };
+            requestBody?: never;
+            responses: {
+                /** @description Quality */
+                200: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["EndpointQuality"];
+                    };
+                };
+                /** @description Bad input (the body names the field) */
+                400: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["Error"];
+                    };
+                };
+                /** @description Not authenticated */
+                401: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["Error"];
+                    };
+                };
+                /** @description Not allowed */
+                403: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["Error"];
+                    };
+                };
+                /** @description Not found (or not yours) */
+                404: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["Error"];
+                    };
+                };
+                /** @description Body over c.Executor.max_body_bytes (field: body) */
+                413: {
                     headers: {
                         [name: string]: unknown;
                     };
@@ -2636,6 +2819,11 @@ export interface components {
              */
             status: "starting" | "ready" | "updating" | "failed";
             /**
+             * Task
+             * @description classification or regression, as declared; null: inferred from the labels
+             */
+            task: string | null;
+            /**
              * Updated At
              * Format: date-time
              */
@@ -2673,6 +2861,12 @@ export interface components {
              * @default null
              */
             profile: string | null;
+            /**
+             * Task
+             * @description What the model does, for its quality from labels: accuracy and F1 (classification) or MAE and RMSE (regression). Not given: inferred from the labels.
+             * @default null
+             */
+            task: ("classification" | "regression") | null;
             /** Versions */
             versions: components["schemas"]["EndpointVersion"][];
         };
@@ -2729,8 +2923,21 @@ export interface components {
          *     }
          */
         EndpointPatch: {
+            /**
+             * Task
+             * @description What the model does, for its quality from labels: accuracy and F1 (classification) or MAE and RMSE (regression). Not given: inferred from the labels. Left out: unchanged; null: inferred again.
+             * @default null
+             */
+            task: ("classification" | "regression") | null;
             /** Versions */
             versions: components["schemas"]["EndpointVersion"][];
+        };
+        /** EndpointQuality */
+        EndpointQuality: {
+            /** Versions */
+            versions: components["schemas"]["VersionQuality"][];
+            /** Window */
+            window: string;
         };
         /** EndpointVersion */
         EndpointVersion: {
@@ -2806,6 +3013,32 @@ export interface components {
              * @description method psi: the PSI; ks and chi_square: the test's p-value
              */
             p_value_or_psi: number;
+        };
+        /** FeedbackResult */
+        FeedbackResult: {
+            /**
+             * Accepted
+             * @description Labels stored (a request labelled before: the label replaced)
+             */
+            accepted: number;
+            /**
+             * Unknown
+             * @description Request ids that are no stored prediction of this endpoint
+             */
+            unknown: string[];
+        };
+        /** FeedbackRow */
+        FeedbackRow: {
+            /**
+             * Label
+             * @description The true label: one value for a one-row request, or a list, one per row of the request
+             */
+            label: string | boolean | number | (string | boolean | number)[];
+            /**
+             * Request Id
+             * @description The X-Notebench-Request-Id of an invocation of this endpoint
+             */
+            request_id: string;
         };
         /** GroupUsageRow */
         GroupUsageRow: {
@@ -3541,6 +3774,35 @@ export interface components {
              */
             rows: number;
             schema_violations: components["schemas"]["SchemaViolations"];
+            /** Version */
+            version: string;
+        };
+        /** VersionQuality */
+        VersionQuality: {
+            /**
+             * Labelled
+             * @description Labelled prediction rows in the window
+             */
+            labelled: number;
+            /**
+             * Mismatched
+             * @description Labels that did not fit their prediction (another number of rows, or a cut answer)
+             */
+            mismatched: number;
+            /** Model */
+            model: string;
+            /**
+             * Quality
+             * @description {accuracy, f1} (classification: F1 of class 1/true when binary, else macro) or {mae, rmse} (regression); {} without labels
+             */
+            quality: {
+                [key: string]: number;
+            };
+            /**
+             * Task
+             * @description classification or regression (declared, else inferred); null: no labels yet
+             */
+            task: string | null;
             /** Version */
             version: string;
         };
