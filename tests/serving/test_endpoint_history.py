@@ -8,6 +8,7 @@ import pytest
 import requests
 
 from tests.support.endpoints import RUN, deploy, invoke, wait_status
+from tests.support.launcher import wait_for
 
 pytestmark = pytest.mark.slow
 
@@ -46,14 +47,24 @@ def answering(hub, name, token, payload, n=10) -> set:
     return seen
 
 
+def once_settled(hub, method, path, token, body):
+    """The answer to a change, asked again while the previous change still ends (replaced versions
+    finish their requests after the endpoint is ready again: 409 until then)."""
+    def answered():
+        r = hub.executor(method, path, token, json=body)
+        return [r] if r.status_code != 409 else None  # in a list: a Response is false when it is a 4xx
+
+    return wait_for(answered, 180, interval=0.05, message=f"{method} {path} accepted")[0]
+
+
 def patch(hub, name, token, versions, **extra):
-    r = hub.executor("PATCH", f"endpoints/{name}", token, json={"versions": versions, **extra})
+    r = once_settled(hub, "PATCH", f"endpoints/{name}", token, {"versions": versions, **extra})
     assert r.status_code == 200, r.text
     return wait_status(hub, name, token)
 
 
 def rollback(hub, name, token, body):
-    return hub.executor("POST", f"endpoints/{name}/rollback", token, json=body)
+    return once_settled(hub, "POST", f"endpoints/{name}/rollback", token, body)
 
 
 @pytest.fixture(scope="module")
