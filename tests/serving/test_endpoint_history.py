@@ -5,9 +5,15 @@ The model is tests/support/registry.py's: versions 1 ("champion"), 2, and 3 (can
 """
 
 import pytest
-import requests
 
-from tests.support.endpoints import RUN, deploy, invoke, wait_status
+from tests.support.endpoints import (
+    RUN,
+    delete_endpoints_of_run,
+    deploy,
+    owner_and_other,
+    versions_answering,
+    wait_status,
+)
 from tests.support.launcher import wait_for
 
 pytestmark = pytest.mark.slow
@@ -15,16 +21,13 @@ pytestmark = pytest.mark.slow
 
 @pytest.fixture(scope="module")
 def people(hub):
-    owner, other = f"hist-owner-{RUN}", f"hist-other-{RUN}"
-    return {"owner": owner, "owner_token": hub.new_user(owner), "other": other, "other_token": hub.new_user(other)}
+    return owner_and_other(hub, "hist")
 
 
 @pytest.fixture(scope="module", autouse=True)
 def cleanup(hub):
     yield
-    for endpoint in hub.executor("GET", "endpoints").json()["endpoints"]:  # the admin sees all
-        if endpoint["name"].startswith("hist-") and RUN in endpoint["name"]:
-            hub.executor("DELETE", f"endpoints/{endpoint['name']}")
+    delete_endpoints_of_run(hub)
 
 
 def versions_of(entry_or_endpoint) -> list[tuple]:
@@ -35,16 +38,6 @@ def history(hub, name, token, **params) -> list[dict]:
     r = hub.executor("GET", f"endpoints/{name}/history", token, params=params)
     assert r.status_code == 200, r.text
     return r.json()["entries"]
-
-
-def answering(hub, name, token, payload, n=10) -> set:
-    seen = set()
-    with requests.Session() as session:
-        for _ in range(n):
-            r = invoke(hub, name, token, payload, session)
-            assert r.status_code == 200, r.text
-            seen.add(r.headers["X-Notebench-Model-Version"])
-    return seen
 
 
 def once_settled(hub, method, path, token, body):
@@ -76,7 +69,7 @@ def changed(hub, people, model):
     patch(hub, name, token, [{"model": m, "version": "1", "weight": 80}, {"model": m, "version": "2", "weight": 20}],
           reason="try version 2 on a fifth of the traffic")
     patch(hub, name, token, [{"model": m, "version": "2", "weight": 100}])
-    assert answering(hub, name, token, model["input"]) == {f"{m}/2"}
+    assert versions_answering(hub, name, token, model["input"], 10) == {f"{m}/2"}
     return name
 
 
@@ -112,7 +105,7 @@ def test_rollback_restores_the_first_state(hub, people, model, changed):
     assert r.json()["name"] == changed and r.json()["status"] == "updating"
     endpoint = wait_status(hub, changed, token)
     assert [(v["version"], v["weight"], v["status"]) for v in endpoint["versions"]] == [("1", 100, "ready")]
-    assert answering(hub, changed, token, model["input"]) == {f"{m}/1"}
+    assert versions_answering(hub, changed, token, model["input"], 10) == {f"{m}/1"}
     latest = history(hub, changed, token)[0]
     assert latest["action"] == "rollback" and latest["actor"] == people["owner"]
     assert latest["detail"] == {"to": first["id"]} and latest["reason"] == "version 2 answers worse"
@@ -183,7 +176,7 @@ def test_ownership_matrix(hub, people, model, changed):
     latest = history(hub, changed, owner)[0]
     admin_name = hub.api("GET", "/user").json()["name"]
     assert latest["action"] == "rollback" and latest["actor"] == admin_name != people["owner"]
-    assert answering(hub, changed, owner, model["input"], n=20) == {f"{model['name']}/1", f"{model['name']}/2"}
+    assert versions_answering(hub, changed, owner, model["input"], 20) == {f"{model['name']}/1", f"{model['name']}/2"}
     # And the owner rolls back to the rollback (a rollback entry is a state too).
     r = rollback(hub, changed, owner, {"to": history(hub, changed, owner)[1]["id"]})
     assert r.status_code == 200, r.text

@@ -17,7 +17,17 @@ import psutil
 import pytest
 import requests
 
-from tests.support.endpoints import RUN, deploy, invoke, pid_of, scoring_servers, wait_status
+from tests.support.endpoints import (
+    RUN,
+    delete_endpoints_of_run,
+    deploy,
+    invoke,
+    owner_and_other,
+    pid_of,
+    scoring_servers,
+    versions_answering,
+    wait_status,
+)
 from tests.support.launcher import wait_for
 
 pytestmark = pytest.mark.slow
@@ -27,27 +37,13 @@ INVOKE_SCOPE = "custom:notebench-endpoints:invoke"
 
 @pytest.fixture(scope="module")
 def people(hub):
-    owner, other = f"ep-owner-{RUN}", f"ep-other-{RUN}"
-    return {"owner": owner, "owner_token": hub.new_user(owner), "other": other, "other_token": hub.new_user(other)}
+    return owner_and_other(hub, "ep")
 
 
 @pytest.fixture(scope="module", autouse=True)
 def cleanup(hub):
     yield
-    for endpoint in hub.executor("GET", "endpoints").json()["endpoints"]:  # the admin sees all
-        if RUN in endpoint["name"]:
-            hub.executor("DELETE", f"endpoints/{endpoint['name']}")
-
-
-def versions_answering(hub, name, token, payload, n) -> set:
-    """Invoke ``n`` times (all must succeed); the versions that answered."""
-    seen = set()
-    with requests.Session() as session:
-        for _ in range(n):
-            r = invoke(hub, name, token, payload, session)
-            assert r.status_code == 200, r.text
-            seen.add(r.headers["X-Notebench-Model-Version"])
-    return seen
+    delete_endpoints_of_run(hub)
 
 
 def alive(pid: int) -> bool:
