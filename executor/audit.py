@@ -37,7 +37,7 @@ REPORTED_ACTIONS = (
 ACTIONS = (
     "job.submit", "job.cancel", "job.delete",
     "schedule.create", "schedule.update", "schedule.delete", "schedule.skip",
-    "endpoint.deploy", "endpoint.update", "endpoint.delete",
+    "endpoint.deploy", "endpoint.update", "endpoint.rollback", "endpoint.delete",
     "quota.update",
     # Reported by the hub and the MLflow service (POST /api/audit), never recorded here:
     *REPORTED_ACTIONS,

@@ -207,6 +207,25 @@ class ScoringServer(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
 
+class EndpointHistoryEntry(Base):
+    """One change of an endpoint (serving/history.py): who or what made it, when, why, and the
+    versions and weights asked for (an alias with the version it resolved to). Kept by the
+    endpoint's name and id with no foreign key: the history of a deleted endpoint stays readable."""
+
+    __tablename__ = "endpoint_history"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    endpoint_id: Mapped[int] = mapped_column(index=True)  # the endpoints row it was (no FK: outlives it)
+    endpoint: Mapped[str] = mapped_column(sa.String(63), index=True)  # its name
+    owner: Mapped[str] = mapped_column(sa.String(255))
+    at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    actor: Mapped[str] = mapped_column(sa.String(255))  # a user, or automation ("schedule 3")
+    action: Mapped[str] = mapped_column(sa.String(16))  # deploy, update, rollback, delete
+    reason: Mapped[str | None] = mapped_column(sa.Text)
+    versions: Mapped[list] = mapped_column(sa.JSON, default=list)  # [{model, version, alias, weight}]
+    detail: Mapped[dict] = mapped_column(sa.JSON, default=dict)  # e.g. a rollback's {"to": id}
+
+
 class RequestSample(Base):
     """A sampled invocation (bounded per endpoint), for monitoring."""
 

@@ -23,6 +23,7 @@ from notebench.hub.platform.names import ENDPOINT_NAME
 from notebench.hub.platform.statuses import ENDPOINT_STATUSES, JOB_STATUSES, SERVER_STATUSES
 
 MAX_PARAMETERS_BYTES = 64 * 1024
+HISTORY_ACTIONS = ("deploy", "update", "rollback", "delete")
 
 
 def check_name(value: str | None) -> str | None:
@@ -188,6 +189,7 @@ EXAMPLE_ENDPOINT: dict[str, Any] = {"name": "churn", "versions": [{"model": "chu
 
 TASK_DESCRIPTION = ("What the model does, for its quality from labels: accuracy and F1 (classification) or MAE and "
                     "RMSE (regression). Not given: inferred from the labels.")
+MAX_REASON_CHARS = 500
 
 
 class EndpointVersion(BaseModel):
@@ -246,8 +248,18 @@ class EndpointPatch(BaseModel):
     task: Literal["classification", "regression"] | None = Field(
         default=None, description=TASK_DESCRIPTION + " Left out: unchanged; null: inferred again."
     )
+    reason: str | None = Field(default=None, max_length=MAX_REASON_CHARS, description="Why (kept in the endpoint's history).")
 
     _versions = field_validator("versions")(check_versions)
+
+
+class EndpointRollback(BaseModel):
+    """Back to an earlier state of the endpoint: a rolling update to that history entry's versions and weights."""
+
+    model_config = ConfigDict(extra="forbid", strict=True, json_schema_extra={"examples": [{"to": 12, "reason": "v4 drifts"}]})
+
+    to: int = Field(ge=1, le=2**63 - 1, description="The id of one of this endpoint's history entries (not a delete).")
+    reason: str | None = Field(default=None, max_length=MAX_REASON_CHARS, description="Why (kept in the endpoint's history).")
 
 
 
@@ -556,6 +568,37 @@ class EndpointResponse(BaseModel):
 
 class EndpointList(BaseModel):
     endpoints: list[EndpointResponse]
+
+
+class HistoryVersion(BaseModel):
+    model: str
+    version: str = Field(description="The version number (an alias resolved when the change was made)")
+    alias: str | None = Field(description="The alias asked for, if any")
+    weight: int
+
+
+class EndpointHistoryResponse(BaseModel):
+    model_config = ConfigDict(title="EndpointHistoryEntry")
+
+    id: int = Field(description='Roll back to this state with POST endpoints/{name}/rollback {"to": id}')
+    at: str = _datetime()
+    endpoint: str
+    owner: str
+    actor: str = Field(description='Who or what made the change: a user, or automation (e.g. "schedule 3")')
+    action: str = _one_of(HISTORY_ACTIONS)
+    reason: str | None
+    versions: list[HistoryVersion] = Field(description="The versions and weights asked for (a delete: those it had)")
+    detail: dict[str, Any] = Field(description='More about the change, e.g. a rollback\'s {"to": id}')
+
+    @classmethod
+    def of(cls, entry) -> EndpointHistoryResponse:
+        return cls(id=entry.id, at=iso(entry.at), endpoint=entry.endpoint, owner=entry.owner, actor=entry.actor,
+                   action=entry.action, reason=entry.reason, versions=entry.versions, detail=entry.detail)
+
+
+class EndpointHistoryPage(BaseModel):
+    entries: list[EndpointHistoryResponse]
+    next_cursor: str | None = Field(description="Pass as cursor for the next (older) page; null on the last one")
 
 
 class Latency(BaseModel):

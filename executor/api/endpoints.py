@@ -11,19 +11,22 @@ from datetime import timedelta
 
 from notebench.executor.api.base import APIHandler, attachment
 from notebench.executor.api.invocations import InvocationHandler, ScoringInfoHandler
-from notebench.executor.db import utcnow
+from notebench.executor.db import EndpointHistoryEntry, utcnow
 from notebench.executor.errors import NotebenchError
 from notebench.executor.schemas import (
     EndpointCreate,
+    EndpointHistoryPage,
+    EndpointHistoryResponse,
     EndpointList,
     EndpointLogs,
     EndpointMetrics,
     EndpointMonitoring,
     EndpointPatch,
     EndpointQuality,
+    EndpointRollback,
     FeedbackResult,
 )
-from notebench.executor.serving import feedback
+from notebench.executor.serving import feedback, history
 from notebench.hub.platform.names import ENDPOINT_NAME
 
 
@@ -42,6 +45,12 @@ class EndpointAPIHandler(APIHandler):
         if endpoint is None or not self.visible(endpoint.owner):
             raise NotebenchError(404, None, f"no endpoint {name}")
         return endpoint
+
+    async def owner_groups(self, endpoint) -> list[str]:
+        """The groups of the endpoint's owner, for its quota (an admin may change others' endpoints)."""
+        mine = endpoint.owner == self.user_name
+        groups = self.current_user.get("groups", []) if mine else await self.app.quotas.groups_of(endpoint.owner)
+        return groups or []
 
 
 class EndpointsHandler(EndpointAPIHandler):
@@ -68,18 +77,46 @@ class EndpointHandler(EndpointAPIHandler):
     async def patch(self, name):
         endpoint = self.load_endpoint(name)
         request = self.parse(EndpointPatch)
-        mine = endpoint.owner == self.user_name
-        groups = self.current_user.get("groups", []) if mine else await self.app.quotas.groups_of(endpoint.owner)
-        endpoint = await self.endpoints.update(endpoint, request, groups or [])
-        self.audit("endpoint.update", f"endpoint {endpoint.name}", endpoint.owner, versions=_versions(request))
+        endpoint = await self.endpoints.update(endpoint, request, await self.owner_groups(endpoint),
+                                               history.Change(self.user_name))
+        self.audit("endpoint.update", f"endpoint {endpoint.name}", endpoint.owner, versions=_versions(request),
+                   reason=request.reason)
         self.write_json(self.endpoints.describe(endpoint))
 
     async def delete(self, name):
         endpoint = self.load_endpoint(name)
-        await self.endpoints.delete(endpoint)
+        await self.endpoints.delete(endpoint, history.Change(self.user_name))
         self.audit("endpoint.delete", f"endpoint {endpoint.name}", endpoint.owner)
         self.set_status(204)
         self.finish()
+
+
+class EndpointHistoryHandler(EndpointAPIHandler):
+    """Newest first, paged. A deleted endpoint's history: admins read it, and so does its former owner."""
+
+    query_params = frozenset({"limit", "cursor"})
+
+    async def get(self, name):
+        endpoint = self.endpoints.find(name)
+        if endpoint is not None:
+            q = history.listing(self.load_endpoint(name))  # others': 404
+        else:
+            q = history.listing_deleted(name, None if self.is_admin else self.user_name)
+        page, next_cursor = self.page(q, EndpointHistoryEntry.id)
+        if endpoint is None and not page and not self.get_argument("cursor", None):
+            raise NotebenchError(404, None, f"no endpoint {name}")
+        self.write_json(EndpointHistoryPage(entries=[EndpointHistoryResponse.of(e) for e in page], next_cursor=next_cursor))
+
+
+class EndpointRollbackHandler(EndpointAPIHandler):
+    async def post(self, name):
+        endpoint = self.load_endpoint(name)
+        request = self.parse(EndpointRollback)
+        endpoint, versions = await history.rollback(self.endpoints, endpoint, request.to, self.user_name,
+                                                    await self.owner_groups(endpoint), request.reason)
+        self.audit("endpoint.rollback", f"endpoint {endpoint.name}", endpoint.owner, to=request.to, versions=versions,
+                   reason=request.reason)
+        self.write_json(self.endpoints.describe(endpoint))
 
 
 class EndpointMetricsHandler(EndpointAPIHandler):
@@ -163,6 +200,8 @@ def routes(prefix: str) -> list:
         (api + "endpoints", EndpointsHandler),
         (api + f"endpoints/{NAME}", EndpointHandler),
         (api + f"endpoints/{NAME}/metrics", EndpointMetricsHandler),
+        (api + f"endpoints/{NAME}/history", EndpointHistoryHandler),
+        (api + f"endpoints/{NAME}/rollback", EndpointRollbackHandler),
         (api + f"endpoints/{NAME}/requests", EndpointRequestsHandler),
         (api + f"endpoints/{NAME}/logs", EndpointLogsHandler),
         (api + f"endpoints/{NAME}/monitoring", EndpointMonitoringHandler),

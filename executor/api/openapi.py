@@ -17,6 +17,7 @@ from notebench.executor.schemas import (
     AuditBatch,
     AuditPage,
     EndpointCreate,
+    EndpointHistoryPage,
     EndpointList,
     EndpointLogs,
     EndpointMetrics,
@@ -24,6 +25,7 @@ from notebench.executor.schemas import (
     EndpointPatch,
     EndpointQuality,
     EndpointResponse,
+    EndpointRollback,
     ErrorResponse,
     FeedbackResult,
     FeedbackRow,
@@ -43,11 +45,12 @@ from notebench.hub.platform.statuses import JOB_STATUSES
 
 # Component names of the response models (their classes are named apart from the store's rows).
 COMPONENT_NAMES = {"AuditEntryResponse": "AuditEntry", "QuotaResponse": "Quota", "ErrorResponse": "Error", "JobResponse": "Job", "ScheduleResponse": "Schedule",
-                   "EndpointResponse": "Endpoint"}
-REQUESTS = (JobRequest, ScheduleRequest, SchedulePatch, EndpointCreate, EndpointPatch, QuotaLimits, AuditBatch, FeedbackRow)
+                   "EndpointResponse": "Endpoint", "EndpointHistoryResponse": "EndpointHistoryEntry"}
+REQUESTS = (JobRequest, ScheduleRequest, SchedulePatch, EndpointCreate, EndpointPatch, EndpointRollback, QuotaLimits,
+            AuditBatch, FeedbackRow)
 RESPONSES = (ErrorResponse, JobResponse, JobPage, ScheduleResponse, ScheduleList, ProfilesResponse, EndpointResponse,
-             EndpointList, EndpointMetrics, EndpointLogs, EndpointMonitoring, AuditPage, QuotaResponse, UsageReport,
-             AuditAppended, FeedbackResult, EndpointQuality)
+             EndpointList, EndpointMetrics, EndpointLogs, EndpointMonitoring, EndpointHistoryPage, AuditPage, QuotaResponse,
+             UsageReport, AuditAppended, FeedbackResult, EndpointQuality)
 
 
 def component_schemas() -> dict:
@@ -213,6 +216,26 @@ def spec(prefix: str = "/services/executor/") -> dict:
                 "get": {"summary": "Requests, errors and latency per version (since the executor started), per minute too",
                         "parameters": endpoint_name,
                         "responses": {"200": {"description": "Metrics", "content": _json(_ref("EndpointMetrics"))}, **_errors(404), **common}},
+            },
+            "/endpoints/{name}/history": {
+                "get": {"summary": "The endpoint's history, newest first: each deploy, update, rollback and delete, who or what "
+                                   "made it, when, why (reason), and the versions and weights asked for (an alias with the "
+                                   "version it resolved to). A deleted endpoint's history: admins and its former owner",
+                        "parameters": endpoint_name + [
+                            {"name": "limit", "in": "query", "schema": {"type": "integer", "minimum": 1, "maximum": 200}},
+                            {"name": "cursor", "in": "query", "description": "next_cursor of the previous page",
+                             "schema": {"type": "string", "pattern": "^[0-9]*$"}},
+                        ],
+                        "responses": {"200": {"description": "A page of entries", "content": _json(_ref("EndpointHistoryPage"))},
+                                      **_errors(404), **common}},
+            },
+            "/endpoints/{name}/rollback": {
+                "post": {"summary": "Roll back to the versions and weights of one of the endpoint's history entries (by "
+                                    "version number): a rolling update as PATCH makes, recorded as a rollback (400 naming "
+                                    "`to`: not this endpoint's entry, or a delete)", "parameters": endpoint_name,
+                         "requestBody": {"required": True, "content": _json(_ref("EndpointRollback"))},
+                         "responses": {"200": {"description": "The endpoint, updating", "content": _json(_ref("Endpoint"))},
+                                       **_errors(404, 409, 502, 503), **common}},
             },
             "/endpoints/{name}/logs": {
                 "get": {"summary": "The last lines of each scoring server's log, per version being served (at most "

@@ -31,7 +31,7 @@ from notebench.executor.backends.base import ScoringServerFailed, ScoringServerS
 from notebench.executor.db import Endpoint, Feedback, Prediction, RequestSample, ScoringServer, iso, utcnow
 from notebench.executor.errors import NotebenchError
 from notebench.executor.schemas import EndpointCreate, EndpointPatch, EndpointResponse, EndpointVersion, ServedVersion
-from notebench.executor.serving import feedback, quality
+from notebench.executor.serving import feedback, history, quality
 from notebench.executor.serving.router import Route, Router, Target
 from notebench.hub.platform.environment import workload_env
 from notebench.hub.platform.profiles import ProfileError
@@ -223,6 +223,7 @@ class Endpoints(LoggingConfigurable):
             for wanted, version, alias in resolved:
                 s.add(ScoringServer(endpoint_id=endpoint.id, model=wanted.model, version=version, alias=alias,
                                     weight=wanted.weight, executor_id=self.app.executor_id))
+            history.record(s, endpoint, "deploy", history.asked(resolved))
             s.commit()
         self.router.set_route(Route(endpoint.id, endpoint.name, owner, reason="starting"))
         self._start_task(endpoint.id)
@@ -235,7 +236,8 @@ class Endpoints(LoggingConfigurable):
         if task is not None and not task.done():
             raise NotebenchError(409, None, f"endpoint {endpoint.name} is changing: try again once it is ready")
 
-    async def update(self, endpoint: Endpoint, request: EndpointPatch, groups: list[str]) -> Endpoint:
+    async def update(self, endpoint: Endpoint, request: EndpointPatch, groups: list[str],
+                     change: history.Change | None = None) -> Endpoint:
         self._check_unchanging(endpoint)
         resolved = await self._resolve(endpoint.owner, request.versions)
         # Again: another PATCH or a DELETE may have come while MLflow was asked (from here on
@@ -263,6 +265,7 @@ class Endpoints(LoggingConfigurable):
             row.status, row.updated_at = "updating", utcnow()
             if "task" in request.model_fields_set:  # null: inferred again
                 row.task = request.task
+            history.record(s, row, "update", history.asked(resolved), change, request.reason)
             s.commit()
         self._start_task(endpoint.id)
         updated = self.find(endpoint.name)
@@ -270,14 +273,14 @@ class Endpoints(LoggingConfigurable):
             raise NotebenchError(404, None, f"no endpoint {endpoint.name}")
         return updated
 
-    async def delete(self, endpoint: Endpoint) -> None:
+    async def delete(self, endpoint: Endpoint, change: history.Change | None = None) -> None:
         self._deleting.add(endpoint.id)
         try:
-            await self._delete(endpoint)
+            await self._delete(endpoint, change)
         finally:
             self._deleting.discard(endpoint.id)
 
-    async def _delete(self, endpoint: Endpoint) -> None:
+    async def _delete(self, endpoint: Endpoint, change: history.Change | None = None) -> None:
         task = self._tasks.pop(endpoint.id, None)
         if task is not None and not task.done():
             task.cancel()
@@ -289,6 +292,7 @@ class Endpoints(LoggingConfigurable):
         await asyncio.gather(*(self.backend.stop(x.handle) for x in servers if x.handle))
         with self.sessions() as s:
             s.execute(sa.delete(Endpoint).where(Endpoint.id == endpoint.id))
+            history.record(s, endpoint, "delete", history.served(servers), change)
             s.commit()
         self.router.forget(endpoint.id)
 

@@ -25,6 +25,7 @@ from tests.support.endpoints import (
     owner_and_other,
     pid_of,
     scoring_servers,
+    versions_answering,
     wait_status,
 )
 from tests.support.launcher import wait_for
@@ -43,17 +44,6 @@ def people(hub):
 def cleanup(hub):
     yield
     delete_endpoints(hub)
-
-
-def versions_answering(hub, name, token, payload, n) -> set:
-    """Invoke ``n`` times (all must succeed); the versions that answered."""
-    seen = set()
-    with requests.Session() as session:
-        for _ in range(n):
-            r = invoke(hub, name, token, payload, session)
-            assert r.status_code == 200, r.text
-            seen.add(r.headers["X-Notebench-Model-Version"])
-    return seen
 
 
 def alive(pid: int) -> bool:

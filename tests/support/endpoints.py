@@ -14,6 +14,23 @@ from tests.support.launcher import wait_for
 RUN = uuid.uuid4().hex[:6]  # OS accounts outlive test runs: names are per run
 
 
+def owner_and_other(hub, prefix: str) -> dict:
+    """Two new users of this run and their tokens (a test module's ``people``): an owner and another user."""
+    owner, other = f"{prefix}-owner-{RUN}", f"{prefix}-other-{RUN}"
+    return {"owner": owner, "owner_token": hub.new_user(owner), "other": other, "other_token": hub.new_user(other)}
+
+
+def versions_answering(hub, name, token, payload, n) -> set:
+    """Invoke ``n`` times (all must succeed); the versions that answered."""
+    seen = set()
+    with requests.Session() as session:
+        for _ in range(n):
+            r = invoke(hub, name, token, payload, session)
+            assert r.status_code == 200, r.text
+            seen.add(r.headers["X-Notebench-Model-Version"])
+    return seen
+
+
 def invoke(hub, name, token, payload, session=None):
     headers = {"Authorization": f"token {token}"} if token else {}
     return (session or requests).post(
@@ -50,13 +67,6 @@ def scoring_servers(hub, name) -> list[dict]:
 
 def pid_of(hub, name, version) -> int | None:
     return next((s["handle"] or {}).get("pid") for s in scoring_servers(hub, name) if s["version"] == version)
-
-
-def owner_and_other(hub, prefix: str) -> dict:
-    """Two new users, ``<prefix>-owner-<RUN>`` and ``<prefix>-other-<RUN>``, with their tokens (a
-    module's ``people``: the owner of its endpoints, and a user who must not see them)."""
-    owner, other = f"{prefix}-owner-{RUN}", f"{prefix}-other-{RUN}"
-    return {"owner": owner, "owner_token": hub.new_user(owner), "other": other, "other_token": hub.new_user(other)}
 
 
 def delete_endpoints(hub, prefix: str = "") -> None:

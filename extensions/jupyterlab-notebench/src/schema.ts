@@ -22,7 +22,7 @@ export interface paths {
                     /** @description Entries by this user, or about their things */
                     user?: string;
                     /** @description An action, or a family (job, schedule, endpoint, quota, user, server, token, permission, model, alias) */
-                    action?: "alias" | "endpoint" | "job" | "model" | "permission" | "quota" | "schedule" | "server" | "token" | "user" | "job.submit" | "job.cancel" | "job.delete" | "schedule.create" | "schedule.update" | "schedule.delete" | "schedule.skip" | "endpoint.deploy" | "endpoint.update" | "endpoint.delete" | "quota.update" | "user.login" | "user.create" | "user.update" | "user.delete" | "server.spawn" | "server.stop" | "server.cull" | "token.create" | "token.delete" | "permission.group_create" | "permission.group_update" | "permission.group_delete" | "permission.group_members" | "permission.experiment" | "permission.model" | "model.register" | "model.version_create" | "model.delete" | "model.version_delete" | "alias.set" | "alias.delete";
+                    action?: "alias" | "endpoint" | "job" | "model" | "permission" | "quota" | "schedule" | "server" | "token" | "user" | "job.submit" | "job.cancel" | "job.delete" | "schedule.create" | "schedule.update" | "schedule.delete" | "schedule.skip" | "endpoint.deploy" | "endpoint.update" | "endpoint.rollback" | "endpoint.delete" | "quota.update" | "user.login" | "user.create" | "user.update" | "user.delete" | "server.spawn" | "server.stop" | "server.cull" | "token.create" | "token.delete" | "permission.group_create" | "permission.group_update" | "permission.group_delete" | "permission.group_members" | "permission.experiment" | "permission.model" | "model.register" | "model.version_create" | "model.delete" | "model.version_delete" | "alias.set" | "alias.delete";
                     limit?: number;
                     /** @description next_cursor of the previous page */
                     cursor?: string;
@@ -650,6 +650,93 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/endpoints/{name}/history": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** The endpoint's history, newest first: each deploy, update, rollback and delete, who or what made it, when, why (reason), and the versions and weights asked for (an alias with the version it resolved to). A deleted endpoint's history: admins and its former owner */
+        get: {
+            parameters: {
+                query?: {
+                    limit?: number;
+                    /** @description next_cursor of the previous page */
+                    cursor?: string;
+                };
+                header?: never;
+                path: {
+                    name: string;
+                };
+                cookie?: never;
+            };
+            requestBody?: never;
+            responses: {
+                /** @description A page of entries */
+                200: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["EndpointHistoryPage"];
+                    };
+                };
+                /** @description Bad input (the body names the field) */
+                400: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["Error"];
+                    };
+                };
+                /** @description Not authenticated */
+                401: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["Error"];
+                    };
+                };
+                /** @description Not allowed */
+                403: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["Error"];
+                    };
+                };
+                /** @description Not found (or not yours) */
+                404: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["Error"];
+                    };
+                };
+                /** @description Body over c.Executor.max_body_bytes (field: body) */
+                413: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["Error"];
+                    };
+                };
+            };
+        };
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/endpoints/{name}/logs": {
         parameters: {
             query?: never;
@@ -1086,6 +1173,120 @@ export interface paths {
         };
         put?: never;
         post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/endpoints/{name}/rollback": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /** Roll back to the versions and weights of one of the endpoint's history entries (by version number): a rolling update as PATCH makes, recorded as a rollback (400 naming `to`: not this endpoint's entry, or a delete) */
+        post: {
+            parameters: {
+                query?: never;
+                header?: never;
+                path: {
+                    name: string;
+                };
+                cookie?: never;
+            };
+            requestBody: {
+                content: {
+                    "application/json": components["schemas"]["EndpointRollback"];
+                };
+            };
+            responses: {
+                /** @description The endpoint, updating */
+                200: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["Endpoint"];
+                    };
+                };
+                /** @description Bad input (the body names the field) */
+                400: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["Error"];
+                    };
+                };
+                /** @description Not authenticated */
+                401: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["Error"];
+                    };
+                };
+                /** @description Not allowed */
+                403: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["Error"];
+                    };
+                };
+                /** @description Not found (or not yours) */
+                404: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["Error"];
+                    };
+                };
+                /** @description Conflict (the field says with what) */
+                409: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["Error"];
+                    };
+                };
+                /** @description Body over c.Executor.max_body_bytes (field: body) */
+                413: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["Error"];
+                    };
+                };
+                /** @description MLflow's model registry failed */
+                502: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["Error"];
+                    };
+                };
+                /** @description MLflow is not enabled here, or cannot be reached now */
+                503: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["Error"];
+                    };
+                };
+            };
+        };
         delete?: never;
         options?: never;
         head?: never;
@@ -2870,6 +3071,57 @@ export interface components {
             /** Versions */
             versions: components["schemas"]["EndpointVersion"][];
         };
+        /** EndpointHistoryEntry */
+        EndpointHistoryEntry: {
+            /**
+             * Action
+             * @enum {string}
+             */
+            action: "deploy" | "update" | "rollback" | "delete";
+            /**
+             * Actor
+             * @description Who or what made the change: a user, or automation (e.g. "schedule 3")
+             */
+            actor: string;
+            /**
+             * At
+             * Format: date-time
+             */
+            at: string;
+            /**
+             * Detail
+             * @description More about the change, e.g. a rollback's {"to": id}
+             */
+            detail: {
+                [key: string]: unknown;
+            };
+            /** Endpoint */
+            endpoint: string;
+            /**
+             * Id
+             * @description Roll back to this state with POST endpoints/{name}/rollback {"to": id}
+             */
+            id: number;
+            /** Owner */
+            owner: string;
+            /** Reason */
+            reason: string | null;
+            /**
+             * Versions
+             * @description The versions and weights asked for (a delete: those it had)
+             */
+            versions: components["schemas"]["HistoryVersion"][];
+        };
+        /** EndpointHistoryPage */
+        EndpointHistoryPage: {
+            /** Entries */
+            entries: components["schemas"]["EndpointHistoryEntry"][];
+            /**
+             * Next Cursor
+             * @description Pass as cursor for the next (older) page; null on the last one
+             */
+            next_cursor: string | null;
+        };
         /** EndpointList */
         EndpointList: {
             /** Endpoints */
@@ -2924,6 +3176,12 @@ export interface components {
          */
         EndpointPatch: {
             /**
+             * Reason
+             * @description Why (kept in the endpoint's history).
+             * @default null
+             */
+            reason: string | null;
+            /**
              * Task
              * @description What the model does, for its quality from labels: accuracy and F1 (classification) or MAE and RMSE (regression). Not given: inferred from the labels. Left out: unchanged; null: inferred again.
              * @default null
@@ -2938,6 +3196,27 @@ export interface components {
             versions: components["schemas"]["VersionQuality"][];
             /** Window */
             window: string;
+        };
+        /**
+         * EndpointRollback
+         * @description Back to an earlier state of the endpoint: a rolling update to that history entry's versions and weights.
+         * @example {
+         *       "reason": "v4 drifts",
+         *       "to": 12
+         *     }
+         */
+        EndpointRollback: {
+            /**
+             * Reason
+             * @description Why (kept in the endpoint's history).
+             * @default null
+             */
+            reason: string | null;
+            /**
+             * To
+             * @description The id of one of this endpoint's history entries (not a delete).
+             */
+            to: number;
         };
         /** EndpointVersion */
         EndpointVersion: {
@@ -3083,6 +3362,23 @@ export interface components {
             profile_hours: number;
             /** Users */
             users: string[];
+        };
+        /** HistoryVersion */
+        HistoryVersion: {
+            /**
+             * Alias
+             * @description The alias asked for, if any
+             */
+            alias: string | null;
+            /** Model */
+            model: string;
+            /**
+             * Version
+             * @description The version number (an alias resolved when the change was made)
+             */
+            version: string;
+            /** Weight */
+            weight: number;
         };
         /** Job */
         Job: {
