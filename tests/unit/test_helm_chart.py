@@ -268,6 +268,10 @@ def test_the_executor_pod_configures_the_kubernetes_backends_the_chart_means(gpu
     assert Quotas(None, None, config=config).defaults == GPU_OIDC_VALUES["executor"]["quotaDefaults"]
     usage = Usage(SimpleNamespace(sessions=None), config=config)
     assert (usage.interval_seconds, usage.prices, usage.currency) == (30, {"a100": 3.2, "a100x4": 12.8}, "EUR")
+    # Monitoring, and the sample and predictions it reads.
+    assert (config.Monitoring.windows, config.Monitoring.psi_threshold) == ({"15m": 900, "1d": 86400}, 0.25)
+    assert (config.Endpoints.samples_per_second, config.Endpoints.max_samples,
+            config.Endpoints.prediction_retention_days) == (50, 20000, 7)
     assert config.KubernetesBackend.executor_url == f"http://{FULLNAME}-executor:8090"
     assert [p["name"] for p in config.Profiles.profiles] == [p["name"] for p in GPU_OIDC_VALUES["singleuser"]["profiles"]]
     assert config.KubernetesSettings.release == RELEASE and config.KubernetesSettings.namespace == NAMESPACE

@@ -195,6 +195,17 @@ def config_from_values(env: dict) -> Config:
     for key, trait in (("intervalSeconds", "interval_seconds"), ("prices", "prices"), ("currency", "currency")):
         if key in usage:
             c.Usage[trait] = usage[key]
+    monitoring = executor.get("monitoring") or {}
+    if monitoring.get("windows"):  # a list in the values (Helm merges maps): a dict, in order, here
+        c.Monitoring.windows = {w["name"]: int(w["seconds"]) for w in monitoring["windows"]}
+    for key, section, trait in (("psiThreshold", "Monitoring", "psi_threshold"),
+                                ("pValueThreshold", "Monitoring", "p_value_threshold"),
+                                ("firstRequests", "Monitoring", "first_requests"),
+                                ("samplesPerSecond", "Endpoints", "samples_per_second"),
+                                ("maxSamples", "Endpoints", "max_samples"),
+                                ("predictionRetentionDays", "Endpoints", "prediction_retention_days")):
+        if key in monitoring:
+            c[section][trait] = monitoring[key]
     if singleuser.get("profiles"):
         c.Profiles.profiles = singleuser["profiles"]
     # Both backends (c.KubernetesSettings): where, as whom, with which pull settings.
