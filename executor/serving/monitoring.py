@@ -265,16 +265,21 @@ class Monitoring(LoggingConfigurable):
             servers = s.scalars(sa.select(ScoringServer).where(ScoringServer.endpoint_id == endpoint.id,
                                                                ScoringServer.retired.is_(False))
                                 .order_by(ScoringServer.id)).all()
+        # Label feedback's figures (serving/quality.py), read once for every version.
+        labelled = await asyncio.to_thread(quality.quality, self.app.sessions, endpoint.id, since)
         versions = []
         for server in servers:
             baseline = await self.baseline(endpoint, server.model, server.version)
-            versions.append(await asyncio.to_thread(self._version, endpoint.id, server.model, server.version, since, baseline))
+            found = labelled.get((server.model, server.version))
+            versions.append(await asyncio.to_thread(self._version, endpoint.id, server.model, server.version, since,
+                                                    baseline, dict(found["quality"]) if found else {}))
         limits = self.app.endpoints
         return {"window": window, "since": iso(since), "versions": versions,
                 "sample": {"samples_per_second": limits.samples_per_second, "max_samples": limits.max_samples,
                            "max_sample_bytes": limits.max_sample_bytes}}
 
-    def _version(self, endpoint_id: int, model: str, version: str, since, baseline: Baseline | None) -> dict[str, Any]:
+    def _version(self, endpoint_id: int, model: str, version: str, since, baseline: Baseline | None,
+                 from_labels: dict[str, float]) -> dict[str, Any]:
         with self.app.sessions() as s:
             samples = s.scalars(
                 sa.select(RequestSample).where(RequestSample.endpoint_id == endpoint_id, RequestSample.model == model,
@@ -284,7 +289,7 @@ class Monitoring(LoggingConfigurable):
         result: dict[str, Any] = {"model": model, "version": version, "requests": len(samples), "rows": 0,
                                   "baseline": None, "features": {}, "prediction_drift": None, "drifted": [],
                                   "schema_violations": {"requests": 0, "rows": 0, "rate": 0.0},
-                                  "quality": self.quality(endpoint_id, model, version, since)}
+                                  "quality": from_labels}
         if baseline is None:
             return result
         result["baseline"] = baseline.describe()
@@ -307,12 +312,6 @@ class Monitoring(LoggingConfigurable):
             result["prediction_drift"] = compare_column(base_predictions, predictions, self.psi_threshold,
                                                         self.p_value_threshold, baseline.raw.get(" predictions"))
         return result
-
-    def quality(self, endpoint_id: int, model: str, version: str, since) -> dict[str, float]:
-        """Quality metrics from label feedback (serving/quality.py: accuracy and F1, or MAE and RMSE)
-        of the version's predictions since ``since``; empty until labels arrive."""
-        found = quality.quality(self.app.sessions, endpoint_id, since).get((model, version))
-        return dict(found["quality"]) if found else {}
 
 
 def _json(body: bytes | None):
