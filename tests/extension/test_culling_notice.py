@@ -64,7 +64,7 @@ def test_notice_before_the_cull_and_the_reason_after(cull_hub, new_page):
     expect(kernel_notice).to_be_visible(timeout=120_000)
 
     # Nobody uses the open tab: the notice comes.
-    notice = page.locator(".Toastify__toast").filter(has_text="your server will be stopped in about")
+    notice = page.locator(".Toastify__toast").filter(has_text="your server will be stopped at about")
     expect(notice).to_be_visible(timeout=120_000)
     expect(notice).to_contain_text("An open tab alone is not activity.")
     notice.get_by_role("button", name="Why?").click()
@@ -74,14 +74,14 @@ def test_notice_before_the_cull_and_the_reason_after(cull_hub, new_page):
 
     # Keeping the server running is activity the hub hears of at once.
     before = hub.server(name)["last_activity"]
-    notice = page.locator(".Toastify__toast").filter(has_text="your server will be stopped in about")
+    notice = page.locator(".Toastify__toast").filter(has_text="your server will be stopped at about")
     expect(notice).to_have_count(1)  # the notice closed by "Why?" slides out as the new one comes
     notice.get_by_role("button", name="Keep my server running").click()
     wait_for(lambda: hub.server(name)["last_activity"] > before, 30, message="activity reported to the hub")
     expect(notice).to_have_count(0, timeout=30_000)
 
     # Left alone again: the notice comes back; the server goes; the home page says why.
-    expect(page.locator(".Toastify__toast").filter(has_text="your server will be stopped in about")).to_be_visible(
+    expect(page.locator(".Toastify__toast").filter(has_text="your server will be stopped at about")).to_be_visible(
         timeout=120_000)
     page.goto(f"{hub.url}/hub/home")  # off the lab before its server stops under it
     wait_for(lambda: hub.server(name) is None, 240, interval=1, message="idle server culled")

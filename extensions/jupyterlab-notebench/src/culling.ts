@@ -51,11 +51,17 @@ export function duration(trans: TranslationBundle, seconds: number): string {
   return trans._n('%1 hour', '%1 hours', Math.round(minutes / 60));
 }
 
+function clockTime(epochMs: number): string {
+  return new Date(epochMs).toLocaleTimeString([], {
+    hour: '2-digit',
+    minute: '2-digit'
+  });
+}
+
 class CullingNotices {
   constructor(private trans: TranslationBundle) {}
 
   private noticeId: string | null = null;
-  private noticeMessage = '';
   private timer: number | undefined;
   private checking = false;
 
@@ -111,41 +117,37 @@ class CullingNotices {
   }
 
   private showServerNotice(server: IServerCulling): void {
+    // Shown once and never updated: its wording names clock times, which stay true while it is
+    // open (activity closes it). Updating a toast in place can open a second copy of it.
+    if (this.noticeId !== null) {
+      return;
+    }
     const trans = this.trans;
+    const now = Date.now();
     const message = trans.__(
-      'No activity for %1: your server will be stopped in about %2. An open tab alone is not activity.',
-      duration(trans, server.idle_seconds),
-      duration(trans, server.cull_in_seconds + server.every_seconds / 2)
+      'No activity since %1: your server will be stopped at about %2. An open tab alone is not activity.',
+      clockTime(now - server.idle_seconds * 1000),
+      clockTime(
+        now + (server.cull_in_seconds + server.every_seconds / 2) * 1000
+      )
     );
-    const options = {
-      autoClose: false as const,
+    this.noticeId = Notification.warning(message, {
+      autoClose: false,
       actions: [
         {
           label: trans.__('Keep my server running'),
           caption: trans.__('Counts as activity: the idle time starts again'),
-          displayType: 'accent' as const,
+          displayType: 'accent',
           callback: () => void this.keep()
         },
         {
           label: trans.__('Why?'),
           caption: trans.__('What counts as activity'),
-          displayType: 'link' as const,
+          displayType: 'link',
           callback: () => void this.explain(server)
         }
       ]
-    };
-    // Updated in place when its wording changes only: each update of a closed toast opens it again.
-    if (this.noticeId === null) {
-      this.noticeId = Notification.warning(message, options);
-    } else if (message !== this.noticeMessage) {
-      Notification.update({
-        id: this.noticeId,
-        message,
-        type: 'warning',
-        ...options
-      });
-    }
-    this.noticeMessage = message;
+    });
   }
 
   private dismissServerNotice(): void {
