@@ -181,6 +181,8 @@ class Endpoint(Base):
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     # "classification" or "regression" as declared at deploy; None: inferred from the labels (serving/quality.py)
     task: Mapped[str | None] = mapped_column(sa.String(16))
+    # False: no request is sampled and no prediction kept (inputs that must not be stored)
+    monitoring: Mapped[bool] = mapped_column(default=True, server_default=sa.true())
 
 
 class ScoringServer(Base):

@@ -190,6 +190,9 @@ EXAMPLE_ENDPOINT: dict[str, Any] = {"name": "churn", "versions": [{"model": "chu
 TASK_DESCRIPTION = ("What the model does, for its quality from labels: accuracy and F1 (classification) or MAE and "
                     "RMSE (regression). Not given: inferred from the labels.")
 MAX_REASON_CHARS = 500
+MONITORING_DESCRIPTION = ("Keep a sample of the requests and every prediction, for drift, label feedback and quality. "
+                          "false: inputs and outputs are never stored (data that must not be kept); the endpoint then "
+                          "has no drift, feedback or quality.")
 
 
 class EndpointVersion(BaseModel):
@@ -232,6 +235,7 @@ class EndpointCreate(BaseModel):
     versions: list[EndpointVersion] = Field(min_length=1, max_length=10)
     profile: str | None = Field(default=None, max_length=64, description="Profile name (default: the default profile).")
     task: Literal["classification", "regression"] | None = Field(default=None, description=TASK_DESCRIPTION)
+    monitoring: bool = Field(default=True, description=MONITORING_DESCRIPTION)
 
     _versions = field_validator("versions")(check_versions)
     _profile = field_validator("profile")(check_name)
@@ -249,6 +253,8 @@ class EndpointPatch(BaseModel):
         default=None, description=TASK_DESCRIPTION + " Left out: unchanged; null: inferred again."
     )
     reason: str | None = Field(default=None, max_length=MAX_REASON_CHARS, description="Why (kept in the endpoint's history).")
+    # No null: left out means unchanged (the default is not validated, so it is never applied).
+    monitoring: bool = Field(default=None, description=MONITORING_DESCRIPTION + " Left out: unchanged.")  # type: ignore[assignment]
 
     _versions = field_validator("versions")(check_versions)
 
@@ -560,6 +566,7 @@ class EndpointResponse(BaseModel):
     status: str = _one_of(ENDPOINT_STATUSES)
     reason: str | None = Field(description="Why it failed (or why an update was not applied)")
     task: str | None = Field(description="classification or regression, as declared; null: inferred from the labels")
+    monitoring: bool = Field(description=MONITORING_DESCRIPTION)
     created_at: str = _datetime()
     updated_at: str = _datetime()
     invocation_url: str = Field(description="POST MLflow scoring input here (a token with the invoke scope)")

@@ -22,6 +22,10 @@ Starts its own Notebench (tests/support/launcher.Hub), registers a scikit-learn 
   Also the executor's CPU time per request (the router's own work, whatever the scheduling).
   Router overhead = p50(router) - p50(direct) (the median of the per-round differences); the
   goals: ≤ 1 ms, and throughput ≥ 0.9× direct.
+- monitoring's cost on the router: the same endpoint and scoring server with its ``monitoring``
+  off and on (a PATCH between rounds; off, no request is sampled and no prediction kept), in
+  --monitoring-rounds rounds of sequential requests at the executor's port, taking turns; the
+  cost is the median over rounds of p50(on) - p50(off). Goal: ≤ 0.2 ms.
 
 The client is one asyncio process (aiohttp); it shares the machine's cores with what it measures.
 """
@@ -139,6 +143,28 @@ def overhead(results: dict, label: str) -> float:
     return statistics.median(a - b for a, b in zip(results[label]["round_p50"], results["direct"]["round_p50"]))
 
 
+def set_monitoring(hub: Hub, token: str, name: str, model: str, on: bool) -> None:
+    """PATCH the endpoint's monitoring (same version: the same scoring server goes on) and wait until ready."""
+    r = hub.executor("PATCH", f"endpoints/{name}", token,
+                     json={"versions": [{"model": model, "version": "1", "weight": 100}], "monitoring": on})
+    r.raise_for_status()
+    wait_for(lambda: hub.executor("GET", f"endpoints/{name}", token).json()["status"] == "ready", 300, interval=0.01,
+             message=f"{name} ready")
+
+
+async def monitoring_cost(hub: Hub, token: str, name: str, model: str, url: str, headers: dict, body: bytes, args) -> None:
+    p50 = {False: [], True: []}
+    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0)) as session:
+        for _ in range(args.monitoring_rounds):
+            for on in (False, True):
+                await asyncio.to_thread(set_monitoring, hub, token, name, model, on)
+                batch = await latencies(session, url, headers, body, args.requests // args.rounds)
+                p50[on].append(statistics.median(batch))
+    cost = statistics.median(b - a for a, b in zip(p50[False], p50[True]))
+    print(f"monitoring: router p50 off {statistics.median(p50[False]):.3f} ms, on {statistics.median(p50[True]):.3f} ms; "
+          f"cost {cost:.3f} ms (median over {args.monitoring_rounds} rounds of on - off; load {load()})", flush=True)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--deploys", type=int, default=6)
@@ -147,6 +173,7 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=8)
     parser.add_argument("--seconds", type=float, default=10)
     parser.add_argument("--concurrency", type=int, default=8)
+    parser.add_argument("--monitoring-rounds", type=int, default=8)
     args = parser.parse_args()
 
     print(f"nproc {os.cpu_count()}, load average {load()}", flush=True)
@@ -224,6 +251,7 @@ def main() -> None:
               f"throughput router/direct {results['router']['rps'] / direct['rps']:.2f}x, "
               f"proxy+router/direct {results['router (proxy)']['rps'] / direct['rps']:.2f}x, "
               f"mlflow serve/direct {results['mlflow serve']['rps'] / direct['rps']:.2f}x", flush=True)
+        asyncio.run(monitoring_cost(hub, token, name, model, targets["router"][1], auth, body, args))
     finally:
         for endpoint in hub.executor("GET", "endpoints").json()["endpoints"]:  # scoring servers outlive the hub
             hub.executor("DELETE", f"endpoints/{endpoint['name']}")

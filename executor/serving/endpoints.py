@@ -143,7 +143,7 @@ class Endpoints(LoggingConfigurable):
             servers = [x for x in self._servers(s, endpoint.id) if not x.retired]
         return EndpointResponse(
             name=endpoint.name, owner=endpoint.owner, profile=endpoint.profile, status=endpoint.status, task=endpoint.task,
-            reason=endpoint.reason, created_at=iso(endpoint.created_at), updated_at=iso(endpoint.updated_at),
+            monitoring=endpoint.monitoring, reason=endpoint.reason, created_at=iso(endpoint.created_at), updated_at=iso(endpoint.updated_at),
             invocation_url=self.app.service_prefix + INVOCATIONS_PATH.format(name=endpoint.name),
             versions=[ServedVersion(model=x.model, version=x.version, alias=x.alias, weight=x.weight, status=x.status,
                                     reason=x.reason) for x in servers],
@@ -214,7 +214,8 @@ class Endpoints(LoggingConfigurable):
         resolved = await self._resolve(owner, request.versions)
         self.app.quotas.check_endpoint(owner, groups, profile.name, len(resolved), new_endpoint=True)  # no await from here to the commit
         with self.sessions() as s:
-            endpoint = Endpoint(name=request.name, owner=owner, profile=profile.name, status="starting", task=request.task)
+            endpoint = Endpoint(name=request.name, owner=owner, profile=profile.name, status="starting", task=request.task,
+                                monitoring=request.monitoring)
             s.add(endpoint)
             try:
                 s.flush()
@@ -265,6 +266,8 @@ class Endpoints(LoggingConfigurable):
             row.status, row.updated_at = "updating", utcnow()
             if "task" in request.model_fields_set:  # null: inferred again
                 row.task = request.task
+            if "monitoring" in request.model_fields_set:  # applied with the new route, at the end of the roll
+                row.monitoring = request.monitoring
             history.record(s, row, "update", history.asked(resolved), change, request.reason)
             s.commit()
         self._start_task(endpoint.id)
@@ -340,7 +343,7 @@ class Endpoints(LoggingConfigurable):
         for server in servers:  # weight 0 too: never picked, but kept (a rollback restores it)
             upstream = self.router.upstream(server.id, lambda h=server.handle: self.backend.open_connection(h))
             targets.append(Target(server.id, server.model, server.version, server.weight, upstream, server.alias))
-        return Route(endpoint.id, endpoint.name, endpoint.owner, targets)
+        return Route(endpoint.id, endpoint.name, endpoint.owner, targets, monitored=endpoint.monitoring)
 
     async def _roll(self, endpoint_id: int) -> None:
         with self.sessions() as s:

@@ -168,6 +168,7 @@ class Route:
     owner: str
     targets: list[Target] = field(default_factory=list)
     reason: str = ""
+    monitored: bool = True  # False: no sample, no predictions (the endpoint's "monitoring")
 
     def pick(self) -> Target:
         # Smooth weighted round-robin (as nginx does): each pick, every target gains its weight,
@@ -289,7 +290,7 @@ class Router:
 
     def record(self, route: Route, target: Target, status: int, latency_ms: float, inputs: bytes, outputs: bytes,
                request_id: str | None = None) -> None:
-        if request_id is not None and status < 400:
+        if route.monitored and request_id is not None and status < 400:
             if len(outputs) > self.max_prediction_bytes:
                 outputs = outputs[:self.max_prediction_bytes]
             if (len(self.predictions) < self.max_pending_predictions
@@ -309,7 +310,7 @@ class Router:
         second, taken = self._sampled.get(route.endpoint_id, (0, 0))
         if int(now) != second:
             second, taken = int(now), 0
-        if taken < self.samples_per_second:
+        if route.monitored and taken < self.samples_per_second:
             self._sampled[route.endpoint_id] = (second, taken + 1)
             self.samples.append(Sample(route.endpoint_id, now, target.model, target.version, latency_ms, status, inputs, outputs))
 

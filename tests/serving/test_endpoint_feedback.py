@@ -160,3 +160,36 @@ def test_bad_window_and_task(hub, people, model, endpoint):
     r = hub.executor("PATCH", f"endpoints/{endpoint}", token, json={"versions": versions, "task": None})
     assert r.status_code == 200 and r.json()["task"] is None, r.text
     wait_status(hub, endpoint, token)
+
+
+def test_an_endpoint_without_monitoring_stores_no_input_and_no_prediction(hub, people, model):
+    """"monitoring": false, for inputs that must not be kept: answers as usual (with request ids),
+    but no request is sampled and no prediction kept, so labels find nothing; turned on by PATCH."""
+    token, name = people["owner_token"], f"fb-private-{RUN}"
+    versions = [{"model": model["name"], "version": "champion", "weight": 100}]
+    try:
+        assert deploy_ready(hub, token, name, versions, monitoring=False)["monitoring"] is False
+        ids = []
+        for _ in range(3):
+            r = invoke(hub, name, token, model["input"])
+            assert r.status_code == 200 and r.json()["predictions"], r.text
+            ids.append(r.headers["X-Notebench-Request-Id"])
+        r = post_feedback(hub, name, token, [{"request_id": i, "label": [1, 0, 1]} for i in ids])  # flushes what was recorded
+        assert r.status_code == 200 and r.json() == {"accepted": 0, "unknown": ids}, r.text
+        assert hub.executor("GET", f"endpoints/{name}/requests", token).text == ""
+        r = hub.executor("PATCH", f"endpoints/{name}", token, json={"versions": versions, "monitoring": None})
+        assert r.status_code == 400 and r.json()["field"] == "monitoring", r.text
+
+        r = hub.executor("PATCH", f"endpoints/{name}", token, json={"versions": versions, "monitoring": True})
+        assert r.status_code == 200, r.text
+        assert wait_status(hub, name, token)["monitoring"] is True
+        r = invoke(hub, name, token, model["input"])
+        request_id = r.headers["X-Notebench-Request-Id"]
+        r = post_feedback(hub, name, token, [{"request_id": request_id, "label": [1, 0, 1]}])
+        assert r.json() == {"accepted": 1, "unknown": []}, r.text
+        assert len(hub.executor("GET", f"endpoints/{name}/requests", token).text.splitlines()) == 1
+        # Left out of a PATCH, it stays as it is.
+        r = hub.executor("PATCH", f"endpoints/{name}", token, json={"versions": versions, "reason": "same"})
+        assert r.status_code == 200 and r.json()["monitoring"] is True, r.text
+    finally:
+        hub.executor("DELETE", f"endpoints/{name}")

@@ -3003,6 +3003,11 @@ export interface components {
              * @description POST MLflow scoring input here (a token with the invoke scope)
              */
             invocation_url: string;
+            /**
+             * Monitoring
+             * @description Keep a sample of the requests and every prediction, for drift, label feedback and quality. false: inputs and outputs are never stored (data that must not be kept); the endpoint then has no drift, feedback or quality.
+             */
+            monitoring: boolean;
             /** Name */
             name: string;
             /** Owner */
@@ -3051,6 +3056,12 @@ export interface components {
          *     }
          */
         EndpointCreate: {
+            /**
+             * Monitoring
+             * @description Keep a sample of the requests and every prediction, for drift, label feedback and quality. false: inputs and outputs are never stored (data that must not be kept); the endpoint then has no drift, feedback or quality.
+             * @default true
+             */
+            monitoring: boolean;
             /**
              * Name
              * @description Unique across all users; part of the invocation URL.
@@ -3175,6 +3186,12 @@ export interface components {
          *     }
          */
         EndpointPatch: {
+            /**
+             * Monitoring
+             * @description Keep a sample of the requests and every prediction, for drift, label feedback and quality. false: inputs and outputs are never stored (data that must not be kept); the endpoint then has no drift, feedback or quality. Left out: unchanged.
+             * @default null
+             */
+            monitoring: boolean;
             /**
              * Reason
              * @description Why (kept in the endpoint's history).
