@@ -222,7 +222,7 @@ class Executor(Application):
         await self.dispatcher.recover()
         loops = BackgroundTasks()
         for loop in (self.schedule_loop(), self.endpoints.flush_loop(), self.endpoints.watch_loop(), self.endpoints.purge_loop(),
-                     audit.purge_loop(self.sessions, self.audit_retention_days), self.usage.loop()):
+                     audit.purge_loop(self.sessions, self.audit_retention_days), self.usage.loop(), self.monitoring.keep_loop()):
             loops.start(loop)
         stop = asyncio.Event()
         for sig in (signal.SIGTERM, signal.SIGINT):

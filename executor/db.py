@@ -285,6 +285,26 @@ class Feedback(Base):
     by: Mapped[str] = mapped_column(sa.String(255))  # who posted it
 
 
+class FirstRequestsBaseline(Base):
+    """A version's drift baseline made from its first sampled requests on an endpoint (it has no
+    training profile or input example), kept so that a restart does not make a new one from
+    later, maybe drifted, requests."""
+
+    __tablename__ = "endpoint_baselines"
+    __table_args__ = (sa.UniqueConstraint("endpoint_id", "model", "version"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    endpoint_id: Mapped[int] = mapped_column(sa.ForeignKey("endpoints.id", ondelete="CASCADE"))
+    model: Mapped[str] = mapped_column(sa.String(255))
+    version: Mapped[str] = mapped_column(sa.String(32))
+    rows: Mapped[int] = mapped_column()
+    profile: Mapped[dict] = mapped_column(sa.JSON)  # runtime/profile.py's profile of those requests
+    raw: Mapped[dict] = mapped_column(sa.JSON)  # numeric columns' values, for the KS test
+    request_ids: Mapped[list] = mapped_column(sa.JSON)  # the sampled requests (left out of the windows)
+    note: Mapped[str | None] = mapped_column(sa.Text)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
 def _json_or_text(text: str):
     """Stored bodies are JSON unless they were cut to the size limit (then kept as text)."""
     import json

@@ -11,7 +11,10 @@ The baseline of a model version, the first found of:
    (``notebench/training_profile.json``, runtime/profile.py);
 2. ``input_example``: the model's logged input example, profiled the same way (a few rows: rough);
 3. ``first_requests``: the first ``c.Monitoring.first_requests`` sampled requests of the version on
-   the endpoint (kept in memory once complete; until then there is no baseline).
+   the endpoint (until then there is no baseline). Made as soon as they are sampled (``keep_loop``
+   looks every ``c.Monitoring.baseline_check_seconds``, before the sample's rotation drops them) and
+   kept in the store (``endpoint_baselines``): a restart must not make a new one from later, maybe
+   drifted, requests.
 Baselines are cached per model version (artifacts) or per endpoint and version (first requests).
 """
 
@@ -30,7 +33,7 @@ import sqlalchemy as sa
 from traitlets import Dict, Float, Integer
 from traitlets.config import LoggingConfigurable
 
-from notebench.executor.db import Endpoint, RequestSample, ScoringServer, iso, utcnow
+from notebench.executor.db import Endpoint, FirstRequestsBaseline, RequestSample, ScoringServer, iso, utcnow
 from notebench.executor.runtime.profile import PROFILE_ARTIFACT, compare_column, is_numeric, profile
 from notebench.executor.serving import quality
 
@@ -182,6 +185,9 @@ class Monitoring(LoggingConfigurable):
     first_requests = Integer(
         200, help="Without a training profile or input example, the first this many sampled requests are the baseline."
     ).tag(config=True)
+    baseline_check_seconds = Integer(
+        10, help="How often serving versions without a baseline are looked at, to make their first-requests one."
+    ).tag(config=True)
 
     def __init__(self, app, **kwargs):
         super().__init__(parent=app, **kwargs)
@@ -224,11 +230,51 @@ class Monitoring(LoggingConfigurable):
             return cached[1]
         key = (endpoint.id, iso(endpoint.created_at), model, version)  # ids of deleted endpoints may come again
         if key not in self._first:
-            first = await asyncio.to_thread(self._first_requests, endpoint.id, model, version)
+            first = await asyncio.to_thread(self._stored_or_new, endpoint.id, model, version)
             if first is None:
                 return None
             self._first[key] = first
         return self._first[key]
+
+    async def keep_loop(self) -> None:
+        """Make the first-requests baselines of serving versions as soon as their requests are sampled."""
+        while True:
+            await asyncio.sleep(self.baseline_check_seconds)
+            for route in list(self.app.endpoints.router.routes.values()):
+                if not route.monitored:
+                    continue
+                for target in route.targets:
+                    endpoint = self.app.endpoints.find(route.name)
+                    if endpoint is None or endpoint.id != route.endpoint_id:
+                        break
+                    try:
+                        await self.baseline(endpoint, target.model, target.version)
+                    except Exception as e:  # MLflow down: asked again next time
+                        self.log.debug("no baseline for %s/%s yet: %s", target.model, target.version, e)
+
+    def _stored_or_new(self, endpoint_id: int, model: str, version: str) -> Baseline | None:
+        """The stored first-requests baseline, or one made now (and stored) once there are enough requests."""
+        where = (FirstRequestsBaseline.endpoint_id == endpoint_id, FirstRequestsBaseline.model == model,
+                 FirstRequestsBaseline.version == version)
+        with self.app.sessions() as s:
+            row = s.scalar(sa.select(FirstRequestsBaseline).where(*where))
+        if row is None:
+            first = self._first_requests(endpoint_id, model, version)
+            if first is None:
+                return None
+            with self.app.sessions() as s:
+                s.add(FirstRequestsBaseline(endpoint_id=endpoint_id, model=model, version=version, rows=first.rows,
+                                            profile=first.profile, raw=first.raw, request_ids=sorted(first.request_ids),
+                                            note=first.note))
+                try:
+                    s.commit()
+                    return first
+                except sa.exc.IntegrityError:  # another made it meanwhile (or the endpoint is gone)
+                    s.rollback()
+                    row = s.scalar(sa.select(FirstRequestsBaseline).where(*where))
+                    if row is None:
+                        return None
+        return Baseline("first_requests", row.rows, row.profile, row.raw, set(row.request_ids), note=row.note)
 
     def _first_requests(self, endpoint_id: int, model: str, version: str) -> Baseline | None:
         with self.app.sessions() as s:

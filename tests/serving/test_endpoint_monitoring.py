@@ -11,46 +11,14 @@ The router samples at most c.Endpoints.samples_per_second (10) requests per endp
 each endpoint here gets at most 10 requests in all, so every one is sampled.
 """
 
-import json
-import os
-import subprocess
-import sys
-
-import numpy as np
-import pandas as pd
 import pytest
 
+from tests.support.drift import ROWS, frame, register_drift_model, split
 from tests.support.endpoints import RUN, delete_endpoints, deploy, invoke, owner_and_other, wait_status
 from tests.support.launcher import wait_for
 
 pytestmark = pytest.mark.slow
 
-REGISTER = r"""
-import json, sys
-import mlflow, numpy as np, pandas as pd
-from sklearn.compose import make_column_transformer
-from sklearn.linear_model import LogisticRegression
-from sklearn.pipeline import make_pipeline
-from sklearn.preprocessing import OneHotEncoder
-import notebench
-
-name = sys.argv[1]
-rng = np.random.default_rng(0)
-X = pd.DataFrame({"a": rng.normal(size=2000), "b": rng.normal(size=2000), "c": rng.normal(size=2000),
-                  "d": rng.choice(["x", "y", "z"], size=2000, p=[0.5, 0.3, 0.2])})
-y = ((X["a"] + X["b"] + (X["d"] == "x")) > 0.5).astype(int)
-model = make_pipeline(make_column_transformer((OneHotEncoder(), ["d"]), remainder="passthrough"), LogisticRegression())
-model.fit(X, y)
-mlflow.set_experiment(f"monitoring-{name}")
-with mlflow.start_run():  # version 1: the training profile, as a training notebook logs it
-    mlflow.sklearn.log_model(model, name="model", registered_model_name=name)
-    notebench.log_training_profile(X, predictions=model.predict(X))
-with mlflow.start_run():  # version 2: neither a profile nor an input example
-    mlflow.sklearn.log_model(model, name="model", registered_model_name=name)
-print(json.dumps("ok"))
-"""
-
-ROWS = 60  # per request
 REQUESTS = 8  # per endpoint: under the sample's 10 per second
 
 
@@ -67,21 +35,7 @@ def cleanup(hub):
 
 @pytest.fixture(scope="module")
 def drift_model(hub, people):
-    name = f"drift-{people['owner']}"
-    env = dict(os.environ, MLFLOW_TRACKING_URI=f"{hub.url}/services/mlflow", MLFLOW_TRACKING_TOKEN=people["owner_token"])
-    out = subprocess.run([sys.executable, "-c", REGISTER, name], env=env, capture_output=True, text=True, timeout=600)
-    assert out.returncode == 0, out.stderr[-3000:]
-    return name
-
-
-def frame(seed: int, shift_b: float = 0.0) -> pd.DataFrame:
-    rng = np.random.default_rng(seed)
-    return pd.DataFrame({"a": rng.normal(size=ROWS), "b": rng.normal(loc=shift_b, size=ROWS), "c": rng.normal(size=ROWS),
-                         "d": rng.choice(["x", "y", "z"], size=ROWS, p=[0.5, 0.3, 0.2])})
-
-
-def split(df: pd.DataFrame) -> dict:
-    return {"dataframe_split": json.loads(df.to_json(orient="split", index=False))}
+    return register_drift_model(hub, f"drift-{people['owner']}", people["owner_token"])
 
 
 def monitoring(hub, name, token=None, **params):
