@@ -135,11 +135,21 @@ def webhook_host(url: str) -> str:
     return parts.hostname.lower()
 
 
+def listed(host: str, allowed: list[str]) -> str | None:
+    """"literally" when ``host`` is one of ``allowed`` as written (the operator meant that host),
+    "pattern" when a pattern of them matches it, else None."""
+    patterns = [pattern.lower() for pattern in allowed]
+    if host in patterns:
+        return "literally"
+    return "pattern" if any(fnmatch.fnmatchcase(host, pattern) for pattern in patterns) else None
+
+
 def host_refusal(host: str, addresses: list[str], allowed: list[str]) -> str | None:
     """Why the executor may not post to ``host`` (resolved to ``addresses``), or None."""
-    if not any(fnmatch.fnmatchcase(host, pattern.lower()) for pattern in allowed):
+    how = listed(host, allowed)
+    if how is None:
         return f"host {host} is not allowed (c.Alerts.allowed_webhook_hosts)"
-    if host in (pattern.lower() for pattern in allowed):  # listed literally: the operator meant it
+    if how == "literally":
         return None
     for address in addresses:
         ip = ipaddress.ip_address(address.split("%", 1)[0])
@@ -160,8 +170,11 @@ async def resolve(host: str, port: int) -> list[str]:
 async def check_webhook(url: str, allowed: list[str]) -> None:
     """ValueError when the executor may not post to ``url``."""
     host = webhook_host(url)
-    parts = urlsplit(url)
-    addresses = await resolve(host, parts.port or (443 if parts.scheme == "https" else 80))
+    if listed(host, allowed) != "pattern":  # not allowed, or listed literally: no address to look at
+        addresses = []
+    else:
+        parts = urlsplit(url)
+        addresses = await resolve(host, parts.port or (443 if parts.scheme == "https" else 80))
     refusal = host_refusal(host, addresses, allowed)
     if refusal:
         raise ValueError(refusal)
