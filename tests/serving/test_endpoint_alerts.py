@@ -293,7 +293,7 @@ def test_a_pending_alert_is_delivered_after_a_kill_9(hub, people, model, endpoin
         firings = alerts(hub, endpoint, token)["firings"]
         return firings if firings and firings[0]["attempts"] >= 2 else None
 
-    [firing] = wait_for(failing, 60, message="delivery attempts failing")
+    firing = wait_for(failing, 60, message="delivery attempts failing")[0]
     assert firing["state"] == "pending" and firing["last_error"] == "HTTP 500", firing
 
     executor = executor_process(hub)
