@@ -3,6 +3,8 @@ reads, when it is breached, the rules' checks and the webhook's host policy."""
 
 from __future__ import annotations
 
+import asyncio
+
 import pytest
 
 from notebench.executor.errors import NotebenchError
@@ -11,6 +13,7 @@ from notebench.executor.serving.alerts import (
     backoff,
     breached,
     check_rules,
+    check_webhook,
     drift_value,
     host_refusal,
     quality_value,
@@ -111,6 +114,19 @@ def test_webhook_urls_and_hosts():
     listed = ["hooks.example.com", "*.corp.example"]
     assert host_refusal("a.corp.example", ["93.184.216.34"], listed) is None
     assert "is not allowed" in host_refusal("evil.example", ["93.184.216.34"], listed)
+
+
+@pytest.mark.parametrize("url", [
+    "http://169.254.169.254/latest/meta-data/",
+    "http://2852039166/",  # the metadata address as one decimal number
+    "http://[::ffff:169.254.169.254]/",  # and as an IPv4-mapped IPv6 address
+    "http://0.0.0.0:8090/",
+    "http://127.0.0.2/",
+])
+def test_addresses_that_are_not_public_are_refused_whatever_they_are_written_as(url):
+    with pytest.raises(ValueError, match="not a public address"):
+        asyncio.run(check_webhook(url, ["*"]))
+    asyncio.run(check_webhook("http://127.0.0.1:9/", ["127.0.0.1"]))  # listed literally: allowed
 
 
 def test_retries_back_off_exponentially_up_to_a_limit():
