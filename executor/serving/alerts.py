@@ -29,6 +29,7 @@ import ipaddress
 import json
 import socket
 from datetime import timedelta
+from typing import Any
 from urllib.parse import urlsplit
 
 import sqlalchemy as sa
@@ -164,7 +165,7 @@ async def resolve(host: str, port: int) -> list[str]:
         infos = await asyncio.get_running_loop().getaddrinfo(host, port, type=socket.SOCK_STREAM)
     except OSError as e:
         raise ValueError(f"host {host} cannot be resolved: {e}") from None
-    return sorted({info[4][0] for info in infos})
+    return sorted({str(info[4][0]) for info in infos})
 
 
 async def check_webhook(url: str, allowed: list[str]) -> None:
@@ -341,6 +342,7 @@ class Alerts(LoggingConfigurable):
             await asyncio.gather(*(self.deliver(firing, name, owner) for firing, name, owner in due))
 
     async def deliver(self, firing: AlertFiring, endpoint: str, owner: str) -> None:
+        assert firing.webhook is not None  # only firings with a webhook are pending
         payload = {"id": firing.id, "endpoint": endpoint, "owner": owner, "kind": firing.rule["kind"],
                    "rule": firing.rule, "value": firing.value, "detail": firing.detail,
                    "fired_at": iso(firing.fired_at), "attempt": firing.attempts + 1}
@@ -360,6 +362,7 @@ class Alerts(LoggingConfigurable):
         except Exception as e:  # any other failure of the attempt is retried, like a refused connection
             error = f"{type(e).__name__}: {e}"
         attempts = firing.attempts + 1
+        values: dict[str, Any]
         if error is None:
             values = {"state": "delivered", "next_attempt_at": None, "last_error": None}
         elif attempts >= self.max_attempts:
