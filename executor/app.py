@@ -37,6 +37,7 @@ from notebench.executor.metrics import Metrics
 from notebench.executor.quotas import Quotas
 from notebench.executor.schedules.due import submit_due
 from notebench.executor.services import HubTokens, MlflowRuns
+from notebench.executor.serving.alerts import Alerts
 from notebench.executor.serving.endpoints import Endpoints
 from notebench.executor.serving.monitoring import Monitoring
 from notebench.executor.usage import Usage
@@ -162,6 +163,7 @@ class Executor(Application):
         self.service_prefix = os.environ.get("JUPYTERHUB_SERVICE_PREFIX", "/services/executor/")
         self.endpoints = Endpoints(self)
         self.monitoring = Monitoring(self)  # c.Monitoring: drift windows and thresholds (read on request)
+        self.alerts = Alerts(self)  # c.Alerts: how often rules are checked, webhook hosts and retries
         self._kernels: tuple[float, set] = (0.0, set())
 
     def kernel_names(self) -> set:
@@ -222,7 +224,8 @@ class Executor(Application):
         await self.dispatcher.recover()
         loops = BackgroundTasks()
         for loop in (self.schedule_loop(), self.endpoints.flush_loop(), self.endpoints.watch_loop(), self.endpoints.purge_loop(),
-                     audit.purge_loop(self.sessions, self.audit_retention_days), self.usage.loop(), self.monitoring.keep_loop()):
+                     audit.purge_loop(self.sessions, self.audit_retention_days), self.usage.loop(), self.monitoring.keep_loop(),
+                     self.alerts.check_loop(), self.alerts.deliver_loop()):
             loops.start(loop)
         stop = asyncio.Event()
         for sig in (signal.SIGTERM, signal.SIGINT):

@@ -38,6 +38,7 @@ ACTIONS = (
     "job.submit", "job.cancel", "job.delete",
     "schedule.create", "schedule.update", "schedule.delete", "schedule.skip",
     "endpoint.deploy", "endpoint.update", "endpoint.rollback", "endpoint.delete",
+    "endpoint.alerts", "endpoint.alert",  # alert rules set (PUT .../alerts); an alert fired (serving/alerts.py)
     "quota.update",
     # Reported by the hub and the MLflow service (POST /api/audit), never recorded here:
     *REPORTED_ACTIONS,

@@ -305,6 +305,42 @@ class FirstRequestsBaseline(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
 
+class EndpointAlerts(Base):
+    """An endpoint's alert rules and the webhook their firings are posted to (serving/alerts.py)."""
+
+    __tablename__ = "endpoint_alerts"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    endpoint_id: Mapped[int] = mapped_column(sa.ForeignKey("endpoints.id", ondelete="CASCADE"), unique=True)
+    webhook: Mapped[str | None] = mapped_column(sa.String(2048))
+    rules: Mapped[list] = mapped_column(sa.JSON, default=list)  # [schemas.AlertRule as a dict]
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    updated_by: Mapped[str] = mapped_column(sa.String(255))
+
+
+class AlertFiring(Base):
+    """One breach of an endpoint's alert rule: opened when it starts (``cleared_at`` None while it
+    lasts, so it fires once), and its delivery to the webhook, kept here so that a restarted
+    executor still delivers it (``state`` pending until delivered, or failed after the last attempt)."""
+
+    __tablename__ = "endpoint_alert_firings"
+    __table_args__ = (sa.Index("ix_endpoint_alert_firings_state_next", "state", "next_attempt_at"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    endpoint_id: Mapped[int] = mapped_column(sa.ForeignKey("endpoints.id", ondelete="CASCADE"), index=True)
+    rule_index: Mapped[int] = mapped_column()  # the rule's place in EndpointAlerts.rules when it fired
+    rule: Mapped[dict] = mapped_column(sa.JSON)  # the rule as it was then
+    value: Mapped[float] = mapped_column(sa.Float)  # what breached the threshold
+    detail: Mapped[dict] = mapped_column(sa.JSON, default=dict)  # e.g. the version and feature it was seen on
+    fired_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    cleared_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    webhook: Mapped[str | None] = mapped_column(sa.String(2048))  # where it is posted; None: nowhere
+    state: Mapped[str | None] = mapped_column(sa.String(16))  # pending, delivered, failed; None: no webhook
+    attempts: Mapped[int] = mapped_column(default=0)
+    last_error: Mapped[str | None] = mapped_column(sa.Text)
+    next_attempt_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+
 def _json_or_text(text: str):
     """Stored bodies are JSON unless they were cut to the size limit (then kept as text)."""
     import json

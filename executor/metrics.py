@@ -86,6 +86,11 @@ class Metrics:
         self.endpoint_latency = Histogram("notebench_endpoint_request_duration_seconds",
                                           "Time to answer an invocation, per endpoint version", labels,
                                           buckets=LATENCY_BUCKETS, registry=self.registry)
+        self.alerts_fired = Counter("notebench_endpoint_alerts_fired", "Alerts fired (a rule's breach began), per "
+                                    "endpoint and rule kind", ["endpoint", "kind"], registry=self.registry)
+        self.alert_deliveries = Counter("notebench_endpoint_alert_deliveries", "Attempts to post an alert to its "
+                                        "webhook, by outcome (delivered, retry, failed: the last attempt failed)",
+                                        ["result"], registry=self.registry)
         self.quota_refusals = Counter("notebench_quota_refusals", "Requests refused by a quota, per quota",
                                       ["quota"], registry=self.registry)
         self.jobs_waiting_for_quota = Gauge("notebench_jobs_waiting_for_quota", "Queued jobs held back by their "

@@ -715,3 +715,85 @@ class VersionQuality(BaseModel):
 class EndpointQuality(BaseModel):
     window: str
     versions: list[VersionQuality]
+
+
+# --- endpoint alerts (serving/alerts.py) ----------------------------------------------------------
+
+ALERT_KINDS = ("drift", "quality", "error_rate", "p99_latency_ms")
+QUALITY_METRICS = ("accuracy", "f1", "mae", "rmse")
+MAX_ALERT_RULES = 20
+MAX_WEBHOOK_CHARS = 2048
+ALERT_STATES = ("pending", "delivered", "failed")
+
+
+class AlertRule(BaseModel):
+    """One threshold of an endpoint; it breaches when its value, over the window, passes the threshold."""
+
+    model_config = ConfigDict(extra="forbid", strict=True, title="AlertRule")
+
+    kind: Literal["drift", "quality", "error_rate", "p99_latency_ms"] = Field(
+        description="drift: the largest drift_score (PSI) among the drifted features of any version; quality: a "
+        "version's `metric` from label feedback; error_rate: invocations answered 4xx/5xx over all invocations (0 "
+        "to 1); p99_latency_ms: the 99th percentile of the invocations' latency, in milliseconds"
+    )
+    threshold: float = Field(ge=0, le=1e12, description="drift, error_rate, p99_latency_ms, quality mae/rmse: breached "
+                             "above it; quality accuracy/f1: breached below it")
+    window: str | None = Field(default=None, max_length=64, description="One of the monitoring windows (GET "
+                               ".../monitoring?window=); error_rate and p99_latency_ms take windows up to 1 hour. "
+                               "Left out: the first monitoring window")
+    metric: Literal["accuracy", "f1", "mae", "rmse"] | None = Field(
+        default=None, description="quality only (required there): the metric watched")
+    min_requests: int = Field(default=1, ge=1, le=10**9, description="Below this many requests in the window "
+                              "(sampled ones for drift and quality) the rule is not breached")
+
+    _window = field_validator("window")(check_name)
+
+
+class EndpointAlertsRequest(BaseModel):
+    """An endpoint's alert rules and webhook, replacing the previous ones (open firings are closed)."""
+
+    model_config = ConfigDict(extra="forbid", strict=True, json_schema_extra={"examples": [{
+        "webhook": "https://hooks.example.com/notebench",
+        "rules": [{"kind": "error_rate", "threshold": 0.05, "window": "1h", "min_requests": 20},
+                  {"kind": "quality", "metric": "accuracy", "threshold": 0.8, "window": "1d"}]}]})
+
+    webhook: str | None = Field(default=None, max_length=MAX_WEBHOOK_CHARS, description="http(s) URL each firing is "
+                                "POSTed to as JSON (its host must be allowed: c.Alerts.allowed_webhook_hosts); null: "
+                                "firings are only recorded")
+    rules: list[AlertRule] = Field(max_length=MAX_ALERT_RULES)
+
+    _webhook = field_validator("webhook")(check_name)
+
+
+class AlertFiringResponse(BaseModel):
+    model_config = ConfigDict(title="AlertFiring")
+
+    id: int
+    rule_index: int = Field(description="The rule's place in the rules when it fired")
+    rule: AlertRule
+    value: float = Field(description="The value that passed the threshold")
+    detail: dict[str, Any] = Field(description="Where it was seen (e.g. version, feature) and the window's requests")
+    fired_at: str = _datetime()
+    cleared_at: str | None = Field(description="When the rule stopped being breached; null while it lasts")
+    state: str | None = Field(json_schema_extra={"enum": [*ALERT_STATES, None]},
+                              description="Delivery to the webhook: pending (retried), delivered, failed (attempts "
+                              "used up); null: there was no webhook")
+    attempts: int
+    last_error: str | None
+
+    @classmethod
+    def of(cls, firing) -> AlertFiringResponse:
+        return cls(id=firing.id, rule_index=firing.rule_index, rule=AlertRule.model_validate(firing.rule),
+                   value=firing.value, detail=firing.detail, fired_at=iso(firing.fired_at),
+                   cleared_at=iso(firing.cleared_at), state=firing.state, attempts=firing.attempts,
+                   last_error=firing.last_error)
+
+
+class EndpointAlertsResponse(BaseModel):
+    model_config = ConfigDict(title="EndpointAlerts")
+
+    webhook: str | None
+    rules: list[AlertRule]
+    updated_at: str | None = Field(description="When the rules were last set; null: never")
+    updated_by: str | None
+    firings: list[AlertFiringResponse] = Field(description="The most recent firings, newest first")

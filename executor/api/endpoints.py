@@ -14,6 +14,8 @@ from notebench.executor.api.invocations import InvocationHandler, ScoringInfoHan
 from notebench.executor.db import EndpointHistoryEntry, utcnow
 from notebench.executor.errors import NotebenchError
 from notebench.executor.schemas import (
+    EndpointAlertsRequest,
+    EndpointAlertsResponse,
     EndpointCreate,
     EndpointHistoryPage,
     EndpointHistoryResponse,
@@ -172,6 +174,23 @@ class EndpointFeedbackHandler(EndpointAPIHandler):
         self.write_json(FeedbackResult(accepted=accepted, unknown=unknown))
 
 
+class EndpointAlertsHandler(EndpointAPIHandler):
+    """The endpoint's alert rules, webhook and recent firings (serving/alerts.py)."""
+
+    async def get(self, name):
+        endpoint = self.load_endpoint(name)
+        self.write_json(EndpointAlertsResponse.model_validate(self.app.alerts.describe(endpoint)))
+
+    async def put(self, name):
+        endpoint = self.load_endpoint(name)
+        request = self.parse(EndpointAlertsRequest)
+        rules = await self.app.alerts.set(endpoint, request, self.user_name)
+        # The webhook's URL may hold a secret (a token in its path): the audit log says only whether there is one.
+        self.audit("endpoint.alerts", f"endpoint {endpoint.name}", endpoint.owner, rules=rules,
+                   webhook=request.webhook is not None)
+        self.write_json(EndpointAlertsResponse.model_validate(self.app.alerts.describe(endpoint)))
+
+
 WINDOWS = {"1h": timedelta(hours=1), "1d": timedelta(days=1), "7d": timedelta(days=7)}
 
 
@@ -207,6 +226,7 @@ def routes(prefix: str) -> list:
         (api + f"endpoints/{NAME}/monitoring", EndpointMonitoringHandler),
         (api + f"endpoints/{NAME}/feedback", EndpointFeedbackHandler),
         (api + f"endpoints/{NAME}/quality", EndpointQualityHandler),
+        (api + f"endpoints/{NAME}/alerts", EndpointAlertsHandler),
         (prefix + f"endpoints/{NAME}/invocations", InvocationHandler),
         (prefix + f"endpoints/{NAME}/(ping|health|version)", ScoringInfoHandler),
     ]

@@ -16,6 +16,8 @@ from notebench.executor.schemas import (
     AuditAppended,
     AuditBatch,
     AuditPage,
+    EndpointAlertsRequest,
+    EndpointAlertsResponse,
     EndpointCreate,
     EndpointHistoryPage,
     EndpointList,
@@ -44,13 +46,13 @@ from notebench.executor.schemas import (
 from notebench.hub.platform.statuses import JOB_STATUSES
 
 # Component names of the response models (their classes are named apart from the store's rows).
-COMPONENT_NAMES = {"AuditEntryResponse": "AuditEntry", "QuotaResponse": "Quota", "ErrorResponse": "Error", "JobResponse": "Job", "ScheduleResponse": "Schedule",
+COMPONENT_NAMES = {"EndpointAlertsResponse": "EndpointAlerts", "AlertFiringResponse": "AlertFiring", "AuditEntryResponse": "AuditEntry", "QuotaResponse": "Quota", "ErrorResponse": "Error", "JobResponse": "Job", "ScheduleResponse": "Schedule",
                    "EndpointResponse": "Endpoint", "EndpointHistoryResponse": "EndpointHistoryEntry"}
 REQUESTS = (JobRequest, ScheduleRequest, SchedulePatch, EndpointCreate, EndpointPatch, EndpointRollback, QuotaLimits,
-            AuditBatch, FeedbackRow)
+            AuditBatch, FeedbackRow, EndpointAlertsRequest)
 RESPONSES = (ErrorResponse, JobResponse, JobPage, ScheduleResponse, ScheduleList, ProfilesResponse, EndpointResponse,
              EndpointList, EndpointMetrics, EndpointLogs, EndpointMonitoring, EndpointHistoryPage, AuditPage, QuotaResponse,
-             UsageReport, AuditAppended, FeedbackResult, EndpointQuality)
+             UsageReport, AuditAppended, FeedbackResult, EndpointQuality, EndpointAlertsResponse)
 
 
 def component_schemas() -> dict:
@@ -272,6 +274,20 @@ def spec(prefix: str = "/services/executor/") -> dict:
                         "parameters": endpoint_name + [{"name": "window", "in": "query", "description": "Predictions made in the last ...",
                                                         "schema": {"type": "string", "enum": ["1h", "1d", "7d"], "default": "1d"}}],
                         "responses": {"200": {"description": "Quality", "content": _json(_ref("EndpointQuality"))}, **_errors(404), **common}},
+            },
+            "/endpoints/{name}/alerts": {
+                "get": {"summary": "The endpoint's alert rules, its webhook and its most recent firings (newest first) with "
+                                   "their delivery to the webhook (pending, delivered, failed; attempts, last error)",
+                        "parameters": endpoint_name,
+                        "responses": {"200": {"description": "Alerts", "content": _json(_ref("EndpointAlerts"))},
+                                      **_errors(404), **common}},
+                "put": {"summary": "Set the endpoint's alert rules and webhook (replacing them; firings still open are "
+                                   "closed). 400 naming the field: an unknown kind or window, a negative threshold, a "
+                                   "webhook that is not an http(s) URL or whose host is not allowed (c.Alerts."
+                                   "allowed_webhook_hosts; non-public addresses only when listed)",
+                        "parameters": endpoint_name, "requestBody": {"required": True, "content": _json(_ref("EndpointAlertsRequest"))},
+                        "responses": {"200": {"description": "Alerts", "content": _json(_ref("EndpointAlerts"))},
+                                      **_errors(404), **common}},
             },
             "/endpoints/{name}/requests": {
                 "get": {"summary": "The stored sample of requests, as JSON lines", "parameters": endpoint_name,

@@ -184,6 +184,15 @@ class Route:
         return best
 
 
+class Minute:
+    """One minute of a version's invocations: counts, and latencies (at most LATENCY_WINDOW of them)."""
+
+    __slots__ = ("requests", "errors", "latencies")
+
+    def __init__(self):
+        self.requests, self.errors, self.latencies = 0, 0, []
+
+
 class VersionStats:
     """Requests, errors and latencies of one version of an endpoint, since the executor started."""
 
@@ -191,7 +200,7 @@ class VersionStats:
         self.requests = 0
         self.errors = 0
         self.latencies = collections.deque(maxlen=LATENCY_WINDOW)
-        self.minutes: collections.OrderedDict[int, list] = collections.OrderedDict()  # minute -> latencies
+        self.minutes: collections.OrderedDict[int, Minute] = collections.OrderedDict()
 
     def add(self, latency_ms: float, ok: bool) -> None:
         self.requests += 1
@@ -201,11 +210,14 @@ class VersionStats:
         minute = int(time.time() // 60)
         bucket = self.minutes.get(minute)
         if bucket is None:
-            bucket = self.minutes[minute] = []
+            bucket = self.minutes[minute] = Minute()
             while len(self.minutes) > SERIES_MINUTES:
                 self.minutes.popitem(last=False)
-        if len(bucket) < LATENCY_WINDOW:
-            bucket.append(latency_ms)
+        bucket.requests += 1
+        if not ok:
+            bucket.errors += 1
+        if len(bucket.latencies) < LATENCY_WINDOW:
+            bucket.latencies.append(latency_ms)
 
 
 def percentile(values, fraction: float) -> float | None:
@@ -327,8 +339,8 @@ class Router:
         for key in keys:
             stats = self.stats.get(key) or VersionStats()
             series = [
-                {"t": time.strftime("%Y-%m-%dT%H:%M:00Z", time.gmtime(minute * 60)), "requests": len(bucket),
-                 "p50_ms": percentile(bucket, 0.5)}
+                {"t": time.strftime("%Y-%m-%dT%H:%M:00Z", time.gmtime(minute * 60)), "requests": bucket.requests,
+                 "p50_ms": percentile(bucket.latencies, 0.5)}
                 for minute, bucket in stats.minutes.items()
             ]
             result.append({
@@ -340,6 +352,21 @@ class Router:
                 "series": series,
             })
         return {"versions": result}
+
+    def window(self, endpoint_id: int, seconds: float) -> tuple[int, int, list[float]]:
+        """Requests, errors and latencies of all versions of an endpoint in the minutes that overlap
+        the last ``seconds`` (at most SERIES_MINUTES), for alerts (serving/alerts.py)."""
+        first = int((time.time() - seconds) // 60)
+        requests, errors, latencies = 0, 0, []
+        for key, stats in list(self.stats.items()):
+            if key[0] != endpoint_id:
+                continue
+            for minute, bucket in list(stats.minutes.items()):
+                if minute >= first:
+                    requests += bucket.requests
+                    errors += bucket.errors
+                    latencies.extend(bucket.latencies)
+        return requests, errors, latencies
 
     def forget(self, endpoint_id: int) -> None:
         for key in [k for k in self.stats if k[0] == endpoint_id]:

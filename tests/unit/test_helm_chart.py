@@ -206,6 +206,18 @@ def test_an_admin_listed_cidr_keeps_the_metadata_address_out(chart):
         render(chart, {"networkPolicy": {"allowedEgress": [{"cidr": "169.254.169.254/32", "ports": [80]}]}})
 
 
+def test_the_executor_reaches_the_listed_webhook_addresses_only(default_objects, gpu_oidc_objects):
+    def blocks(objects):
+        policy = one(objects, "NetworkPolicy", f"{FULLNAME}-executor")
+        return [(p["ipBlock"]["cidr"], r["ports"]) for r in policy["spec"]["egress"] for p in r["to"]
+                if "ipBlock" in p and p["ipBlock"]["cidr"] != "0.0.0.0/0" and {x["port"] for x in r["ports"]} != {53}]
+
+    # HTTPS (443) anywhere but the metadata address is open already (the Kubernetes API, OIDC), and
+    # so is an external database: webhookEgress opens other addresses and ports.
+    assert blocks(default_objects) == []
+    assert blocks(gpu_oidc_objects) == [("10.30.0.0/16", [{"protocol": "TCP", "port": 8080}])]
+
+
 def test_every_platform_pod_has_a_policy_with_both_directions(rendered):
     for obj in workloads(rendered):
         selected = policies_selecting(rendered, pod_labels(obj))
@@ -272,6 +284,9 @@ def test_the_executor_pod_configures_the_kubernetes_backends_the_chart_means(gpu
     assert (config.Monitoring.windows, config.Monitoring.psi_threshold) == ({"15m": 900, "1d": 86400}, 0.25)
     assert (config.Endpoints.samples_per_second, config.Endpoints.max_samples,
             config.Endpoints.prediction_retention_days) == (50, 20000, 7)
+    # Alerts: how often, which webhook hosts, how many attempts.
+    assert (config.Alerts.check_seconds, config.Alerts.allowed_webhook_hosts, config.Alerts.max_attempts) == (
+        15, ["hooks.example.org"], 5)
     assert config.KubernetesBackend.executor_url == f"http://{FULLNAME}-executor:8090"
     assert [p["name"] for p in config.Profiles.profiles] == [p["name"] for p in GPU_OIDC_VALUES["singleuser"]["profiles"]]
     assert config.KubernetesSettings.release == RELEASE and config.KubernetesSettings.namespace == NAMESPACE

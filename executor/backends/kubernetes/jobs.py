@@ -206,6 +206,12 @@ def config_from_values(env: dict) -> Config:
                                 ("predictionRetentionDays", "Endpoints", "prediction_retention_days")):
         if key in monitoring:
             c[section][trait] = monitoring[key]
+    alerts = executor.get("alerts") or {}
+    for key, trait in (("checkSeconds", "check_seconds"), ("allowedWebhookHosts", "allowed_webhook_hosts"),
+                       ("maxAttempts", "max_attempts"), ("retrySeconds", "retry_seconds"),
+                       ("maxRetrySeconds", "max_retry_seconds")):
+        if key in alerts:
+            c.Alerts[trait] = alerts[key]
     if singleuser.get("profiles"):
         c.Profiles.profiles = singleuser["profiles"]
     # Both backends (c.KubernetesSettings): where, as whom, with which pull settings.

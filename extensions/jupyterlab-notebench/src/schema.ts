@@ -22,7 +22,7 @@ export interface paths {
                     /** @description Entries by this user, or about their things */
                     user?: string;
                     /** @description An action, or a family (job, schedule, endpoint, quota, user, server, token, permission, model, alias) */
-                    action?: "alias" | "endpoint" | "job" | "model" | "permission" | "quota" | "schedule" | "server" | "token" | "user" | "job.submit" | "job.cancel" | "job.delete" | "schedule.create" | "schedule.update" | "schedule.delete" | "schedule.skip" | "endpoint.deploy" | "endpoint.update" | "endpoint.rollback" | "endpoint.delete" | "quota.update" | "user.login" | "user.create" | "user.update" | "user.delete" | "server.spawn" | "server.stop" | "server.cull" | "token.create" | "token.delete" | "permission.group_create" | "permission.group_update" | "permission.group_delete" | "permission.group_members" | "permission.experiment" | "permission.model" | "model.register" | "model.version_create" | "model.delete" | "model.version_delete" | "alias.set" | "alias.delete";
+                    action?: "alias" | "endpoint" | "job" | "model" | "permission" | "quota" | "schedule" | "server" | "token" | "user" | "job.submit" | "job.cancel" | "job.delete" | "schedule.create" | "schedule.update" | "schedule.delete" | "schedule.skip" | "endpoint.deploy" | "endpoint.update" | "endpoint.rollback" | "endpoint.delete" | "endpoint.alerts" | "endpoint.alert" | "quota.update" | "user.login" | "user.create" | "user.update" | "user.delete" | "server.spawn" | "server.stop" | "server.cull" | "token.create" | "token.delete" | "permission.group_create" | "permission.group_update" | "permission.group_delete" | "permission.group_members" | "permission.experiment" | "permission.model" | "model.register" | "model.version_create" | "model.delete" | "model.version_delete" | "alias.set" | "alias.delete";
                     limit?: number;
                     /** @description next_cursor of the previous page */
                     cursor?: string;
@@ -551,6 +551,160 @@ export interface paths {
                 };
             };
         };
+        trace?: never;
+    };
+    "/endpoints/{name}/alerts": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** The endpoint's alert rules, its webhook and its most recent firings (newest first) with their delivery to the webhook (pending, delivered, failed; attempts, last error) */
+        get: {
+            parameters: {
+                query?: never;
+                header?: never;
+                path: {
+                    name: string;
+                };
+                cookie?: never;
+            };
+            requestBody?: never;
+            responses: {
+                /** @description Alerts */
+                200: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["EndpointAlerts"];
+                    };
+                };
+                /** @description Bad input (the body names the field) */
+                400: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["Error"];
+                    };
+                };
+                /** @description Not authenticated */
+                401: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["Error"];
+                    };
+                };
+                /** @description Not allowed */
+                403: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["Error"];
+                    };
+                };
+                /** @description Not found (or not yours) */
+                404: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["Error"];
+                    };
+                };
+                /** @description Body over c.Executor.max_body_bytes (field: body) */
+                413: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["Error"];
+                    };
+                };
+            };
+        };
+        /** Set the endpoint's alert rules and webhook (replacing them; firings still open are closed). 400 naming the field: an unknown kind or window, a negative threshold, a webhook that is not an http(s) URL or whose host is not allowed (c.Alerts.allowed_webhook_hosts; non-public addresses only when listed) */
+        put: {
+            parameters: {
+                query?: never;
+                header?: never;
+                path: {
+                    name: string;
+                };
+                cookie?: never;
+            };
+            requestBody: {
+                content: {
+                    "application/json": components["schemas"]["EndpointAlertsRequest"];
+                };
+            };
+            responses: {
+                /** @description Alerts */
+                200: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["EndpointAlerts"];
+                    };
+                };
+                /** @description Bad input (the body names the field) */
+                400: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["Error"];
+                    };
+                };
+                /** @description Not authenticated */
+                401: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["Error"];
+                    };
+                };
+                /** @description Not allowed */
+                403: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["Error"];
+                    };
+                };
+                /** @description Not found (or not yours) */
+                404: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["Error"];
+                    };
+                };
+                /** @description Body over c.Executor.max_body_bytes (field: body) */
+                413: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["Error"];
+                    };
+                };
+            };
+        };
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
         trace?: never;
     };
     "/endpoints/{name}/feedback": {
@@ -2853,6 +3007,84 @@ export interface paths {
 export type webhooks = Record<string, never>;
 export interface components {
     schemas: {
+        /** AlertFiring */
+        AlertFiring: {
+            /** Attempts */
+            attempts: number;
+            /**
+             * Cleared At
+             * @description When the rule stopped being breached; null while it lasts
+             */
+            cleared_at: string | null;
+            /**
+             * Detail
+             * @description Where it was seen (e.g. version, feature) and the window's requests
+             */
+            detail: {
+                [key: string]: unknown;
+            };
+            /**
+             * Fired At
+             * Format: date-time
+             */
+            fired_at: string;
+            /** Id */
+            id: number;
+            /** Last Error */
+            last_error: string | null;
+            rule: components["schemas"]["AlertRule"];
+            /**
+             * Rule Index
+             * @description The rule's place in the rules when it fired
+             */
+            rule_index: number;
+            /**
+             * State
+             * @description Delivery to the webhook: pending (retried), delivered, failed (attempts used up); null: there was no webhook
+             * @enum {unknown}
+             */
+            state: "pending" | "delivered" | "failed" | null;
+            /**
+             * Value
+             * @description The value that passed the threshold
+             */
+            value: number;
+        };
+        /**
+         * AlertRule
+         * @description One threshold of an endpoint; it breaches when its value, over the window, passes the threshold.
+         */
+        AlertRule: {
+            /**
+             * Kind
+             * @description drift: the largest drift_score (PSI) among the drifted features of any version; quality: a version's `metric` from label feedback; error_rate: invocations answered 4xx/5xx over all invocations (0 to 1); p99_latency_ms: the 99th percentile of the invocations' latency, in milliseconds
+             * @enum {string}
+             */
+            kind: "drift" | "quality" | "error_rate" | "p99_latency_ms";
+            /**
+             * Metric
+             * @description quality only (required there): the metric watched
+             * @default null
+             */
+            metric: ("accuracy" | "f1" | "mae" | "rmse") | null;
+            /**
+             * Min Requests
+             * @description Below this many requests in the window (sampled ones for drift and quality) the rule is not breached
+             * @default 1
+             */
+            min_requests: number;
+            /**
+             * Threshold
+             * @description drift, error_rate, p99_latency_ms, quality mae/rmse: breached above it; quality accuracy/f1: breached below it
+             */
+            threshold: number;
+            /**
+             * Window
+             * @description One of the monitoring windows (GET .../monitoring?window=); error_rate and p99_latency_ms take windows up to 1 hour. Left out: the first monitoring window
+             * @default null
+             */
+            window: string | null;
+        };
         /** AuditAppended */
         AuditAppended: {
             /**
@@ -3036,6 +3268,56 @@ export interface components {
             updated_at: string;
             /** Versions */
             versions: components["schemas"]["ServedVersion"][];
+        };
+        /** EndpointAlerts */
+        EndpointAlerts: {
+            /**
+             * Firings
+             * @description The most recent firings, newest first
+             */
+            firings: components["schemas"]["AlertFiring"][];
+            /** Rules */
+            rules: components["schemas"]["AlertRule"][];
+            /**
+             * Updated At
+             * @description When the rules were last set; null: never
+             */
+            updated_at: string | null;
+            /** Updated By */
+            updated_by: string | null;
+            /** Webhook */
+            webhook: string | null;
+        };
+        /**
+         * EndpointAlertsRequest
+         * @description An endpoint's alert rules and webhook, replacing the previous ones (open firings are closed).
+         * @example {
+         *       "rules": [
+         *         {
+         *           "kind": "error_rate",
+         *           "min_requests": 20,
+         *           "threshold": 0.05,
+         *           "window": "1h"
+         *         },
+         *         {
+         *           "kind": "quality",
+         *           "metric": "accuracy",
+         *           "threshold": 0.8,
+         *           "window": "1d"
+         *         }
+         *       ],
+         *       "webhook": "https://hooks.example.com/notebench"
+         *     }
+         */
+        EndpointAlertsRequest: {
+            /** Rules */
+            rules: components["schemas"]["AlertRule"][];
+            /**
+             * Webhook
+             * @description http(s) URL each firing is POSTed to as JSON (its host must be allowed: c.Alerts.allowed_webhook_hosts); null: firings are only recorded
+             * @default null
+             */
+            webhook: string | null;
         };
         /**
          * EndpointCreate
