@@ -1,13 +1,13 @@
 """endpoint alerts: rules and webhook per endpoint, firings with their delivery state
 
-Revision ID: 0016
+Revision ID: 0015
 Revises: 0014
 Create Date: 2026-12-06 19:40:00
 """
 import sqlalchemy as sa
 from alembic import op
 
-revision = '0016'
+revision = '0015'
 down_revision = '0014'
 branch_labels = None
 depends_on = None
