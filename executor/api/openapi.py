@@ -26,6 +26,7 @@ from notebench.executor.schemas import (
     EndpointQuality,
     EndpointResponse,
     EndpointRollback,
+    EndpointShadow,
     ErrorResponse,
     FeedbackResult,
     FeedbackRow,
@@ -50,7 +51,7 @@ REQUESTS = (JobRequest, ScheduleRequest, SchedulePatch, EndpointCreate, Endpoint
             AuditBatch, FeedbackRow)
 RESPONSES = (ErrorResponse, JobResponse, JobPage, ScheduleResponse, ScheduleList, ProfilesResponse, EndpointResponse,
              EndpointList, EndpointMetrics, EndpointLogs, EndpointMonitoring, EndpointHistoryPage, AuditPage, QuotaResponse,
-             UsageReport, AuditAppended, FeedbackResult, EndpointQuality)
+             UsageReport, AuditAppended, FeedbackResult, EndpointQuality, EndpointShadow)
 
 
 def component_schemas() -> dict:
@@ -272,6 +273,15 @@ def spec(prefix: str = "/services/executor/") -> dict:
                         "parameters": endpoint_name + [{"name": "window", "in": "query", "description": "Predictions made in the last ...",
                                                         "schema": {"type": "string", "enum": ["1h", "1d", "7d"], "default": "1d"}}],
                         "responses": {"200": {"description": "Quality", "content": _json(_ref("EndpointQuality"))}, **_errors(404), **common}},
+            },
+            "/endpoints/{name}/shadow": {
+                "get": {"summary": "The live versions and the shadow versions side by side over the requests copied to the "
+                                   "shadows in the window: requests, errors, latency; per shadow its agreement with the live "
+                                   "answers and its quality from the labels posted for the live requests",
+                        "parameters": endpoint_name + [{"name": "window", "in": "query", "description": "Requests made in the last ...",
+                                                        "schema": {"type": "string", "enum": ["1h", "1d", "7d"], "default": "1d"}}],
+                        "responses": {"200": {"description": "Shadow comparison", "content": _json(_ref("EndpointShadow"))},
+                                      **_errors(404), **common}},
             },
             "/endpoints/{name}/requests": {
                 "get": {"summary": "The stored sample of requests, as JSON lines", "parameters": endpoint_name,
