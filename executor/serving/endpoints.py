@@ -607,8 +607,9 @@ class Endpoints(LoggingConfigurable):
 
     async def close(self) -> None:
         """Stop changing endpoints; the scoring servers keep serving (a restart adopts them)."""
-        for task in self._tasks.values():
+        shadow_copies = list(self.router.shadow_tasks)  # copies to shadows still waiting: not recorded
+        for task in [*self._tasks.values(), *shadow_copies]:
             task.cancel()
-        await asyncio.gather(*self._tasks.values(), return_exceptions=True)
+        await asyncio.gather(*self._tasks.values(), *shadow_copies, return_exceptions=True)
         await self.flush_samples()
         await self.backend.close()

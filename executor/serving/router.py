@@ -302,7 +302,7 @@ class Router:
         self.shadow_timeout_s = shadow_timeout_s
         self.shadow_in_flight: dict[int, int] = {}  # by scoring server id
         self.shadow_dropped: dict[tuple, int] = {}  # (endpoint id, model, version) -> copies not sent
-        self._shadow_tasks: set[asyncio.Task] = set()  # kept referenced until done
+        self.shadow_tasks: set[asyncio.Task] = set()  # kept referenced until done
 
     # --- routes -------------------------------------------------------------------------------
 
@@ -382,8 +382,8 @@ class Router:
             answer = ShadowAnswer(request_id, route.endpoint_id, time.time(), shadow.model, shadow.version, 0, 0, None,
                                   live.model, live.version, round(latency_ms, 3), status)
             task = asyncio.ensure_future(self._shadow(route, shadow, answer, body, content_type))
-            self._shadow_tasks.add(task)
-            task.add_done_callback(self._shadow_tasks.discard)
+            self.shadow_tasks.add(task)
+            task.add_done_callback(self.shadow_tasks.discard)
 
     async def _shadow(self, route: Route, shadow: Target, answer: ShadowAnswer, body: bytes, content_type: str) -> None:
         started = time.perf_counter()

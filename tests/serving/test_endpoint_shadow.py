@@ -3,7 +3,7 @@ gets a copy of the requests after the live answer, its answers are recorded with
 ids and compared (GET endpoints/{name}/shadow), and it never answers a client, fails one, or slows one.
 
 The model is tests/support/registry.py's: version 1 ("champion") predicts a > 0.5, version 2
-b > 0.5, version 3 cannot load; this module adds a version that is a copy of version 1.
+b > 0.5, version 3 cannot load; this module adds version 4, version 1 fitted again (the same model).
 """
 
 import json
@@ -24,20 +24,24 @@ from tests.support.launcher import wait_for
 pytestmark = pytest.mark.slow
 
 ROWS = 20
-# A copy of version 1 (the same model: it must always agree), and each version's predictions of the
-# test's rows made here, by MLflow, not by the endpoint.
+# A copy of version 1 (the same model: it must always agree), and versions 1 and 2's predictions of
+# the test's rows made here, by MLflow, not by the endpoint.
 LOCAL = r"""
 import json, sys
-import mlflow, pandas as pd
-from mlflow import MlflowClient
+import mlflow, numpy as np, pandas as pd
+from sklearn.linear_model import LogisticRegression
 
 name, rows = sys.argv[1], json.loads(sys.argv[2])
-client = MlflowClient()
-one = client.get_model_version(name, "1")
-copy = client.create_model_version(name, source=one.source, run_id=one.run_id)
-X = pd.DataFrame(rows, columns=["a", "b", "c"])
-predictions = {v: [int(p) for p in mlflow.pyfunc.load_model(f"models:/{name}/{v}").predict(X)] for v in ("1", "2")}
-print(json.dumps({"copy": copy.version, "predictions": predictions}))
+# Version 1 fitted again as tests/support/registry.py fits it (the same data, a deterministic fit).
+rng = np.random.RandomState(0)
+X = pd.DataFrame(rng.rand(60, 3), columns=["a", "b", "c"])
+mlflow.set_experiment(f"endpoints-{name}")
+with mlflow.start_run():
+    model = LogisticRegression().fit(X, (X["a"] > 0.5).astype(int))
+    copy = mlflow.sklearn.log_model(model, name="model", registered_model_name=name, input_example=X.head(2))
+rows = pd.DataFrame(rows, columns=["a", "b", "c"])
+predictions = {v: [int(p) for p in mlflow.pyfunc.load_model(f"models:/{name}/{v}").predict(rows)] for v in ("1", "2")}
+print(json.dumps({"copy": str(copy.registered_model_version), "predictions": predictions}))
 """
 
 
