@@ -189,7 +189,9 @@ class ScoringServer(Base):
     """One model version of an endpoint and the scoring server process that serves it.
 
     ``weight`` is the share of traffic the version is meant to get; a server being replaced by
-    a rolling update is ``retired`` (it still serves what it has in flight, then it stops).
+    a rolling update is ``retired`` (it still serves what it has in flight, then it stops). A
+    ``shadow`` version (weight 0) gets a copy of ``traffic_percent`` of the requests, after the
+    live answer: its answers are recorded (``ShadowPrediction``), never returned.
     """
 
     __tablename__ = "scoring_servers"
@@ -200,6 +202,8 @@ class ScoringServer(Base):
     version: Mapped[str] = mapped_column(sa.String(32))
     alias: Mapped[str | None] = mapped_column(sa.String(255))  # what was asked for, when it was an alias
     weight: Mapped[int] = mapped_column()
+    shadow: Mapped[bool] = mapped_column(default=False)
+    traffic_percent: Mapped[int | None] = mapped_column()  # of a shadow: the share of requests copied to it
     retired: Mapped[bool] = mapped_column(default=False)
     status: Mapped[str] = mapped_column(sa.String(16), default="starting")
     reason: Mapped[str | None] = mapped_column(sa.Text)
@@ -269,6 +273,29 @@ class Prediction(Base):
     version: Mapped[str] = mapped_column(sa.String(32))
     time: Mapped[datetime] = mapped_column(UTCDateTime)
     outputs: Mapped[str] = mapped_column(sa.Text)  # the scoring server's answer (JSON text, maybe cut)
+
+
+class ShadowPrediction(Base):
+    """What a shadow version answered to its copy of one invocation (serving/shadow.py), with what
+    the live version answered to the client (its prediction is the ``Prediction`` of the same
+    ``request_id``). Kept as long as predictions."""
+
+    __tablename__ = "endpoint_shadow_predictions"
+    __table_args__ = (sa.Index("ix_endpoint_shadow_predictions_endpoint_time", "endpoint_id", "time"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    request_id: Mapped[str] = mapped_column(sa.String(32), index=True)  # the live invocation's X-Notebench-Request-Id
+    endpoint_id: Mapped[int] = mapped_column(sa.ForeignKey("endpoints.id", ondelete="CASCADE"))
+    model: Mapped[str] = mapped_column(sa.String(255))  # the shadow
+    version: Mapped[str] = mapped_column(sa.String(32))
+    time: Mapped[datetime] = mapped_column(UTCDateTime)
+    latency_ms: Mapped[float] = mapped_column()
+    status: Mapped[int] = mapped_column()  # the shadow's HTTP status; 502: it did not answer
+    outputs: Mapped[str | None] = mapped_column(sa.Text)  # its answer (JSON text, maybe cut); None for an error
+    live_model: Mapped[str] = mapped_column(sa.String(255))  # the version that answered the client
+    live_version: Mapped[str] = mapped_column(sa.String(32))
+    live_latency_ms: Mapped[float] = mapped_column()
+    live_status: Mapped[int] = mapped_column()
 
 
 class Feedback(Base):

@@ -190,6 +190,8 @@ EXAMPLE_ENDPOINT: dict[str, Any] = {"name": "churn", "versions": [{"model": "chu
 TASK_DESCRIPTION = ("What the model does, for its quality from labels: accuracy and F1 (classification) or MAE and "
                     "RMSE (regression). Not given: inferred from the labels.")
 MAX_REASON_CHARS = 500
+SHADOW_DESCRIPTION = ("A shadow version gets a copy of the requests (traffic_percent of them) after the live answer "
+                      "was sent; its answers are recorded and compared (GET endpoints/{name}/shadow), never returned.")
 MONITORING_DESCRIPTION = ("Keep a sample of the requests and every prediction, for drift, label feedback and quality. "
                           "false: inputs and outputs are never stored (data that must not be kept); the endpoint then "
                           "has no drift, feedback or quality.")
@@ -204,9 +206,38 @@ class EndpointVersion(BaseModel):
         max_length=255,
         description=f'A version number ("3", from 1 to {MAX_MODEL_VERSION}) or an alias ("champion"), resolved at deploy.',
     )
-    weight: int = Field(ge=0, le=100, description="Percent of the traffic (the weights sum to 100).")
+    # Before weight and traffic_percent: their checks read it.
+    shadow: bool = Field(default=False, description=SHADOW_DESCRIPTION)
+    weight: int | None = Field(
+        default=None, ge=0, le=100, validate_default=True,
+        description="Percent of the traffic (the live versions' weights sum to 100). A shadow's is 0 (left out: 0).",
+    )
+    traffic_percent: int | None = Field(
+        default=None, ge=1, le=100, validate_default=True,
+        description="A shadow only: the percent of the requests copied to it (left out: 100).",
+    )
 
     _names = field_validator("model", "version")(check_name)
+
+    @field_validator("weight")
+    @classmethod
+    def _weight(cls, value, info):
+        if info.data.get("shadow"):
+            if value:
+                raise ValueError("a shadow version answers no client: its weight is 0 (or left out)")
+            return 0
+        if value is None:
+            raise ValueError("a live version needs a weight (a shadow one says \"shadow\": true)")
+        return value
+
+    @field_validator("traffic_percent")
+    @classmethod
+    def _traffic_percent(cls, value, info):
+        if not info.data.get("shadow"):
+            if value is not None:
+                raise ValueError("only a shadow version takes a traffic_percent (live versions have weights)")
+            return None
+        return 100 if value is None else value
 
     @field_validator("version")
     @classmethod
@@ -217,13 +248,16 @@ class EndpointVersion(BaseModel):
 
 
 def check_versions(versions: list[EndpointVersion]) -> list[EndpointVersion]:
-    total = sum(v.weight for v in versions)
+    live = [v for v in versions if not v.shadow]
+    if not live:
+        raise ValueError("at least one version must be live (not a shadow): shadows answer no client")
+    total = sum(v.weight or 0 for v in live)
     if total != 100:
-        raise ValueError(f"the weights must sum to 100, not {total}")
+        raise ValueError(f"the live versions' weights must sum to 100, not {total}")
     seen = set()
     for v in versions:
         if (v.model, v.version) in seen:
-            raise ValueError(f"{v.model}/{v.version} is listed twice")
+            raise ValueError(f"{v.model}/{v.version} is listed twice (a version is either live or a shadow)")
         seen.add((v.model, v.version))
     return versions
 
@@ -553,6 +587,8 @@ class ServedVersion(BaseModel):
     version: str = Field(description="The version served (an alias resolved at deploy)")
     alias: str | None = Field(description="The alias it was deployed by, if any")
     weight: int
+    shadow: bool = Field(description=SHADOW_DESCRIPTION)
+    traffic_percent: int | None = Field(description="A shadow's percent of the requests copied to it; null for a live version")
     status: str = _one_of(SERVER_STATUSES)
     reason: str | None
 
@@ -582,6 +618,8 @@ class HistoryVersion(BaseModel):
     version: str = Field(description="The version number (an alias resolved when the change was made)")
     alias: str | None = Field(description="The alias asked for, if any")
     weight: int
+    shadow: bool = False  # entries written before shadow versions have none
+    traffic_percent: int | None = None
 
 
 class EndpointHistoryResponse(BaseModel):
@@ -797,3 +835,29 @@ class EndpointAlertsResponse(BaseModel):
     updated_at: str | None = Field(description="When the rules were last set; null: never")
     updated_by: str | None
     firings: list[AlertFiringResponse] = Field(description="The most recent firings, newest first")
+
+
+class ShadowSide(BaseModel):
+    model: str
+    version: str
+    requests: int = Field(description="Requests copied to the shadows in the window (a live version: those it answered)")
+    errors: int = Field(description="Of those, answered with an error (a shadow: or not at all)")
+    latency_ms: Latency
+
+
+class ShadowComparison(ShadowSide):
+    traffic_percent: int | None = Field(description="The percent of the requests copied to it now (null: no longer a shadow)")
+    dropped: int = Field(description="Copies not sent since the executor started: the shadow had too many in flight")
+    compared: int = Field(description="Requests answered by both the live version and the shadow (their predictions readable)")
+    agreement_rate: float | None = Field(description="Of the compared requests, the fraction where the shadow's prediction "
+                                                     "equals the live one's; null when none was compared")
+    task: str | None = Field(description="classification or regression (declared, else inferred); null: no labels yet")
+    labelled: int = Field(description="Labelled prediction rows of the shadow in the window (labels posted for the live request ids)")
+    quality: dict[str, float] = Field(description="As GET endpoints/{name}/quality, for the shadow's predictions; {} without labels")
+
+
+class EndpointShadow(BaseModel):
+    window: str
+    since: str = _datetime()
+    live: list[ShadowSide] = Field(description="The live versions, over the requests copied to at least one shadow")
+    shadows: list[ShadowComparison]

@@ -11,7 +11,7 @@ from datetime import timedelta
 
 from notebench.executor.api.base import APIHandler, attachment
 from notebench.executor.api.invocations import InvocationHandler, ScoringInfoHandler
-from notebench.executor.db import EndpointHistoryEntry, utcnow
+from notebench.executor.db import EndpointHistoryEntry, iso, utcnow
 from notebench.executor.errors import NotebenchError
 from notebench.executor.schemas import (
     EndpointAlertsRequest,
@@ -26,6 +26,7 @@ from notebench.executor.schemas import (
     EndpointPatch,
     EndpointQuality,
     EndpointRollback,
+    EndpointShadow,
     FeedbackResult,
 )
 from notebench.executor.serving import feedback, history
@@ -194,18 +195,35 @@ class EndpointAlertsHandler(EndpointAPIHandler):
 WINDOWS = {"1h": timedelta(hours=1), "1d": timedelta(days=1), "7d": timedelta(days=7)}
 
 
-class EndpointQualityHandler(EndpointAPIHandler):
-    """Per version: accuracy and F1, or MAE and RMSE, of the labelled predictions of a window."""
-
+class WindowHandler(EndpointAPIHandler):
     query_params = frozenset({"window"})
 
-    async def get(self, name):
-        endpoint = self.load_endpoint(name)
+    def window(self) -> str:
         window = self.get_argument("window", "1d")
         if window not in WINDOWS:
             raise NotebenchError(400, "window", f"window is one of {', '.join(WINDOWS)}")
+        return window
+
+
+class EndpointQualityHandler(WindowHandler):
+    """Per version: accuracy and F1, or MAE and RMSE, of the labelled predictions of a window."""
+
+    async def get(self, name):
+        endpoint = self.load_endpoint(name)
+        window = self.window()
         versions = await self.endpoints.quality(endpoint, utcnow() - WINDOWS[window])
         self.write_json(EndpointQuality.model_validate({"window": window, "versions": versions}))
+
+
+class EndpointShadowHandler(WindowHandler):
+    """The live versions and the shadow versions side by side over a window (serving/shadow.py)."""
+
+    async def get(self, name):
+        endpoint = self.load_endpoint(name)
+        window = self.window()
+        since = utcnow() - WINDOWS[window]
+        report = await self.endpoints.shadow(endpoint, since)
+        self.write_json(EndpointShadow.model_validate({"window": window, "since": iso(since), **report}))
 
 
 LOG_LINES_DEFAULT = 100
@@ -227,6 +245,7 @@ def routes(prefix: str) -> list:
         (api + f"endpoints/{NAME}/feedback", EndpointFeedbackHandler),
         (api + f"endpoints/{NAME}/quality", EndpointQualityHandler),
         (api + f"endpoints/{NAME}/alerts", EndpointAlertsHandler),
+        (api + f"endpoints/{NAME}/shadow", EndpointShadowHandler),
         (prefix + f"endpoints/{NAME}/invocations", InvocationHandler),
         (prefix + f"endpoints/{NAME}/(ping|health|version)", ScoringInfoHandler),
     ]

@@ -135,8 +135,10 @@ class InvocationHandler(ScoringHandler):
             message = message or f"{target.label} answered {response.status}"
             field = {400: "body", 415: "Content-Type"}.get(response.status)
             self.answer_error(NotebenchError(response.status, field, message, code))
-        self.router.record(route, target, response.status, (time.perf_counter() - started) * 1000, body, response.body,
-                           self.request_id)
+        latency_ms = (time.perf_counter() - started) * 1000
+        self.router.record(route, target, response.status, latency_ms, body, response.body, self.request_id)
+        if route.shadows:  # the answer is written: the shadows' copies go off the client's path
+            self.router.mirror(route, target, response.status, latency_ms, body, content_type, self.request_id)
 
 
 class ScoringInfoHandler(ScoringHandler):

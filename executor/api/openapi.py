@@ -28,6 +28,7 @@ from notebench.executor.schemas import (
     EndpointQuality,
     EndpointResponse,
     EndpointRollback,
+    EndpointShadow,
     ErrorResponse,
     FeedbackResult,
     FeedbackRow,
@@ -52,7 +53,8 @@ REQUESTS = (JobRequest, ScheduleRequest, SchedulePatch, EndpointCreate, Endpoint
             AuditBatch, FeedbackRow, EndpointAlertsRequest)
 RESPONSES = (ErrorResponse, JobResponse, JobPage, ScheduleResponse, ScheduleList, ProfilesResponse, EndpointResponse,
              EndpointList, EndpointMetrics, EndpointLogs, EndpointMonitoring, EndpointHistoryPage, AuditPage, QuotaResponse,
-             UsageReport, AuditAppended, FeedbackResult, EndpointQuality, EndpointAlertsResponse)
+             UsageReport, AuditAppended, FeedbackResult, EndpointQuality, EndpointAlertsResponse,
+             EndpointShadow)
 
 
 def component_schemas() -> dict:
@@ -287,6 +289,15 @@ def spec(prefix: str = "/services/executor/") -> dict:
                                    "allowed_webhook_hosts; non-public addresses only when listed)",
                         "parameters": endpoint_name, "requestBody": {"required": True, "content": _json(_ref("EndpointAlertsRequest"))},
                         "responses": {"200": {"description": "Alerts", "content": _json(_ref("EndpointAlerts"))},
+                                      **_errors(404), **common}},
+            },
+            "/endpoints/{name}/shadow": {
+                "get": {"summary": "The live versions and the shadow versions side by side over the requests copied to the "
+                                   "shadows in the window: requests, errors, latency; per shadow its agreement with the live "
+                                   "answers and its quality from the labels posted for the live requests",
+                        "parameters": endpoint_name + [{"name": "window", "in": "query", "description": "Requests made in the last ...",
+                                                        "schema": {"type": "string", "enum": ["1h", "1d", "7d"], "default": "1d"}}],
+                        "responses": {"200": {"description": "Shadow comparison", "content": _json(_ref("EndpointShadow"))},
                                       **_errors(404), **common}},
             },
             "/endpoints/{name}/requests": {

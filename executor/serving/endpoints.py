@@ -8,6 +8,9 @@ the router to that state, one change at a time per endpoint:
   ready, then switch the router to the new weights in one step, wait for the requests still in
   flight at replaced servers, and stop those. If a new version fails to start, the previous
   versions keep serving with their previous weights, and the endpoint's ``reason`` says why.
+  A shadow version (serving/shadow.py) that fails to start does not hold the others up: the live
+  versions (and the shadows that did start) serve, the endpoint is ready, its ``reason`` says which
+  shadow did not start, and that version stays ``failed`` (not retried) until a PATCH asks again.
 - DELETE stops everything.
 - After an executor restart, servers still running are adopted and dead ones started again.
 
@@ -28,10 +31,20 @@ from traitlets import Integer
 from traitlets.config import LoggingConfigurable
 
 from notebench.executor.backends.base import ScoringServerFailed, ScoringServerSpec
-from notebench.executor.db import Endpoint, Feedback, Prediction, RequestSample, ScoringServer, iso, utcnow
+from notebench.executor.db import (
+    Endpoint,
+    Feedback,
+    Prediction,
+    RequestSample,
+    ScoringServer,
+    ShadowPrediction,
+    iso,
+    utcnow,
+)
 from notebench.executor.errors import NotebenchError
 from notebench.executor.schemas import EndpointCreate, EndpointPatch, EndpointResponse, EndpointVersion, ServedVersion
-from notebench.executor.serving import feedback, history, quality
+from notebench.executor.serving import feedback, history, quality, shadow
+from notebench.executor.serving.router import Prediction as LivePrediction
 from notebench.executor.serving.router import Route, Router, Target
 from notebench.hub.platform.environment import workload_env
 from notebench.hub.platform.profiles import ProfileError
@@ -115,6 +128,11 @@ class Endpoints(LoggingConfigurable):
     prediction_retention_days = Integer(30, help="Predictions (and their labels) older than this are dropped, hourly.").tag(
         config=True
     )
+    max_shadow_in_flight = Integer(
+        8, help="Copies of requests in flight to one shadow version at most; more are dropped (and counted), so a "
+                "slow shadow never holds live traffic up."
+    ).tag(config=True)
+    shadow_timeout_seconds = Integer(30, help="Time a shadow version has to answer its copy of a request.").tag(config=True)
     watch_seconds = Integer(2, help="How often scoring servers are checked (one that died is started again).").tag(config=True)
 
     def __init__(self, app, **kwargs):
@@ -126,7 +144,8 @@ class Endpoints(LoggingConfigurable):
         self.router = Router(app.hub_auth, samples_per_second=self.samples_per_second, prometheus=app.metrics,
                              max_pending_predictions=self.max_pending_predictions,
                              max_pending_prediction_bytes=self.max_pending_prediction_bytes,
-                             max_prediction_bytes=self.max_prediction_bytes)
+                             max_prediction_bytes=self.max_prediction_bytes,
+                             max_shadow_in_flight=self.max_shadow_in_flight, shadow_timeout_s=self.shadow_timeout_seconds)
         self._tasks: dict[int, asyncio.Task] = {}
         self._deleting: set[int] = set()  # no more changes to these (the watcher must not restart them)
         self._flush_lock = asyncio.Lock()
@@ -145,8 +164,8 @@ class Endpoints(LoggingConfigurable):
             name=endpoint.name, owner=endpoint.owner, profile=endpoint.profile, status=endpoint.status, task=endpoint.task,
             monitoring=endpoint.monitoring, reason=endpoint.reason, created_at=iso(endpoint.created_at), updated_at=iso(endpoint.updated_at),
             invocation_url=self.app.service_prefix + INVOCATIONS_PATH.format(name=endpoint.name),
-            versions=[ServedVersion(model=x.model, version=x.version, alias=x.alias, weight=x.weight, status=x.status,
-                                    reason=x.reason) for x in servers],
+            versions=[ServedVersion(model=x.model, version=x.version, alias=x.alias, weight=x.weight, shadow=x.shadow,
+                                    traffic_percent=x.traffic_percent, status=x.status, reason=x.reason) for x in servers],
         )
 
     def find(self, name: str) -> Endpoint | None:
@@ -162,8 +181,8 @@ class Endpoints(LoggingConfigurable):
 
     def metrics(self, endpoint: Endpoint) -> dict:
         with self.sessions() as s:
-            versions = [(x.model, x.version) for x in self._servers(s, endpoint.id) if not x.retired]
-        return self.router.metrics(endpoint.id, versions)
+            versions = [(x.model, x.version) for x in self._servers(s, endpoint.id) if not x.retired and not x.shadow]
+        return self.router.metrics(endpoint.id, versions)  # the live versions' (shadows: GET .../shadow)
 
     async def logs(self, endpoint: Endpoint, lines: int) -> list[dict]:
         """The last ``lines`` lines (at most ``max_log_bytes``) of each scoring server of the endpoint."""
@@ -195,7 +214,8 @@ class Endpoints(LoggingConfigurable):
         for i, wanted in enumerate(versions):
             version, alias = await self.registry.resolve(owner, wanted, f"versions.{i}")
             if (wanted.model, version) in seen:
-                raise NotebenchError(400, f"versions.{i}.version", f"versions.{i}.version: {wanted.model}/{version} is listed twice")
+                raise NotebenchError(400, f"versions.{i}.version", f"versions.{i}.version: {wanted.model}/{version} is listed twice "
+                                     "(a version is either live or a shadow)")
             seen.add((wanted.model, version))
             resolved.append((wanted, version, alias))
         return resolved
@@ -223,7 +243,8 @@ class Endpoints(LoggingConfigurable):
                 raise NotebenchError(409, "name", f"an endpoint called {request.name!r} exists already")
             for wanted, version, alias in resolved:
                 s.add(ScoringServer(endpoint_id=endpoint.id, model=wanted.model, version=version, alias=alias,
-                                    weight=wanted.weight, executor_id=self.app.executor_id))
+                                    weight=wanted.weight, shadow=wanted.shadow, traffic_percent=wanted.traffic_percent,
+                                    executor_id=self.app.executor_id))
             history.record(s, endpoint, "deploy", history.asked(resolved))
             s.commit()
         self.router.set_route(Route(endpoint.id, endpoint.name, owner, reason="starting"))
@@ -250,13 +271,15 @@ class Endpoints(LoggingConfigurable):
             current = {(x.model, x.version): x for x in self._servers(s, endpoint.id) if not x.retired}
             for wanted, version, alias in resolved:
                 server = current.pop((wanted.model, version), None)
-                if server is not None and server.status != "failed":  # served already: only its weight changes
-                    server.weight, server.alias = wanted.weight, alias
+                if server is not None and server.status != "failed":  # served already: only its weight (or role) changes
+                    server.weight, server.alias = wanted.weight or 0, alias  # never None once validated
+                    server.shadow, server.traffic_percent = wanted.shadow, wanted.traffic_percent
                 else:
                     if server is not None:
                         server.retired = True
                     s.add(ScoringServer(endpoint_id=endpoint.id, model=wanted.model, version=version, alias=alias,
-                                        weight=wanted.weight, executor_id=self.app.executor_id))
+                                        weight=wanted.weight, shadow=wanted.shadow, traffic_percent=wanted.traffic_percent,
+                                        executor_id=self.app.executor_id))
             for server in current.values():  # versions left out: replaced
                 server.retired = True
             # Replaced servers run on until the new ones are ready: the new ones count on top.
@@ -339,11 +362,16 @@ class Endpoints(LoggingConfigurable):
         self._set(ScoringServer, server.id, status="ready", reason=None)
 
     def _route(self, endpoint: Endpoint, servers: list[ScoringServer]) -> Route:
-        targets = []
+        targets: list[Target] = []
+        shadows: list[Target] = []
         for server in servers:  # weight 0 too: never picked, but kept (a rollback restores it)
+            if server.shadow and server.status == "failed":  # did not start: left out until a PATCH asks again
+                continue
             upstream = self.router.upstream(server.id, lambda h=server.handle: self.backend.open_connection(h))
-            targets.append(Target(server.id, server.model, server.version, server.weight, upstream, server.alias))
-        return Route(endpoint.id, endpoint.name, endpoint.owner, targets, monitored=endpoint.monitoring)
+            (shadows if server.shadow else targets).append(
+                Target(server.id, server.model, server.version, server.weight, upstream, server.alias,
+                       shadow=server.shadow, traffic_percent=server.traffic_percent))
+        return Route(endpoint.id, endpoint.name, endpoint.owner, targets, monitored=endpoint.monitoring, shadows=shadows)
 
     async def _roll(self, endpoint_id: int) -> None:
         with self.sessions() as s:
@@ -351,7 +379,8 @@ class Endpoints(LoggingConfigurable):
             servers = self._servers(s, endpoint_id)
         if endpoint is None:  # deleted meanwhile
             return
-        wanted = [x for x in servers if not x.retired]
+        # A shadow that failed to start is not tried again by every roll (a live one's restart).
+        wanted = [x for x in servers if not x.retired and not (x.shadow and x.status == "failed")]
         replaced = [x for x in servers if x.retired]
         self.backend.prewarm(endpoint.owner)
         results = await asyncio.gather(*(self._serve(endpoint, x) for x in wanted), return_exceptions=True)
@@ -359,18 +388,26 @@ class Endpoints(LoggingConfigurable):
         for _, error in failures:
             if isinstance(error, asyncio.CancelledError):
                 raise error
-        live = self.router.routes.get(endpoint.name)
-        if failures:
-            server, error = failures[0]
-            reason = f"{server.model}/{server.version} did not start: {error}"
+        for server, error in failures:
             if not isinstance(error, ScoringServerFailed):
-                self.log.error("endpoint %s: %s", endpoint.name, reason, exc_info=error)
-            await self._fail(endpoint, wanted, replaced, live, reason)
+                self.log.error("endpoint %s: %s/%s did not start", endpoint.name, server.model, server.version, exc_info=error)
+        live = self.router.routes.get(endpoint.name)
+        failed_live = [(x, e) for x, e in failures if not x.shadow]
+        if failed_live:
+            server, error = failed_live[0]
+            await self._fail(endpoint, wanted, replaced, live, f"{server.model}/{server.version} did not start: {error}")
             return
+        reason = None
+        if failures:  # shadows only: the live versions serve all the same; the shadows that failed are stopped
+            await asyncio.gather(*(self.backend.stop(x.handle) for x, _ in failures if x.handle))
+            for server, error in failures:
+                self._set(ScoringServer, server.id, status="failed", reason=f"did not start: {error}", handle=None)
+            server, error = failures[0]
+            reason = f"shadow {server.model}/{server.version} did not start (the live versions serve): {error}"
         with self.sessions() as s:
             wanted = [x for x in self._servers(s, endpoint_id) if not x.retired]
         self.router.set_route(self._route(endpoint, wanted))
-        self._set(Endpoint, endpoint_id, status="ready", reason=None, updated_at=utcnow())
+        self._set(Endpoint, endpoint_id, status="ready", reason=reason, updated_at=utcnow())
         await self._retire(replaced)
 
     async def _retire(self, servers: list[ScoringServer]) -> None:
@@ -383,14 +420,14 @@ class Endpoints(LoggingConfigurable):
     async def _fail(self, endpoint, wanted, replaced, live: Route | None, reason: str) -> None:
         if live is not None and live.targets:
             # A rolling update that cannot finish: the versions serving now go on, as they were.
-            serving = {t.server_id: (t.weight, t.alias) for t in live.targets}
+            serving = {t.server_id: (t.weight, t.alias, t.shadow, t.traffic_percent) for t in live.targets + live.shadows}
             dropped = [x for x in wanted + replaced if x.id not in serving]
             await asyncio.gather(*(self.backend.stop(x.handle) for x in dropped if x.handle))
             with self.sessions() as s:
                 s.execute(sa.delete(ScoringServer).where(ScoringServer.id.in_([x.id for x in dropped])))
-                for server_id, (weight, alias) in serving.items():
+                for server_id, (weight, alias, is_shadow, percent) in serving.items():
                     s.execute(sa.update(ScoringServer).where(ScoringServer.id == server_id)
-                              .values(weight=weight, alias=alias, retired=False))
+                              .values(weight=weight, alias=alias, shadow=is_shadow, traffic_percent=percent, retired=False))
                 s.commit()
             self._set(Endpoint, endpoint.id, status="ready", reason=f"not applied, the versions before are kept: {reason}",
                       updated_at=utcnow())
@@ -422,7 +459,7 @@ class Endpoints(LoggingConfigurable):
                 self.router.set_route(Route(endpoint.id, endpoint.name, endpoint.owner, reason=endpoint.reason or "failed"))
                 continue
             with self.sessions() as s:
-                wanted = [x for x in self._servers(s, endpoint.id) if not x.retired]
+                wanted = [x for x in self._servers(s, endpoint.id) if not x.retired and not (x.shadow and x.status == "failed")]
             running = [x for x in wanted if x.handle and await self.backend.is_running(x.handle)]
             if endpoint.status == "ready" and running and all(x.handle for x in wanted):
                 # Serve at once with the live servers; the share of dead ones goes to the others
@@ -480,9 +517,14 @@ class Endpoints(LoggingConfigurable):
             existing = set(s.scalars(sa.select(Endpoint.id).where(Endpoint.id.in_({p.endpoint_id for p in pending}))).all())
             rows = [{"request_id": p.request_id, "endpoint_id": p.endpoint_id, "model": p.model, "version": p.version,
                      "time": datetime.fromtimestamp(p.time, timezone.utc), "outputs": p.outputs.decode("utf-8", "replace")}
-                    for p in pending if p.endpoint_id in existing]
+                    for p in pending if p.endpoint_id in existing and isinstance(p, LivePrediction)]
             if rows:
                 s.execute(sa.insert(Prediction), rows)
+            shadows = [{**vars(p), "time": datetime.fromtimestamp(p.time, timezone.utc),
+                        "outputs": None if p.outputs is None else p.outputs.decode("utf-8", "replace")}
+                       for p in pending if p.endpoint_id in existing and not isinstance(p, LivePrediction)]
+            if shadows:
+                s.execute(sa.insert(ShadowPrediction), shadows)
             s.commit()
 
     def purge_predictions(self) -> int:
@@ -492,6 +534,7 @@ class Endpoints(LoggingConfigurable):
             old = sa.select(Prediction.request_id).where(Prediction.time < since)
             s.execute(sa.delete(Feedback).where(Feedback.request_id.in_(old)))
             gone = s.execute(sa.delete(Prediction).where(Prediction.time < since)).rowcount
+            gone += s.execute(sa.delete(ShadowPrediction).where(ShadowPrediction.time < since)).rowcount
             s.commit()
         return gone
 
@@ -515,10 +558,22 @@ class Endpoints(LoggingConfigurable):
         await self.flush_samples()
         found = await asyncio.to_thread(quality.quality, self.sessions, endpoint.id, since)
         with self.sessions() as s:
-            keys = [(x.model, x.version) for x in self._servers(s, endpoint.id) if not x.retired]
+            keys = [(x.model, x.version) for x in self._servers(s, endpoint.id) if not x.retired and not x.shadow]
         keys += sorted(k for k in found if k not in keys)
         empty: dict = {"task": endpoint.task, "labelled": 0, "mismatched": 0, "quality": {}}
         return [{"model": m, "version": v, **found.get((m, v), empty)} for m, v in keys]
+
+    async def shadow(self, endpoint: Endpoint, since: datetime) -> dict:
+        """The live versions and the shadows side by side since ``since`` (serving/shadow.py)."""
+        await self.flush_samples()
+        with self.sessions() as s:
+            servers = [x for x in self._servers(s, endpoint.id) if not x.retired]
+        report = await asyncio.to_thread(shadow.compare, self.sessions, endpoint.id, since,
+                                         [(x.model, x.version) for x in servers if not x.shadow],
+                                         {(x.model, x.version): x.traffic_percent for x in servers if x.shadow})
+        for row in report["shadows"]:
+            row["dropped"] = self.router.shadow_dropped.get((endpoint.id, row["model"], row["version"]), 0)
+        return report
 
     def _write_samples(self, pending) -> None:
         cut = self.max_sample_bytes
@@ -553,8 +608,9 @@ class Endpoints(LoggingConfigurable):
 
     async def close(self) -> None:
         """Stop changing endpoints; the scoring servers keep serving (a restart adopts them)."""
-        for task in self._tasks.values():
+        shadow_copies = list(self.router.shadow_tasks)  # copies to shadows still waiting: not recorded
+        for task in [*self._tasks.values(), *shadow_copies]:
             task.cancel()
-        await asyncio.gather(*self._tasks.values(), return_exceptions=True)
+        await asyncio.gather(*self._tasks.values(), *shadow_copies, return_exceptions=True)
         await self.flush_samples()
         await self.backend.close()

@@ -1,6 +1,7 @@
 """An endpoint's history: every deploy, update, rollback and delete, with who or what made it
 (a user, or automation such as "schedule 3"), when, why, and the versions and weights asked for
-(an alias with the version it resolved to, so that a rollback restores exactly what served).
+(an alias with the version it resolved to, so that a rollback restores exactly what served), shadow
+versions with their ``traffic_percent`` included.
 
 Entries are written in the transaction of the change itself (``record``, called by
 ``Endpoints.create/update/delete``): a change is in the history if and only if it was made.
@@ -35,12 +36,14 @@ class Change:
 
 def asked(resolved) -> list[dict]:
     """The versions of ``Endpoints._resolve``'s answer ([(wanted, version, alias)]) as history keeps them."""
-    return [{"model": w.model, "version": version, "alias": alias, "weight": w.weight} for w, version, alias in resolved]
+    return [{"model": w.model, "version": version, "alias": alias, "weight": w.weight, "shadow": w.shadow,
+             "traffic_percent": w.traffic_percent} for w, version, alias in resolved]
 
 
 def served(servers) -> list[dict]:
     """The versions scoring servers serve (not those being retired) as history keeps them."""
-    return [{"model": x.model, "version": x.version, "alias": x.alias, "weight": x.weight} for x in servers if not x.retired]
+    return [{"model": x.model, "version": x.version, "alias": x.alias, "weight": x.weight, "shadow": x.shadow,
+             "traffic_percent": x.traffic_percent} for x in servers if not x.retired]
 
 
 def record(s, endpoint: Endpoint, action: str, versions: list[dict], change: Change | None = None,
@@ -87,7 +90,9 @@ async def rollback(endpoints, endpoint: Endpoint, to: int, actor: str, groups: l
     """Roll ``endpoint`` back to its state at history entry ``to`` (a rolling update, by version
     number); the endpoint, updating, and the versions applied."""
     versions = state_at(endpoints.sessions, endpoint, to)
-    patch = EndpointPatch(versions=[EndpointVersion(model=v["model"], version=v["version"], weight=v["weight"])
+    # Entries written before shadow versions existed have no "shadow": live versions.
+    patch = EndpointPatch(versions=[EndpointVersion(model=v["model"], version=v["version"], weight=v["weight"],
+                                                    shadow=v.get("shadow", False), traffic_percent=v.get("traffic_percent"))
                                     for v in versions], reason=reason)
     change = Change(actor, "rollback", reason, {"to": to})
     try:

@@ -308,8 +308,9 @@ class Monitoring(LoggingConfigurable):
         since = utcnow() - timedelta(seconds=self.windows[window])
         await self.app.endpoints.flush_samples()
         with self.app.sessions() as s:
+            # Live versions only: shadows answer no client and have no sample of requests (GET .../shadow compares them).
             servers = s.scalars(sa.select(ScoringServer).where(ScoringServer.endpoint_id == endpoint.id,
-                                                               ScoringServer.retired.is_(False))
+                                                               ScoringServer.retired.is_(False), ScoringServer.shadow.is_(False))
                                 .order_by(ScoringServer.id)).all()
         # Label feedback's figures (serving/quality.py), read once for every version.
         labelled = await asyncio.to_thread(quality.quality, self.app.sessions, endpoint.id, since)

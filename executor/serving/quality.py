@@ -94,15 +94,17 @@ def metrics(task: str, pairs: list[tuple]) -> dict:
             "rmse": float(math.sqrt(skm.mean_squared_error(truth, values)))}
 
 
-def quality(sessions, endpoint_id: int, since: datetime) -> dict[tuple[str, str], dict]:
+def quality(sessions, endpoint_id: int, since: datetime, table=Prediction) -> dict[tuple[str, str], dict]:
     """Per (model, version) that has labelled predictions since ``since``: ``{"task", "labelled"
-    (rows paired), "mismatched" (labels that did not fit), "quality": {metric: value}}``."""
+    (rows paired), "mismatched" (labels that did not fit), "quality": {metric: value}}``.
+    ``table``: the live versions' predictions, or the shadows' (db.ShadowPrediction: the labels of
+    the live requests they had a copy of; their errors, with no outputs, left out)."""
     with sessions() as s:
         declared = s.scalar(sa.select(Endpoint.task).where(Endpoint.id == endpoint_id))
         rows = s.execute(
-            sa.select(Prediction.model, Prediction.version, Prediction.outputs, Feedback.label)
-            .join(Feedback, sa.and_(Feedback.endpoint_id == Prediction.endpoint_id, Feedback.request_id == Prediction.request_id))
-            .where(Prediction.endpoint_id == endpoint_id, Prediction.time >= since)
+            sa.select(table.model, table.version, table.outputs, Feedback.label)
+            .join(Feedback, sa.and_(Feedback.endpoint_id == table.endpoint_id, Feedback.request_id == table.request_id))
+            .where(table.endpoint_id == endpoint_id, table.time >= since, table.outputs.is_not(None))
         ).all()
     paired: dict[tuple[str, str], list] = {}
     mismatched: dict[tuple[str, str], int] = {}

@@ -31,6 +31,14 @@ predictions of every successful invocation (not a sample) are queued in memory w
 (``Router.predictions``, bounded: when full, a prediction is dropped and counted in
 ``predictions_dropped``) and written to the store in the background, for labels posted later
 (``POST .../feedback``, serving/feedback.py).
+
+Shadow versions (``Route.shadows``) are never picked: after the live answer has been handed to the
+client, ``mirror`` sends a copy of the request to each shadow (``traffic_percent`` of the requests,
+chosen by a counter so that of every 100 consecutive requests exactly that many go) in a background
+task, at most ``max_shadow_in_flight`` at a time per shadow: beyond that, the copy is dropped and
+counted (``shadow_dropped``), so a slow or dead shadow never holds live traffic up. A shadow's
+answer (or its failure) is queued with the live request's id, as predictions are, and compared by
+serving/shadow.py; it never reaches the client.
 """
 
 from __future__ import annotations
@@ -153,6 +161,9 @@ class Target:
     upstream: Upstream
     alias: str | None = None  # as recorded (kept so that a failed update can restore it)
     current: int = 0  # smooth weighted round-robin state
+    shadow: bool = False
+    traffic_percent: int | None = None  # a shadow's share of the requests copied to it
+    seen: int = 0  # a shadow: requests of the endpoint since it joined the route (for its percentage)
 
     @property
     def label(self) -> str:
@@ -166,8 +177,9 @@ class Route:
     endpoint_id: int
     name: str
     owner: str
-    targets: list[Target] = field(default_factory=list)
+    targets: list[Target] = field(default_factory=list)  # the live versions (picked by weight)
     reason: str = ""
+    shadows: list[Target] = field(default_factory=list)  # never picked: they get copies (Router.mirror)
     monitored: bool = True  # False: no sample, no predictions (the endpoint's "monitoring")
 
     def pick(self) -> Target:
@@ -249,6 +261,31 @@ class Prediction:
     outputs: bytes
 
 
+@dataclass
+class ShadowAnswer:
+    """A shadow's answer to its copy of a request, with the live answer's version, status and latency."""
+
+    request_id: str
+    endpoint_id: int
+    time: float
+    model: str
+    version: str
+    latency_ms: float
+    status: int  # 502: the shadow did not answer
+    outputs: bytes | None  # None for an error
+    live_model: str
+    live_version: str
+    live_latency_ms: float
+    live_status: int
+
+
+def takes(count: int, percent: int) -> bool:
+    """Whether a shadow taking ``percent`` of the requests gets the ``count``-th (from 1): exactly
+    ``percent`` of any 100 consecutive ones from the first, spread evenly (no randomness: a test or
+    a user sees the share they asked for)."""
+    return count * percent // 100 != (count - 1) * percent // 100
+
+
 def new_request_id() -> str:
     """A request id: 128 random bits as 32 lowercase hex digits (as uuid4().hex, in a third of the time)."""
     return os.urandom(16).hex()
@@ -257,7 +294,7 @@ def new_request_id() -> str:
 class Router:
     def __init__(self, hub_auth, samples_per_second: int = 10, max_pending_samples: int = 5000, prometheus=None,
                  max_pending_predictions: int = 100_000, max_pending_prediction_bytes: int = 64 * 1024**2,
-                 max_prediction_bytes: int = 64 * 1024):
+                 max_prediction_bytes: int = 64 * 1024, max_shadow_in_flight: int = 8, shadow_timeout_s: float = 30):
         self.prometheus = prometheus  # the executor's Prometheus metrics (executor/metrics.py), if any
         self.routes: dict[str, Route] = {}
         self.upstreams: dict[int, Upstream] = {}  # by scoring server id (shared by old and new routes)
@@ -265,13 +302,19 @@ class Router:
         self.samples: collections.deque[Sample] = collections.deque(maxlen=max_pending_samples)
         self.samples_per_second = samples_per_second
         self._sampled: dict[int, tuple[int, int]] = {}  # endpoint id -> (second, samples taken in it)
-        self.predictions: collections.deque[Prediction] = collections.deque()  # of every successful invocation
+        # Of every successful invocation, and the shadows' answers to their copies.
+        self.predictions: collections.deque[Prediction | ShadowAnswer] = collections.deque()
         self.pending_prediction_bytes = 0  # of the queue (reset when it is taken)
         self.max_pending_predictions = max_pending_predictions
         self.max_pending_prediction_bytes = max_pending_prediction_bytes
         self.max_prediction_bytes = max_prediction_bytes  # longer outputs are kept cut (they cannot be labelled)
         self.predictions_dropped = 0  # queue full (the store is behind): those cannot be labelled
         self.hub_auth = hub_auth  # the API's HubOAuth (and token cache)
+        self.max_shadow_in_flight = max_shadow_in_flight  # per shadow; more copies are dropped
+        self.shadow_timeout_s = shadow_timeout_s
+        self.shadow_in_flight: dict[int, int] = {}  # by scoring server id
+        self.shadow_dropped: dict[tuple, int] = {}  # (endpoint id, model, version) -> copies not sent
+        self.shadow_tasks: set[asyncio.Task] = set()  # kept referenced until done
 
     # --- routes -------------------------------------------------------------------------------
 
@@ -300,17 +343,21 @@ class Router:
 
     # --- recording ----------------------------------------------------------------------------
 
+    def _queue(self, item: Prediction | ShadowAnswer, size: int) -> None:
+        """Queue a prediction (live or shadow) for the store, unless the queue is full (then count it)."""
+        if (len(self.predictions) < self.max_pending_predictions
+                and self.pending_prediction_bytes + size <= self.max_pending_prediction_bytes):
+            self.predictions.append(item)
+            self.pending_prediction_bytes += size
+        else:
+            self.predictions_dropped += 1
+
     def record(self, route: Route, target: Target, status: int, latency_ms: float, inputs: bytes, outputs: bytes,
                request_id: str | None = None) -> None:
         if route.monitored and request_id is not None and status < 400:
-            if len(outputs) > self.max_prediction_bytes:
-                outputs = outputs[:self.max_prediction_bytes]
-            if (len(self.predictions) < self.max_pending_predictions
-                    and self.pending_prediction_bytes + len(outputs) <= self.max_pending_prediction_bytes):
-                self.predictions.append(Prediction(request_id, route.endpoint_id, time.time(), target.model, target.version, outputs))
-                self.pending_prediction_bytes += len(outputs)
-            else:
-                self.predictions_dropped += 1
+            outputs = outputs[:self.max_prediction_bytes]
+            self._queue(Prediction(request_id, route.endpoint_id, time.time(), target.model, target.version, outputs),
+                        len(outputs))
         key = (route.endpoint_id, target.model, target.version)
         stats = self.stats.get(key)
         if stats is None:
@@ -326,7 +373,48 @@ class Router:
             self._sampled[route.endpoint_id] = (second, taken + 1)
             self.samples.append(Sample(route.endpoint_id, now, target.model, target.version, latency_ms, status, inputs, outputs))
 
-    def take_predictions(self) -> collections.deque[Prediction]:
+    # --- shadows ------------------------------------------------------------------------------
+
+    def mirror(self, route: Route, live: Target, status: int, latency_ms: float, body: bytes, content_type: str,
+               request_id: str) -> None:
+        """Send a copy of a request the live version has answered to the route's shadows (those whose
+        share takes it), in the background. No await: called once the answer is on its way. An
+        endpoint without monitoring keeps no prediction: its shadows get nothing (of no use unrecorded)."""
+        if not route.monitored:
+            return
+        for shadow in route.shadows:
+            shadow.seen += 1
+            if not takes(shadow.seen, shadow.traffic_percent or 100):
+                continue
+            if self.shadow_in_flight.get(shadow.server_id, 0) >= self.max_shadow_in_flight:
+                key = (route.endpoint_id, shadow.model, shadow.version)
+                self.shadow_dropped[key] = self.shadow_dropped.get(key, 0) + 1
+                continue
+            self.shadow_in_flight[shadow.server_id] = self.shadow_in_flight.get(shadow.server_id, 0) + 1
+            answer = ShadowAnswer(request_id, route.endpoint_id, time.time(), shadow.model, shadow.version, 0, 0, None,
+                                  live.model, live.version, round(latency_ms, 3), status)
+            task = asyncio.ensure_future(self._shadow(route, shadow, answer, body, content_type))
+            self.shadow_tasks.add(task)
+            task.add_done_callback(self.shadow_tasks.discard)
+
+    async def _shadow(self, route: Route, shadow: Target, answer: ShadowAnswer, body: bytes, content_type: str) -> None:
+        started = time.perf_counter()
+        try:
+            async with asyncio.timeout(self.shadow_timeout_s):
+                response = await shadow.upstream.request("POST", "/invocations", body, content_type)
+            answer.status = response.status
+            if response.status < 400:
+                answer.outputs = response.body[:self.max_prediction_bytes]
+        except (ScoringServerUnreachable, OSError, asyncio.TimeoutError):
+            answer.status = 502
+        finally:
+            left = self.shadow_in_flight.pop(shadow.server_id) - 1
+            if left:
+                self.shadow_in_flight[shadow.server_id] = left
+        answer.latency_ms = round((time.perf_counter() - started) * 1000, 3)
+        self._queue(answer, len(answer.outputs or b""))
+
+    def take_predictions(self) -> collections.deque[Prediction | ShadowAnswer]:
         """The queued predictions, leaving an empty queue (no await: nothing is appended meanwhile)."""
         taken, self.predictions, self.pending_prediction_bytes = self.predictions, collections.deque(), 0
         return taken
@@ -369,8 +457,9 @@ class Router:
         return requests, errors, latencies
 
     def forget(self, endpoint_id: int) -> None:
-        for key in [k for k in self.stats if k[0] == endpoint_id]:
-            del self.stats[key]
+        for kept in (self.stats, self.shadow_dropped):
+            for key in [k for k in kept if k[0] == endpoint_id]:
+                del kept[key]
         self._sampled.pop(endpoint_id, None)
 
     # --- who may invoke -----------------------------------------------------------------------

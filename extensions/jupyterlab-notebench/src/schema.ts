@@ -1447,6 +1447,92 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/endpoints/{name}/shadow": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** The live versions and the shadow versions side by side over the requests copied to the shadows in the window: requests, errors, latency; per shadow its agreement with the live answers and its quality from the labels posted for the live requests */
+        get: {
+            parameters: {
+                query?: {
+                    /** @description Requests made in the last ... */
+                    window?: "1h" | "1d" | "7d";
+                };
+                header?: never;
+                path: {
+                    name: string;
+                };
+                cookie?: never;
+            };
+            requestBody?: never;
+            responses: {
+                /** @description Shadow comparison */
+                200: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["EndpointShadow"];
+                    };
+                };
+                /** @description Bad input (the body names the field) */
+                400: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["Error"];
+                    };
+                };
+                /** @description Not authenticated */
+                401: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["Error"];
+                    };
+                };
+                /** @description Not allowed */
+                403: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["Error"];
+                    };
+                };
+                /** @description Not found (or not yours) */
+                404: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["Error"];
+                    };
+                };
+                /** @description Body over c.Executor.max_body_bytes (field: body) */
+                413: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["Error"];
+                    };
+                };
+            };
+        };
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/jobs": {
         parameters: {
             query?: never;
@@ -3517,6 +3603,23 @@ export interface components {
              */
             to: number;
         };
+        /** EndpointShadow */
+        EndpointShadow: {
+            /**
+             * Live
+             * @description The live versions, over the requests copied to at least one shadow
+             */
+            live: components["schemas"]["ShadowSide"][];
+            /** Shadows */
+            shadows: components["schemas"]["ShadowComparison"][];
+            /**
+             * Since
+             * Format: date-time
+             */
+            since: string;
+            /** Window */
+            window: string;
+        };
         /** EndpointVersion */
         EndpointVersion: {
             /**
@@ -3525,15 +3628,28 @@ export interface components {
              */
             model: string;
             /**
+             * Shadow
+             * @description A shadow version gets a copy of the requests (traffic_percent of them) after the live answer was sent; its answers are recorded and compared (GET endpoints/{name}/shadow), never returned.
+             * @default false
+             */
+            shadow: boolean;
+            /**
+             * Traffic Percent
+             * @description A shadow only: the percent of the requests copied to it (left out: 100).
+             * @default null
+             */
+            traffic_percent: number | null;
+            /**
              * Version
              * @description A version number ("3", from 1 to 2147483647) or an alias ("champion"), resolved at deploy.
              */
             version: string;
             /**
              * Weight
-             * @description Percent of the traffic (the weights sum to 100).
+             * @description Percent of the traffic (the live versions' weights sum to 100). A shadow's is 0 (left out: 0).
+             * @default null
              */
-            weight: number;
+            weight: number | null;
         };
         /** Error */
         Error: {
@@ -3671,6 +3787,16 @@ export interface components {
             alias: string | null;
             /** Model */
             model: string;
+            /**
+             * Shadow
+             * @default false
+             */
+            shadow: boolean;
+            /**
+             * Traffic Percent
+             * @default null
+             */
+            traffic_percent: number | null;
             /**
              * Version
              * @description The version number (an alias resolved when the change was made)
@@ -4191,10 +4317,20 @@ export interface components {
             /** Reason */
             reason: string | null;
             /**
+             * Shadow
+             * @description A shadow version gets a copy of the requests (traffic_percent of them) after the live answer was sent; its answers are recorded and compared (GET endpoints/{name}/shadow), never returned.
+             */
+            shadow: boolean;
+            /**
              * Status
              * @enum {string}
              */
             status: "starting" | "ready" | "failed";
+            /**
+             * Traffic Percent
+             * @description A shadow's percent of the requests copied to it; null for a live version
+             */
+            traffic_percent: number | null;
             /**
              * Version
              * @description The version served (an alias resolved at deploy)
@@ -4202,6 +4338,79 @@ export interface components {
             version: string;
             /** Weight */
             weight: number;
+        };
+        /** ShadowComparison */
+        ShadowComparison: {
+            /**
+             * Agreement Rate
+             * @description Of the compared requests, the fraction where the shadow's prediction equals the live one's; null when none was compared
+             */
+            agreement_rate: number | null;
+            /**
+             * Compared
+             * @description Requests answered by both the live version and the shadow (their predictions readable)
+             */
+            compared: number;
+            /**
+             * Dropped
+             * @description Copies not sent since the executor started: the shadow had too many in flight
+             */
+            dropped: number;
+            /**
+             * Errors
+             * @description Of those, answered with an error (a shadow: or not at all)
+             */
+            errors: number;
+            /**
+             * Labelled
+             * @description Labelled prediction rows of the shadow in the window (labels posted for the live request ids)
+             */
+            labelled: number;
+            latency_ms: components["schemas"]["Latency"];
+            /** Model */
+            model: string;
+            /**
+             * Quality
+             * @description As GET endpoints/{name}/quality, for the shadow's predictions; {} without labels
+             */
+            quality: {
+                [key: string]: number;
+            };
+            /**
+             * Requests
+             * @description Requests copied to the shadows in the window (a live version: those it answered)
+             */
+            requests: number;
+            /**
+             * Task
+             * @description classification or regression (declared, else inferred); null: no labels yet
+             */
+            task: string | null;
+            /**
+             * Traffic Percent
+             * @description The percent of the requests copied to it now (null: no longer a shadow)
+             */
+            traffic_percent: number | null;
+            /** Version */
+            version: string;
+        };
+        /** ShadowSide */
+        ShadowSide: {
+            /**
+             * Errors
+             * @description Of those, answered with an error (a shadow: or not at all)
+             */
+            errors: number;
+            latency_ms: components["schemas"]["Latency"];
+            /** Model */
+            model: string;
+            /**
+             * Requests
+             * @description Requests copied to the shadows in the window (a live version: those it answered)
+             */
+            requests: number;
+            /** Version */
+            version: string;
         };
         /** UsageAmounts */
         UsageAmounts: {
