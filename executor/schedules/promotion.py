@@ -278,8 +278,7 @@ class Promotions:
         done = self._rolled(endpoint, decision)
         if done is not None:  # rolled before a restart
             return done, None
-        with self.sessions() as s:
-            servers = [x for x in endpoints._servers(s, endpoint.id) if not x.retired]
+        servers = endpoints.describe(endpoint).versions  # those it serves (not those being retired)
         ours = [x for x in servers if x.model == decision.model]
         if not ours:
             return None, f"endpoint {endpoint.name} not rolled: it serves no version of {decision.model}"
