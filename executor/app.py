@@ -36,6 +36,7 @@ from notebench.executor.jobs.fair_share import FairShare
 from notebench.executor.metrics import Metrics
 from notebench.executor.quotas import Quotas
 from notebench.executor.schedules.due import submit_due
+from notebench.executor.schedules.promotion import Promotions
 from notebench.executor.services import HubTokens, MlflowRuns
 from notebench.executor.serving.alerts import Alerts
 from notebench.executor.serving.endpoints import Endpoints
@@ -164,6 +165,7 @@ class Executor(Application):
         self.endpoints = Endpoints(self)
         self.monitoring = Monitoring(self)  # c.Monitoring: drift windows and thresholds (read on request)
         self.alerts = Alerts(self)  # c.Alerts: how often rules are checked, webhook hosts and retries
+        self.promotions = Promotions(self)  # gated retraining: schedules' promotion decisions
         self._kernels: tuple[float, set] = (0.0, set())
 
     def kernel_names(self) -> set:
@@ -225,7 +227,8 @@ class Executor(Application):
         loops = BackgroundTasks()
         for loop in (self.schedule_loop(), self.endpoints.flush_loop(), self.endpoints.watch_loop(), self.endpoints.purge_loop(),
                      audit.purge_loop(self.sessions, self.audit_retention_days), self.usage.loop(), self.monitoring.keep_loop(),
-                     self.alerts.check_loop(), self.alerts.deliver_loop()):
+                     self.alerts.check_loop(), self.alerts.deliver_loop(),
+                     self.promotions.loop()):
             loops.start(loop)
         stop = asyncio.Event()
         for sig in (signal.SIGTERM, signal.SIGINT):

@@ -36,7 +36,7 @@ REPORTED_ACTIONS = (
 # Every action an entry may name: the API's filter takes one of these, or the part before the dot.
 ACTIONS = (
     "job.submit", "job.cancel", "job.delete",
-    "schedule.create", "schedule.update", "schedule.delete", "schedule.skip",
+    "schedule.create", "schedule.update", "schedule.delete", "schedule.skip", "schedule.promotion",
     "endpoint.deploy", "endpoint.update", "endpoint.rollback", "endpoint.delete",
     "endpoint.alerts", "endpoint.alert",  # alert rules set (PUT .../alerts); an alert fired (serving/alerts.py)
     "quota.update",

@@ -83,6 +83,9 @@ class Job(Base):
     executor_id: Mapped[str | None] = mapped_column(sa.String(64))
     # Ended while MLflow was down: its run is closed once MLflow is back.
     mlflow_pending: Mapped[bool] = mapped_column(default=False, server_default=sa.false())
+    # Succeeded, of a schedule with a promotion policy: its decision is still to be made (or
+    # applied); kept here so that an outage or a restart delays it, never loses it (schedules/promotion.py).
+    promotion_pending: Mapped[bool] = mapped_column(default=False, server_default=sa.false(), index=True)
 
     @property
     def is_claimed(self) -> bool:
@@ -110,6 +113,38 @@ class Schedule(Base):
     job_template: Mapped[dict] = mapped_column(sa.JSON)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     next_run_at: Mapped[datetime | None] = mapped_column(UTCDateTime, index=True)
+    # Gated retraining (schedules/promotion.py): a schemas.PromotionPolicy as a dict, or None.
+    promotion: Mapped[dict | None] = mapped_column(sa.JSON(none_as_null=True))
+
+
+class PromotionDecision(Base):
+    """What a schedule's promotion policy decided after one of its jobs (schedules/promotion.py):
+    the challenger and champion versions, their metric values, promoted or not, and why. One per
+    job (unique): a decision retried after an outage or a restart is never made twice."""
+
+    __tablename__ = "promotion_decisions"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    schedule_id: Mapped[int] = mapped_column(sa.ForeignKey("schedules.id", ondelete="CASCADE"), index=True)
+    job_id: Mapped[int] = mapped_column(unique=True)  # no FK: a deleted job's decision stays
+    owner: Mapped[str] = mapped_column(sa.String(255))
+    at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    model: Mapped[str] = mapped_column(sa.String(255))
+    metric: Mapped[str] = mapped_column(sa.String(255))
+    greater_is_better: Mapped[bool] = mapped_column()
+    margin: Mapped[float] = mapped_column(sa.Float)
+    alias: Mapped[str] = mapped_column(sa.String(255))
+    endpoint: Mapped[str | None] = mapped_column(sa.String(63))
+    challenger_version: Mapped[str | None] = mapped_column(sa.String(32))
+    champion_version: Mapped[str | None] = mapped_column(sa.String(32))
+    challenger_value: Mapped[float | None] = mapped_column(sa.Float)
+    champion_value: Mapped[float | None] = mapped_column(sa.Float)
+    promoted: Mapped[bool] = mapped_column()
+    reason: Mapped[str] = mapped_column(sa.Text)
+    # A promotion is applied after it is decided (the alias moved, the endpoint rolled): None until then.
+    applied_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    endpoint_history_id: Mapped[int | None] = mapped_column()  # the endpoint's history entry of the roll
+    note: Mapped[str | None] = mapped_column(sa.Text)  # what of a promotion could not be applied (alias, endpoint), and why
 
 
 class AuditEntry(Base):

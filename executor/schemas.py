@@ -141,6 +141,39 @@ def check_timezone(value: str | None) -> str | None:
     return value
 
 
+ENDPOINT_NAME_PATTERN = f"^{ENDPOINT_NAME}$"
+MODEL_ALIAS_PATTERN = "^[A-Za-z0-9_-]{1,255}$"
+EXAMPLE_PROMOTION: dict[str, Any] = {"model": "churn-model", "metric": "accuracy", "greater_is_better": True, "margin": 0.01,
+                                     "alias": "champion", "endpoint": "churn"}
+
+
+class PromotionPolicy(BaseModel):
+    """Gated retraining: after each succeeded job of the schedule, the version of ``model`` that
+    the job registered (from its own MLflow run) is compared with the version ``alias`` points at,
+    on ``metric`` as logged in each version's run; the alias moves (and ``endpoint`` rolls) only if
+    it is better by ``margin``."""
+
+    model_config = ConfigDict(extra="forbid", strict=True, json_schema_extra={"examples": [EXAMPLE_PROMOTION]})
+
+    model: str = Field(min_length=1, max_length=255, description="The registered model (in MLflow) the job registers versions of.")
+    metric: str = Field(min_length=1, max_length=250, description="The metric logged in each version's run (its latest value).")
+    greater_is_better: bool = Field(default=True, description="false: lower is better (a loss, an error).")
+    margin: float = Field(default=0.0, ge=0, le=1e12, description="How much better the challenger must be (an absolute difference).")
+    alias: str = Field(default="champion", pattern=MODEL_ALIAS_PATTERN, description="The alias of the champion, moved on promotion.")
+    endpoint: str | None = Field(default=None, pattern=ENDPOINT_NAME_PATTERN,
+                                 description="An endpoint of the schedule's owner, rolled to the promoted version (its versions of "
+                                             "the model replaced by it, with their weight); null: none.")
+
+    _names = field_validator("model", "metric")(check_name)
+
+    @field_validator("alias")
+    @classmethod
+    def _alias(cls, value):
+        if value.lower() == "latest" or (value[:1] in "vV" and value[1:].isdigit()):  # MLflow keeps these names
+            raise ValueError("'latest' and 'v<number>' are not aliases MLflow allows")
+        return value
+
+
 class ScheduleRequest(BaseModel):
     model_config = ConfigDict(
         extra="forbid",
@@ -153,6 +186,8 @@ class ScheduleRequest(BaseModel):
     timezone: str = Field(default="UTC", description="IANA time zone the cron expression is read in.")
     active: bool = True
     job: JobRequest = Field(description="The job to submit at each tick.")
+    promotion: PromotionPolicy | None = Field(default=None, description="Gated retraining: promote what each job registers "
+                                                                        "only if it beats the champion.")
 
     _cron = field_validator("cron")(check_cron)
     _timezone = field_validator("timezone")(check_timezone)
@@ -171,6 +206,7 @@ class SchedulePatch(BaseModel):
     timezone: str = Field(default=None, description="IANA time zone the cron expression is read in.")  # type: ignore[assignment]
     active: bool = Field(default=None, description="false: no more runs (next_run_at becomes null).")  # type: ignore[assignment]
     job: JobRequest = Field(default=None, description="The job to submit at each tick.")  # type: ignore[assignment]
+    promotion: PromotionPolicy | None = Field(default=None, description="The promotion policy; null: none any more.")
 
     _cron = field_validator("cron")(check_cron)
     _timezone = field_validator("timezone")(check_timezone)
@@ -179,7 +215,6 @@ class SchedulePatch(BaseModel):
 
 # --- model endpoints -------------------------------------------------------------------------------
 
-ENDPOINT_NAME_PATTERN = f"^{ENDPOINT_NAME}$"
 # MLflow numbers a model's versions from 1 and stores them as SQL INTEGER: 32 bits on PostgreSQL
 # and MySQL (its store may be either), so a larger number is no version anywhere.
 MAX_MODEL_VERSION = 2**31 - 1
@@ -461,12 +496,53 @@ class ScheduleResponse(BaseModel):
     job: dict[str, Any] = Field(description="The job template (a JobRequest)")
     created_at: str = _datetime()
     next_run_at: str | None = _datetime()
+    promotion: PromotionPolicy | None = Field(description="The promotion policy (gated retraining), or null")
 
     @classmethod
     def of(cls, schedule) -> ScheduleResponse:
         return cls(id=schedule.id, owner=schedule.owner, name=schedule.name, cron=schedule.cron,
                    timezone=schedule.timezone, active=schedule.active, job=schedule.job_template,
-                   created_at=iso(schedule.created_at), next_run_at=iso(schedule.next_run_at))
+                   created_at=iso(schedule.created_at), next_run_at=iso(schedule.next_run_at),
+                   promotion=schedule.promotion)
+
+
+class PromotionDecisionResponse(BaseModel):
+    model_config = ConfigDict(title="PromotionDecision")
+
+    id: int
+    schedule_id: int
+    job_id: int = Field(description="The job whose registered version was the challenger")
+    at: str = _datetime()
+    model: str
+    metric: str
+    greater_is_better: bool
+    margin: float
+    alias: str
+    challenger_version: str | None = Field(description="The version the job registered (null: it registered none)")
+    champion_version: str | None = Field(description="The version the alias pointed at (null: none yet)")
+    challenger_value: float | None = Field(description="The metric in the challenger's run (null: not logged)")
+    champion_value: float | None = Field(description="The metric in the champion's run (null: no champion, or not logged)")
+    promoted: bool
+    reason: str = Field(description='Why, with the figures ("promoted: …", "refused: …")')
+    state: str = Field(description="applying: promoted, the alias or the endpoint not changed yet (retried); done",
+                       json_schema_extra={"enum": ["applying", "done"]})
+    endpoint: str | None = Field(description="The endpoint the policy rolls on promotion")
+    endpoint_history_id: int | None = Field(description="The endpoint's history entry of the roll (roll back from there)")
+    note: str | None = Field(description="What of a promotion could not be applied (the alias, the endpoint), and why")
+
+    @classmethod
+    def of(cls, d) -> PromotionDecisionResponse:
+        return cls(id=d.id, schedule_id=d.schedule_id, job_id=d.job_id, at=iso(d.at), model=d.model, metric=d.metric,
+                   greater_is_better=d.greater_is_better, margin=d.margin, alias=d.alias,
+                   challenger_version=d.challenger_version, champion_version=d.champion_version,
+                   challenger_value=d.challenger_value, champion_value=d.champion_value, promoted=d.promoted,
+                   reason=d.reason, state="done" if d.applied_at or not d.promoted else "applying", endpoint=d.endpoint,
+                   endpoint_history_id=d.endpoint_history_id, note=d.note)
+
+
+class PromotionDecisionPage(BaseModel):
+    decisions: list[PromotionDecisionResponse]
+    next_cursor: str | None = Field(description="Pass as cursor for the next (older) page; null on the last one")
 
 
 class ScheduleList(BaseModel):

@@ -8,7 +8,7 @@ from notebench.executor.api.endpoints import routes as endpoint_routes
 from notebench.executor.api.job_files import JobFilesHandler
 from notebench.executor.api.jobs import CancelHandler, JobHandler, JobsHandler, LogHandler, OutputHandler
 from notebench.executor.api.quotas import QuotaHandler
-from notebench.executor.api.schedules import ScheduleHandler, SchedulesHandler
+from notebench.executor.api.schedules import ScheduleDecisionsHandler, ScheduleHandler, SchedulesHandler
 from notebench.executor.api.service import (
     HealthHandler,
     MetricsHandler,
@@ -37,6 +37,7 @@ def routes(prefix: str) -> list:
         (api + r"jobs/([0-9]+)/files/(input|output)", JobFilesHandler),
         (api + "schedules", SchedulesHandler),
         (api + r"schedules/([0-9]+)", ScheduleHandler),
+        (api + r"schedules/([0-9]+)/decisions", ScheduleDecisionsHandler),
         *endpoint_routes(prefix),
         (api + "audit", AuditHandler),
         (api + r"quotas/(users|groups)/([^/]+)", QuotaHandler),

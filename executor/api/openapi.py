@@ -36,6 +36,7 @@ from notebench.executor.schemas import (
     JobRequest,
     JobResponse,
     ProfilesResponse,
+    PromotionDecisionPage,
     QuotaLimits,
     QuotaResponse,
     ScheduleList,
@@ -48,13 +49,14 @@ from notebench.hub.platform.statuses import JOB_STATUSES
 
 # Component names of the response models (their classes are named apart from the store's rows).
 COMPONENT_NAMES = {"EndpointAlertsResponse": "EndpointAlerts", "AlertFiringResponse": "AlertFiring", "AuditEntryResponse": "AuditEntry", "QuotaResponse": "Quota", "ErrorResponse": "Error", "JobResponse": "Job", "ScheduleResponse": "Schedule",
-                   "EndpointResponse": "Endpoint", "EndpointHistoryResponse": "EndpointHistoryEntry"}
+                   "EndpointResponse": "Endpoint", "EndpointHistoryResponse": "EndpointHistoryEntry",
+                   "PromotionDecisionResponse": "PromotionDecision"}
 REQUESTS = (JobRequest, ScheduleRequest, SchedulePatch, EndpointCreate, EndpointPatch, EndpointRollback, QuotaLimits,
             AuditBatch, FeedbackRow, EndpointAlertsRequest)
 RESPONSES = (ErrorResponse, JobResponse, JobPage, ScheduleResponse, ScheduleList, ProfilesResponse, EndpointResponse,
              EndpointList, EndpointMetrics, EndpointLogs, EndpointMonitoring, EndpointHistoryPage, AuditPage, QuotaResponse,
              UsageReport, AuditAppended, FeedbackResult, EndpointQuality, EndpointAlertsResponse,
-             EndpointShadow)
+             EndpointShadow, PromotionDecisionPage)
 
 
 def component_schemas() -> dict:
@@ -185,17 +187,32 @@ def spec(prefix: str = "/services/executor/") -> dict:
             "/schedules": {
                 "get": {"summary": "Your schedules (admins: everyone's)",
                         "responses": {"200": {"description": "Schedules", "content": _json(_ref("ScheduleList"))}, **common}},
-                "post": {"summary": "Create a schedule", "requestBody": {"required": True, "content": _json(_ref("ScheduleRequest"))},
-                         "responses": {"201": {"description": "Created", "content": _json(_ref("Schedule"))}, **common}},
+                "post": {"summary": "Create a schedule (with a promotion policy: 400 naming promotion.model unless you may "
+                                    "read the model in MLflow, promotion.endpoint unless the endpoint is yours)", "requestBody": {"required": True, "content": _json(_ref("ScheduleRequest"))},
+                         "responses": {"201": {"description": "Created", "content": _json(_ref("Schedule"))}, **_errors(502, 503),
+                                       **common}},
             },
             "/schedules/{schedule_id}": {
                 "get": {"summary": "One schedule", "parameters": schedule_id,
                         "responses": {"200": {"description": "The schedule", "content": _json(_ref("Schedule"))}, **_errors(404), **common}},
                 "patch": {"summary": "Change a schedule", "parameters": schedule_id,
                           "requestBody": {"required": True, "content": _json(_ref("SchedulePatch"))},
-                          "responses": {"200": {"description": "The schedule", "content": _json(_ref("Schedule"))}, **_errors(404), **common}},
+                          "responses": {"200": {"description": "The schedule", "content": _json(_ref("Schedule"))},
+                                        **_errors(404, 502, 503), **common}},
                 "delete": {"summary": "Delete a schedule (its past jobs stay)", "parameters": schedule_id,
                            "responses": {"204": {"description": "Deleted"}, **_errors(404), **common}},
+            },
+            "/schedules/{schedule_id}/decisions": {
+                "get": {"summary": "The schedule's promotion decisions (gated retraining), newest first: after each job that "
+                                   "succeeded, the challenger version it registered against the champion on the policy's "
+                                   "metric, promoted or not, and why",
+                        "parameters": schedule_id + [
+                            {"name": "limit", "in": "query", "schema": {"type": "integer", "minimum": 1, "maximum": 200}},
+                            {"name": "cursor", "in": "query", "description": "next_cursor of the previous page",
+                             "schema": {"type": "string", "pattern": "^[0-9]*$"}},
+                        ],
+                        "responses": {"200": {"description": "A page of decisions", "content": _json(_ref("PromotionDecisionPage"))},
+                                      **_errors(404), **common}},
             },
             "/endpoints": {
                 "get": {"summary": "Your model endpoints (admins: everyone's)",

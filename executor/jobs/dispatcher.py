@@ -27,7 +27,7 @@ import sqlalchemy as sa
 
 from notebench.executor.backends.base import JobSpec, JobState, RecordedJob
 from notebench.executor.background import BackgroundTasks
-from notebench.executor.db import Job, claimed, utcnow
+from notebench.executor.db import Job, Schedule, claimed, utcnow
 from notebench.executor.errors import NotebenchError
 from notebench.executor.quotas import holds
 from notebench.executor.runtime.events import (  # noqa: F401
@@ -476,11 +476,23 @@ class Dispatcher:
                 pending = is_outage(e)  # MLflow is down: the run is closed once it is back
                 log.log(logging.WARNING if pending else logging.ERROR, "could not record job %s's end in MLflow run %s%s",
                         job_id, job.mlflow_run_id, " yet (MLflow is down; retrying)" if pending else "", exc_info=not pending)
+        # A succeeded job of a schedule with a promotion policy waits for its decision (schedules/promotion.py),
+        # marked in the update that ends it: a restart in between finds it either running or pending.
+        promote = status == "succeeded" and self._promotion_wanted(job)
         self._update(job_id, Job.status.in_(("running", "queued")), status=status, error=error, finished_at=utcnow(),
-                     mlflow_pending=pending)
+                     mlflow_pending=pending, promotion_pending=promote)
         if pending:
             self._close_pending_runs()
+        if promote:
+            self.app.promotions.wake()
         self.tasks.start(self.dispatch())
+
+    def _promotion_wanted(self, job: Job) -> bool:
+        """Whether the job's schedule has a promotion policy (its success then waits for a decision)."""
+        if job.schedule_id is None:
+            return False
+        with self.sessions() as s:
+            return s.scalar(sa.select(Schedule.promotion).where(Schedule.id == job.schedule_id)) is not None
 
     def _close_pending_runs(self) -> None:
         if self._closing_runs is None or self._closing_runs.done():
@@ -498,6 +510,8 @@ class Dispatcher:
                 for job in jobs:
                     run_id = await self.app.mlflow.finish(job, self.job_dir(job.id) / "output.ipynb")
                     self._update(job.id, mlflow_pending=False, mlflow_run_id=run_id)
+                    if job.promotion_pending:  # its decision waited for its run: it can be made now
+                        self.app.promotions.wake()
                 self._mlflow_backoff.answered()
             except Exception as e:
                 if not is_outage(e):

@@ -59,10 +59,27 @@ class ModelRegistry:
         self.url = mlflow_url.rstrip("/")
         self.tokens = tokens
 
-    async def _get(self, owner: str, path: str, **params) -> dict | None:
+    async def get(self, owner: str, path: str, **params) -> dict | None:
         """The JSON answer, or None when MLflow says it does not exist or the owner may not see it."""
         body = await self._fetch(owner, f"api/2.0/mlflow/{path}", params)
         return None if body is None else json.loads(body)
+
+    async def set_alias(self, owner: str, model: str, alias: str, version: str) -> None:
+        """Point ``alias`` of ``model`` at ``version``, as the owner (MLflow checks that they may).
+        A refusal is a NotebenchError with MLflow's status (4xx), an outage a 502/503 as ``get``'s."""
+        token = await self.tokens.token_for(owner)
+        try:
+            await AsyncHTTPClient().fetch(
+                f"{self.url}/api/2.0/mlflow/registered-models/alias", method="POST",
+                body=json.dumps({"name": model, "alias": alias, "version": version}),
+                headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json"}, request_timeout=20,
+            )
+        except HTTPClientError as e:
+            if e.code in (400, 403, 404):
+                raise NotebenchError(e.code, None, f"MLflow refused to set alias {alias!r} of {model!r}: {e}") from None
+            raise NotebenchError(502, None, f"MLflow's model registry failed ({e}): try again later") from None
+        except OSError as e:
+            raise NotebenchError(503, None, f"MLflow's model registry cannot be reached ({e}): try again shortly") from None
 
     async def artifact(self, owner: str, route: str, **params) -> bytes | None:
         """An artifact's bytes through MLflow's download routes (``get-artifact`` of a run,
@@ -87,14 +104,14 @@ class ModelRegistry:
 
     async def resolve(self, owner: str, wanted: EndpointVersion, field: str) -> tuple[str, str | None]:
         """(version, alias) for ``wanted.version``, a version number or an alias of ``wanted.model``."""
-        if await self._get(owner, "registered-models/get", name=wanted.model) is None:
+        if await self.get(owner, "registered-models/get", name=wanted.model) is None:
             raise NotebenchError(400, f"{field}.model", f"{field}.model: no registered model {wanted.model!r} (that you may read)")
         if wanted.version.isdecimal():  # a number, as the request model and MLflow (int()) read it
-            found = await self._get(owner, "model-versions/get", name=wanted.model, version=wanted.version)
+            found = await self.get(owner, "model-versions/get", name=wanted.model, version=wanted.version)
             if found is None:
                 raise NotebenchError(400, f"{field}.version", f"{field}.version: {wanted.model!r} has no version {wanted.version}")
             return found["model_version"]["version"], None
-        found = await self._get(owner, "registered-models/alias", name=wanted.model, alias=wanted.version)
+        found = await self.get(owner, "registered-models/alias", name=wanted.model, alias=wanted.version)
         if found is None:
             raise NotebenchError(
                 400, f"{field}.version", f"{field}.version: {wanted.model!r} has no version or alias {wanted.version!r}"

@@ -201,7 +201,7 @@ class Monitoring(LoggingConfigurable):
         registry = self.app.endpoints.registry
         if registry is None:
             return None
-        found = await registry._get(owner, "model-versions/get", name=model, version=version)
+        found = await registry.get(owner, "model-versions/get", name=model, version=version)
         run_id = ((found or {}).get("model_version") or {}).get("run_id")
         if run_id:
             body = await registry.artifact(owner, "get-artifact", path=PROFILE_ARTIFACT, run_uuid=run_id)

@@ -116,7 +116,7 @@ def test_migrations_build_the_schema_on_an_empty_database_and_are_idempotent(db_
 
     sessions = connect(db_url, engines)
     with engine.connect() as conn:
-        assert set(sa.inspect(conn).get_table_names()) == {"alembic_version", "jobs", "schedules", "endpoints", "scoring_servers", "endpoint_requests", "audit_log", "quotas", "usage_intervals", "endpoint_predictions", "endpoint_feedback", "endpoint_history", "endpoint_baselines", "endpoint_alerts", "endpoint_alert_firings", "endpoint_shadow_predictions"}
+        assert set(sa.inspect(conn).get_table_names()) == {"alembic_version", "jobs", "schedules", "endpoints", "scoring_servers", "endpoint_requests", "audit_log", "quotas", "usage_intervals", "endpoint_predictions", "endpoint_feedback", "endpoint_history", "endpoint_baselines", "endpoint_alerts", "endpoint_alert_firings", "endpoint_shadow_predictions", "promotion_decisions"}
         assert conn.execute(sa.text("SELECT version_num FROM alembic_version")).scalars().all() == [head]
         # The migrations build exactly what the models describe (no model change without a migration).
         assert compare_metadata(MigrationContext.configure(conn), db.Base.metadata) == []

@@ -22,7 +22,7 @@ export interface paths {
                     /** @description Entries by this user, or about their things */
                     user?: string;
                     /** @description An action, or a family (job, schedule, endpoint, quota, user, server, token, permission, model, alias) */
-                    action?: "alias" | "endpoint" | "job" | "model" | "permission" | "quota" | "schedule" | "server" | "token" | "user" | "job.submit" | "job.cancel" | "job.delete" | "schedule.create" | "schedule.update" | "schedule.delete" | "schedule.skip" | "endpoint.deploy" | "endpoint.update" | "endpoint.rollback" | "endpoint.delete" | "endpoint.alerts" | "endpoint.alert" | "quota.update" | "user.login" | "user.create" | "user.update" | "user.delete" | "server.spawn" | "server.stop" | "server.cull" | "token.create" | "token.delete" | "permission.group_create" | "permission.group_update" | "permission.group_delete" | "permission.group_members" | "permission.experiment" | "permission.model" | "model.register" | "model.version_create" | "model.delete" | "model.version_delete" | "alias.set" | "alias.delete";
+                    action?: "alias" | "endpoint" | "job" | "model" | "permission" | "quota" | "schedule" | "server" | "token" | "user" | "job.submit" | "job.cancel" | "job.delete" | "schedule.create" | "schedule.update" | "schedule.delete" | "schedule.skip" | "schedule.promotion" | "endpoint.deploy" | "endpoint.update" | "endpoint.rollback" | "endpoint.delete" | "endpoint.alerts" | "endpoint.alert" | "quota.update" | "user.login" | "user.create" | "user.update" | "user.delete" | "server.spawn" | "server.stop" | "server.cull" | "token.create" | "token.delete" | "permission.group_create" | "permission.group_update" | "permission.group_delete" | "permission.group_members" | "permission.experiment" | "permission.model" | "model.register" | "model.version_create" | "model.delete" | "model.version_delete" | "alias.set" | "alias.delete";
                     limit?: number;
                     /** @description next_cursor of the previous page */
                     cursor?: string;
@@ -2717,7 +2717,7 @@ export interface paths {
             };
         };
         put?: never;
-        /** Create a schedule */
+        /** Create a schedule (with a promotion policy: 400 naming promotion.model unless you may read the model in MLflow, promotion.endpoint unless the endpoint is yours) */
         post: {
             parameters: {
                 query?: never;
@@ -2769,6 +2769,24 @@ export interface paths {
                 };
                 /** @description Body over c.Executor.max_body_bytes (field: body) */
                 413: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["Error"];
+                    };
+                };
+                /** @description MLflow's model registry failed */
+                502: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["Error"];
+                    };
+                };
+                /** @description MLflow is not enabled here, or cannot be reached now */
+                503: {
                     headers: {
                         [name: string]: unknown;
                     };
@@ -2999,8 +3017,113 @@ export interface paths {
                         "application/json": components["schemas"]["Error"];
                     };
                 };
+                /** @description MLflow's model registry failed */
+                502: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["Error"];
+                    };
+                };
+                /** @description MLflow is not enabled here, or cannot be reached now */
+                503: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["Error"];
+                    };
+                };
             };
         };
+        trace?: never;
+    };
+    "/schedules/{schedule_id}/decisions": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** The schedule's promotion decisions (gated retraining), newest first: after each job that succeeded, the challenger version it registered against the champion on the policy's metric, promoted or not, and why */
+        get: {
+            parameters: {
+                query?: {
+                    limit?: number;
+                    /** @description next_cursor of the previous page */
+                    cursor?: string;
+                };
+                header?: never;
+                path: {
+                    schedule_id: number;
+                };
+                cookie?: never;
+            };
+            requestBody?: never;
+            responses: {
+                /** @description A page of decisions */
+                200: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["PromotionDecisionPage"];
+                    };
+                };
+                /** @description Bad input (the body names the field) */
+                400: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["Error"];
+                    };
+                };
+                /** @description Not authenticated */
+                401: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["Error"];
+                    };
+                };
+                /** @description Not allowed */
+                403: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["Error"];
+                    };
+                };
+                /** @description Not found (or not yours) */
+                404: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["Error"];
+                    };
+                };
+                /** @description Body over c.Executor.max_body_bytes (field: body) */
+                413: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["Error"];
+                    };
+                };
+            };
+        };
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
         trace?: never;
     };
     "/usage": {
@@ -4041,6 +4164,142 @@ export interface components {
             /** Cells Total */
             cells_total: number;
         };
+        /** PromotionDecision */
+        PromotionDecision: {
+            /** Alias */
+            alias: string;
+            /**
+             * At
+             * Format: date-time
+             */
+            at: string;
+            /**
+             * Challenger Value
+             * @description The metric in the challenger's run (null: not logged)
+             */
+            challenger_value: number | null;
+            /**
+             * Challenger Version
+             * @description The version the job registered (null: it registered none)
+             */
+            challenger_version: string | null;
+            /**
+             * Champion Value
+             * @description The metric in the champion's run (null: no champion, or not logged)
+             */
+            champion_value: number | null;
+            /**
+             * Champion Version
+             * @description The version the alias pointed at (null: none yet)
+             */
+            champion_version: string | null;
+            /**
+             * Endpoint
+             * @description The endpoint the policy rolls on promotion
+             */
+            endpoint: string | null;
+            /**
+             * Endpoint History Id
+             * @description The endpoint's history entry of the roll (roll back from there)
+             */
+            endpoint_history_id: number | null;
+            /** Greater Is Better */
+            greater_is_better: boolean;
+            /** Id */
+            id: number;
+            /**
+             * Job Id
+             * @description The job whose registered version was the challenger
+             */
+            job_id: number;
+            /** Margin */
+            margin: number;
+            /** Metric */
+            metric: string;
+            /** Model */
+            model: string;
+            /**
+             * Note
+             * @description What of a promotion could not be applied (the alias, the endpoint), and why
+             */
+            note: string | null;
+            /** Promoted */
+            promoted: boolean;
+            /**
+             * Reason
+             * @description Why, with the figures ("promoted: …", "refused: …")
+             */
+            reason: string;
+            /** Schedule Id */
+            schedule_id: number;
+            /**
+             * State
+             * @description applying: promoted, the alias or the endpoint not changed yet (retried); done
+             * @enum {string}
+             */
+            state: "applying" | "done";
+        };
+        /** PromotionDecisionPage */
+        PromotionDecisionPage: {
+            /** Decisions */
+            decisions: components["schemas"]["PromotionDecision"][];
+            /**
+             * Next Cursor
+             * @description Pass as cursor for the next (older) page; null on the last one
+             */
+            next_cursor: string | null;
+        };
+        /**
+         * PromotionPolicy
+         * @description Gated retraining: after each succeeded job of the schedule, the version of ``model`` that
+         *     the job registered (from its own MLflow run) is compared with the version ``alias`` points at,
+         *     on ``metric`` as logged in each version's run; the alias moves (and ``endpoint`` rolls) only if
+         *     it is better by ``margin``.
+         * @example {
+         *       "alias": "champion",
+         *       "endpoint": "churn",
+         *       "greater_is_better": true,
+         *       "margin": 0.01,
+         *       "metric": "accuracy",
+         *       "model": "churn-model"
+         *     }
+         */
+        PromotionPolicy: {
+            /**
+             * Alias
+             * @description The alias of the champion, moved on promotion.
+             * @default champion
+             */
+            alias: string;
+            /**
+             * Endpoint
+             * @description An endpoint of the schedule's owner, rolled to the promoted version (its versions of the model replaced by it, with their weight); null: none.
+             * @default null
+             */
+            endpoint: string | null;
+            /**
+             * Greater Is Better
+             * @description false: lower is better (a loss, an error).
+             * @default true
+             */
+            greater_is_better: boolean;
+            /**
+             * Margin
+             * @description How much better the challenger must be (an absolute difference).
+             * @default 0
+             */
+            margin: number;
+            /**
+             * Metric
+             * @description The metric logged in each version's run (its latest value).
+             */
+            metric: string;
+            /**
+             * Model
+             * @description The registered model (in MLflow) the job registers versions of.
+             */
+            model: string;
+        };
         /** Quota */
         Quota: {
             /** Cpu */
@@ -4177,6 +4436,8 @@ export interface components {
             next_run_at: string | null;
             /** Owner */
             owner: string;
+            /** @description The promotion policy (gated retraining), or null */
+            promotion: components["schemas"]["PromotionPolicy"] | null;
             /** Timezone */
             timezone: string;
         };
@@ -4211,6 +4472,8 @@ export interface components {
             job?: components["schemas"]["JobRequest"];
             /** Name */
             name?: string;
+            /** @description The promotion policy; null: none any more. */
+            promotion?: components["schemas"]["PromotionPolicy"] | null;
             /**
              * Timezone
              * @description IANA time zone the cron expression is read in.
@@ -4280,6 +4543,11 @@ export interface components {
             job: components["schemas"]["JobRequest"];
             /** Name */
             name: string;
+            /**
+             * @description Gated retraining: promote what each job registers only if it beats the champion.
+             * @default null
+             */
+            promotion: components["schemas"]["PromotionPolicy"] | null;
             /**
              * Timezone
              * @description IANA time zone the cron expression is read in.
