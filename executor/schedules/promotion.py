@@ -188,7 +188,8 @@ class Promotions:
     async def figures(self, job: Job, policy: PromotionPolicy) -> dict | None:
         """The challenger and champion versions and their metric values, read from MLflow as the
         owner; None if the owner may not read the model (any more)."""
-        owner, found = job.owner, {}
+        owner = job.owner
+        found: dict[str, str | float | None] = {}
         if self.registry is None or await self._read(owner, "registered-models/get", name=policy.model) is None:
             return None
         run_id = job.mlflow_run_id
@@ -283,7 +284,7 @@ class Promotions:
         if not ours:
             return None, f"endpoint {endpoint.name} not rolled: it serves no version of {decision.model}"
         challenger = (decision.model, str(decision.challenger_version))
-        versions = [EndpointVersion(model=decision.model, version=decision.challenger_version, weight=sum(x.weight for x in ours))]
+        versions = [EndpointVersion(model=decision.model, version=challenger[1], weight=sum(x.weight for x in ours))]
         # Other models' versions, and the shadows, stay as they are; a shadow of the challenger goes live.
         versions += [EndpointVersion(model=x.model, version=x.version, weight=x.weight, shadow=x.shadow,
                                      traffic_percent=x.traffic_percent)
