@@ -6,6 +6,7 @@ back from its history (with a reason that is markup, shown as text). Another use
 the card nor a rollback button. Every page fails its test on a console error (``new_page``)."""
 
 import re
+import time
 
 import pytest
 import requests
@@ -159,18 +160,25 @@ def test_the_owner_sees_drift_quality_and_rolls_back_from_the_history(hub, new_p
     expect(deployed.locator(".nb-versions")).to_have_text(f"{model}/1 100%")
     first = int(deployed.get_attribute("data-entry"))
 
-    def rolled_back():
-        """Roll back to the first entry, asked again while the update still ends (409)."""
+    deadline = time.monotonic() + 180
+    while True:  # a rollback asked while the update still ends is refused: asked again then
         deployed.get_by_role("button", name="Roll back to this").click()
         dialog = page.locator(".jp-Dialog")
         expect(dialog).to_contain_text(f"Serve {model}/1 100% again")
         dialog.locator('input[name="rollback-reason"]').fill(MARKUP)
-        dialog.get_by_role("button", name="Roll back").click()
+        dialog.get_by_role("button", name="Roll back", exact=True).click()
         expect(dialog).to_have_count(0)
-        newest = hub.executor("GET", f"endpoints/{name}/history", token).json()["entries"][0]
-        return newest["action"] == "rollback"
 
-    wait_for(rolled_back, 180, interval=1, message="the rollback accepted")
+        def outcome():
+            if hub.executor("GET", f"endpoints/{name}/history", token).json()["entries"][0]["action"] == "rollback":
+                return "rolled back"
+            refused = history.locator(".nb-error")
+            return refused.count() and refused.first.inner_text()
+
+        answer = wait_for(outcome, 60, interval=0.5, message="the rollback's outcome")
+        if answer == "rolled back":
+            break
+        assert "try again" in answer and time.monotonic() < deadline, answer
 
     # The card shows the endpoint served by version 1 again, and the history the rollback.
     expect(card.locator(".nb-job-head .nb-badge")).to_have_text("ready", timeout=180_000)
