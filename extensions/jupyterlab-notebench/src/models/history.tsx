@@ -120,6 +120,9 @@ function HistoryPages(props: {
     <div>
       {error && <p className="nb-error">{error}</p>}
       {rollback.error && <p className="nb-error">{rollback.error}</p>}
+      {!mayChange && (
+        <small className="nb-hint nb-read-only">{trans.__('read only')}</small>
+      )}
       {data && !data.entries.length && (
         <p className="nb-hint">{trans.__('No changes recorded.')}</p>
       )}
