@@ -1,5 +1,6 @@
 """The Models panel's server side added for issue 15 (models/context, can_edit on registered
-models, an endpoint's logs and request samples, its input example), in a real
+models, an endpoint's logs and request samples, its input example) and issue 18 (an endpoint's
+monitoring, quality, history and rollback), in a real
 jupyter_server (pytest-jupyter) forwarding to the real executor and MLflow of the session's hub,
 as the owner, another user and an admin."""
 
@@ -13,6 +14,7 @@ from tornado.httpclient import HTTPClientError
 
 from notebench.hub.platform.names import ENDPOINT_NAME
 from tests.extension.test_extension import fetch_json, jp_server_config, on_server_loop  # noqa: F401
+from tests.extension.test_job_handlers import refused
 from tests.support.endpoints import RUN, deploy, invoke, wait_status
 from tests.support.launcher import wait_for
 from tests.support.registry import register_model
@@ -51,7 +53,8 @@ def as_user(hub, monkeypatch):
     return become
 
 
-NEW_ROUTES = ["models/context", "endpoints/e1/logs", "endpoints/e1/requests"]
+NEW_ROUTES = ["models/context", "endpoints/e1/logs", "endpoints/e1/requests", "endpoints/e1/monitoring",
+              "endpoints/e1/quality", "endpoints/e1/history"]
 
 
 @pytest.mark.parametrize("auth", ["none", "wrong token"])
@@ -63,6 +66,10 @@ async def test_the_new_handlers_require_authentication(jp_fetch, hub, people, as
         with pytest.raises(HTTPClientError) as e:
             await jp_fetch(*f"notebench/{path}".split("/"), headers=dict(header), follow_redirects=False)
         assert e.value.code in (401, 403), (path, e.value.code)
+    with pytest.raises(HTTPClientError) as e:
+        await jp_fetch("notebench", "endpoints", "e1", "rollback", method="POST", body='{"to": 1}',
+                       headers=dict(header), follow_redirects=False)
+    assert e.value.code in (401, 403), e.value.code
 
 
 @on_server_loop
@@ -120,3 +127,56 @@ async def test_the_input_example(hub, jp_fetch, people, served, as_user):
     as_user(people["owner"])
     example = await fetch_json(jp_fetch, "endpoints", served["endpoint"], "example")
     assert example["reason"] is None and example["payload"]["dataframe_split"]["columns"] == ["a", "b", "c"]
+
+
+@on_server_loop
+async def test_monitoring_quality_and_history_for_the_owner_and_an_admin_only(jp_fetch, people, served, as_user):
+    endpoint = served["endpoint"]
+    for role in ("owner", "admin"):
+        as_user(people[role])
+        drift = await fetch_json(jp_fetch, "endpoints", endpoint, "monitoring", params={"window": "1d"})
+        assert drift["window"] == "1d" and [v["version"] for v in drift["versions"]] == ["1"]
+        quality = await fetch_json(jp_fetch, "endpoints", endpoint, "quality", params={"window": "7d"})
+        assert quality["window"] == "7d" and [v["version"] for v in quality["versions"]] == ["1"]
+        history = await fetch_json(jp_fetch, "endpoints", endpoint, "history", params={"limit": "5"})
+        deployed = history["entries"][-1]
+        assert (deployed["action"], deployed["actor"]) == ("deploy", people["owner"][0])
+        assert [(v["version"], v["weight"]) for v in deployed["versions"]] == [("1", 100)]
+    as_user(people["other"])
+    for part in ("monitoring", "quality", "history"):
+        status, body = await refused(jp_fetch, "endpoints", endpoint, part)
+        assert status == 404, (part, body)
+    # Checked here before anything is asked of the executor; a monitoring window it lacks, by it.
+    as_user(people["owner"])
+    bad = [("monitoring", "window", "../1h"), ("monitoring", "window", "2h"), ("quality", "window", "2d"),
+           ("history", "limit", "0"), ("history", "limit", "x"), ("history", "cursor", "-1"),
+           ("history", "cursor", "１")]
+    for part, field, value in bad:
+        status, body = await refused(jp_fetch, "endpoints", endpoint, part, params={field: value})
+        assert (status, body["field"]) == (400, field), (part, value, body)
+
+
+@on_server_loop
+async def test_rollback_for_the_owner_and_an_admin_only(hub, jp_fetch, people, served, as_user):
+    endpoint = served["endpoint"]
+    as_user(people["owner"])
+    history = await fetch_json(jp_fetch, "endpoints", endpoint, "history")
+    first = history["entries"][-1]["id"]
+    bad = [({"to": str(first)}, "to"), ({"to": True}, "to"), ({"to": 2**63}, "to"), ({}, "to"),
+           ({"to": first, "reason": "x" * 501}, "reason"), ({"to": first, "reason": 5}, "reason"),
+           ({"to": 999_999_999}, "to")]  # the last: no entry of this endpoint (the executor's answer)
+    for body, field in bad:
+        status, answer = await refused(jp_fetch, "endpoints", endpoint, "rollback", method="POST", body=body)
+        assert (status, answer["field"]) == (400, field), (body, answer)
+    as_user(people["other"])
+    status, _ = await refused(jp_fetch, "endpoints", endpoint, "rollback", method="POST", body={"to": first})
+    assert status == 404
+    # An admin rolls the owner's endpoint back to its first state; the history says who and why.
+    as_user(people["admin"])
+    rolled = await fetch_json(jp_fetch, "endpoints", endpoint, "rollback", method="POST",
+                              body={"to": first, "reason": "  back to the start  "})
+    assert [(v["version"], v["weight"]) for v in rolled["versions"]] == [("1", 100)]
+    wait_status(hub, endpoint, people["owner"][1])
+    newest = (await fetch_json(jp_fetch, "endpoints", endpoint, "history"))["entries"][0]
+    assert (newest["action"], newest["actor"], newest["reason"], newest["detail"]) == (
+        "rollback", people["admin"][0], "back to the start", {"to": first})

@@ -716,6 +716,69 @@ class EndpointRequestsHandler(NotebenchHandler):
         self.reply({"requests": samples})
 
 
+class EndpointStateHandler(JobsAPIHandler):
+    """An endpoint's monitoring, quality and history, and rollback: fixed executor paths, each query
+    parameter or body field checked here first; errors are ``{status, message, field}`` as the job
+    handlers' (the executor's own passed on with their field)."""
+
+    def query_argument(self, name: str, pattern: str) -> str | None:
+        value = self.get_query_argument(name, None)
+        if value is not None and not re.fullmatch(pattern, value):
+            raise FieldError(400, f"{name} is not valid", name)
+        return value
+
+
+# Monitoring windows are the executor's configuration (c.Monitoring.windows): names it checks itself.
+MONITORING_WINDOW = r"[A-Za-z0-9_-]{1,32}"
+QUALITY_WINDOW = r"1h|1d|7d"  # the executor's fixed windows of label quality
+HISTORY_LIMIT = r"[1-9][0-9]{0,2}"  # the executor caps it (200)
+HISTORY_CURSOR = r"[0-9]{1,19}"  # a previous page's next_cursor (an entry id)
+MAX_REASON_CHARS = 500  # the executor's limit of a reason kept in the history
+
+
+class EndpointMonitoringHandler(EndpointStateHandler):
+    @web.authenticated
+    @authorized
+    async def get(self, name):
+        query = {"window": self.query_argument("window", MONITORING_WINDOW)}
+        self.reply((await self.executor(["endpoints", name, "monitoring"], query=query)).json())
+
+
+class EndpointQualityHandler(EndpointStateHandler):
+    @web.authenticated
+    @authorized
+    async def get(self, name):
+        query = {"window": self.query_argument("window", QUALITY_WINDOW)}
+        self.reply((await self.executor(["endpoints", name, "quality"], query=query)).json())
+
+
+class EndpointHistoryHandler(EndpointStateHandler):
+    @web.authenticated
+    @authorized
+    async def get(self, name):
+        query = {"limit": self.query_argument("limit", HISTORY_LIMIT), "cursor": self.query_argument("cursor", HISTORY_CURSOR)}
+        self.reply((await self.executor(["endpoints", name, "history"], query=query)).json())
+
+
+class EndpointRollbackHandler(EndpointStateHandler):
+    """Back to one of the endpoint's history entries (``to``, its id), with an optional reason."""
+
+    @web.authenticated
+    @authorized
+    async def post(self, name):
+        try:
+            body = self.body()
+        except web.HTTPError as e:
+            raise FieldError(e.status_code, e.log_message or "", "body") from None
+        to, reason = body.get("to"), body.get("reason")
+        if not (isinstance(to, int) and not isinstance(to, bool) and 0 < to < 2**63):
+            raise FieldError(400, "to must be the id of a history entry", "to")
+        if reason is not None and not (isinstance(reason, str) and len(reason) <= MAX_REASON_CHARS):
+            raise FieldError(400, f"reason must be text of at most {MAX_REASON_CHARS} characters", "reason")
+        rollback = {"to": to, "reason": (reason or "").strip() or None}  # blank: no reason
+        self.reply((await self.executor(["endpoints", name, "rollback"], "POST", rollback)).json())
+
+
 async def input_example(endpoint_name: str) -> dict:
     """The serving input example logged with the model of the endpoint's heaviest version."""
     endpoint = (await call("executor", ["endpoints", endpoint_name])).json()
@@ -810,6 +873,10 @@ def setup_handlers(web_app, settings: NotebenchExtension | None = None) -> None:
         (endpoint + "/invoke", EndpointInvokeHandler),
         (endpoint + "/logs", EndpointLogsHandler),
         (endpoint + "/requests", EndpointRequestsHandler),
+        (endpoint + "/monitoring", EndpointMonitoringHandler),
+        (endpoint + "/quality", EndpointQualityHandler),
+        (endpoint + "/history", EndpointHistoryHandler),
+        (endpoint + "/rollback", EndpointRollbackHandler),
         *setup_culling(web_app, NotebenchHandler, "/culling"),
     ]
     web_app.add_handlers(".*$", [(base + path, handler) for path, handler in routes])

@@ -83,6 +83,13 @@ export type EndpointVersion = Schemas['ServedVersion'];
 export type EndpointMetrics = Schemas['EndpointMetrics'];
 export type VersionMetrics = Schemas['VersionMetrics'];
 export type EndpointLogs = Schemas['EndpointLogs'];
+export type EndpointMonitoring = Schemas['EndpointMonitoring'];
+export type VersionMonitoring = Schemas['VersionMonitoring'];
+export type FeatureDrift = Schemas['FeatureDrift'];
+export type EndpointQuality = Schemas['EndpointQuality'];
+export type VersionQuality = Schemas['VersionQuality'];
+export type EndpointHistoryPage = Schemas['EndpointHistoryPage'];
+export type EndpointHistoryEntry = Schemas['EndpointHistoryEntry'];
 
 // The server extension's own answers (parameters of a notebook, MLflow runs and registered models,
 // an endpoint's "try it"): not in the executor's API, so written here by hand.

@@ -1,4 +1,4 @@
-// A small SVG line chart (no chart library): one line per model version over time.
+// Small SVG charts (no chart library): a line per model version over time, and labelled bars.
 import * as React from 'react';
 
 import { VersionMetrics } from './api';
@@ -120,5 +120,68 @@ export function Legend(props: { metrics: VersionMetrics[] }): JSX.Element {
         ))}
       </tbody>
     </table>
+  );
+}
+
+export interface IBar {
+  label: string; // shown as text (a feature name: the user's)
+  value: number;
+  marked: boolean; // over its threshold: drawn in another colour and said in words ("!" and the title)
+}
+
+/** Horizontal bars, one per label, scaled to the largest value (e.g. drift score per feature). */
+export function BarChart(props: {
+  title: string;
+  bars: IBar[];
+  markedText: string; // what a marked bar means, e.g. "drifted"
+}): JSX.Element {
+  const width = 260;
+  const row = 16;
+  const labelWidth = 80;
+  const valueWidth = 56;
+  const height = Math.max(1, props.bars.length) * row + 4;
+  const max = Math.max(1e-9, ...props.bars.map(b => b.value));
+  const span = width - labelWidth - valueWidth;
+  return (
+    <figure className="nb-chart nb-bar-chart">
+      <figcaption>{props.title}</figcaption>
+      <svg
+        viewBox={`0 0 ${width} ${height}`}
+        width="100%"
+        role="img"
+        aria-label={props.title}
+      >
+        <title>{props.title}</title>
+        {props.bars.map((b, i) => {
+          const y = 2 + i * row;
+          const value = Math.round(b.value * 1000) / 1000;
+          return (
+            <g key={b.label} data-bar={b.label}>
+              <title>
+                {b.label}: {value}
+                {b.marked ? ` (${props.markedText})` : ''}
+              </title>
+              <text x={0} y={y + row - 5} className="nb-bar-label">
+                {b.label.length > 12 ? `${b.label.slice(0, 11)}…` : b.label}
+              </text>
+              <rect
+                x={labelWidth}
+                y={y + 2}
+                width={Math.max(1, (b.value / max) * span)}
+                height={row - 5}
+                className={b.marked ? 'nb-bar nb-bar-marked' : 'nb-bar'}
+              />
+              <text
+                x={width - valueWidth + 4}
+                y={y + row - 5}
+                className="nb-bar-label"
+              >
+                {b.marked ? `${value} !` : value}
+              </text>
+            </g>
+          );
+        })}
+      </svg>
+    </figure>
   );
 }

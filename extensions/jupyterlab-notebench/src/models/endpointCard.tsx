@@ -1,11 +1,7 @@
 // One endpoint: what it serves, how to call it (URL, curl and Python), "Try it" with an editable
-// body, its charts, its scoring servers' logs and its stored request samples.
-import {
-  Clipboard,
-  Dialog,
-  Notification,
-  showDialog
-} from '@jupyterlab/apputils';
+// body, its charts, its scoring servers' logs and its stored request samples; then its sections
+// (drift, quality, history: monitoring.tsx, history.tsx).
+import { Dialog, showDialog } from '@jupyterlab/apputils';
 import * as React from 'react';
 
 import {
@@ -28,6 +24,9 @@ import {
   mlflowVersionUrl,
   useModelsContext
 } from './context';
+import { History } from './history';
+import { Drift, Quality } from './monitoring';
+import { CopyableCode } from './section';
 import { IVersionRow, rowsValid, toVersions, WeightsEditor } from './weights';
 
 /** The text as JSON, or the parser's complaint. */
@@ -42,33 +41,6 @@ function parseJson(text: string): { value?: unknown; error?: string } {
 /** A stored sample's body: JSON, or the text it was (not JSON, or cut). */
 function asText(value: unknown): string {
   return typeof value === 'string' ? value : JSON.stringify(value, null, 1);
-}
-
-/** A <pre> with a button that copies its text. */
-function CopyableCode(props: { label: string; code: string }): JSX.Element {
-  const trans = useTranslation();
-  return (
-    <div className="nb-code">
-      <div className="nb-row">
-        <span>{props.label}</span>
-        <button
-          type="button"
-          aria-label={trans.__('Copy %1', props.label)}
-          onClick={() => {
-            Clipboard.copyToSystem(props.code);
-            Notification.info(trans.__('%1 copied', props.label), {
-              autoClose: 2000
-            });
-          }}
-        >
-          {trans.__('Copy')}
-        </button>
-      </div>
-      <pre tabIndex={0} aria-label={props.label}>
-        {props.code}
-      </pre>
-    </div>
-  );
 }
 
 /** The endpoint's URL and how to call it. The examples read a token the user makes at the hub's
@@ -552,6 +524,16 @@ export function EndpointCard(props: {
         refresh={invocations}
         onUse={setBody}
       />
+      {/* The card's sections, in this order, each loaded only while open. */}
+      <div className="nb-card-sections">
+        <Drift endpoint={endpoint} stopped={stopped} />
+        <Quality endpoint={endpoint} stopped={stopped} />
+        <History
+          endpoint={endpoint}
+          stopped={stopped}
+          onChange={props.onChange}
+        />
+      </div>
     </div>
   );
 }
