@@ -633,15 +633,50 @@ class AliasesHandler(NotebenchHandler):
 
 
 def _versions(body: dict) -> list:
+    """The versions of a deploy or an update: {model, version, weight}, and for a shadow version
+    ``shadow: true`` with its ``traffic_percent`` (the executor checks the rest, naming the field)."""
     versions = body.get("versions")
     if not isinstance(versions, list) or not versions:
-        raise web.HTTPError(400, "versions must be a non-empty list")
-    if not all(isinstance(v, dict) for v in versions):
-        raise web.HTTPError(400, "each of versions must be an object {model, version, weight}")
-    return [{"model": v.get("model"), "version": str(v.get("version")), "weight": v.get("weight")} for v in versions]
+        raise FieldError(400, "versions must be a non-empty list", "versions")
+    result = []
+    for i, v in enumerate(versions):
+        if not isinstance(v, dict):
+            raise FieldError(400, "each of versions must be an object {model, version, weight}", f"versions.{i}")
+        version = {"model": v.get("model"), "version": str(v.get("version")), "weight": v.get("weight")}
+        shadow, percent = v.get("shadow", False), v.get("traffic_percent")
+        if not isinstance(shadow, bool):
+            raise FieldError(400, "shadow must be true or false", f"versions.{i}.shadow")
+        if percent is not None and not (isinstance(percent, int) and not isinstance(percent, bool) and 1 <= percent <= 100):
+            raise FieldError(400, "traffic_percent must be a whole percent from 1 to 100", f"versions.{i}.traffic_percent")
+        if shadow:
+            version.update(shadow=True, traffic_percent=percent)
+        elif percent is not None:  # the executor refuses it on a live version: let it say so
+            version["traffic_percent"] = percent
+        result.append(version)
+    return result
 
 
-class EndpointsHandler(NotebenchHandler):
+class EndpointStateHandler(JobsAPIHandler):
+    """An endpoint's deploy and update, monitoring, quality, history, rollback, shadows and alerts:
+    fixed executor paths, each query parameter or body field checked here first; errors are
+    ``{status, message, field}`` as the job handlers' (the executor's own passed on with their
+    field, e.g. ``versions.1.weight``), so the panel shows each at the field it concerns."""
+
+    def query_argument(self, name: str, pattern: str) -> str | None:
+        value = self.get_query_argument(name, None)
+        if value is not None and not re.fullmatch(pattern, value):
+            raise FieldError(400, f"{name} is not valid", name)
+        return value
+
+    def field_body(self) -> dict:
+        """The request's JSON object; one that is not is a 4xx naming ``body``."""
+        try:
+            return self.body()
+        except web.HTTPError as e:
+            raise FieldError(e.status_code, e.log_message or "", "body") from None
+
+
+class EndpointsHandler(EndpointStateHandler):
     @web.authenticated
     @authorized
     async def get(self):
@@ -651,13 +686,17 @@ class EndpointsHandler(NotebenchHandler):
     @authorized
     async def post(self):
         body = self.body()
-        endpoint = {"name": _text(body, "name"), "versions": _versions(body)}
+        try:
+            name = _text(body, "name")
+        except web.HTTPError as e:
+            raise FieldError(400, e.log_message or "", "name") from None
+        endpoint = {"name": name, "versions": _versions(body)}
         if body.get("profile"):
             endpoint["profile"] = body["profile"]
-        self.reply((await call("executor", ["endpoints"], "POST", endpoint)).json(), 201)
+        self.reply((await self.executor(["endpoints"], "POST", endpoint)).json(), 201)
 
 
-class EndpointHandler(NotebenchHandler):
+class EndpointHandler(EndpointStateHandler):
     @web.authenticated
     @authorized
     async def get(self, name):
@@ -667,7 +706,7 @@ class EndpointHandler(NotebenchHandler):
     @authorized
     async def patch(self, name):
         body = {"versions": _versions(self.body())}
-        self.reply((await call("executor", ["endpoints", name], "PATCH", body)).json())
+        self.reply((await self.executor(["endpoints", name], "PATCH", body)).json())
 
     @web.authenticated
     @authorized
@@ -716,24 +755,16 @@ class EndpointRequestsHandler(NotebenchHandler):
         self.reply({"requests": samples})
 
 
-class EndpointStateHandler(JobsAPIHandler):
-    """An endpoint's monitoring, quality and history, and rollback: fixed executor paths, each query
-    parameter or body field checked here first; errors are ``{status, message, field}`` as the job
-    handlers' (the executor's own passed on with their field)."""
-
-    def query_argument(self, name: str, pattern: str) -> str | None:
-        value = self.get_query_argument(name, None)
-        if value is not None and not re.fullmatch(pattern, value):
-            raise FieldError(400, f"{name} is not valid", name)
-        return value
-
-
 # Monitoring windows are the executor's configuration (c.Monitoring.windows): names it checks itself.
 MONITORING_WINDOW = r"[A-Za-z0-9_-]{1,32}"
 QUALITY_WINDOW = r"1h|1d|7d"  # the executor's fixed windows of label quality
 HISTORY_LIMIT = r"[1-9][0-9]{0,2}"  # the executor caps it (200)
 HISTORY_CURSOR = r"[0-9]{1,19}"  # a previous page's next_cursor (an entry id)
 MAX_REASON_CHARS = 500  # the executor's limit of a reason kept in the history
+SHADOW_WINDOW = r"1h|1d|7d"  # the executor's fixed windows of shadow comparison
+MAX_WEBHOOK_CHARS = 2048  # the executor's limits of alerts
+MAX_ALERT_RULES = 20
+ALERT_RULE_KEYS = ("kind", "threshold", "window", "metric", "min_requests")
 
 
 class EndpointMonitoringHandler(EndpointStateHandler):
@@ -766,10 +797,7 @@ class EndpointRollbackHandler(EndpointStateHandler):
     @web.authenticated
     @authorized
     async def post(self, name):
-        try:
-            body = self.body()
-        except web.HTTPError as e:
-            raise FieldError(e.status_code, e.log_message or "", "body") from None
+        body = self.field_body()
         to, reason = body.get("to"), body.get("reason")
         if not (isinstance(to, int) and not isinstance(to, bool) and 0 < to < 2**63):
             raise FieldError(400, "to must be the id of a history entry", "to")
@@ -777,6 +805,50 @@ class EndpointRollbackHandler(EndpointStateHandler):
             raise FieldError(400, f"reason must be text of at most {MAX_REASON_CHARS} characters", "reason")
         rollback = {"to": to, "reason": (reason or "").strip() or None}  # blank: no reason
         self.reply((await self.executor(["endpoints", name, "rollback"], "POST", rollback)).json())
+
+
+class EndpointShadowHandler(EndpointStateHandler):
+    """The endpoint's shadow versions beside its live ones over a window (1h, 1d or 7d)."""
+
+    @web.authenticated
+    @authorized
+    async def get(self, name):
+        query = {"window": self.query_argument("window", SHADOW_WINDOW)}
+        self.reply((await self.executor(["endpoints", name, "shadow"], query=query)).json())
+
+
+def _alert_rules(rules) -> list:
+    """The rules as the executor takes them: objects of known keys only; their values it checks."""
+    if not isinstance(rules, list) or len(rules) > MAX_ALERT_RULES:
+        raise FieldError(400, f"rules must be a list of at most {MAX_ALERT_RULES} rules", "rules")
+    for i, rule in enumerate(rules):
+        if not isinstance(rule, dict):
+            raise FieldError(400, "each rule must be an object {kind, threshold, window, metric, min_requests}",
+                             f"rules.{i}")
+        for key in rule:
+            if key not in ALERT_RULE_KEYS:
+                raise FieldError(400, f"unknown key {key!r} (known: {', '.join(ALERT_RULE_KEYS)})", f"rules.{i}.{key}")
+    return rules
+
+
+class EndpointAlertsHandler(EndpointStateHandler):
+    """The endpoint's alert rules, webhook and recent firings; PUT replaces the rules and webhook."""
+
+    @web.authenticated
+    @authorized
+    async def get(self, name):
+        self.reply((await self.executor(["endpoints", name, "alerts"])).json())
+
+    @web.authenticated
+    @authorized
+    async def put(self, name):
+        body = self.field_body()
+        webhook = body.get("webhook")
+        if webhook is not None and not (isinstance(webhook, str) and len(webhook) <= MAX_WEBHOOK_CHARS):
+            raise FieldError(400, f"webhook must be an http(s) URL of at most {MAX_WEBHOOK_CHARS} characters, or null",
+                             "webhook")
+        alerts = {"webhook": (webhook or "").strip() or None, "rules": _alert_rules(body.get("rules", []))}
+        self.reply((await self.executor(["endpoints", name, "alerts"], "PUT", alerts)).json())
 
 
 async def input_example(endpoint_name: str) -> dict:
@@ -877,6 +949,8 @@ def setup_handlers(web_app, settings: NotebenchExtension | None = None) -> None:
         (endpoint + "/quality", EndpointQualityHandler),
         (endpoint + "/history", EndpointHistoryHandler),
         (endpoint + "/rollback", EndpointRollbackHandler),
+        (endpoint + "/shadow", EndpointShadowHandler),
+        (endpoint + "/alerts", EndpointAlertsHandler),
         *setup_culling(web_app, NotebenchHandler, "/culling"),
     ]
     web_app.add_handlers(".*$", [(base + path, handler) for path, handler in routes])

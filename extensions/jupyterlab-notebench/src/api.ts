@@ -90,6 +90,12 @@ export type EndpointQuality = Schemas['EndpointQuality'];
 export type VersionQuality = Schemas['VersionQuality'];
 export type EndpointHistoryPage = Schemas['EndpointHistoryPage'];
 export type EndpointHistoryEntry = Schemas['EndpointHistoryEntry'];
+export type EndpointShadow = Schemas['EndpointShadow'];
+export type ShadowSide = Schemas['ShadowSide'];
+export type ShadowComparison = Schemas['ShadowComparison'];
+export type EndpointAlerts = Schemas['EndpointAlerts'];
+export type AlertRule = Schemas['AlertRule'];
+export type AlertFiring = Schemas['AlertFiring'];
 
 // The server extension's own answers (parameters of a notebook, MLflow runs and registered models,
 // an endpoint's "try it"): not in the executor's API, so written here by hand.

@@ -1,6 +1,6 @@
 // One endpoint: what it serves, how to call it (URL, curl and Python), "Try it" with an editable
 // body, its charts, its scoring servers' logs and its stored request samples; then its sections
-// (drift, quality, history: monitoring.tsx, history.tsx).
+// (drift, quality, shadow, alerts, history: monitoring.tsx, shadow.tsx, alerts.tsx, history.tsx).
 import { Dialog, showDialog } from '@jupyterlab/apputils';
 import * as React from 'react';
 
@@ -24,9 +24,11 @@ import {
   mlflowVersionUrl,
   useModelsContext
 } from './context';
+import { Alerts } from './alerts';
 import { History } from './history';
 import { Drift, Quality } from './monitoring';
 import { CopyableCode } from './section';
+import { Shadow } from './shadow';
 import { IVersionRow, rowsValid, toVersions, WeightsEditor } from './weights';
 
 /** The text as JSON, or the parser's complaint. */
@@ -428,7 +430,16 @@ export function EndpointCard(props: {
                 </MlflowLink>
                 {v.alias ? ` (@${v.alias})` : ''}
               </td>
-              <td>{v.weight}%</td>
+              {v.shadow ? (
+                <td className="nb-shadow">
+                  {trans.__(
+                    'shadow, %1 % of requests',
+                    v.traffic_percent ?? 100
+                  )}
+                </td>
+              ) : (
+                <td>{v.weight}%</td>
+              )}
               <td>
                 <span className="nb-badge" data-status={v.status}>
                   {v.status}
@@ -474,7 +485,9 @@ export function EndpointCard(props: {
                 : endpoint.versions.map(v => ({
                     model: v.model,
                     version: v.version,
-                    weight: String(v.weight)
+                    weight: String(v.weight),
+                    shadow: v.shadow,
+                    traffic: String(v.traffic_percent ?? 100)
                   }))
             )
           }
@@ -528,6 +541,8 @@ export function EndpointCard(props: {
       <div className="nb-card-sections">
         <Drift endpoint={endpoint} stopped={stopped} />
         <Quality endpoint={endpoint} stopped={stopped} />
+        <Shadow endpoint={endpoint} stopped={stopped} />
+        <Alerts endpoint={endpoint} stopped={stopped} />
         <History
           endpoint={endpoint}
           stopped={stopped}

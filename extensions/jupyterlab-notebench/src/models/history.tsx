@@ -19,11 +19,13 @@ import { CardSection } from './section';
 const HISTORY_PAGE = 10;
 const MAX_REASON_CHARS = 500; // the executor's limit
 
+// A shadow's share is of the requests copied to it, not of the answers: said so.
 function versionsText(entry: EndpointHistoryEntry): string {
   return entry.versions
     .map(
       v =>
-        `${v.model}/${v.version}${v.alias ? ` (@${v.alias})` : ''} ${v.weight}%`
+        `${v.model}/${v.version}${v.alias ? ` (@${v.alias})` : ''} ` +
+        (v.shadow ? `shadow ${v.traffic_percent ?? 100}%` : `${v.weight}%`)
     )
     .join(', ');
 }

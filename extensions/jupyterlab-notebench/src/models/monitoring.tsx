@@ -26,17 +26,17 @@ export const MONITORING_WINDOWS = ['1h', '1d'];
 // GET endpoints/{name}/quality's windows (fixed in the executor).
 export const QUALITY_WINDOWS = ['1h', '1d', '7d'];
 // Drift and quality are computed from the store on each request: asked less often than the status.
-const MONITORING_POLL_MS = 10000;
+export const MONITORING_POLL_MS = 10000;
 
 /** A figure rounded for reading (rates and scores are 0..1 or small). */
-function figure(value: number | null | undefined): string {
+export function figure(value: number | null | undefined): string {
   if (value === null || value === undefined) {
     return '–';
   }
   return Number.isInteger(value) ? String(value) : value.toFixed(3);
 }
 
-function percent(rate: number): string {
+export function percent(rate: number): string {
   return `${Math.round(rate * 1000) / 10}%`;
 }
 

@@ -1,4 +1,6 @@
-// Versions and their weights (percent of the traffic), as the deploy and edit forms take them.
+// Versions and their weights (percent of the traffic), as the deploy and edit forms take them. A
+// row marked "shadow" gets a copy of a percent of the requests instead of a weight: it never
+// answers, and only the live rows' weights make the 100.
 import * as React from 'react';
 
 import { RegisteredModel } from '../api';
@@ -8,6 +10,20 @@ export interface IVersionRow {
   model: string;
   version: string;
   weight: string;
+  shadow?: boolean;
+  traffic?: string; // a shadow's percent of the requests copied to it
+}
+
+/** The live rows' weights, added up (they must make 100). */
+function liveTotal(rows: IVersionRow[]): number {
+  return rows
+    .filter(r => !r.shadow)
+    .reduce((sum, r) => sum + (Number(r.weight) || 0), 0);
+}
+
+function percentValid(text: string | undefined): boolean {
+  const n = Number(text);
+  return Number.isInteger(n) && n >= 1 && n <= 100;
 }
 
 export function WeightsEditor(props: {
@@ -23,7 +39,7 @@ export function WeightsEditor(props: {
   );
   const update = (i: number, change: Partial<IVersionRow>) =>
     setRows(rows.map((r, j) => (i === j ? { ...r, ...change } : r)));
-  const total = rows.reduce((sum, r) => sum + (Number(r.weight) || 0), 0);
+  const total = liveTotal(rows);
   return (
     <div className="nb-weights">
       {rows.map((r, i) => {
@@ -62,16 +78,50 @@ export function WeightsEditor(props: {
                 </option>
               ))}
             </select>
-            <input
-              name={`weight-${i}`}
-              type="number"
-              min={0}
-              max={100}
-              value={r.weight}
-              onChange={e => update(i, { weight: e.target.value })}
-              aria-label={trans.__('Weight of version %1 (percent)', i + 1)}
-            />
+            {r.shadow ? (
+              <input
+                name={`traffic-${i}`}
+                type="number"
+                min={1}
+                max={100}
+                value={r.traffic ?? '100'}
+                onChange={e => update(i, { traffic: e.target.value })}
+                aria-label={trans.__(
+                  'Percent of the requests copied to shadow version %1',
+                  i + 1
+                )}
+              />
+            ) : (
+              <input
+                name={`weight-${i}`}
+                type="number"
+                min={0}
+                max={100}
+                value={r.weight}
+                onChange={e => update(i, { weight: e.target.value })}
+                aria-label={trans.__('Weight of version %1 (percent)', i + 1)}
+              />
+            )}
             <span aria-hidden="true">%</span>
+            <label
+              className="nb-shadow-toggle"
+              title={trans.__(
+                'A shadow gets a copy of the requests after the live answer; it never answers'
+              )}
+            >
+              <input
+                type="checkbox"
+                name={`shadow-${i}`}
+                checked={!!r.shadow}
+                onChange={e =>
+                  update(i, {
+                    shadow: e.target.checked,
+                    traffic: r.traffic ?? '100'
+                  })
+                }
+              />
+              {trans.__('shadow')}
+            </label>
             {rows.length > 1 && (
               <button
                 type="button"
@@ -109,16 +159,24 @@ export function WeightsEditor(props: {
 }
 
 export function toVersions(rows: IVersionRow[]) {
-  return rows.map(r => ({
-    model: r.model,
-    version: r.version,
-    weight: Number(r.weight) || 0
-  }));
+  return rows.map(r =>
+    r.shadow
+      ? {
+          model: r.model,
+          version: r.version,
+          weight: 0,
+          shadow: true,
+          traffic_percent: Number(r.traffic ?? '100')
+        }
+      : { model: r.model, version: r.version, weight: Number(r.weight) || 0 }
+  );
 }
 
 export function rowsValid(rows: IVersionRow[]): boolean {
   return (
     rows.every(r => r.model && r.version) &&
-    rows.reduce((s, r) => s + (Number(r.weight) || 0), 0) === 100
+    rows.some(r => !r.shadow) &&
+    liveTotal(rows) === 100 &&
+    rows.every(r => !r.shadow || percentValid(r.traffic ?? '100'))
   );
 }
