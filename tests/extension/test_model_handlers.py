@@ -1,6 +1,7 @@
 """The Models panel's server side added for issue 15 (models/context, can_edit on registered
 models, an endpoint's logs and request samples, its input example) and issue 18 (an endpoint's
-monitoring, quality, history and rollback), in a real
+monitoring, quality, history and rollback; its shadow comparison and alerts, and shadow versions
+in deploys and updates), in a real
 jupyter_server (pytest-jupyter) forwarding to the real executor and MLflow of the session's hub,
 as the owner, another user and an admin."""
 
@@ -54,7 +55,7 @@ def as_user(hub, monkeypatch):
 
 
 NEW_ROUTES = ["models/context", "endpoints/e1/logs", "endpoints/e1/requests", "endpoints/e1/monitoring",
-              "endpoints/e1/quality", "endpoints/e1/history"]
+              "endpoints/e1/quality", "endpoints/e1/history", "endpoints/e1/shadow", "endpoints/e1/alerts"]
 
 
 @pytest.mark.parametrize("auth", ["none", "wrong token"])
@@ -66,10 +67,11 @@ async def test_the_new_handlers_require_authentication(jp_fetch, hub, people, as
         with pytest.raises(HTTPClientError) as e:
             await jp_fetch(*f"notebench/{path}".split("/"), headers=dict(header), follow_redirects=False)
         assert e.value.code in (401, 403), (path, e.value.code)
-    with pytest.raises(HTTPClientError) as e:
-        await jp_fetch("notebench", "endpoints", "e1", "rollback", method="POST", body='{"to": 1}',
-                       headers=dict(header), follow_redirects=False)
-    assert e.value.code in (401, 403), e.value.code
+    for method, path, body in (("POST", "rollback", '{"to": 1}'), ("PUT", "alerts", '{"rules": []}')):
+        with pytest.raises(HTTPClientError) as e:
+            await jp_fetch("notebench", "endpoints", "e1", path, method=method, body=body,
+                           headers=dict(header), follow_redirects=False)
+        assert e.value.code in (401, 403), (path, e.value.code)
 
 
 @on_server_loop
@@ -180,3 +182,83 @@ async def test_rollback_for_the_owner_and_an_admin_only(hub, jp_fetch, people, s
     newest = (await fetch_json(jp_fetch, "endpoints", endpoint, "history"))["entries"][0]
     assert (newest["action"], newest["actor"], newest["reason"], newest["detail"]) == (
         "rollback", people["admin"][0], "back to the start", {"to": first})
+
+
+@on_server_loop
+async def test_alerts_for_the_owner_and_an_admin_only_bad_values_named(jp_fetch, people, served, as_user):
+    endpoint = served["endpoint"]
+    rule = {"kind": "error_rate", "threshold": 0.5, "window": "1h", "min_requests": 3}
+    as_user(people["owner"])
+    assert (await fetch_json(jp_fetch, "endpoints", endpoint, "alerts"))["rules"] == []
+    saved = await fetch_json(jp_fetch, "endpoints", endpoint, "alerts", method="PUT",
+                             body={"rules": [rule], "webhook": "  https://hooks.example.com/nb  "})
+    assert saved["rules"] == [{**rule, "metric": None}] and saved["webhook"] == "https://hooks.example.com/nb"
+    assert saved["updated_by"] == people["owner"][0] and saved["firings"] == []
+    # Checked here (the shape), then by the executor (the values): each 400 names its field.
+    bad = [({"rules": {}}, "rules"), ({"rules": [rule] * 21}, "rules"), ({"rules": [5]}, "rules.0"),
+           ({"rules": [rule, {**rule, "url": "x"}]}, "rules.1.url"), ({"rules": [], "webhook": 5}, "webhook"),
+           ({"rules": [], "webhook": "https://h.example/" + "x" * 2048}, "webhook"),
+           ({"rules": [{**rule, "threshold": 2}]}, "rules.0.threshold"),
+           ({"rules": [{**rule, "kind": "latency"}]}, "rules.0.kind"),
+           ({"rules": [{**rule, "kind": "quality"}]}, "rules.0.metric"),
+           ({"rules": [], "webhook": "ftp://hooks.example.com/"}, "webhook")]
+    for body, field in bad:
+        status, answer = await refused(jp_fetch, "endpoints", endpoint, "alerts", method="PUT", body=body)
+        assert (status, answer["field"]) == (400, field), (body, answer)
+    status, answer = await refused(jp_fetch, "endpoints", endpoint, "alerts", method="PUT", body="[1]")
+    assert (status, answer["field"]) == (400, "body"), answer
+    # An admin sees and changes them; another user gets 404 for reading and for changing.
+    as_user(people["admin"])
+    seen = await fetch_json(jp_fetch, "endpoints", endpoint, "alerts")
+    assert seen["rules"] == saved["rules"] and seen["webhook"] == saved["webhook"]
+    cleared = await fetch_json(jp_fetch, "endpoints", endpoint, "alerts", method="PUT", body={"rules": []})
+    assert (cleared["rules"], cleared["webhook"], cleared["updated_by"]) == ([], None, people["admin"][0])
+    as_user(people["other"])
+    for method, body in (("GET", None), ("PUT", {"rules": [rule]})):
+        status, _ = await refused(jp_fetch, "endpoints", endpoint, "alerts", method=method, body=body)
+        assert status == 404, method
+
+
+@on_server_loop
+async def test_shadow_versions_deployed_and_compared_for_the_owner_and_an_admin_only(hub, jp_fetch, people, served,
+                                                                                    as_user):
+    endpoint, model = served["endpoint"], served["model"]
+    live = {"model": model, "version": "1", "weight": 100}
+    as_user(people["owner"])
+    # The shape of a shadow is checked here, its rules by the executor: each 400 names its field.
+    bad = [({"shadow": "yes"}, "versions.1.shadow"), ({"traffic_percent": 0}, "versions.1.traffic_percent"),
+           ({"traffic_percent": 101}, "versions.1.traffic_percent"), ({"traffic_percent": "50"}, "versions.1.traffic_percent"),
+           ({"weight": 10}, "versions.1.weight")]
+    for change, field in bad:
+        versions = [live, {"model": model, "version": "2", "shadow": True, "traffic_percent": 50, **change}]
+        for method, path in (("POST", ["endpoints"]), ("PATCH", ["endpoints", endpoint])):
+            status, answer = await refused(jp_fetch, *path, method=method, body={"name": f"x-{endpoint}", "versions": versions})
+            assert (status, answer["field"]) == (400, field), (method, change, answer)
+    status, answer = await refused(jp_fetch, "endpoints", endpoint, "shadow", params={"window": "2h"})
+    assert (status, answer["field"]) == (400, "window"), answer
+
+    wait_status(hub, endpoint, people["owner"][1])
+    shadow = {"model": model, "version": "2", "weight": 0, "shadow": True, "traffic_percent": 50}
+    patched = await fetch_json(jp_fetch, "endpoints", endpoint, method="PATCH", body={"versions": [live, shadow]})
+    assert [(v["version"], v["weight"], v["shadow"], v["traffic_percent"]) for v in patched["versions"]] == [
+        ("1", 100, False, None), ("2", 0, True, 50)]
+    wait_status(hub, endpoint, people["owner"][1])
+    history = await fetch_json(jp_fetch, "endpoints", endpoint, "history", params={"limit": "1"})
+    assert [(v["version"], v["shadow"], v["traffic_percent"]) for v in history["entries"][0]["versions"]] == [
+        ("1", False, None), ("2", True, 50)]
+    for _ in range(4):  # every other one copied to the shadow
+        assert invoke(hub, endpoint, people["owner"][1], served["payload"]).status_code == 200
+
+    def compared():
+        answer = hub.executor("GET", f"endpoints/{endpoint}/shadow?window=1h", people["owner"][1]).json()
+        return answer["shadows"] and answer["shadows"][0]["requests"] == 2 and answer
+
+    expected = wait_for(compared, 60, message="the shadow's 2 copies recorded")
+    for role in ("owner", "admin"):
+        as_user(people[role])
+        answer = await fetch_json(jp_fetch, "endpoints", endpoint, "shadow", params={"window": "1h"})
+        assert (answer["window"], answer["shadows"], answer["live"]) == ("1h", expected["shadows"], expected["live"])
+        assert (answer["shadows"][0]["version"], answer["shadows"][0]["traffic_percent"]) == ("2", 50)
+    as_user(people["other"])
+    status, _ = await refused(jp_fetch, "endpoints", endpoint, "shadow")
+    assert status == 404

@@ -221,7 +221,8 @@ function RulesEditor(props: {
         </span>
         <input
           name="alerts-webhook"
-          type="url"
+          // Text, not type="url": the executor judges the URL and says what is wrong at this field.
+          inputMode="url"
           value={webhook}
           onChange={e => setWebhook(e.target.value)}
         />
@@ -401,7 +402,9 @@ function AlertsReport(props: {
       )}
       {data && (
         <>
-          <h4 className="nb-subtitle">{trans.__('Recent alerts')}</h4>
+          <p className="nb-subtitle">
+            <b>{trans.__('Recent alerts')}</b>
+          </p>
           {data.firings.length ? (
             <FiringsTable firings={data.firings} name={endpoint.name} />
           ) : (
