@@ -191,8 +191,8 @@ async def test_alerts_for_the_owner_and_an_admin_only_bad_values_named(jp_fetch,
     as_user(people["owner"])
     assert (await fetch_json(jp_fetch, "endpoints", endpoint, "alerts"))["rules"] == []
     saved = await fetch_json(jp_fetch, "endpoints", endpoint, "alerts", method="PUT",
-                             body={"rules": [rule], "webhook": "  https://hooks.example.com/nb  "})
-    assert saved["rules"] == [{**rule, "metric": None}] and saved["webhook"] == "https://hooks.example.com/nb"
+                             body={"rules": [rule], "webhook": "  https://1.1.1.1/notebench  "})
+    assert saved["rules"] == [{**rule, "metric": None}] and saved["webhook"] == "https://1.1.1.1/notebench"
     assert saved["updated_by"] == people["owner"][0] and saved["firings"] == []
     # Checked here (the shape), then by the executor (the values): each 400 names its field.
     bad = [({"rules": {}}, "rules"), ({"rules": [rule] * 21}, "rules"), ({"rules": [5]}, "rules.0"),
