@@ -1,7 +1,7 @@
 """An endpoint card's Shadow and Alerts sections in Chromium, against the session's real hub, MLflow,
 executor and scoring servers: the owner deploys from the panel a live version and a shadow of
 another version (half of the requests copied to it), the card and its history mark the shadow as
-such, and after requests through the API the Shadow section shows the shadow's requests and
+such (an endpoint without one says "No shadow version"), and after requests through the API the Shadow section shows the shadow's requests and
 agreement as GET .../shadow gives them. In the Alerts section the owner sets an error-rate rule (a
 refused threshold, then a refused webhook whose message holds markup, each shown at its field, as
 text), bad requests follow, and the firing appears with its value and delivery. Every page fails
@@ -14,6 +14,7 @@ from playwright.sync_api import expect
 
 from tests.extension.conftest import axe_violations, chromium_or_skip, login, open_lab, person_with_server
 from tests.support.endpoints import RUN, invoke, wait_status
+from tests.support.endpoints import deploy as deploy_by_api
 from tests.support.launcher import wait_for
 from tests.support.registry import register_model
 
@@ -58,6 +59,8 @@ def shown_percent(rate: float) -> str:
 
 def test_the_owner_deploys_a_shadow_compares_it_and_sees_an_alert_fire(hub, new_page, owner, model):
     name, token = f"msa-ep-{RUN}", owner[2]
+    plain = f"msa-plain-{RUN}"  # an endpoint without a shadow, deployed through the API meanwhile
+    deploy_by_api(hub, token, plain, [{"model": model["name"], "version": "1", "weight": 100}])
     page = new_page(allowed_errors=[REFUSED])
     login(page, hub, owner[0], owner[1])
     open_lab(page, hub, owner[0])
@@ -92,6 +95,13 @@ def test_the_owner_deploys_a_shadow_compares_it_and_sees_an_alert_fire(hub, new_
     expect(versions.locator("tr").nth(0)).to_contain_text("100%")
     expect(versions.locator("tr").nth(1)).to_contain_text(f"{model['name']}/2")
     expect(versions.locator("tr").nth(1).locator(".nb-shadow")).to_have_text("shadow, 50 % of requests")
+
+    # The endpoint without one says so, and how to add one.
+    plain_card = panel.locator(f'.nb-endpoint[data-endpoint="{plain}"]')
+    plain_card.locator('[data-section="shadow"] > summary').click()
+    expect(plain_card.locator(".nb-no-shadow")).to_contain_text("No shadow version.", timeout=60_000)
+    expect(plain_card.locator(".nb-no-shadow")).to_contain_text('mark one "shadow"')
+    expect(plain_card.locator(".nb-shadow")).to_have_count(0)
 
     # The history's deploy lists the shadow as one.
     card.locator('[data-section="history"] > summary').click()
