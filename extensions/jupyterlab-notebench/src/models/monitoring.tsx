@@ -19,14 +19,17 @@ import { BarChart } from '../chart';
 import { usePolled } from '../hooks';
 import { useTranslation } from '../i18n';
 import { useModelsContext } from './context';
-import { CardSection, CopyableCode } from './section';
+import {
+  CardSection,
+  CopyableCode,
+  MONITORING_POLL_MS,
+  useWindowedReport
+} from './section';
 
 // The executor's default c.Monitoring.windows (it answers 400 naming `window` for one it lacks).
 export const MONITORING_WINDOWS = ['1h', '1d'];
 // GET endpoints/{name}/quality's windows (fixed in the executor).
 export const QUALITY_WINDOWS = ['1h', '1d', '7d'];
-// Drift and quality are computed from the store on each request: asked less often than the status.
-export const MONITORING_POLL_MS = 10000;
 
 /** A figure rounded for reading (rates and scores are 0..1 or small). */
 export function figure(value: number | null | undefined): string {
@@ -204,33 +207,15 @@ function DriftReport(props: {
   stopped: React.MutableRefObject<boolean>;
 }): JSX.Element {
   const trans = useTranslation();
-  const { endpoint } = props;
-  const [span, setSpan] = React.useState(MONITORING_WINDOWS[0]);
-  const { data, error } = usePolled(
-    () =>
-      api<EndpointMonitoring>(
-        `endpoints/${endpoint.name}/monitoring${query({ window: span })}`
-      ),
-    MONITORING_POLL_MS,
-    [endpoint.name, span],
-    () => !props.stopped.current
+  const { data, error, select } = useWindowedReport<EndpointMonitoring>(
+    props.endpoint,
+    'monitoring',
+    MONITORING_WINDOWS,
+    props.stopped
   );
   return (
     <div>
-      <label className="nb-field nb-row">
-        <span>{trans.__('Window')}</span>
-        <select
-          name="drift-window"
-          value={span}
-          onChange={e => setSpan(e.target.value)}
-        >
-          {MONITORING_WINDOWS.map(w => (
-            <option key={w} value={w}>
-              {trans.__('last %1', w)}
-            </option>
-          ))}
-        </select>
-      </label>
+      {select}
       {error && <p className="nb-error">{error}</p>}
       {data && (
         <p className="nb-hint">
@@ -242,7 +227,7 @@ function DriftReport(props: {
           )}
         </p>
       )}
-      {data?.window === span &&
+      {data &&
         data.versions.map(v => (
           <VersionDrift key={`${v.model}/${v.version}`} version={v} />
         ))}

@@ -1,8 +1,14 @@
-// Pieces an endpoint card's parts share: a section that loads only while it is open, and code to copy.
+// Pieces an endpoint card's parts share: a section that loads only while it is open, a report
+// over a window the user picks, and code to copy.
 import { Clipboard, Notification } from '@jupyterlab/apputils';
 import * as React from 'react';
 
+import { api, Endpoint, query } from '../api';
+import { usePolled } from '../hooks';
 import { useTranslation } from '../i18n';
+
+// Drift, shadow and quality reports are computed from the store on each request: asked less often than the status.
+export const MONITORING_POLL_MS = 10000;
 
 /** A <details> whose children exist only while it is open: what they poll stops when it closes. */
 export function CardSection(props: {
@@ -51,4 +57,40 @@ export function CopyableCode(props: {
       </pre>
     </div>
   );
+}
+
+/** GET endpoints/{name}/<report>?window=…, polled while the section is open, and a select of the
+ * window: `data` is for the window shown (never the previous one's while the next one loads). */
+export function useWindowedReport<T extends { window: string }>(
+  endpoint: Endpoint,
+  report: 'monitoring' | 'shadow',
+  windows: string[],
+  stopped: React.MutableRefObject<boolean>
+): { data: T | undefined; error: string | undefined; select: JSX.Element } {
+  const trans = useTranslation();
+  const [span, setSpan] = React.useState(windows[0]);
+  const { data, error } = usePolled(
+    () =>
+      api<T>(`endpoints/${endpoint.name}/${report}${query({ window: span })}`),
+    MONITORING_POLL_MS,
+    [endpoint.name, span],
+    () => !stopped.current
+  );
+  const select = (
+    <label className="nb-field nb-row">
+      <span>{trans.__('Window')}</span>
+      <select
+        name={report === 'monitoring' ? 'drift-window' : 'shadow-window'}
+        value={span}
+        onChange={e => setSpan(e.target.value)}
+      >
+        {windows.map(w => (
+          <option key={w} value={w}>
+            {trans.__('last %1', w)}
+          </option>
+        ))}
+      </select>
+    </label>
+  );
+  return { data: data?.window === span ? data : undefined, error, select };
 }

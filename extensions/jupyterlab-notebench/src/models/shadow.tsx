@@ -4,23 +4,10 @@
 // dropped, and its quality from label feedback. Model names are the users': shown as text only.
 import * as React from 'react';
 
-import {
-  api,
-  Endpoint,
-  EndpointShadow,
-  query,
-  ShadowComparison,
-  ShadowSide
-} from '../api';
-import { usePolled } from '../hooks';
+import { Endpoint, EndpointShadow, ShadowComparison, ShadowSide } from '../api';
 import { useTranslation } from '../i18n';
-import {
-  figure,
-  MONITORING_POLL_MS,
-  percent,
-  QUALITY_WINDOWS
-} from './monitoring';
-import { CardSection } from './section';
+import { figure, percent, QUALITY_WINDOWS } from './monitoring';
+import { CardSection, useWindowedReport } from './section';
 
 // The executor's fixed windows of the comparison (as quality's).
 const SHADOW_WINDOWS = QUALITY_WINDOWS;
@@ -77,15 +64,11 @@ function ShadowReport(props: {
 }): JSX.Element {
   const trans = useTranslation();
   const { endpoint } = props;
-  const [span, setSpan] = React.useState(SHADOW_WINDOWS[0]);
-  const { data, error } = usePolled(
-    () =>
-      api<EndpointShadow>(
-        `endpoints/${endpoint.name}/shadow${query({ window: span })}`
-      ),
-    MONITORING_POLL_MS,
-    [endpoint.name, span],
-    () => !props.stopped.current
+  const { data, error, select } = useWindowedReport<EndpointShadow>(
+    endpoint,
+    'shadow',
+    SHADOW_WINDOWS,
+    props.stopped
   );
   const serving = endpoint.versions.some(v => v.shadow);
   if (data && !serving && !data.shadows.length) {
@@ -101,20 +84,7 @@ function ShadowReport(props: {
   const label = trans.__('Shadow and live versions of %1', endpoint.name);
   return (
     <div>
-      <label className="nb-field nb-row">
-        <span>{trans.__('Window')}</span>
-        <select
-          name="shadow-window"
-          value={span}
-          onChange={e => setSpan(e.target.value)}
-        >
-          {SHADOW_WINDOWS.map(w => (
-            <option key={w} value={w}>
-              {trans.__('last %1', w)}
-            </option>
-          ))}
-        </select>
-      </label>
+      {select}
       {error && <p className="nb-error">{error}</p>}
       {!endpoint.monitoring && (
         <p className="nb-hint">
@@ -123,7 +93,7 @@ function ShadowReport(props: {
           )}
         </p>
       )}
-      {data?.window === span && (
+      {data && (
         <>
           <p className="nb-hint">
             {trans.__(
