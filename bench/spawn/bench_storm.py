@@ -267,7 +267,7 @@ class Flow:
                 return
             if time.monotonic() > deadline:
                 raise StepFailed(f"server still there after {self.timeout:.0f}s: {model['servers']['']}")
-            await asyncio.sleep(0.5)
+            await asyncio.sleep(1.0)  # not faster: N users polling is load on the hub too
 
 
 # --- the hub's processes -----------------------------------------------------------------------
@@ -387,7 +387,7 @@ async def storm(hub: Hub, users: list[User], args) -> dict:
         # Ctrl-C or a crash: stop whatever is still running, through the API as admin (hub.stop() too).
         leftovers = [u for u in users if u.spawned]
         if leftovers:
-            print(f"   stopping {len(leftovers)} servers still up", flush=True)
+            print(f"   {len(leftovers)} servers still up: stopped with the hub", flush=True)
         for u in users:
             if u.session is not None:
                 await u.session.close()
@@ -469,6 +469,7 @@ def main(argv=None) -> int:
     parser.add_argument("--ramp-seconds", type=float, default=0.0, help="spread each step's starts over this (default 0)")
     parser.add_argument("--step-timeout", type=float, default=900.0, help="per user and step, seconds (default 900)")
     parser.add_argument("--idle-seconds", type=float, default=5.0, help="wait before measuring idle memory (default 5)")
+    parser.add_argument("--hub-config", help="a file of more hub config lines (e.g. c.Spawner.start_timeout = 600)")
     parser.add_argument("--json", help="also write the figures to this file")
     parser.add_argument("--keep", action="store_true", help="keep the hub's data dir and log")
     args = parser.parse_args(argv)
@@ -480,11 +481,13 @@ def main(argv=None) -> int:
     workdir = Path(tempfile.mkdtemp(prefix="nb-bench-storm-"))
     os.chmod(workdir, 0o755)
     data_dir = workdir / "data"
-    # The product's settings; servers polled as often as JupyterHub's default (30 s).
-    hub = Hub(data_dir, config="# bench/spawn/bench_storm.py: Notebench as shipped\n")
+    config = "# bench/spawn/bench_storm.py: Notebench as shipped, plus --hub-config\n"
+    if args.hub_config:
+        config += Path(args.hub_config).read_text()
+    hub = Hub(data_dir, config=config)
     users: list[User] = []
     result: dict = {}
-    failed = False
+    failed = interrupted = False
     try:
         t0 = time.perf_counter()
         hub.start()
@@ -497,9 +500,9 @@ def main(argv=None) -> int:
         result = asyncio.run(storm(hub, users, args))
         result["load_before"], result["load_after"] = load_before, loadavg()
     except BaseException as e:
-        failed = True
+        failed, interrupted = True, isinstance(e, KeyboardInterrupt)
         print(f"   storm interrupted: {type(e).__name__}: {str(e)[:2000]}", flush=True)
-        if not isinstance(e, Exception):
+        if not isinstance(e, (Exception, KeyboardInterrupt)):
             raise
     finally:
         t0 = time.perf_counter()
@@ -521,7 +524,7 @@ def main(argv=None) -> int:
                 "machine": info, "args": vars(args), "result": result,
                 "users": [{"name": u.name, "seconds": u.seconds, "errors": u.errors} for u in users],
             }, indent=1))
-    return 0 if result else 1
+    return 130 if interrupted else 0 if result else 1
 
 
 if __name__ == "__main__":
