@@ -67,8 +67,9 @@ class NotebenchSpawner(SpawnQuotas, CulledRecord, LocalProcessSpawner):
 
     @default("cmd")
     def _cmd_default(self):
-        # Absolute, from this environment: the hub's PATH may hold directories users cannot read.
-        return [os.path.join(sys.prefix, "bin", "jupyterhub-singleuser")]
+        # This environment's Python (absolute: the hub's PATH may hold directories users cannot
+        # read) running jupyterhub-singleuser without two slow imports (notebench.hub.server_command).
+        return [sys.executable, "-m", "notebench.hub.server_command"]
 
     @default("default_url")
     def _default_url(self):
