@@ -228,10 +228,8 @@ class Flow:
             "content": {"code": CODE, "silent": False, "store_history": True, "user_expressions": {},
                         "allow_stdin": False, "stop_on_error": True},
         }
-        # compress=0: aiohttp 3.14's reader rejects a compressed frame that follows a control frame
-        # (a server's PING) as "non-zero reserved bits" (aio-libs/aiohttp#13274); browsers do not.
         async with s.ws_connect(ws_url, headers=headers, timeout=aiohttp.ClientWSTimeout(ws_close=10),
-                                max_msg_size=0, compress=0) as ws:
+                                max_msg_size=0) as ws:
             await ws.send_json(request)
             stdout, reply = "", None
             deadline = time.monotonic() + self.timeout
