@@ -757,11 +757,11 @@ class EndpointRequestsHandler(NotebenchHandler):
 
 # Monitoring windows are the executor's configuration (c.Monitoring.windows): names it checks itself.
 MONITORING_WINDOW = r"[A-Za-z0-9_-]{1,32}"
-QUALITY_WINDOW = r"1h|1d|7d"  # the executor's fixed windows of label quality
+# The executor's fixed windows of label quality and of the shadow comparison (one set: executor/api/endpoints.py WINDOWS).
+REPORT_WINDOW = r"1h|1d|7d"
 HISTORY_LIMIT = r"[1-9][0-9]{0,2}"  # the executor caps it (200)
 HISTORY_CURSOR = r"[0-9]{1,19}"  # a previous page's next_cursor (an entry id)
 MAX_REASON_CHARS = 500  # the executor's limit of a reason kept in the history
-SHADOW_WINDOW = r"1h|1d|7d"  # the executor's fixed windows of shadow comparison
 MAX_WEBHOOK_CHARS = 2048  # the executor's limits of alerts
 MAX_ALERT_RULES = 20
 ALERT_RULE_KEYS = ("kind", "threshold", "window", "metric", "min_requests")
@@ -779,7 +779,7 @@ class EndpointQualityHandler(EndpointStateHandler):
     @web.authenticated
     @authorized
     async def get(self, name):
-        query = {"window": self.query_argument("window", QUALITY_WINDOW)}
+        query = {"window": self.query_argument("window", REPORT_WINDOW)}
         self.reply((await self.executor(["endpoints", name, "quality"], query=query)).json())
 
 
@@ -813,7 +813,7 @@ class EndpointShadowHandler(EndpointStateHandler):
     @web.authenticated
     @authorized
     async def get(self, name):
-        query = {"window": self.query_argument("window", SHADOW_WINDOW)}
+        query = {"window": self.query_argument("window", REPORT_WINDOW)}
         self.reply((await self.executor(["endpoints", name, "shadow"], query=query)).json())
 
 
