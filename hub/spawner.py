@@ -19,7 +19,7 @@ import time
 from pathlib import Path
 
 from jupyterhub.spawner import LocalProcessSpawner
-from jupyterhub.utils import url_path_join
+from jupyterhub.utils import random_port, url_path_join
 from tornado import web
 from tornado.httpclient import AsyncHTTPClient, HTTPClientError
 from traitlets import Bool, Integer, Unicode, default
@@ -30,6 +30,7 @@ from notebench.hub.platform.cgroups import CgroupLimits
 from notebench.hub.platform.environment import workload_env
 from notebench.hub.platform.gpus import GPUInventory, NoFreeGPUs
 from notebench.hub.platform.profiles import ProfileError, Profiles
+from notebench.hub.server_forker import ForkFailed, ServerForker
 from notebench.hub.singleuser import singleuser_args
 from notebench.hub.spawn_quotas import SpawnQuotas
 
@@ -64,12 +65,32 @@ class NotebenchSpawner(SpawnQuotas, CulledRecord, LocalProcessSpawner):
         help="Notebooks copied into examples/ of a user's home at their first start ('' for none); never overwrites.",
     ).tag(config=True)
     examples_offered = Bool(False)  # in the spawner's state: examples are offered once
+    fork_servers = Bool(
+        True,
+        help="Start servers as forks of a warm, pre-imported process (notebench.hub.server_zygote) "
+        "rather than a new Python each time; only with the default cmd. False: every start is cold.",
+    ).tag(config=True)
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        if self._forks():  # warm before the first Start: its imports take seconds
+            ServerForker.shared().start(self._known_env())
 
     @default("cmd")
     def _cmd_default(self):
         # This environment's Python (absolute: the hub's PATH may hold directories users cannot
         # read) running jupyterhub-singleuser without two slow imports (notebench.hub.server_command).
         return [sys.executable, "-m", "notebench.hub.server_command"]
+
+    def _forks(self) -> bool:
+        default = self._cmd_default()
+        return self.fork_servers and list(self.cmd) == default and not self.shell_cmd and not self.popen_kwargs
+
+    def _known_env(self) -> dict:
+        """What get_env() will hold that is known before a spawn (what the warm process starts with)."""
+        env = {key: os.environ[key] for key in self.env_keep if key in os.environ}
+        env.update({key: value for key, value in self.environment.items() if isinstance(value, str)})
+        return env
 
     @default("default_url")
     def _default_url(self):
@@ -215,7 +236,7 @@ class NotebenchSpawner(SpawnQuotas, CulledRecord, LocalProcessSpawner):
         elif profile.cpu_limit or profile.mem_limit:
             self.log.warning("Limits of profile %s not enforced for %s: %s", profile.name, self.user.name, why)
         try:
-            result = await super().start()
+            result = await (self._start_forked() if self._forks() else super().start())
         except Exception:
             self.gpu_inventory.release(self.lease_holder)
             raise
@@ -226,6 +247,26 @@ class NotebenchSpawner(SpawnQuotas, CulledRecord, LocalProcessSpawner):
         self.examples_offered = True
         return result
 
+    async def _start_forked(self):
+        """LocalProcessSpawner.start, with the process forked from the warm one (cold if that fails)."""
+        if self.port == 0:
+            self.port = random_port()
+        request = {
+            "args": self.cmd[3:] + self.get_args(),
+            "env": self.get_env(),
+            "os_user": self.os_user if self.accounts.isolate_users else None,
+            "home": self.accounts.home(self.user.name),
+            "cgroup": str(self._cgroup) if self._cgroup else None,
+        }
+        try:
+            self.pid = await ServerForker.shared().spawn(request)
+        except ForkFailed as e:
+            self.log.warning("Starting %s's server cold: %s", self.user.name, e)
+            return await super().start()
+        self.proc = None
+        self.log.info("Forked %s's server (pid %s)", self.user.name, self.pid)
+        return (self.ip or "127.0.0.1", self.port)
+
     async def _wait_until_up(self, ip: str, port: int, interval: float = 0.02) -> None:
         """Return as soon as the server answers. JupyterHub's own wait backs off (up to seconds
         between polls); waiting here first lets its check succeed at once (bench/spawn: ~1.3 s saved)."""
@@ -233,7 +274,7 @@ class NotebenchSpawner(SpawnQuotas, CulledRecord, LocalProcessSpawner):
         deadline = time.monotonic() + self.http_timeout
         client = AsyncHTTPClient()
         while time.monotonic() < deadline:
-            if self.proc is not None and self.proc.poll() is not None:
+            if self._exited():
                 return  # it died: JupyterHub's own check reports that
             try:
                 _, writer = await asyncio.open_connection(ip, port)
@@ -244,6 +285,17 @@ class NotebenchSpawner(SpawnQuotas, CulledRecord, LocalProcessSpawner):
             except (OSError, asyncio.TimeoutError, HTTPClientError):
                 pass
             await asyncio.sleep(interval)
+
+    def _exited(self) -> bool:
+        if self.proc is not None:
+            return self.proc.poll() is not None
+        try:
+            os.kill(self.pid, 0)  # forked: the warm process reaps it, so a pid that answers is alive
+        except ProcessLookupError:
+            return True
+        except PermissionError:
+            pass
+        return False
 
     def _release(self):
         self.gpu_inventory.release(self.lease_holder)

@@ -134,6 +134,20 @@ def open_lab(page, hub, name: str, path: str = "") -> None:
         news.click()
 
 
+def job_ends_succeeded(row, hub, token: str, job_id, timeout_ms: int) -> None:
+    """The job's row shows "succeeded"; if it ends otherwise, the failure says why (the job's
+    record from the API: its error, history and log tail), not only the badge's text."""
+    from playwright.sync_api import expect
+
+    badge = row.locator(".nb-job-head .nb-badge")
+    expect(badge).not_to_have_text(re.compile(r"^\s*(queued|running|pending)?\s*$"), timeout=timeout_ms)
+    if badge.inner_text().strip() != "succeeded":
+        job = hub.executor("GET", f"jobs/{job_id}", token).json()
+        log = hub.executor("GET", f"jobs/{job_id}/log", token)
+        raise AssertionError(f"job {job_id} ended {badge.inner_text()!r}: {json.dumps(job)[:4000]}\n"
+                             f"log tail: {log.text[-3000:]!r}")
+
+
 def axe_violations(page, selector: str) -> list[str]:
     """axe-core's violations (WCAG 2.x A and AA, and best practices) inside ``selector``, one line each."""
     from axe_playwright_python.sync_playwright import Axe

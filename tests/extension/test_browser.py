@@ -12,7 +12,15 @@ import shutil
 import pytest
 import requests
 
-from tests.extension.conftest import REPO, SCREENSHOTS, axe_violations, chromium_or_skip, login, screenshot
+from tests.extension.conftest import (
+    REPO,
+    SCREENSHOTS,
+    axe_violations,
+    chromium_or_skip,
+    job_ends_succeeded,
+    login,
+    screenshot,
+)
 from tests.support.endpoints import RUN
 
 pytestmark = pytest.mark.browser
@@ -119,7 +127,7 @@ def test_a_new_data_scientist_from_sign_up_to_a_deployed_model(hub, new_page):
     row.locator("button.nb-job-name").click()
     detail = row.locator(".nb-job-detail")
     expect(detail.get_by_role("log")).to_contain_text("accuracy", timeout=JOB_TIMEOUT_MS)
-    expect(row.locator(".nb-job-head .nb-badge")).to_have_text("succeeded", timeout=JOB_TIMEOUT_MS)
+    job_ends_succeeded(row, hub, token, job_id, JOB_TIMEOUT_MS)
     expect(detail.locator(".nb-parameters")).to_contain_text("C0.5")
     expect(detail.locator("tr", has_text="accuracy")).to_contain_text("0.9", timeout=60_000)
     expect(detail.get_by_role("link", name="Open the experiment")).to_be_visible()

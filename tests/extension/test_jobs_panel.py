@@ -11,6 +11,7 @@ import pytest
 from tests.extension.conftest import (
     axe_violations,
     chromium_or_skip,
+    job_ends_succeeded,
     login,
     open_lab,
     person_with_server,
@@ -113,7 +114,7 @@ def test_jobs_panel(hub, person, new_page):
     expect(detail).to_be_visible()
     log = detail.get_by_role("log")
     expect(log).to_contain_text("tick 0 {'a': 2, 'b': None} ['x', True]", timeout=JOB_TIMEOUT_MS)
-    expect(row.locator(".nb-job-head .nb-badge")).to_have_text("succeeded", timeout=JOB_TIMEOUT_MS)
+    job_ends_succeeded(row, hub, token, job, JOB_TIMEOUT_MS)
     expect(log).to_contain_text("tick 3")
     expect(detail.locator(".nb-parameters")).to_contain_text("opts{'a': 2, 'b': None}")
     expect(detail.locator(".nb-history")).to_contain_text("succeeded")

@@ -12,7 +12,8 @@ import pytest
 import requests
 
 from tests.support.jobs import unique
-from tests.support.launcher import server_env, wait_for
+from tests.support.kernels import server_env
+from tests.support.launcher import wait_for
 from tests.support.registry import register_model
 
 PASSWORD = "audited-pass-1"
@@ -148,8 +149,7 @@ def test_only_the_reporters_scope_may_append(hub, person):
     assert append(hub, "", body).status_code == 401
     # A server's own token.
     hub.spawn(person)
-    pid = hub.api("GET", f"/users/{person}").json()["servers"][""]["state"]["pid"]
-    assert append(hub, server_env(pid)["JUPYTERHUB_API_TOKEN"], body).status_code == 403
+    assert append(hub, server_env(hub, person)["JUPYTERHUB_API_TOKEN"], body).status_code == 403
     hub.stop_server(person)
     # The reporter appends, and may not read the log (it is no admin).
     assert hub.executor("GET", "audit", reporter_token(hub)).status_code == 403

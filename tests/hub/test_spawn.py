@@ -4,7 +4,8 @@ import sqlite3
 
 import requests
 
-from tests.support.launcher import server_env, wait_for
+from tests.support.kernels import server_env
+from tests.support.launcher import wait_for
 
 
 def server_pid(hub, name):
@@ -27,7 +28,7 @@ def test_cpu_profile_spawns_jupyterlab_behind_the_proxy(hub):
     assert status.status_code == 200
     lab = requests.get(f"{hub.url}/user/cpu-user/lab", headers={"Authorization": f"token {token}"})
     assert lab.status_code == 200 and "JupyterLab" in lab.text
-    env = server_env(server_pid(hub, "cpu-user"))
+    env = server_env(hub, "cpu-user")
     assert env["NOTEBENCH_PROFILE"] == "cpu"
     assert env["CUDA_VISIBLE_DEVICES"] == ""  # a CPU server never sees a GPU
     assert env["MLFLOW_TRACKING_URI"] == f"{hub.url}/services/mlflow"
@@ -40,7 +41,7 @@ def test_cpu_profile_spawns_jupyterlab_behind_the_proxy(hub):
 def test_default_profile_is_cpu(hub):
     hub.new_user("default-user")
     hub.spawn("default-user")
-    assert server_env(server_pid(hub, "default-user"))["NOTEBENCH_PROFILE"] == "cpu"
+    assert server_env(hub, "default-user")["NOTEBENCH_PROFILE"] == "cpu"
     hub.stop_server("default-user")
 
 
@@ -58,7 +59,7 @@ def test_gpu_servers_get_their_own_gpus_and_exhaustion_says_so(hub):
         hub.new_user(name)
     hub.spawn("gpu-a", "gpu")
     hub.spawn("gpu-b", "gpu")
-    got = {server_env(server_pid(hub, n))["CUDA_VISIBLE_DEVICES"] for n in ("gpu-a", "gpu-b")}
+    got = {server_env(hub, n)["CUDA_VISIBLE_DEVICES"] for n in ("gpu-a", "gpu-b")}
     assert got == {"0", "1"}  # each its own GPU
     assert set(leases(hub).values()) == {"server:gpu-a/", "server:gpu-b/"}
 
@@ -68,11 +69,11 @@ def test_gpu_servers_get_their_own_gpus_and_exhaustion_says_so(hub):
     assert hub.server("gpu-c") is None
 
     # Stopping a GPU server releases its lease; the waiting user gets that GPU.
-    freed = server_env(server_pid(hub, "gpu-a"))["CUDA_VISIBLE_DEVICES"]
+    freed = server_env(hub, "gpu-a")["CUDA_VISIBLE_DEVICES"]
     hub.stop_server("gpu-a")
     assert "server:gpu-a/" not in leases(hub).values()
     hub.spawn("gpu-c", "gpu")
-    assert server_env(server_pid(hub, "gpu-c"))["CUDA_VISIBLE_DEVICES"] == freed
+    assert server_env(hub, "gpu-c")["CUDA_VISIBLE_DEVICES"] == freed
     hub.stop_server("gpu-b")
     hub.stop_server("gpu-c")
     assert leases(hub) == {}
@@ -105,5 +106,5 @@ def test_spawn_form_offers_the_profiles_and_starts_the_chosen_one(hub):
     r = browser.post(f"{hub.url}/hub/spawn", data={"_xsrf": xsrf, "profile": "gpu"}, allow_redirects=False)
     assert r.status_code == 302
     wait_for(lambda: (hub.server("form-user") or {}).get("ready"), 120, message="form-user's server ready")
-    assert server_env(server_pid(hub, "form-user"))["NOTEBENCH_PROFILE"] == "gpu"
+    assert server_env(hub, "form-user")["NOTEBENCH_PROFILE"] == "gpu"
     hub.stop_server("form-user")

@@ -3,6 +3,7 @@
 import json
 import uuid
 
+from tests.support.kernels import server_env
 from tests.support.launcher import notebook, wait_for
 
 DONE = f"done-{uuid.uuid4().hex[:8]}"  # homes outlive test runs (real OS accounts)
@@ -32,9 +33,7 @@ def test_gpu_job_waits_for_a_gpu_held_by_a_server_and_never_shares_it(hub):
     assert gpus_of(hub, cpu_job, token) == ""  # CPU jobs never see a GPU
     assert hub.executor("GET", f"jobs/{waiting}", token).json()["status"] == "queued"
 
-    server_pid = hub.api("GET", "/users/gpu-server").json()["servers"][""]["state"]["pid"]
-    with open(f"/proc/{server_pid}/environ", "rb") as f:
-        server_gpu = dict(kv.split(b"=", 1) for kv in f.read().split(b"\0") if b"=" in kv)[b"CUDA_VISIBLE_DEVICES"].decode()
+    server_gpu = server_env(hub, "gpu-server")["CUDA_VISIBLE_DEVICES"]
     job_gpu = gpus_of(hub, hold, token)
     assert {server_gpu, job_gpu} == {"0", "1"}
 

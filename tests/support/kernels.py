@@ -73,3 +73,16 @@ def execute(base_url: str, user: str, token: str, kernel_id: str, code: str, unt
 def execute_until_busy(base_url: str, user: str, token: str, kernel_id: str, code: str) -> None:
     """Send ``code`` to the kernel and return once the kernel reports it is busy running it."""
     execute(base_url, user, token, kernel_id, code, until="busy")
+
+
+def server_env(hub, user: str) -> dict:
+    """The environment of ``user``'s running server, as its kernels get it. (Not /proc/<pid>/environ:
+    a forked server's shows the warm process's start, see notebench.hub.server_zygote.)"""
+    token = hub.api("POST", f"/users/{user}/tokens", json={"note": "server_env"}).json()["token"]
+    kernel_id = start_kernel(hub.url, user, token)
+    try:
+        printed = execute(hub.url, user, token, kernel_id, "import json, os; print(json.dumps(dict(os.environ)))")
+    finally:
+        requests.delete(f"{hub.url}/user/{user}/api/kernels/{kernel_id}", headers={"Authorization": f"token {token}"},
+                        timeout=60)
+    return json.loads(printed)

@@ -241,9 +241,3 @@ def notebook(*sources: str, parameters: str | None = None, kernel: str = "python
         nb.cells.append(nbformat.v4.new_code_cell(parameters, metadata={"tags": ["parameters"]}))
     nb.cells += [nbformat.v4.new_code_cell(src) for src in sources]
     return nbformat.from_dict(nb)
-
-
-def server_env(pid: int) -> dict:
-    """The environment a running process was started with (we run as root in CI)."""
-    raw = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
-    return dict(item.decode().split("=", 1) for item in raw if b"=" in item)
