@@ -68,17 +68,22 @@ class ServerForker:
         self._control = hub_end
         log.info("Warm server process started (pid %s)", self._proc.pid)
 
-    def close(self) -> None:
+    def close(self, kill: bool = False) -> None:
         if self._control is not None:
             self._control.close()  # the warm process exits when it reads the end
             self._control = None
         if self._proc is not None and self._proc.poll() is None:
-            self._proc.send_signal(signal.SIGTERM)
+            self._proc.send_signal(signal.SIGKILL if kill else signal.SIGTERM)
+            try:
+                self._proc.wait(5)  # no zombie left in the hub (a killed one ends at once)
+            except subprocess.TimeoutExpired:
+                pass
         self._proc = None
 
     async def spawn(self, request: dict) -> int:
         """The pid of a server forked for ``request`` (keys: args, env, os_user, home, cgroup)."""
         self.start(request["env"])
+        assert self._control is not None
         mine, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
         try:
             try:
@@ -93,9 +98,9 @@ class ServerForker:
             raise
         pid = None
         try:
+            pid = (await self._read(reader)).get("pid")
             writer.write(json.dumps(request).encode() + b"\n")
             await writer.drain()
-            pid = (await self._read(reader)).get("pid")
             answer = await self._read(reader)
             if "error" in answer or not isinstance(pid, int):
                 raise ForkFailed(f"the forked server did not start: {answer.get('error', answer)}")
@@ -115,7 +120,10 @@ class ServerForker:
     async def _read(self, reader: asyncio.StreamReader) -> dict:
         try:
             line = await asyncio.wait_for(reader.readline(), REPLY_TIMEOUT_SECONDS)
-        except (asyncio.TimeoutError, ValueError, OSError) as e:
+        except asyncio.TimeoutError as e:
+            self.close(kill=True)  # hung: the next spawn starts a new one
+            raise ForkFailed(f"no answer from the warm server process within {REPLY_TIMEOUT_SECONDS} s") from e
+        except (ValueError, OSError) as e:
             raise ForkFailed(f"no answer from the warm server process: {e!r}") from e
         if not line:
             raise ForkFailed("the warm server process closed the socket (it died?)")

@@ -116,8 +116,10 @@ def _child(fd: int, control: socket.socket, started_env: dict) -> None:
     control.close()
     conn = socket.socket(fileno=fd)
     try:
-        request = _read_request(conn)
+        # The pid first: the hub writes its request only to a child that answers in time (a child
+        # forked late, after the hub gave up on it, reads nothing and ends).
         _reply(conn, {"pid": os.getpid()})
+        request = _read_request(conn)
         cold = _become(request, started_env)
         _reply(conn, {"started": "cold" if cold else "forked"})
     except BaseException as e:  # noqa: BLE001  (whatever it is, the hub hears it and the child ends)
@@ -136,6 +138,7 @@ def _child(fd: int, control: socket.socket, started_env: dict) -> None:
     from notebench.hub import server_command
 
     sys.argv = ["jupyterhub-singleuser", *args]
+    code: object
     try:
         code = server_command.main()
     except SystemExit as e:

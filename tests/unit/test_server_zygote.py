@@ -1,0 +1,58 @@
+"""The warm server process's checks of what a fork could get wrong (notebench.hub.server_zygote):
+which environment variables make a spawn start cold, and the user's site-packages."""
+
+import site
+import sys
+
+import pytest
+
+from notebench.hub import server_zygote
+from notebench.hub.server_zygote import startup_env
+
+
+def test_only_what_a_process_reads_at_start_counts():
+    env = {"PYTHONPATH": "/x", "LANG": "C.UTF-8", "LC_ALL": "C", "JUPYTERHUB_SINGLEUSER_APP": "extension",
+           "HOME": "/home/a", "JUPYTERHUB_API_TOKEN": "secret", "PATH": "/bin", "MLFLOW_TRACKING_URI": "http://x"}
+    assert startup_env(env) == {"PYTHONPATH": "/x", "LANG": "C.UTF-8", "LC_ALL": "C", "JUPYTERHUB_SINGLEUSER_APP": "extension"}
+
+
+@pytest.fixture
+def user_site(tmp_path, monkeypatch):
+    monkeypatch.setattr(site, "ENABLE_USER_SITE", True)
+    monkeypatch.setattr(site, "USER_BASE", None)
+    monkeypatch.setattr(site, "USER_SITE", None)
+    monkeypatch.setenv("HOME", str(tmp_path))
+    monkeypatch.delenv("PYTHONUSERBASE", raising=False)
+    monkeypatch.setattr(sys, "path", list(sys.path))
+    path = tmp_path / ".local" / "lib" / f"python{sys.version_info[0]}.{sys.version_info[1]}" / "site-packages"
+    path.mkdir(parents=True)
+    return path
+
+
+def test_a_user_package_beside_the_imported_ones_is_put_on_the_path_before_the_environments(user_site):
+    (user_site / "myhelpers").mkdir()
+    (user_site / "myhelpers-1.0.dist-info").mkdir()
+    assert server_zygote._user_site_conflicts() is False
+    first_site = next(p for p in sys.path if p.endswith("site-packages"))
+    assert first_site == str(user_site)
+
+
+@pytest.mark.parametrize("entry", ["tornado", "jupyter_server", "startup.pth"])
+def test_what_could_change_the_warm_process_starts_the_server_cold(user_site, entry, monkeypatch):
+    for imported in ("tornado", "jupyter_server"):  # as in the warm process
+        monkeypatch.setitem(sys.modules, imported, sys.modules.get(imported) or object())
+    target = user_site / entry
+    if entry.endswith(".pth"):
+        target.write_text("import os\n")
+    else:
+        target.mkdir(parents=True, exist_ok=True)
+    before = list(sys.path)
+    assert server_zygote._user_site_conflicts() is True
+    assert sys.path == before
+
+
+def test_without_a_user_site_nothing_changes(monkeypatch):
+    monkeypatch.setattr(site, "ENABLE_USER_SITE", False)  # as in a virtual environment
+    before = list(sys.path)
+    assert server_zygote._user_site_conflicts() is False
+    assert sys.path == before
