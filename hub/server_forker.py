@@ -20,7 +20,7 @@ import socket
 import subprocess
 import sys
 
-from notebench.hub.server_zygote import startup_env
+from notebench.hub.server_zygote import WARM_HOME, WARM_USER, startup_env
 
 log = logging.getLogger(__name__)
 
@@ -57,8 +57,10 @@ class ServerForker:
         self.close()
         hub_end, zygote_end = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
         self._env = startup_env(env)
-        # HOME names no directory: the warm process has no user site of its own (the child adds its user's).
-        zygote_env = {**self._env, "PATH": env.get("PATH", os.environ.get("PATH", "")), "HOME": "/nonexistent"}
+        # HOME and USER are no one's: no user site of its own (the child adds its user's), and what
+        # imports make of them is found and made the user's in each child (server_zygote.made_at_import).
+        zygote_env = {**self._env, "PATH": env.get("PATH", os.environ.get("PATH", "")),
+                      "HOME": WARM_HOME, "USER": WARM_USER, "LOGNAME": WARM_USER}
         self._proc = subprocess.Popen(
             [sys.executable, "-m", "notebench.hub.server_zygote", str(zygote_end.fileno())],
             pass_fds=[zygote_end.fileno()], env=zygote_env, stdin=subprocess.DEVNULL,

@@ -68,6 +68,11 @@ STARTUP_EXACT = {"LANG", "JUPYTERHUB_SINGLEUSER_APP", "JUPYTERHUB_SINGLEUSER_EXT
                  "TORNADO_NO_EXTENSION"}
 STARTUP_PREFIXES = ("PYTHON", "LC_")
 MAX_REQUEST_BYTES = 4 * 1024 * 1024
+# The warm process's HOME and USER: names of no directory and no account, so that a value an
+# import computed from them (JupyterLab's settings and workspaces directories are trait defaults
+# made at import) can be found afterwards and made the user's in each child.
+WARM_HOME = "/nonexistent/notebench-warm-home"
+WARM_USER = "notebench-warm-user"
 
 
 def startup_env(env: dict) -> dict:
@@ -86,10 +91,52 @@ def preload() -> None:
             pass
 
 
+def made_at_import() -> list[tuple[object, str, object]]:
+    """(holder, name, value) of module globals and traitlets defaults that hold WARM_HOME or
+    WARM_USER: strings, or lists/tuples of strings."""
+    from traitlets import HasTraits, TraitType
+
+    def holds(value) -> bool:
+        if isinstance(value, str):
+            return WARM_HOME in value or WARM_USER in value
+        return isinstance(value, (list, tuple)) and any(isinstance(v, str) and holds(v) for v in value)
+
+    found: list[tuple[object, str, object]] = []
+    for module in list(sys.modules.values()):
+        found += [(module.__dict__, name, value) for name, value in list(getattr(module, "__dict__", {}).items())
+                  if holds(value)]
+    classes, seen = [HasTraits], set()
+    while classes:
+        cls = classes.pop()
+        classes += cls.__subclasses__()
+        for trait in cls.__dict__.values():
+            if isinstance(trait, TraitType) and id(trait) not in seen and holds(trait.default_value):
+                seen.add(id(trait))
+                found.append((trait, "default_value", trait.default_value))
+        # traitlets copies immutable defaults into each class at its creation, too.
+        copies = cls.__dict__.get("_static_immutable_initial_values") or {}
+        found += [(copies, key, default) for key, default in copies.items() if holds(default)]
+    return found
+
+
+def _make_users(found: list[tuple[object, str, object]], home: str, user: str) -> None:
+    def mine(value):
+        if isinstance(value, str):
+            return value.replace(WARM_HOME, home).replace(WARM_USER, user)
+        return type(value)(mine(v) for v in value)
+
+    for holder, name, value in found:
+        if isinstance(holder, dict):
+            holder[name] = mine(value)
+        else:
+            setattr(holder, name, mine(value))
+
+
 def serve(control: socket.socket) -> None:
     """Fork a child for every socket the hub sends; exit when the hub closes its end."""
     signal.signal(signal.SIGCHLD, _reap)
     started_env = startup_env(dict(os.environ))
+    found = made_at_import()
     gc.freeze()  # imported objects stay out of the collector's way: fewer pages copied per child
     while True:
         message, fds, _flags, _address = socket.recv_fds(control, 1, 1)
@@ -98,7 +145,7 @@ def serve(control: socket.socket) -> None:
         for fd in fds:
             pid = os.fork()
             if pid == 0:
-                _child(fd, control, started_env)  # never returns
+                _child(fd, control, started_env, found)  # never returns
             os.close(fd)
 
 
@@ -111,7 +158,7 @@ def _reap(_signum, _frame) -> None:
         pass
 
 
-def _child(fd: int, control: socket.socket, started_env: dict) -> None:
+def _child(fd: int, control: socket.socket, started_env: dict, found: list) -> None:
     signal.signal(signal.SIGCHLD, signal.SIG_DFL)
     control.close()
     conn = socket.socket(fileno=fd)
@@ -121,6 +168,7 @@ def _child(fd: int, control: socket.socket, started_env: dict) -> None:
         _reply(conn, {"pid": os.getpid()})
         request = _read_request(conn)
         cold = _become(request, started_env)
+        _make_users(found, os.environ.get("HOME", ""), os.environ.get("USER", ""))
         _reply(conn, {"started": "cold" if cold else "forked"})
     except BaseException as e:  # noqa: BLE001  (whatever it is, the hub hears it and the child ends)
         try:

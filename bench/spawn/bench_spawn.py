@@ -1,6 +1,6 @@
 """Spawn benchmark: how long from "start my server" to a JupyterLab that answers through the proxy.
 
-    .venv/bin/python bench/spawn/bench_spawn.py [--spawns 10] [--concurrent 20] [--variants product,recommended]
+    .venv/bin/python bench/spawn/bench_spawn.py [--spawns 10] [--concurrent 20] [--variants product,cold]
     .venv/bin/python bench/spawn/bench_spawn.py --knobs product,fastwait,nolsp,norfc,noyarn,recommended
 
 For each hub variant (a real `notebench up` started with tests/support/launcher.py's Hub and a config
@@ -127,6 +127,8 @@ VARIANTS = {
     v.name: v
     for v in [
         Variant("product", "Notebench as shipped (hub/config.py defaults, NotebenchSpawner)"),
+        Variant("cold", "as shipped, but every server a new Python (c.NotebenchSpawner.fork_servers = False)",
+                hub_extra=["c.NotebenchSpawner.fork_servers = False"]),
         Variant("fastwait", "spawner waits for its server itself (20 ms connects), not JupyterHub's backoff", fast_wait=True),
         Variant("nolsp", "--ServerApp.jpserver_extensions=jupyter_lsp=False", server_args=NO_LSP),
         Variant("norfc", "server skips rfc3987_syntax (Lark grammar build at import)", preamble=SKIP_RFC3987_SYNTAX),
@@ -382,9 +384,9 @@ def stop_servers(hub: Hub, users: list[str]) -> float:
 
 SEGMENTS = [
     ("api->spawner.start", "post", "start", "hub: API request, DB, spawn bookkeeping"),
-    ("spawner prep+exec", "start", "popen", "profile, OS account, GPU lease, cgroup check, fork/setuid/exec"),
-    ("server boot", "popen", "answered", "single-user server: imports, config, extensions, hub check"),
-    ("hub notices", "answered", "hub_saw_up", "JupyterHub _wait_up backoff polling lag"),
+    ("spawner prep+fork", "start", "process", "profile, OS account, GPU lease, cgroup; fork of the warm process (cold: fork/setuid/exec)"),
+    ("server boot", "process", "popen", "single-user server: (cold: imports,) config, extensions, until it answers"),
+    ("hub notices", "popen", "hub_saw_up", "JupyterHub _wait_up: its first poll"),
     ("proxy route", "hub_saw_up", "route_added", "add_route to configurable-http-proxy"),
     ("to client 200", "route_added", "ready", "API answer + GET through proxy (token check with hub)"),
 ]
@@ -706,8 +708,8 @@ def main(argv=None) -> int:
     parser.add_argument("--concurrent", type=int, default=20, help="users spawning at once (0: skip; default 20)")
     parser.add_argument(
         "--variants",
-        default="product,recommended",
-        help=f"comma-separated hub variants, of: {', '.join(VARIANTS)} (default product,recommended)",
+        default="product,cold",
+        help=f"comma-separated hub variants, of: {', '.join(VARIANTS)} (default product,cold)",
     )
     parser.add_argument(
         "--knobs",

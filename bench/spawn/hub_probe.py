@@ -4,7 +4,10 @@ It changes nothing the product does unless ``BenchSpawner.fast_wait`` is set; it
 as JSON lines with wall-clock times (``time.time()``, comparable with the bench's clock):
 
 - ``start``          NotebenchSpawner.start() entered
-- ``popen``          LocalProcessSpawner.start() returned (profile, OS account, GPU lease, fork+exec done)
+- ``process``        the server's process exists: forked by the warm process (ServerForker.spawn
+                     returned) or, cold, LocalProcessSpawner.start() returned (profile, OS account,
+                     GPU lease, cgroup, fork+setuid+exec done)
+- ``popen``          NotebenchSpawner's own start() returned (it waits until the server answers)
 - ``listening``      the server's port accepts connections (connect attempts every 20 ms)
 - ``answered``       the server answered GET <base_url>api, the URL JupyterHub's ``_wait_up`` polls
 - ``start_returned`` start() returned to JupyterHub
@@ -30,10 +33,12 @@ import json
 import time
 
 import jupyterhub.proxy as jh_proxy
+import jupyterhub.spawner as jh_spawner
 import jupyterhub.user as jh_user
 from jupyterhub.utils import url_path_join
 from tornado.httpclient import AsyncHTTPClient
 
+from notebench.hub.server_forker import ServerForker
 from notebench.hub.spawner import NotebenchSpawner
 
 _events_file = None
@@ -137,6 +142,28 @@ def install(events_file: str, fast_wait: bool = False, per_user: dict | None = N
 
         _wait_up._bench = True
         jh_user.User._wait_up = _wait_up
+
+    if not getattr(jh_spawner.LocalProcessSpawner.start, "_bench", False):
+        original_start = jh_spawner.LocalProcessSpawner.start
+
+        async def cold_start(self):
+            result = await original_start(self)
+            _event(self.user.name, "process", how="cold")
+            return result
+
+        cold_start._bench = True
+        jh_spawner.LocalProcessSpawner.start = cold_start
+
+    if not getattr(ServerForker.spawn, "_bench", False):
+        original_spawn = ServerForker.spawn
+
+        async def forked(self, request):
+            pid = await original_spawn(self, request)
+            _event(request["env"]["JUPYTERHUB_USER"], "process", how="forked")
+            return pid
+
+        forked._bench = True
+        ServerForker.spawn = forked
 
     if not getattr(jh_proxy.Proxy.add_user, "_bench", False):
         original_add_user = jh_proxy.Proxy.add_user

@@ -8,6 +8,7 @@ import json
 import os
 import pwd
 import re
+from pathlib import Path
 
 import psutil
 import pytest
@@ -95,7 +96,7 @@ def test_a_users_environment_and_files_are_their_own(hub, two_users):
     assert env_b["JUPYTERHUB_USER"] == "fork-b"
     assert env_a["JUPYTERHUB_API_TOKEN"] not in env_b.values()
     # What the warm process was started with is not passed on (HOME of no directory, for one).
-    assert "/nonexistent" not in env_a.values()
+    assert not any("notebench-warm" in v for v in env_a.values())
     # B's code, in B's server, cannot read A's files.
     token_b = two_users["fork-b"]
     kernel = start_kernel(hub.url, "fork-b", token_b)
@@ -118,6 +119,15 @@ def test_a_forked_server_is_what_a_cold_start_makes(hub, two_users, cold_hub):
         assert lab.status_code == 200
         page_config = json.loads(re.search(r'id="jupyter-config-data"[^>]*>(.*?)</script>', lab.text, re.S).group(1))
         env = server_env(h, name)
+        # JupyterLab saves a workspace and a setting where a cold start does: in the user's home.
+        headers = {"Authorization": f"token {token}"}
+        saved = [requests.put(f"{h.url}/user/{name}/lab/api/workspaces/fork-check", headers=headers, timeout=60,
+                              json={"data": {}, "metadata": {"id": "fork-check"}}).status_code,
+                 requests.put(f"{h.url}/user/{name}/lab/api/settings/@jupyterlab/apputils-extension:notification",
+                              headers=headers, timeout=60, json={"raw": '{"fetchNews": "false"}'}).status_code]
+        home = Path(pwd.getpwnam(f"nb-{name}").pw_dir)
+        saved += sorted(str(p.relative_to(home)) for p in (home / ".jupyter" / "lab").rglob("*.json*")
+                        if "fork-check" in p.name or "notification" in p.name)
         return {
             "lab extensions": sorted(e["name"] for e in page_config["federated_extensions"]),
             "disabled": page_config.get("disabledExtensions"),
@@ -126,6 +136,7 @@ def test_a_forked_server_is_what_a_cold_start_makes(hub, two_users, cold_hub):
             "extension answers": [get(p).status_code for p in ("notebench/profiles", "api/terminals", "lsp/status")],
             "environment": sorted(k for k in env if not PER_SERVER.match(k)),
             "profile": (env["NOTEBENCH_PROFILE"], env["CUDA_VISIBLE_DEVICES"]),
+            "saved": saved,
             "kernel runs": execute(h.url, name, token, start_kernel(h.url, name, token), "print(6 * 7)").strip(),
         }
 

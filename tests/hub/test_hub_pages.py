@@ -98,7 +98,7 @@ def test_the_services_menu_leads_to_pages(hub, new_page):
     page.go_back()
     page.get_by_role("button", name="Services").click()
     page.get_by_role("link", name="mlflow").click()
-    expect(page.get_by_role("link", name="Experiments")).to_be_visible(timeout=120_000)
+    expect(page.get_by_role("link", name="Experiments", exact=True)).to_be_visible(timeout=120_000)
     # A mistyped address under the executor is a page for a person, JSON for a program. (Not
     # opened in Chromium: it reports every page answered 404 on its console.)
     as_browser = {"Authorization": f"token {token}", "Accept": "text/html", "Sec-Fetch-Mode": "navigate"}
