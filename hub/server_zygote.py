@@ -38,6 +38,7 @@ import socket
 import sys
 import tempfile
 import time
+from pathlib import Path
 
 # What jupyterhub-singleuser imports on its way to serving (its extensions included); a module
 # that is not installed is skipped.
@@ -224,7 +225,7 @@ def _become(request: dict, started_env: dict) -> bool:
     if request.get("cgroup"):
         from notebench.hub.platform.cgroups import CgroupLimits
 
-        CgroupLimits.enter(request["cgroup"])
+        CgroupLimits.enter(Path(request["cgroup"]))
     if request.get("os_user"):
         from jupyterhub.spawner import set_user_setuid
 

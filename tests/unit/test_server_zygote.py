@@ -56,3 +56,41 @@ def test_without_a_user_site_nothing_changes(monkeypatch):
     before = list(sys.path)
     assert server_zygote._user_site_conflicts() is False
     assert sys.path == before
+
+
+def become_in_a_child(request: dict, started_env: dict) -> dict:
+    """Run server_zygote._become in a forked child (it changes the process) and return what it saw."""
+    import json
+    import os
+
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        try:
+            cold = server_zygote._become(request, started_env)
+            seen = {"cold": cold, "cwd": os.getcwd(), "env": dict(os.environ), "sid": os.getsid(0) == os.getpid()}
+            os.write(write, json.dumps(seen).encode())
+        finally:
+            os._exit(0)
+    os.close(write)
+    with os.fdopen(read) as f:
+        out = f.read()
+    os.waitpid(pid, 0)
+    return json.loads(out)
+
+
+def test_a_child_takes_the_spawns_session_cgroup_home_and_environment(tmp_path):
+    group, home = tmp_path / "cgroup", tmp_path / "home"
+    group.mkdir()
+    home.mkdir()
+    env = {"HOME": str(home), "JUPYTERHUB_API_TOKEN": "t", "LANG": "C.UTF-8"}
+    seen = become_in_a_child({"cgroup": str(group), "os_user": None, "home": str(home), "env": env},
+                             startup_env(env))
+    assert seen == {"cold": False, "cwd": str(home), "env": env, "sid": True}
+    assert (group / "cgroup.procs").read_text().isdigit()  # the child wrote its pid: it entered the group
+
+
+def test_a_spawn_with_other_interpreter_settings_starts_cold(tmp_path):
+    env = {"HOME": str(tmp_path), "PYTHONPATH": "/elsewhere"}
+    seen = become_in_a_child({"cgroup": None, "os_user": None, "home": str(tmp_path), "env": env}, {})
+    assert seen["cold"] is True
