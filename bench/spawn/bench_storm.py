@@ -14,9 +14,11 @@ asyncio + aiohttp (one cookie jar per user, as N browsers):
 3. lab:    GET /user/<u>/lab and the assets the page names (its <script>/<link> URLs and the
            prebuilt extensions' remoteEntry files from its page config), all at once.
 4. kernel: POST /user/<u>/api/kernels (with the server's XSRF cookie as X-XSRFToken), open
-           /api/kernels/<id>/channels as a websocket, send an execute_request for `print(6*7)`,
-           wait for the stdout stream "42" and an execute_reply with status ok.
-   -- all users up and idle: USS of each single-user server (alone, and with its kernel) --
+           /api/kernels/<id>/channels as a websocket (on a connection of its own, as a browser
+           does), send an execute_request for `print(6*7)`, wait for the stdout stream "42" and an
+           execute_reply with status ok.
+   -- all users up and idle: USS and PSS of each single-user server (alone, and USS with its
+      kernel), found by its working directory (the user's home), and the warm process's USS --
 5. stop:   DELETE /hub/api/users/<u>/server (the user's cookie + X-XSRFToken, as the hub's home
            page does), then GET /hub/api/users/<u> until the server is gone.
 
@@ -24,7 +26,9 @@ The steps run as phases: every user finishes (or fails) step k before any starts
 the hub's CPU can be given per login and per spawn. --ramp-seconds spreads the users' starts of
 each phase over that many seconds (0: all at once). A user's total is the sum of its own steps
 (not the waits for the others). A failed step is counted with its error; that user skips to
-step 5 (if it got as far as spawning). Everything is stopped at the end, also on Ctrl-C.
+step 5 (if it got as far as spawning); its error names the request it was at. Everything is
+stopped at the end, also on Ctrl-C. Then the servers' log lines about kernels are counted (see
+KERNEL_LOG).
 
 The users (storm-000 ...) are created with passwords set by the admin on the hub's
 change-password page, and their OS accounts (as root) are made, before the clock starts.
@@ -75,6 +79,7 @@ class StepFailed(Exception):
 class User:
     name: str
     password: str
+    home: str = ""  # its server's working directory: how the server process is found
     seconds: dict = field(default_factory=dict)  # step -> seconds (succeeded steps only)
     errors: dict = field(default_factory=dict)  # step -> error (failed steps)
     spawned: bool = False  # a spawn was asked for: stop it at the end
@@ -82,6 +87,7 @@ class User:
     lab_bytes: int = 0
     lab_files: int = 0
     session: aiohttp.ClientSession | None = None
+    last_request: str = ""  # for the errors: the request the user was at, and on which connection
 
     @property
     def ok(self) -> bool:
@@ -228,8 +234,13 @@ class Flow:
             "content": {"code": CODE, "silent": False, "store_history": True, "user_expressions": {},
                         "allow_stdin": False, "stop_on_error": True},
         }
-        async with s.ws_connect(ws_url, headers=headers, timeout=aiohttp.ClientWSTimeout(ws_close=10),
-                                max_msg_size=0) as ws:
+        # As in a browser, the websocket gets a connection of its own, not one kept alive from the
+        # earlier requests: configurable-http-proxy closes those after 5 s idle, and a client busy
+        # with 100 users can pick one before it has seen it closed ("Server disconnected").
+        async with (
+            aiohttp.ClientSession(cookie_jar=s.cookie_jar, trace_configs=[tracing(u)]) as own,
+            own.ws_connect(ws_url, headers=headers, timeout=aiohttp.ClientWSTimeout(ws_close=10), max_msg_size=0) as ws,
+        ):
             await ws.send_json(request)
             stdout, reply = "", None
             deadline = time.monotonic() + self.timeout
@@ -274,9 +285,12 @@ class Flow:
 
 
 def classify(proc: psutil.Process) -> str:
-    """'hub', 'proxy', 'server' (a single-user server or its kernels), or 'service'."""
+    """'hub', 'proxy', 'server' (a single-user server or its kernels), 'zygote' (the warm process
+    servers are forked from), or 'service'."""
     try:
         cmd = " ".join(proc.cmdline())
+        if "notebench.hub.server_zygote" in cmd:  # a fork keeps the warm process's cmdline and environ
+            return "server" if "notebench.hub.server_zygote" in " ".join(proc.parent().cmdline()) else "zygote"
     except psutil.Error:
         return "gone"
     if "configurable-http-proxy" in cmd:
@@ -311,14 +325,17 @@ def cpu_by_kind(pid: int) -> dict[str, float]:
     return out
 
 
-def server_memory(pid: int, names: set[str]) -> tuple[list[float], list[float]]:
-    """USS (MB) of each user's single-user server process, and of it with its children (kernels)."""
-    alone, with_kernels = [], []
+def server_memory(pid: int, homes: set[str]) -> dict[str, list[float]]:
+    """USS and PSS (MB) of each single-user server process running in one of ``homes`` (its
+    working directory: a forked server shows the warm process's cmdline and environ), and its USS
+    with its children (kernels). A forked server shares the pages of the code imported before
+    the fork with the warm process and its siblings: USS leaves them out, PSS counts a share."""
+    out: dict[str, list[float]] = {"alone": [], "with_kernel": [], "pss": []}
     for p in tree(pid):
         try:
-            if p.environ().get("JUPYTERHUB_USER") not in names or classify(p) != "server" or "ipykernel" in " ".join(p.cmdline()):
+            if classify(p) != "server" or "ipykernel" in " ".join(p.cmdline()) or p.cwd() not in homes:
                 continue
-            uss = p.memory_full_info().uss
+            mem = p.memory_full_info()
             kids = 0
             for c in p.children(recursive=True):
                 try:
@@ -327,9 +344,10 @@ def server_memory(pid: int, names: set[str]) -> tuple[list[float], list[float]]:
                     pass
         except psutil.Error:
             continue
-        alone.append(uss / 2**20)
-        with_kernels.append((uss + kids) / 2**20)
-    return alone, with_kernels
+        out["alone"].append(mem.uss / 2**20)
+        out["with_kernel"].append((mem.uss + kids) / 2**20)
+        out["pss"].append(mem.pss / 2**20)
+    return out
 
 
 # --- the storm ---------------------------------------------------------------------------------
@@ -351,10 +369,30 @@ async def phase(step: str, users: list[User], flow: Flow, ramp: float) -> float:
             if step == "stop":
                 u.spawned = False
         except Exception as e:  # noqa: BLE001 - a failure is a figure here
-            u.errors[step] = f"{type(e).__name__}: {e}"[:300]
+            u.errors[step] = f"{type(e).__name__}: {e} (at {u.last_request})"[:400]
 
     await asyncio.gather(*(one(i, u) for i, u in enumerate(todo)))
     return time.perf_counter() - t0
+
+
+def tracing(u: User) -> aiohttp.TraceConfig:
+    """Keeps ``u.last_request``: the request a user is at, and whether it went on a new connection
+    or one kept alive from an earlier request."""
+    trace = aiohttp.TraceConfig()
+
+    async def started(session, ctx, params):
+        u.last_request = f"{params.method} {params.url.path}"
+
+    async def new_connection(session, ctx, params):
+        u.last_request += " (new connection)"
+
+    async def reused_connection(session, ctx, params):
+        u.last_request += " (kept-alive connection)"
+
+    trace.on_request_start.append(started)
+    trace.on_connection_create_end.append(new_connection)
+    trace.on_connection_reuseconn.append(reused_connection)
+    return trace
 
 
 async def storm(hub: Hub, users: list[User], args) -> dict:
@@ -363,18 +401,18 @@ async def storm(hub: Hub, users: list[User], args) -> dict:
     out: dict = {"phases": {}, "cpu": {}}
     for u in users:
         # unsafe: the hub is at 127.0.0.1, and aiohttp keeps no cookies of IP hosts otherwise.
-        u.session = aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True))
+        u.session = aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True), trace_configs=[tracing(u)])
     try:
         t_all = time.perf_counter()
         for step in STEPS:
             if step == "stop":
                 await asyncio.sleep(args.idle_seconds)  # let the servers settle to idle
-                names = {u.name for u in users if u.ok}
-                alone, with_kernels = server_memory(hub_pid, names)
-                out["memory"] = {"servers": len(alone), "alone": alone, "with_kernel": with_kernels}
+                memory = server_memory(hub_pid, {u.home for u in users if u.ok})
+                zygote = [p.memory_full_info().uss / 2**20 for p in tree(hub_pid) if classify(p) == "zygote"]
+                out["memory"] = {"servers": len(memory["alone"]), **memory, "zygote_uss": zygote}
                 out["load_all_up"] = loadavg()
                 out["processes"] = dict(Counter(classify(p) for p in tree(hub_pid)))
-                print(f"   all up: {len(alone)} servers measured, load {out['load_all_up']}", flush=True)
+                print(f"   all up: {len(memory['alone'])} servers measured, load {out['load_all_up']}", flush=True)
             before = cpu_by_kind(hub_pid)
             wall = await phase(step, users, flow, args.ramp_seconds)
             after = cpu_by_kind(hub_pid)
@@ -394,6 +432,25 @@ async def storm(hub: Hub, users: list[User], args) -> dict:
     return out
 
 
+# What the user servers' logs (in the hub's log) say about their kernels. A kernel's ports on TCP
+# are picked by its server beforehand (bind to port 0, close); 100 servers picking 5 each on one
+# loopback pick the same port now and then, and the kernel that binds second fails: at its shell
+# or control port it exits (restarted on the same ports, given up after 5), at its iopub port it
+# stays up answering nothing. Either way its websocket ends after jupyter_server's kernel_info
+# timeouts (2 x 60 s) and configurable-http-proxy writes "HTTP/1.1 503" into the upgraded stream.
+KERNEL_LOG = {
+    "kernels on TCP": "Kernel is running over TCP",  # ipykernel says so at every start on TCP
+    "binds refused (port in use)": "Address already in use",
+    "kernels given up": "KernelRestarter: restart failed",
+    "kernel_info timeouts": "Timeout waiting for kernel_info reply",
+    "503s on kernel websockets": "/channels read ECONNRESET",
+}
+
+
+def kernel_log(log_text: str) -> dict[str, int]:
+    return {what: log_text.count(needle) for what, needle in KERNEL_LOG.items()}
+
+
 def prepare_users(hub: Hub, n: int, homes: Path) -> list[User]:
     admin = hub.browser_login("admin", hub.admin_password)
     users = []
@@ -403,7 +460,7 @@ def prepare_users(hub: Hub, n: int, homes: Path) -> list[User]:
         r = set_password(hub, u.name, u.password, session=admin)
         if r.status_code != 200 or "changed successfully" not in r.text:
             raise RuntimeError(f"could not set {u.name}'s password: {r.status_code} {r.text[:200]}")
-        Account(u.name, homes)  # the OS account exists beforehand, as in a class set up the day before
+        u.home = Account(u.name, homes).home  # the OS account exists beforehand, as in a class set up the day before
         users.append(u)
     return users
 
@@ -448,15 +505,18 @@ def report(users: list[User], result: dict, info: dict, args) -> None:
               f"   -> hub+proxy per user {(c.get('hub', 0) + c.get('proxy', 0)) / k:5.3f}s")
     mem = result.get("memory", {})
     if mem.get("alone"):
-        a, k = mem["alone"], mem["with_kernel"]
+        a, k, pss = mem["alone"], mem["with_kernel"], mem["pss"]
         print(f"memory per idle server (USS, {mem['servers']} servers, all up): server alone median "
               f"{statistics.median(a):.0f} MB, max {max(a):.0f} MB; with its kernel median "
-              f"{statistics.median(k):.0f} MB, max {max(k):.0f} MB")
+              f"{statistics.median(k):.0f} MB, max {max(k):.0f} MB; server PSS median {statistics.median(pss):.0f} MB"
+              + (f"; the warm process they fork from: {mem['zygote_uss'][0]:.0f} MB USS" if mem.get("zygote_uss") else ""))
     lab = [u for u in users if "lab" in u.seconds]
     if lab:
         print(f"JupyterLab: the page and {lab[0].lab_files - 1} assets per user, "
               f"{statistics.median(u.lab_bytes for u in lab) / 2**10:.0f} KiB uncompressed (main.js's lazily loaded "
               "chunks, several MB, are not fetched: that takes running the page's JavaScript)")
+    if result.get("kernel_log"):
+        print("the servers' logs: " + ", ".join(f"{k} {v}" for k, v in result["kernel_log"].items()))
     if result.get("processes"):
         print("processes in the hub's tree with all servers up: "
               + ", ".join(f"{k} {v}" for k, v in sorted(result["processes"].items())))
@@ -512,6 +572,8 @@ def main(argv=None) -> int:
             print(f"   stopping servers: {e}; terminating the hub (JupyterHub stops its servers)", flush=True)
             hub.stop(stop_servers=False)
         print(f"   hub stopped in {time.perf_counter() - t0:.1f}s", flush=True)
+        if result and hub.log_path.exists():
+            result["kernel_log"] = kernel_log(hub.log_path.read_text(errors="replace"))
         failed = failed or any(not u.ok for u in users)
         if args.keep or failed:
             print(f"kept {workdir} (hub log: {hub.log_path})")
