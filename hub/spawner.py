@@ -191,6 +191,8 @@ class NotebenchSpawner(SpawnQuotas, CulledRecord, LocalProcessSpawner):
         env["NOTEBENCH_CULL_NOTICE_SECONDS"] = str(self.cull_notice_seconds)
         if self.examples_dir and not self.examples_offered:
             env["NOTEBENCH_EXAMPLES_DIR"] = self.examples_dir  # copied by the server, as the user
+        if getattr(self, "_runtime_dir", None):
+            env["JUPYTER_RUNTIME_DIR"] = self._runtime_dir
         env.update(workload_env(getattr(self, "_profile", None), gpus=getattr(self, "_gpus", None) or [],
                                 mlflow_url=self.mlflow_url, mlflow_token=self.api_token,
                                 notebench_url=self.notebench_url))
@@ -198,6 +200,10 @@ class NotebenchSpawner(SpawnQuotas, CulledRecord, LocalProcessSpawner):
 
     def get_args(self):
         args = super().get_args() + singleuser_args(self.kernel_cull_idle_timeout, self.kernel_cull_interval)
+        # Kernels on unix sockets in the user's 0700 runtime directory, not TCP ports: ports picked
+        # by many servers at once collide (a kernel then fails or hangs: bench/README.md, "Storm"),
+        # and any local account can connect to a port.
+        args.append("--KernelManager.transport=ipc")
         if os.geteuid() == 0 and not self.accounts.isolate_users:
             args.append("--allow-root")
         return args
@@ -223,6 +229,7 @@ class NotebenchSpawner(SpawnQuotas, CulledRecord, LocalProcessSpawner):
             self.accounts.prepare(self.user.name)
         except AccountClash as e:  # "%s": a hub name may hold a '%'
             raise web.HTTPError(409, "%s", str(e), reason="OS account clash")
+        self._runtime_dir = self.accounts.prepare_runtime_dir(self.user.name)
         try:
             self._gpus = self.gpu_inventory.acquire(self.lease_holder, profile.gpus)
         except NoFreeGPUs as e:

@@ -21,8 +21,10 @@ import hashlib
 import os
 import pwd
 import re
+import stat
 import subprocess
 import sys
+import tempfile
 
 from jupyterhub.spawner import set_user_setuid
 from traitlets import Bool, Unicode, default
@@ -34,6 +36,23 @@ TAG = "notebench="  # no ':' (it separates passwd fields) and no ',' (it separat
 # Held while an account is made or adopted, by every process that makes them (hub, executor).
 # In a directory only root writes to: a user holding it would stop all account making.
 LOCK_FILE = "/run/notebench-accounts.lock"
+
+
+def _own_directory(path: str, mode: int, uid: int, gid: int) -> None:
+    """``path`` a directory (never a link) of ``uid``:``gid`` with ``mode``, made if missing. As
+    root it is taken back from whoever made it; otherwise one that is not ours is refused."""
+    try:
+        os.mkdir(path, mode)
+    except FileExistsError:
+        pass
+    info = os.lstat(path)
+    if not stat.S_ISDIR(info.st_mode):
+        raise RuntimeError(f"{path} is not a directory (a link, or a file): refused as a runtime directory")
+    if (info.st_uid, info.st_gid) != (uid, gid):
+        if os.geteuid() != 0:
+            raise RuntimeError(f"{path} belongs to uid {info.st_uid}, not {uid}: refused as a runtime directory")
+        os.lchown(path, uid, gid)
+    os.chmod(path, mode, follow_symlinks=False)
 
 
 class AccountClash(Exception):
@@ -98,6 +117,17 @@ class UserAccounts(Configurable):
         config=True
     )
     shared_homes_dir = Unicode(help="Where users' homes live when not isolating users.").tag(config=True)
+    runtime_root = Unicode(
+        help="Where users' Jupyter runtime directories are made (their servers' kernels listen on unix sockets "
+        "there). Short: a socket's path is at most 107 bytes. Default /run/notebench-runtime (one 0700 "
+        "directory per account) when isolating users, else a 0700 directory in the temporary directory."
+    ).tag(config=True)
+
+    @default("runtime_root")
+    def _runtime_root_default(self):
+        if self.isolate_users:
+            return "/run/notebench-runtime"
+        return os.path.join(tempfile.gettempdir(), f"notebench-runtime-{os.getuid()}")
 
     def _find(self, name: str) -> tuple[str, pwd.struct_passwd | None]:
         """Hub user ``name``'s account and its passwd entry (None: not made yet), or AccountClash.
@@ -154,6 +184,22 @@ class UserAccounts(Configurable):
         os.makedirs(entry.pw_dir, exist_ok=True)
         os.chown(entry.pw_dir, entry.pw_uid, entry.pw_gid)
         os.chmod(entry.pw_dir, 0o700)
+
+    def runtime_dir(self, name: str) -> str:
+        """The Jupyter runtime directory of ``name``'s server (JUPYTER_RUNTIME_DIR)."""
+        if self.isolate_users:
+            return os.path.join(self.runtime_root, str(self.uid_gid(name)[0]))
+        return self.runtime_root
+
+    def prepare_runtime_dir(self, name: str) -> str:
+        """Make ``name``'s runtime directory theirs alone (0700), and return it."""
+        path = self.runtime_dir(name)
+        if self.isolate_users:
+            _own_directory(self.runtime_root, 0o755, 0, 0)
+            _own_directory(path, 0o700, *self.uid_gid(name))
+        else:
+            _own_directory(path, 0o700, os.getuid(), os.getgid())
+        return path
 
     def uid_gid(self, name: str) -> tuple[int, int]:
         entry = pwd.getpwnam(self.os_user(name))

@@ -61,6 +61,24 @@ def test_shared_homes_are_one_per_hub_name(tmp_path):
     assert len(homes) == 4
 
 
+def test_a_runtime_directory_is_made_private_and_a_link_or_a_file_is_refused(tmp_path):
+    accounts = UserAccounts(isolate_users=False, shared_homes_dir=str(tmp_path), runtime_root=str(tmp_path / "rt"))
+    path = accounts.prepare_runtime_dir("ada")
+    assert path == str(tmp_path / "rt")
+    assert os.stat(path).st_mode & 0o777 == 0o700
+    os.chmod(path, 0o755)
+    accounts.prepare_runtime_dir("ada")
+    assert os.stat(path).st_mode & 0o777 == 0o700  # made private again
+    for planted in ("link", "file"):
+        other = UserAccounts(isolate_users=False, runtime_root=str(tmp_path / planted))
+        if planted == "link":
+            (tmp_path / "link").symlink_to(tmp_path / "rt")
+        else:
+            (tmp_path / "file").write_text("")
+        with pytest.raises(RuntimeError, match="not a directory"):
+            other.prepare_runtime_dir("ada")
+
+
 # --- real accounts -----------------------------------------------------------------------------
 
 
@@ -88,6 +106,28 @@ def new_accounts(prefix, tmp_path):
         return UserAccounts(isolate_users=True, system_user_prefix=prefix, system_home_root=str(home_root))
 
     return make
+
+
+@root_only
+def test_each_account_gets_its_own_runtime_directory_under_a_short_root(new_accounts, tmp_path):
+    root = tmp_path / "rt"
+    accounts = new_accounts()
+    accounts.runtime_root = str(root)
+    for name in ("ada", "grace"):
+        accounts.prepare(name)
+    paths = {name: accounts.prepare_runtime_dir(name) for name in ("ada", "grace")}
+    assert len(set(paths.values())) == 2
+    assert (os.stat(root).st_uid, os.stat(root).st_mode & 0o777) == (0, 0o755)
+    for name, path in paths.items():
+        info = os.stat(path)
+        assert (info.st_uid, info.st_mode & 0o777) == (accounts.uid_gid(name)[0], 0o700)
+    # Made by someone else first: taken back.
+    os.chown(paths["ada"], *accounts.uid_gid("grace"))
+    accounts.prepare_runtime_dir("ada")
+    assert os.stat(paths["ada"]).st_uid == accounts.uid_gid("ada")[0]
+    # The default root leaves room for the longest kernel socket name (a socket's path: 107 bytes at most).
+    longest = len(UserAccounts(isolate_users=True).runtime_root) + len("/4294967295/kernel-") + 36 + len("-ipc-65535")
+    assert longest < 107
 
 
 @root_only

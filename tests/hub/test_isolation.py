@@ -1,13 +1,17 @@
 """The trust boundary in local mode: OS accounts, private homes, no reaching another user's server."""
 
+import json
 import os
 import pwd
+import stat
 import subprocess
+from pathlib import Path
 
 import pytest
 import requests
 
 from tests.support.accounts import set_password
+from tests.support.kernels import execute, start_kernel
 from tests.support.launcher import IS_ROOT
 
 pytestmark = pytest.mark.skipif(not IS_ROOT, reason="per-user OS accounts need the hub to run as root (CI does)")
@@ -72,3 +76,23 @@ def test_cookie_of_a_cannot_reach_b_server(hub, two_users):
     other = browser.get(f"{hub.url}/user/iso-b/lab")
     assert other.status_code in (403, 404)
     assert browser.get(f"{hub.url}/user/iso-b/api/contents").status_code in (403, 404)
+
+
+def test_kernels_listen_on_unix_sockets_only_their_user_can_reach(hub, two_users):
+    """Not TCP ports: any account can connect to a port, and ports picked by many servers at once
+    collide (bench/README.md, "Storm")."""
+    token = two_users["iso-a"]
+    kernel_id = start_kernel(hub.url, "iso-a", token)
+    assert execute(hub.url, "iso-a", token, kernel_id, "print(1 + 1)").strip() == "2"
+    uid = pwd.getpwnam("nb-iso-a").pw_uid
+    runtime = Path(f"/run/notebench-runtime/{uid}")
+    assert (runtime.stat().st_uid, runtime.stat().st_mode & 0o777) == (uid, 0o700)
+    connection = json.loads((runtime / f"kernel-{kernel_id}.json").read_text())
+    assert connection["transport"] == "ipc" and connection["ip"].startswith(str(runtime))
+    # Its five channels are sockets in that directory (ipykernel's own output pipe stays on TCP,
+    # bound where the system picks: it takes no connection from the server).
+    prefix = Path(connection["ip"])
+    channels = [connection[f"{name}_port"] for name in ("shell", "iopub", "stdin", "control", "hb")]
+    assert all(stat.S_ISSOCK(Path(f"{prefix}-{port}").lstat().st_mode) for port in channels)
+    denied = as_os_user("nb-iso-b", "ls", str(runtime))
+    assert denied.returncode != 0 and "Permission denied" in denied.stderr
