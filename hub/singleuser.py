@@ -52,6 +52,7 @@ def _load_jupyter_server_extension(serverapp):
     settings = web_app.settings
     kernels = serverapp.kernel_manager
     count_only_changes_as_activity(web_app)
+    cache_extension_assets_for_good(settings)
     if not serverapp.jpserver_extensions.get("jupyter_lsp"):
         web_app.add_handlers(".*$", [(url_path_join(settings["base_url"], "lsp", "status"), NoLanguageServersHandler)])
     if os.environ.get("NOTEBENCH_EXAMPLES_DIR"):
@@ -63,6 +64,17 @@ def _load_jupyter_server_extension(serverapp):
 
     interval_s = float(os.environ.get("NOTEBENCH_BUSY_CHECK_INTERVAL", "30"))
     PeriodicCallback(stamp_if_busy, interval_s * 1000).start()
+
+
+def cache_extension_assets_for_good(settings: dict) -> None:
+    """jupyterlab_server marks each prebuilt extension's ``static/`` (hashed file names) immutable,
+    but by paths without the server's base URL, which under JupyterHub (``/user/<name>/``) never
+    match: the browser revalidated those files on every visit (bench/README.md, "Browser"). Add
+    the same paths under the base URL."""
+    base = settings["base_url"]
+    cache = settings.setdefault("static_immutable_cache", [])
+    cache += [url_path_join(base, path) for path in list(cache)
+              if "/lab/extensions/" in path and not path.startswith(base)]
 
 
 def count_only_changes_as_activity(web_app) -> None:

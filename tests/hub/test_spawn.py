@@ -1,5 +1,7 @@
 """Spawning and stopping servers with each profile; GPU leases; errors a user sees."""
 
+import json
+import re
 import sqlite3
 
 import requests
@@ -108,3 +110,19 @@ def test_spawn_form_offers_the_profiles_and_starts_the_chosen_one(hub):
     wait_for(lambda: (hub.server("form-user") or {}).get("ready"), 120, message="form-user's server ready")
     assert server_env(hub, "form-user")["NOTEBENCH_PROFILE"] == "gpu"
     hub.stop_server("form-user")
+
+
+def test_jupyterlabs_extension_assets_are_cached_for_good_under_the_users_url(hub):
+    """Their names are hashed: a browser keeps them instead of asking again on every visit."""
+    token = hub.new_user("cache-user")
+    hub.spawn("cache-user", "cpu", token=token)
+    headers = {"Authorization": f"token {token}"}
+    lab = requests.get(f"{hub.url}/user/cache-user/lab", headers=headers, timeout=60)
+    page_config = json.loads(re.search(r'id="jupyter-config-data"[^>]*>(.*?)</script>', lab.text, re.S).group(1))
+    assert page_config["federated_extensions"]
+    for extension in page_config["federated_extensions"]:
+        asset = requests.get(f"{hub.url}/user/cache-user/lab/extensions/{extension['name']}/{extension['load']}",
+                             headers=headers, timeout=60)
+        assert asset.status_code == 200
+        assert "immutable" in asset.headers["Cache-Control"], (extension["name"], asset.headers["Cache-Control"])
+    hub.stop_server("cache-user")
