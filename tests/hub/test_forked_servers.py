@@ -15,7 +15,7 @@ import pytest
 import requests
 
 from tests.support.kernels import execute, server_env, start_kernel
-from tests.support.launcher import IS_ROOT, running_hub
+from tests.support.launcher import IS_ROOT, running_hub, users_with_servers
 
 pytestmark = pytest.mark.skipif(not IS_ROOT, reason="per-user OS accounts need the hub to run as root (CI does)")
 
@@ -28,12 +28,8 @@ PER_SERVER = re.compile(r"^(JUPYTERHUB_(API_TOKEN|CLIENT_ID|USER|SERVICE_PREFIX|
 
 @pytest.fixture(scope="module")
 def two_users(hub):
-    tokens = {name: hub.new_user(name) for name in ("fork-a", "fork-b")}
-    for name in tokens:
-        hub.spawn(name, "cpu")
-    yield tokens
-    for name in tokens:
-        hub.stop_server(name)
+    with users_with_servers(hub, "fork-a", "fork-b") as tokens:
+        yield tokens
 
 
 @pytest.fixture(scope="module")

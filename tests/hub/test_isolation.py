@@ -12,19 +12,15 @@ import requests
 
 from tests.support.accounts import set_password
 from tests.support.kernels import execute, start_kernel
-from tests.support.launcher import IS_ROOT
+from tests.support.launcher import IS_ROOT, users_with_servers
 
 pytestmark = pytest.mark.skipif(not IS_ROOT, reason="per-user OS accounts need the hub to run as root (CI does)")
 
 
 @pytest.fixture(scope="module")
 def two_users(hub):
-    tokens = {name: hub.new_user(name) for name in ("iso-a", "iso-b")}
-    for name in tokens:
-        hub.spawn(name, "cpu")
-    yield tokens
-    for name in tokens:
-        hub.stop_server(name)
+    with users_with_servers(hub, "iso-a", "iso-b") as tokens:
+        yield tokens
 
 
 def as_os_user(account, *cmd):

@@ -231,6 +231,19 @@ def running_hub(tmp_path_factory, name: str, config: str = ""):
         hub.stop()
 
 
+@contextlib.contextmanager
+def users_with_servers(hub, *names: str, profile: str = "cpu"):
+    """Users made through the hub's API, their servers running until the end: {name: API token}."""
+    tokens = {name: hub.new_user(name) for name in names}
+    for name in tokens:
+        hub.spawn(name, profile)
+    try:
+        yield tokens
+    finally:
+        for name in tokens:
+            hub.stop_server(name)
+
+
 def notebook(*sources: str, parameters: str | None = None, kernel: str = "python3") -> dict:
     """An nbformat v4 notebook with a `parameters` cell (if given) and one code cell per source."""
     import nbformat
