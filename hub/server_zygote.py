@@ -100,20 +100,27 @@ def made_at_import() -> list[tuple[object, str, object]]:
     def holds(value) -> bool:
         if isinstance(value, str):
             return WARM_HOME in value or WARM_USER in value
-        return isinstance(value, (list, tuple)) and any(isinstance(v, str) and holds(v) for v in value)
+        return type(value) in (list, tuple) and any(isinstance(v, str) and holds(v) for v in value)
 
     found: list[tuple[object, str, object]] = []
     for module in list(sys.modules.values()):
-        found += [(module.__dict__, name, value) for name, value in list(getattr(module, "__dict__", {}).items())
-                  if holds(value)]
+        names = getattr(module, "__dict__", {})
+        if names is globals():  # this module's own marks stay what they are
+            continue
+        found += [(names, name, value) for name, value in list(names.items()) if holds(value)]
     classes, seen = [HasTraits], set()
     while classes:
         cls = classes.pop()
         classes += cls.__subclasses__()
         for trait in cls.__dict__.values():
-            if isinstance(trait, TraitType) and id(trait) not in seen and holds(trait.default_value):
-                seen.add(id(trait))
-                found.append((trait, "default_value", trait.default_value))
+            if not isinstance(trait, TraitType) or id(trait) in seen:
+                continue
+            seen.add(id(trait))
+            # A container trait (List, Tuple...) makes its default from default_args.
+            for attribute in ("default_value", "default_args"):
+                value = getattr(trait, attribute, None)
+                if holds(value) or (type(value) is tuple and any(holds(v) for v in value)):
+                    found.append((trait, attribute, value))
         # traitlets copies immutable defaults into each class at its creation, too.
         copies = cls.__dict__.get("_static_immutable_initial_values") or {}
         found += [(copies, key, default) for key, default in copies.items() if holds(default)]
@@ -121,10 +128,14 @@ def made_at_import() -> list[tuple[object, str, object]]:
 
 
 def _make_users(found: list[tuple[object, str, object]], home: str, user: str) -> None:
+    warm_home, warm_user = WARM_HOME, WARM_USER  # read once: the loop may be replacing them too
+
     def mine(value):
         if isinstance(value, str):
-            return value.replace(WARM_HOME, home).replace(WARM_USER, user)
-        return type(value)(mine(v) for v in value)
+            return value.replace(warm_home, home).replace(warm_user, user)
+        if type(value) in (list, tuple):
+            return type(value)(mine(v) for v in value)
+        return value
 
     for holder, name, value in found:
         if isinstance(holder, dict):

@@ -94,3 +94,22 @@ def test_a_spawn_with_other_interpreter_settings_starts_cold(tmp_path):
     env = {"HOME": str(tmp_path), "PYTHONPATH": "/elsewhere"}
     seen = become_in_a_child({"cgroup": None, "os_user": None, "home": str(tmp_path), "env": env}, {})
     assert seen["cold"] is True
+
+
+def test_what_imports_made_of_the_warm_home_and_user_becomes_the_users(monkeypatch):
+    from traitlets import HasTraits, List, Unicode
+
+    class Settings(HasTraits):
+        folder = Unicode(f"{server_zygote.WARM_HOME}/.jupyter/lab")
+        who = Unicode(server_zygote.WARM_USER)
+        paths = List([f"{server_zygote.WARM_HOME}/a", 3])
+
+    module = type(sys)("made_at_import_example")
+    module.CACHE = f"{server_zygote.WARM_HOME}/.cache"
+    module.PAIR = (f"{server_zygote.WARM_HOME}/x", None)
+    monkeypatch.setitem(sys.modules, module.__name__, module)
+    found = server_zygote.made_at_import()
+    server_zygote._make_users(found, "/home/nb-ada", "nb-ada")
+    made = Settings()
+    assert (made.folder, made.who, made.paths) == ("/home/nb-ada/.jupyter/lab", "nb-ada", ["/home/nb-ada/a", 3])
+    assert (module.CACHE, module.PAIR) == ("/home/nb-ada/.cache", ("/home/nb-ada/x", None))
