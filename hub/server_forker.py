@@ -83,7 +83,7 @@ class ServerForker:
         self._proc = None
 
     async def spawn(self, request: dict) -> int:
-        """The pid of a server forked for ``request`` (keys: args, env, os_user, home, cgroup)."""
+        """The pid of a server forked for ``request`` (keys: cmd, args, env, os_user, home, cgroup)."""
         self.start(request["env"])
         assert self._control is not None
         mine, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)

@@ -194,7 +194,8 @@ def _child(fd: int, control: socket.socket, started_env: dict, found: list) -> N
     os.close(null)
     args = request["args"]
     if cold:
-        os.execve(sys.executable, [sys.executable, "-m", "notebench.hub.server_command", *args], dict(os.environ))
+        cmd = request["cmd"]
+        os.execve(cmd[0], [*cmd, *args], dict(os.environ))
     from notebench.hub import server_command
 
     sys.argv = ["jupyterhub-singleuser", *args]

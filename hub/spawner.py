@@ -259,7 +259,8 @@ class NotebenchSpawner(SpawnQuotas, CulledRecord, LocalProcessSpawner):
         if self.port == 0:
             self.port = random_port()
         request = {
-            "args": self.cmd[3:] + self.get_args(),
+            "cmd": list(self.cmd),  # what the child execs if it must start cold
+            "args": self.get_args(),
             "env": self.get_env(),
             "os_user": self.os_user if self.accounts.isolate_users else None,
             "home": self.accounts.home(self.user.name),
@@ -281,7 +282,8 @@ class NotebenchSpawner(SpawnQuotas, CulledRecord, LocalProcessSpawner):
         deadline = time.monotonic() + self.http_timeout
         client = AsyncHTTPClient()
         while time.monotonic() < deadline:
-            if self._exited():
+            exited = self.proc.poll() is not None if self.proc is not None else not await self._signal(0)
+            if exited:  # forked: the warm process reaps it, so a pid that answers is alive
                 return  # it died: JupyterHub's own check reports that
             try:
                 _, writer = await asyncio.open_connection(ip, port)
@@ -292,17 +294,6 @@ class NotebenchSpawner(SpawnQuotas, CulledRecord, LocalProcessSpawner):
             except (OSError, asyncio.TimeoutError, HTTPClientError):
                 pass
             await asyncio.sleep(interval)
-
-    def _exited(self) -> bool:
-        if self.proc is not None:
-            return self.proc.poll() is not None
-        try:
-            os.kill(self.pid, 0)  # forked: the warm process reaps it, so a pid that answers is alive
-        except ProcessLookupError:
-            return True
-        except PermissionError:
-            pass
-        return False
 
     def _release(self):
         self.gpu_inventory.release(self.lease_holder)

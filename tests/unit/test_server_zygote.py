@@ -113,3 +113,26 @@ def test_what_imports_made_of_the_warm_home_and_user_becomes_the_users(monkeypat
     made = Settings()
     assert (made.folder, made.who, made.paths) == ("/home/nb-ada/.jupyter/lab", "nb-ada", ["/home/nb-ada/a", 3])
     assert (module.CACHE, module.PAIR) == ("/home/nb-ada/.cache", ("/home/nb-ada/x", None))
+
+
+def test_a_child_that_must_start_cold_execs_the_requests_command_as_the_same_process(tmp_path):
+    import json
+    import os
+    import socket
+
+    hub_end, child_end = socket.socketpair()
+    _control_hub, control_child = socket.socketpair()
+    pid = os.fork()
+    if pid == 0:
+        server_zygote._child(child_end.fileno(), control_child, {}, [])  # never returns
+    child_end.close()
+    answers = hub_end.makefile("rb")
+    assert json.loads(answers.readline()) == {"pid": pid}
+    written = tmp_path / "pid"
+    request = {"cmd": [sys.executable, "-c", "import os, sys; open(sys.argv[1], 'w').write(str(os.getpid()))"],
+               "args": [str(written)], "env": {"HOME": str(tmp_path), "PYTHONPATH": str(tmp_path)},
+               "os_user": None, "home": str(tmp_path), "cgroup": None}
+    hub_end.sendall(json.dumps(request).encode() + b"\n")
+    assert json.loads(answers.readline()) == {"started": "cold"}  # PYTHONPATH differs from the warm process's
+    assert os.waitpid(pid, 0)[1] == 0
+    assert written.read_text() == str(pid)
