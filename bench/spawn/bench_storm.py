@@ -62,7 +62,7 @@ from bench_spawn import IS_ROOT, Account, loadavg, machine, pct, settle  # also 
 from yarl import URL
 
 from tests.support.accounts import set_password
-from tests.support.launcher import Hub
+from tests.support.launcher import Hub, lab_page_config
 
 CODE, EXPECTED = "print(6*7)", "42"
 STEPS = ["login", "spawn", "lab", "kernel", "stop"]
@@ -194,12 +194,10 @@ class Flow:
             link = urljoin(page_url, unescape(m.group(1)))
             if urlparse(link).netloc == urlparse(page_url).netloc:
                 assets.add(link)
-        config = re.search(r'<script id="jupyter-config-data" type="application/json">(.*?)</script>', page, re.S)
-        if config:
-            cfg = json.loads(config.group(1))
-            ext_url = cfg.get("fullLabextensionsUrl", f"/user/{u.name}/lab/extensions")
-            for ext in cfg.get("federated_extensions", []):
-                assets.add(f"{self.hub}{ext_url}/{ext['name']}/{ext['load']}")
+        cfg = lab_page_config(page)
+        ext_url = cfg.get("fullLabextensionsUrl", f"/user/{u.name}/lab/extensions")
+        for ext in cfg.get("federated_extensions", []):
+            assets.add(f"{self.hub}{ext_url}/{ext['name']}/{ext['load']}")
         u.lab_bytes = len(page.encode())
 
         async def fetch(link):

@@ -4,7 +4,6 @@ server is what a cold start makes (extensions, kernels, environment) — compare
 this module's own that starts servers cold. Culling, MLflow and the rest are tested on forked
 servers everywhere else: forking is the default."""
 
-import json
 import os
 import pwd
 import re
@@ -15,7 +14,7 @@ import pytest
 import requests
 
 from tests.support.kernels import execute, server_env, start_kernel
-from tests.support.launcher import IS_ROOT, running_hub, users_with_servers
+from tests.support.launcher import IS_ROOT, lab_page_config, running_hub, users_with_servers
 
 pytestmark = pytest.mark.skipif(not IS_ROOT, reason="per-user OS accounts need the hub to run as root (CI does)")
 
@@ -109,14 +108,13 @@ def test_a_forked_server_is_what_a_cold_start_makes(hub, two_users, cold_hub):
     servers = {"forked": (hub, "fork-a", two_users["fork-a"]), "cold": (cold_hub, "fork-cold", cold_token)}
 
     def facts(h, name, token):
-        get = lambda path: requests.get(f"{h.url}/user/{name}/{path}", headers={"Authorization": f"token {token}"},  # noqa: E731
-                                        timeout=60)
+        headers = {"Authorization": f"token {token}"}
+        get = lambda path: requests.get(f"{h.url}/user/{name}/{path}", headers=headers, timeout=60)  # noqa: E731
         lab = get("lab")
         assert lab.status_code == 200
-        page_config = json.loads(re.search(r'id="jupyter-config-data"[^>]*>(.*?)</script>', lab.text, re.S).group(1))
+        page_config = lab_page_config(lab.text)
         env = server_env(h, name)
         # JupyterLab saves a workspace and a setting where a cold start does: in the user's home.
-        headers = {"Authorization": f"token {token}"}
         saved = [requests.put(f"{h.url}/user/{name}/lab/api/workspaces/fork-check", headers=headers, timeout=60,
                               json={"data": {}, "metadata": {"id": "fork-check"}}).status_code,
                  requests.put(f"{h.url}/user/{name}/lab/api/settings/@jupyterlab/apputils-extension:notification",

@@ -1,13 +1,11 @@
 """Spawning and stopping servers with each profile; GPU leases; errors a user sees."""
 
-import json
-import re
 import sqlite3
 
 import requests
 
 from tests.support.kernels import server_env
-from tests.support.launcher import wait_for
+from tests.support.launcher import lab_page_config, wait_for
 
 
 def server_pid(hub, name):
@@ -118,7 +116,7 @@ def test_jupyterlabs_extension_assets_are_cached_for_good_under_the_users_url(hu
     hub.spawn("cache-user", "cpu", token=token)
     headers = {"Authorization": f"token {token}"}
     lab = requests.get(f"{hub.url}/user/cache-user/lab", headers=headers, timeout=60)
-    page_config = json.loads(re.search(r'id="jupyter-config-data"[^>]*>(.*?)</script>', lab.text, re.S).group(1))
+    page_config = lab_page_config(lab.text)
     assert page_config["federated_extensions"]
     for extension in page_config["federated_extensions"]:
         asset = requests.get(f"{hub.url}/user/cache-user/lab/extensions/{extension['name']}/{extension['load']}",

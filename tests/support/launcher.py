@@ -6,6 +6,7 @@ Used by the test fixtures and by the benchmarks, so both measure the product as 
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import re
 import secrets
@@ -242,6 +243,12 @@ def users_with_servers(hub, *names: str, profile: str = "cpu"):
     finally:
         for name in tokens:
             hub.stop_server(name)
+
+
+def lab_page_config(html: str) -> dict:
+    """JupyterLab's page config: the JSON in its page's ``jupyter-config-data`` script ({} if none)."""
+    found = re.search(r'<script id="jupyter-config-data"[^>]*>(.*?)</script>', html, re.S)
+    return json.loads(found.group(1)) if found else {}
 
 
 def notebook(*sources: str, parameters: str | None = None, kernel: str = "python3") -> dict:
