@@ -157,8 +157,10 @@ class CullingNotices {
     }
   }
 
+  // Called from the notice's buttons: JupyterLab closes the toast and dismisses the notification
+  // on the click, so only forget it here (dismissing it a second time could leave a stale copy).
   private async keep(): Promise<void> {
-    this.dismissServerNotice();
+    this.noticeId = null;
     try {
       await api('culling', 'POST');
     } catch (error) {
@@ -171,7 +173,7 @@ class CullingNotices {
 
   private async explain(server: IServerCulling): Promise<void> {
     const trans = this.trans;
-    this.dismissServerNotice(); // its toast closed with the click: a new one comes when it applies
+    this.noticeId = null; // closed by the click (see keep): a new one comes when it applies
     await showDialog({
       title: trans.__('Why your server will be stopped'),
       body: trans.__(
