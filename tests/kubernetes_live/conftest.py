@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import os
 import shutil
+import stat
+import sys
 import tempfile
 from pathlib import Path
 
@@ -29,6 +31,26 @@ def start_control_plane(directory: Path, admission_plugins: tuple[str, ...] = ()
             pytest.fail(f"the live Kubernetes tier cannot start its control plane: {e}")
         pytest.skip(f"no live Kubernetes cluster: {e}")
     return Cluster(control_plane.kubeconfig, control_plane)
+
+
+def checkout_closed_to_pods() -> Path | None:
+    """The first directory above this interpreter that other uids cannot search, if any. The test
+    node runs pods' processes as their runAsUser with this interpreter (a clone made in a 0700
+    directory, as `mktemp -d` makes them, fails every pod with a bare exit code)."""
+    for directory in Path(sys.executable).parents:
+        if not directory.stat().st_mode & stat.S_IXOTH:
+            return directory
+    return None
+
+
+def require_pods_can_run_this_python() -> None:
+    closed = checkout_closed_to_pods()
+    if closed is not None:
+        why = (f"the test node runs pods as other uids with {sys.executable}, but {closed} is closed to "
+               f"them (mode {closed.stat().st_mode & 0o777:o}): `chmod o+x {closed}` or clone elsewhere")
+        if os.environ.get("CI"):
+            pytest.fail(why)
+        pytest.skip(why)
 
 
 @pytest.fixture(scope="session")
@@ -57,6 +79,7 @@ def kube_node(kube_cluster, node_dir):
     if kube_cluster.control_plane is None:
         pytest.skip("the test node runs pods as local processes: only on the tier's own control plane, "
                     "not on NOTEBENCH_KUBECONFIG's cluster")
+    require_pods_can_run_this_python()
     return kube_cluster.start_node(node_dir / "main")
 
 
@@ -90,6 +113,7 @@ def kube_cluster_owner_references_enforced(tmp_path_factory, node_dir):
     node. Started only by the tests that ask for it."""
     if os.environ.get("NOTEBENCH_KUBECONFIG"):
         pytest.skip("needs an admission plugin on the API server: only on the tier's own control plane")
+    require_pods_can_run_this_python()
     cluster = start_control_plane(tmp_path_factory.mktemp("kube-owner-references"),
                                   ("OwnerReferencesPermissionEnforcement",))
     cluster.start_node(node_dir / "owner-references")
