@@ -119,6 +119,10 @@ def traffic(hub, people, model, local, main):
             assert r.headers["X-Notebench-Model-Version"] == f"{model['name']}/1"
             ids.append(r.headers["X-Notebench-Request-Id"])
             answers.append(r.json()["predictions"][0])
+            # Paced by the shadow: on a busy machine copies can fall more than max_shadow_in_flight
+            # behind a fast client and be dropped (by design, counted); here every copy must land.
+            wait_for(lambda: shadow_of(shadow_report(hub, main, people["owner_token"]), local["copy"])["requests"]
+                     == len(ids), 60, message=f"the copy of request {len(ids)} answered by the shadow")
     return {"ids": ids, "answers": answers}
 
 
