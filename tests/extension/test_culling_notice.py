@@ -88,8 +88,7 @@ def test_notice_before_the_cull_and_the_reason_after(cull_hub, new_page):
     expect(notice).to_have_count(0, timeout=30_000)
 
     # Left alone again: the notice comes back; the server goes; the home page says why.
-    expect(server_notice(page)).to_be_visible(
-        timeout=120_000)
+    expect(server_notice(page)).to_be_visible(timeout=120_000)
     page.goto(f"{hub.url}/hub/home")  # off the lab before its server stops under it
     wait_for(lambda: hub.server(name) is None, 240, interval=1, message="idle server culled")
     page.reload()

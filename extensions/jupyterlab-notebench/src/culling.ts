@@ -158,7 +158,7 @@ class CullingNotices {
   }
 
   // Called from the notice's buttons: JupyterLab closes the toast and dismisses the notification
-  // on the click, so only forget it here (dismissing it a second time could leave a stale copy).
+  // on the click, so only forget it here rather than dismiss it a second time.
   private async keep(): Promise<void> {
     this.noticeId = null;
     try {
